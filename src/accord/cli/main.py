@@ -1,0 +1,418 @@
+"""`accord`: every command a user runs. Each parses, calls a service, and renders."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from accord.cli.output import (
+    bytes_progress,
+    console,
+    count_progress,
+    errors,
+    reports_errors,
+    stages,
+    table,
+)
+from accord.config.loader import load_project
+from accord.config.scaffold import scaffold
+from accord.errors import InputRejected
+from accord.golden import customers
+from accord.golden.resolve import ResolveReport, resolve
+from accord.govern import audit, identity
+from accord.govern.permissions import Role, cli_actor
+from accord.intake.load import LoadReport, load_file
+from accord.store.engine import writing
+from accord.workspace import Workspace, open_workspace
+
+app = typer.Typer(
+    name="accord",
+    help="Accord: one trusted customer record, every system in step.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+users_app = typer.Typer(help="People who sign in to the web app and API.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys for connected systems.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+
+ProjectDir = Annotated[
+    Path,
+    typer.Argument(help="the project folder (holds accord.yaml)", file_okay=False),
+]
+STAGES = ["read", "match", "cluster", "survive", "write"]
+
+
+@app.command()
+@reports_errors
+def init(
+    directory: ProjectDir,
+    force: Annotated[bool, typer.Option(help="overwrite existing project files")] = False,
+) -> None:
+    """Create a project folder with a commented accord.yaml and an example mapping."""
+    for path in scaffold(directory, force=force):
+        console.print(f"wrote {path}")
+    console.print(f"next: edit the files, then run [bold]accord validate {directory}[/]")
+
+
+@app.command()
+@reports_errors
+def validate(directory: ProjectDir) -> None:
+    """Check accord.yaml and every mapping; list every problem with file and line."""
+    project = load_project(directory)
+    console.print(
+        f"[green]ok[/]: {project.config.project}: {len(project.config.systems)} systems, "
+        f"{len(project.mappings)} mappings, version {project.digest[:12]}"
+    )
+
+
+@app.command()
+@reports_errors
+def load(
+    directory: ProjectDir,
+    files: Annotated[list[Path], typer.Argument(help="CSV or JSON Lines files, gzip allowed")],
+    system: Annotated[str, typer.Option("--system", "-s", help="the system they come from")],
+) -> None:
+    """Bring source records in through validation and mapping; bad rows go to quarantine."""
+    workspace = open_workspace(directory)
+    project = workspace.project
+    project.mapping(system)
+    reports = [_load_one(workspace, system, path) for path in files]
+    console.print(_load_table(reports))
+    if any(r.quarantined for r in reports):
+        console.print(
+            "[yellow]some records were quarantined[/]: each entry names its row and reason"
+        )
+
+
+def _load_one(workspace: Workspace, system: str, path: Path) -> LoadReport:
+    if not path.is_file():
+        raise InputRejected(f"no file at {path}")
+    with bytes_progress() as progress:
+        task = progress.add_task(f"{system} ← {path.name}", total=path.stat().st_size)
+        return load_file(
+            workspace.engine,
+            workspace.project,
+            system,
+            path,
+            actor=cli_actor().label,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+
+
+def _load_table(reports: list[LoadReport]) -> Any:
+    return table(
+        "Loaded",
+        ["file", "read", "new", "changed", "unchanged", "quarantined", "flagged", "seconds"],
+        [
+            [
+                r.source_name,
+                r.read,
+                r.new,
+                r.changed,
+                r.unchanged + r.repeated_in_file,
+                r.quarantined,
+                r.flagged,
+                r.seconds,
+            ]
+            for r in reports
+        ],
+    )
+
+
+@app.command("resolve")
+@reports_errors
+def resolve_command(directory: ProjectDir) -> None:
+    """Match every record and build golden records, keeping existing golden ids."""
+    workspace = open_workspace(directory)
+    report = _resolve(workspace)
+    console.print(_resolve_table(report))
+
+
+def _resolve(workspace: Workspace) -> ResolveReport:
+    with stages("resolve", STAGES) as on_stage:
+        report = resolve(
+            workspace.engine, workspace.project, actor=cli_actor().label, progress=on_stage
+        )
+    for block in report.oversized_blocks:
+        errors.print(
+            f"[yellow]warning:[/] rule {block.rule}: {block.size:,} records share "
+            f"{block.key!r}; the block was skipped (match.max_block_size)"
+        )
+    return report
+
+
+def _resolve_table(report: ResolveReport) -> Any:
+    rows: list[list[Any]] = [
+        ["records", report.records],
+        ["golden records", report.golden_records],
+        ["links", report.links],
+        *[[f"  by {rule}", n] for rule, n in sorted(report.links_by_rule.items())],
+        ["created", report.created],
+        ["updated", report.updated],
+        ["unchanged", report.unchanged],
+        ["merged away", report.merged],
+        ["retired", report.retired],
+        ["seconds", sum(report.seconds.values())],
+    ]
+    return table("Resolved", ["", "count"], rows)
+
+
+@app.command()
+@reports_errors
+def show(
+    directory: ProjectDir,
+    golden_id: Annotated[str, typer.Argument(help="a golden id such as C0000042")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Print a golden record: each value with its lineage, and its member records."""
+    workspace = open_workspace(directory)
+    with workspace.engine.connect() as conn:
+        customer = customers.get(conn, cli_actor(), golden_id)
+    if as_json:
+        sys.stdout.write(json.dumps(customer, default=str, indent=2) + "\n")
+        return
+    if customer["status"] != "active":
+        target = customer.get("merged_into")
+        console.print(
+            f"{golden_id} is {customer['status']}" + (f": see [bold]{target}[/]" if target else "")
+        )
+        return
+    console.print(f"[bold]{customer['display_name']}[/]  {golden_id}")
+    lineage = customer["lineage"]
+    console.print(
+        table(
+            "Values and lineage",
+            ["field", "value", "from", "rule", "observed", "others"],
+            [
+                [
+                    field,
+                    entry["value"],
+                    f"{entry['system']}/{entry['source_id']}",
+                    entry["rule"],
+                    entry["observed_at"][:19],
+                    len(entry["alternatives"]),
+                ]
+                for field, entry in lineage.items()
+            ],
+        )
+    )
+    console.print(
+        table(
+            "Member records",
+            ["system", "source id", "linked by", "with", "version"],
+            [
+                [
+                    m["system"],
+                    m["source_id"],
+                    m["rule"],
+                    "/".join(m["evidence"].get("linked_to", [])),
+                    m["version"],
+                ]
+                for m in customer["members"]
+            ],
+        )
+    )
+
+
+@app.command()
+@reports_errors
+def search(
+    directory: ProjectDir,
+    text: Annotated[str, typer.Argument(help="part of a name, email, phone or id")] = "",
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
+) -> None:
+    """List golden customers whose name, email, phone, city or ids contain TEXT."""
+    workspace = open_workspace(directory)
+    with workspace.engine.connect() as conn:
+        page = customers.search(conn, cli_actor(), text, limit=limit)
+    console.print(
+        table(
+            f"{page.total:,} customers",
+            ["golden id", "name", "email", "city", "members"],
+            [
+                [
+                    i["golden_id"],
+                    i["display_name"],
+                    i["data"].get("email"),
+                    i["data"].get("city"),
+                    i["member_count"],
+                ]
+                for i in page.items
+            ],
+        )
+    )
+
+
+@audit_app.command("verify")
+@reports_errors
+def audit_verify(directory: Annotated[Path, typer.Argument(file_okay=False)] = Path()) -> None:
+    """Check the audit log's hash chain; name the first broken entry."""
+    workspace = open_workspace(directory)
+    with workspace.engine.connect() as conn, count_progress() as progress:
+        task = progress.add_task("verifying", total=audit.count(conn))
+        result = audit.verify(conn, lambda n: progress.advance(task, n))
+        progress.update(task, completed=result.entries)
+    if result.ok:
+        console.print(f"[green]ok[/]: {result.entries:,} entries, the chain is intact")
+        return
+    errors.print(
+        f"[bold red]broken[/]: entry {result.broken_at}: {result.reason} "
+        f"({result.entries:,} entries before it verify)"
+    )
+    errors.print("  hint: restore the audit log from a backup and investigate who changed it")
+    raise typer.Exit(1)
+
+
+@users_app.command("add")
+@reports_errors
+def users_add(
+    directory: ProjectDir,
+    username: str,
+    role: Annotated[Role, typer.Option(help="admin, steward, operator or viewer")] = Role.VIEWER,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from standard input")
+    ] = False,
+) -> None:
+    """Create a user; the password is asked for (or read from stdin), never an argument."""
+    if role is Role.SYSTEM:
+        raise InputRejected("systems sign in with API keys: use `accord keys create`")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    workspace = open_workspace(directory)
+    with writing(workspace.engine) as conn:
+        identity.create_user(conn, username, password, role, created_by=cli_actor().label)
+    console.print(f"created {role} {username!r}")
+
+
+@keys_app.command("create")
+@reports_errors
+def keys_create(
+    directory: ProjectDir,
+    system: Annotated[str, typer.Option("--system", "-s")],
+) -> None:
+    """Create an API key for a system; it is printed once and stored only as a hash."""
+    workspace = open_workspace(directory)
+    workspace.project.mapping(system)
+    with writing(workspace.engine) as conn:
+        secret = identity.create_api_key(conn, system, created_by=cli_actor().label)
+    console.print(f"API key for {system} (shown once, keep it in a secrets store):")
+    sys.stdout.write(secret + "\n")
+
+
+@app.command()
+@reports_errors
+def serve(
+    directory: ProjectDir,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+) -> None:
+    """Serve the web app and HTTP API."""
+    import uvicorn  # noqa: PLC0415
+
+    from accord.web.app import create_app  # noqa: PLC0415
+
+    workspace = open_workspace(directory)
+    workspace.project  # noqa: B018  (fail before serving when the project is invalid)
+    console.print(
+        f"serving at http://{host}:{port}  (health: /health, API: /api/v1, "
+        "schema: /openapi.json)"
+    )
+    uvicorn.run(create_app(workspace), host=host, port=port, log_level="warning")
+
+
+@app.command("demo-data")
+@reports_errors
+def demo_data(
+    out: Annotated[Path, typer.Argument(help="folder to write the files into", file_okay=False)],
+    seed: Annotated[int, typer.Option(help="same seed, same data")] = 7,
+    count: Annotated[int, typer.Option("--customers", min=1, help="real customers")] = 5000,
+) -> None:
+    """Write the demo company's source files and their ground truth."""
+    from accord.demo.generator import generate  # noqa: PLC0415
+
+    with count_progress() as progress:
+        task = progress.add_task("generating customers", total=count)
+        summary = generate(
+            out, seed=seed, customers=count, progress=lambda n: progress.advance(task, n)
+        )
+    console.print(
+        table(
+            f"Demo data in {out}",
+            ["file", "rows"],
+            [list(i) for i in sorted(summary.files.items())],
+        )
+    )
+
+
+@app.command()
+@reports_errors
+def demo(
+    directory: Annotated[Path, typer.Argument(file_okay=False)] = Path("demo-project"),
+    count: Annotated[int, typer.Option("--customers", min=10)] = 5000,
+    seed: Annotated[int, typer.Option()] = 7,
+    serve_app: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+) -> None:
+    """Generate the demo company, load its four systems, resolve, report, and serve."""
+    from accord.demo.generator import generate  # noqa: PLC0415
+    from accord.demo.run import DEMO_FILES, evaluate, read_truth, write_project  # noqa: PLC0415
+
+    write_project(directory)
+    data = directory / "data"
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    with count_progress() as progress:
+        task = progress.add_task("generating the demo company", total=count)
+        generate(data, seed=seed, customers=count, progress=lambda n: progress.advance(task, n))
+    timings["generate"] = time.perf_counter() - started
+    workspace = open_workspace(directory)
+    reports = [_load_one(workspace, system, data / name) for system, name in DEMO_FILES.items()]
+    timings["load"] = sum(r.seconds for r in reports)
+    report = _resolve(workspace)
+    timings["resolve"] = sum(report.seconds.values())
+    scores = evaluate(report.assignment, read_truth(data / "truth.csv"))
+    console.print(
+        table(
+            "Records per system",
+            ["system", "read", "stored", "quarantined", "flagged"],
+            [
+                [r.system, r.read, r.new + r.changed + r.unchanged, r.quarantined, r.flagged]
+                for r in reports
+            ],
+        )
+    )
+    console.print(
+        table(
+            "Demo summary",
+            ["", "value"],
+            [
+                ["golden records", report.golden_records],
+                ["links made", report.links],
+                ["matcher precision (pairwise)", scores.precision],
+                ["matcher recall (pairwise)", scores.recall],
+                ["matcher F1", scores.f1],
+                *[[f"seconds: {stage}", s] for stage, s in timings.items()],
+            ],
+        )
+    )
+    if not serve_app:
+        return
+    password = secrets.token_urlsafe(12)
+    with writing(workspace.engine) as conn:
+        identity.ensure_user(conn, "admin", password, Role.ADMIN, actor=cli_actor().label)
+    console.print(
+        f"\n[bold]Sign in at http://127.0.0.1:{port}[/] as [bold]admin[/] "
+        f"with password [bold]{password}[/] (shown once; a new one each run)"
+    )
+    serve(directory, port=port)

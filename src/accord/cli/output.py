@@ -1,0 +1,117 @@
+"""Rendering for the command line: errors with hints, reports as tables, progress bars."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from accord.errors import AccordError, ProjectInvalid
+
+console = Console()
+errors = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn Accord's errors into a clear message with a hint and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except ProjectInvalid as exc:
+            errors.print(f"[bold red]error:[/] {exc.message}")
+            for problem in exc.problems:
+                errors.print(f"  [bold]{problem.where}[/]: {problem.message}", highlight=False)
+                if problem.hint:
+                    errors.print(f"      hint: {problem.hint}", highlight=False, style="dim")
+            errors.print(f"  hint: {exc.hint}", style="dim")
+            raise typer.Exit(1) from None
+        except AccordError as exc:
+            errors.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            if exc.hint:
+                errors.print(f"  hint: {exc.hint}", style="dim", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def bytes_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def count_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+@contextmanager
+def stages(title: str, names: list[str]) -> Iterator[Callable[[str], None]]:
+    """A progress bar that advances one step per named stage; yields the stage callback."""
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(title, total=len(names))
+        started: list[str] = []
+
+        def on_stage(name: str) -> None:
+            if started:
+                progress.advance(task)
+            started.append(name)
+            progress.update(task, description=f"{title}: {name}")
+
+        yield on_stage
+        progress.update(task, completed=len(names), description=f"{title}: done")
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+    out = Table(title=title, title_justify="left", header_style="bold")
+    for i, column in enumerate(columns):
+        out.add_column(column, justify="right" if i else "left")
+    for row in rows:
+        out.add_row(*(_cell(v) for v in row))
+    return out
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "" if value is None else str(value)

@@ -1,0 +1,358 @@
+"""Reading a project folder: every problem is collected and reported at once.
+
+A problem names its file and line (from ruamel's round-trip parser, which keeps them)
+and, where we can guess it, a hint such as the key the user probably meant.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import phonenumbers
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from accord.config.models import MappingConfig, ProjectConfig
+from accord.errors import NotFound, Problem, ProjectInvalid
+from accord.model.customer import FIELDS_BY_NAME, FieldType
+
+M = typing.TypeVar("M", bound=BaseModel)
+
+PROJECT_FILE = "accord.yaml"
+MAPPINGS_DIR = "mappings"
+MAX_PROJECT_FILE_BYTES = 1_048_576
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """One system's mapping, with the version stamped on every record it produces."""
+
+    config: MappingConfig
+    path: Path
+    version: str
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    config: ProjectConfig
+    mappings: dict[str, Mapping]
+    digest: str  # sha256 over every project file: the project's version
+
+    def mapping(self, system: str) -> Mapping:
+        if system not in self.config.systems:
+            known = ", ".join(sorted(self.config.systems))
+            raise NotFound(
+                f"no system named {system!r} in {self.root / PROJECT_FILE}",
+                hint=f"known systems: {known}",
+            )
+        if system not in self.mappings:
+            raise NotFound(
+                f"system {system!r} has no mapping",
+                hint=f"write {self.root / MAPPINGS_DIR / (system + '.yaml')}",
+            )
+        return self.mappings[system]
+
+    def as_document(self) -> dict[str, Any]:
+        """The project as plain data, for storing each applied version."""
+        return {
+            "config": self.config.model_dump(mode="json", by_alias=True),
+            "mappings": {
+                name: m.config.model_dump(mode="json", by_alias=True)
+                for name, m in sorted(self.mappings.items())
+            },
+        }
+
+
+def load_project(root: Path) -> Project:
+    """Read and check a project folder; raises ProjectInvalid listing every problem."""
+    problems: list[Problem] = []
+    root = root.resolve()
+    project_path = root / PROJECT_FILE
+    if not project_path.is_file():
+        raise ProjectInvalid(
+            [
+                Problem(
+                    str(project_path),
+                    "no accord.yaml here",
+                    "create a project with `accord init DIR`",
+                )
+            ]
+        )
+    digest = hashlib.sha256()
+    raw_project = _read_yaml(project_path, problems, digest)
+    config = _validate(ProjectConfig, raw_project, project_path, problems)
+
+    mappings: dict[str, Mapping] = {}
+    mapping_nodes: dict[str, tuple[Path, Any]] = {}
+    mapping_dir = root / MAPPINGS_DIR
+    for path in sorted(mapping_dir.glob("*.yaml")) if mapping_dir.is_dir() else []:
+        file_digest = hashlib.sha256()
+        raw = _read_yaml(path, problems, file_digest, digest)
+        mapping_config = _validate(MappingConfig, raw, path, problems)
+        if mapping_config is None:
+            continue
+        if mapping_config.system != path.stem:
+            problems.append(
+                Problem(
+                    _where(path, raw, "system"),
+                    f"file {path.name} declares system {mapping_config.system!r}",
+                    f"name the file {mapping_config.system}.yaml or set system: {path.stem}",
+                )
+            )
+            continue
+        version = f"{path.stem}@{file_digest.hexdigest()[:12]}"
+        mappings[path.stem] = Mapping(mapping_config, path, version)
+        mapping_nodes[path.stem] = (path, raw)
+
+    if config is not None:
+        _check_project(config, raw_project, project_path, problems)
+        for name, (path, raw) in mapping_nodes.items():
+            _check_mapping(config, mappings[name].config, raw, path, problems)
+    if problems or config is None:
+        raise ProjectInvalid(problems)
+    return Project(root, config, mappings, digest.hexdigest())
+
+
+def _read_yaml(path: Path, problems: list[Problem], *digests: Any) -> Any:
+    try:
+        size = path.stat().st_size
+        if size > MAX_PROJECT_FILE_BYTES:
+            problems.append(
+                Problem(str(path), f"file is {size:,} bytes; project files are at most 1 MiB")
+            )
+            return None
+        content = path.read_bytes()
+    except OSError as exc:
+        problems.append(Problem(str(path), f"cannot read: {exc.strerror}"))
+        return None
+    for digest in digests:
+        digest.update(path.name.encode())
+        digest.update(content)
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(Problem(str(path), f"not UTF-8 (byte {exc.start})", "save it as UTF-8"))
+        return None
+    try:
+        data = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problems.append(Problem(f"{path}{line}", f"not valid YAML: {exc.problem or exc}"))
+        return None
+    if data is None:
+        problems.append(Problem(str(path), "file is empty"))
+        return None
+    if not isinstance(data, CommentedMap):
+        problems.append(Problem(f"{path}:1", "expected a mapping of keys to values at the top"))
+        return None
+    return data
+
+
+def _validate(model: type[M], raw: Any, path: Path, problems: list[Problem]) -> M | None:
+    if raw is None:
+        return None
+    try:
+        return model.model_validate(_plain(raw))
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            problems.append(
+                Problem(_where(path, raw, *loc), _describe(error, loc), _hint(model, error, loc))
+            )
+        return None
+
+
+def _describe(error: Any, loc: tuple[Any, ...]) -> str:
+    place = ".".join(str(part) for part in loc) or "(top)"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {place!r}"
+    if error["type"] == "missing":
+        return f"{place}: required, but missing"
+    return f"{place}: {error['msg']}"
+
+
+def _hint(model: type[BaseModel], error: Any, loc: tuple[Any, ...]) -> str | None:
+    if error["type"] != "extra_forbidden" or not loc:
+        return None
+    allowed = _allowed_keys(model, loc[:-1])
+    if not allowed:
+        return None
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "allowed here: " + ", ".join(sorted(allowed))
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys a model accepts at `loc`, found by walking the type annotations."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part)) or next(
+                (f for f in current.model_fields.values() if f.alias == part), None
+            )
+            if field is None:
+                return []
+            current = field.annotation
+        elif typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [f.alias or name for name, f in current.model_fields.items()]
+    return []
+
+
+def _unwrap(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return members[0] if len(members) == 1 else annotation
+    if typing.get_origin(annotation) is typing.Annotated:
+        return typing.get_args(annotation)[0]
+    return annotation
+
+
+def _where(path: Path, node: Any, *loc: Any) -> str:
+    """`path:line` of the deepest part of `loc` that exists in the YAML tree."""
+    line = 1
+    for part in loc:
+        if isinstance(node, CommentedMap) and part in node:
+            line = node.lc.key(part)[0] + 1
+            node = node[part]
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+            line = node.lc.item(part)[0] + 1
+            node = node[part]
+        elif isinstance(node, CommentedMap | CommentedSeq):
+            line = node.lc.line + 1
+            break
+        else:
+            break
+    return f"{path}:{line}"
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    return str(node)
+
+
+def _unknown_field(
+    name: str, where: str, problems: list[Problem], what: str = "canonical field"
+) -> bool:
+    if name in FIELDS_BY_NAME:
+        return False
+    close = difflib.get_close_matches(name, list(FIELDS_BY_NAME), n=1)
+    hint = f"did you mean {close[0]!r}?" if close else "see docs/canonical-model.md"
+    problems.append(Problem(where, f"{name!r} is not a {what} of customer", hint))
+    return True
+
+
+def _check_project(config: ProjectConfig, raw: Any, path: Path, problems: list[Problem]) -> None:
+    systems = set(config.systems)
+    claimed: dict[str, str] = {}
+    for name, system in config.systems.items():
+        for i, field in enumerate(system.authority):
+            where = _where(path, raw, "systems", name, "authority", i)
+            if _unknown_field(field, where, problems):
+                continue
+            if field in claimed:
+                problems.append(
+                    Problem(
+                        where,
+                        f"{field!r} already has {claimed[field]!r} as its authority",
+                        "a field has at most one authoritative system",
+                    )
+                )
+            claimed[field] = name
+        region = system.default_region
+        if region is not None and region not in phonenumbers.SUPPORTED_REGIONS:
+            problems.append(
+                Problem(
+                    _where(path, raw, "systems", name, "default_region"),
+                    f"{region!r} is not a region phone numbers know",
+                    "use an ISO 3166 alpha-2 code such as DE, GB or US",
+                )
+            )
+    survivorship = config.survivorship
+    priorities: list[tuple[tuple[str, ...], list[str]]] = [
+        (("survivorship", "default_priority"), survivorship.default_priority)
+    ]
+    for field, rule in survivorship.fields.items():
+        if not _unknown_field(field, _where(path, raw, "survivorship", "fields", field), problems):
+            priorities.append((("survivorship", "fields", field, "priority"), rule.priority))
+    for loc, priority in priorities:
+        for i, system_name in enumerate(priority):
+            if system_name not in systems:
+                problems.append(
+                    Problem(
+                        _where(path, raw, *loc, i),
+                        f"{system_name!r} is not a system of this project",
+                        "known systems: " + ", ".join(sorted(systems)),
+                    )
+                )
+    names = [rule.name for rule in config.match.rules]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            problems.append(
+                Problem(_where(path, raw, "match", "rules", i), f"rule {name!r} appears twice")
+            )
+
+
+def _check_mapping(
+    config: ProjectConfig, mapping: MappingConfig, raw: Any, path: Path, problems: list[Problem]
+) -> None:
+    if mapping.system not in config.systems:
+        problems.append(
+            Problem(
+                _where(path, raw, "system"),
+                f"system {mapping.system!r} is not declared in accord.yaml",
+                "add it under `systems:` in accord.yaml",
+            )
+        )
+    if "kind" not in mapping.fields:
+        problems.append(
+            Problem(
+                _where(path, raw, "fields"),
+                "no mapping for `kind` (person or organization)",
+                "map a source field with translate, or set `kind: {value: person}`",
+            )
+        )
+    for name, spec in mapping.fields.items():
+        where = _where(path, raw, "fields", name)
+        if _unknown_field(name, where, problems):
+            continue
+        field = FIELDS_BY_NAME[name]
+        if spec.formats is not None and field.type not in (FieldType.DATE, FieldType.TIMESTAMP):
+            problems.append(Problem(where, f"`formats` only applies to dates; {name} is not one"))
+        if field.type is FieldType.VOCABULARY:
+            targets = list((spec.translate or {}).values())
+            targets += [v for v in (spec.value, spec.default) if v is not None]
+            problems.extend(
+                Problem(
+                    where,
+                    f"{target!r} is not in the vocabulary of {name}",
+                    "allowed: " + ", ".join(field.vocabulary),
+                )
+                for target in targets
+                if target not in field.vocabulary
+            )

@@ -1,0 +1,70 @@
+"""The one error hierarchy of Accord.
+
+Domain code raises these; the CLI and the web layer map them to exit codes and HTTP
+status codes in one place each. None of them knows anything about HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class AccordError(Exception):
+    """Base of every error Accord raises on purpose. `hint` says what to do next."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a project file or an input, located as precisely as we can."""
+
+    where: str  # "accord.yaml:12" or "crm.csv line 40"
+    message: str
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {self.message}"
+        return f"{text}\n    hint: {self.hint}" if self.hint else text
+
+
+class ProjectInvalid(AccordError):
+    """The project folder has one or more problems; all of them are in `problems`."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        count = len(problems)
+        super().__init__(
+            f"the project has {count} problem{'s' if count != 1 else ''}",
+            hint="fix each one listed, then run `accord validate DIR` again",
+        )
+
+
+class InputRejected(AccordError):
+    """A whole input (file, batch) cannot be read at all; nothing of it was stored."""
+
+
+class NotFound(AccordError):
+    """The thing asked for does not exist (or the actor may not know it exists)."""
+
+
+class NotAuthenticated(AccordError):
+    """No valid credentials were presented."""
+
+
+class NotAllowed(AccordError):
+    """The actor is known but may not do this."""
+
+
+class Conflict(AccordError):
+    """The request conflicts with the current state (for example a name already taken)."""
+
+
+class AuditChainBroken(AccordError):
+    """The audit log's hash chain does not verify."""

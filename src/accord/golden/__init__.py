@@ -1,0 +1,1 @@
+"""Golden records: one per real customer, rebuilt from its members, explained per field."""

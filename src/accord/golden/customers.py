@@ -1,0 +1,65 @@
+"""Reading customers: the one service the CLI and the web call, with the acting identity,
+so permission checks cannot be skipped by a new endpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection
+
+from accord.errors import InputRejected, NotFound
+from accord.govern.permissions import Actor, Permission, require
+from accord.store import golden as golden_store
+from accord.store import records as record_store
+
+MAX_PAGE = 200
+MAX_QUERY_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    total: int
+    limit: int
+    offset: int
+
+
+def search(
+    conn: Connection, actor: Actor, text: str | None = None, *, limit: int = 50, offset: int = 0
+) -> Page:
+    """Active golden customers whose name, email, phone, city or ids contain `text`."""
+    require(actor, Permission.CUSTOMERS_READ)
+    if not 1 <= limit <= MAX_PAGE:
+        raise InputRejected(f"limit must be between 1 and {MAX_PAGE}")
+    if offset < 0:
+        raise InputRejected("offset must not be negative")
+    text = (text or "").strip()
+    if len(text) > MAX_QUERY_CHARS:
+        raise InputRejected(f"a search is at most {MAX_QUERY_CHARS} characters")
+    items, total = golden_store.search(conn, text or None, limit, offset)
+    return Page(items, total, limit, offset)
+
+
+def get(conn: Connection, actor: Actor, golden_id: str) -> dict[str, Any]:
+    """One golden customer with lineage and members. A merged id answers with
+    `status: merged` and `merged_into`, so old references still lead somewhere."""
+    require(actor, Permission.CUSTOMERS_READ)
+    row = golden_store.get(conn, golden_id)
+    if row is None:
+        raise NotFound(f"no customer {golden_id!r}")
+    row["members"] = golden_store.members(conn, golden_id) if row["status"] == "active" else []
+    return row
+
+
+def source_record(conn: Connection, actor: Actor, system: str, source_id: str) -> dict[str, Any]:
+    """One source record: every stored version, newest first, and its golden customer.
+    A connected system may read only its own records."""
+    require(actor, Permission.RECORDS_READ)
+    if actor.kind == "system" and actor.name != system:
+        raise NotFound(f"no record {source_id!r} in {system!r}")
+    found = record_store.source_record_versions(conn, system, source_id)
+    if not found:
+        raise NotFound(f"no record {source_id!r} in {system!r}")
+    link = golden_store.crosswalk_of(conn, system, source_id)
+    return {"system": system, "source_id": source_id, "golden": link, "versions": found}

@@ -1,0 +1,270 @@
+"""The resolve job: match every current record, cluster, keep golden ids, rebuild golden
+records, and write what changed, with the crosswalk and audit, in one transaction.
+
+A re-run over unchanged data writes nothing; the outcome depends only on the data and the
+project, never on the order records arrived in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from accord.config import versions
+from accord.config.loader import Project
+from accord.golden.ids import assign_ids
+from accord.golden.survivorship import Member, Survivorship
+from accord.govern.audit import AuditAction, AuditEvent, record
+from accord.match import Link, MatchRecord, build_matcher
+from accord.match.clusters import clusters as connected
+from accord.match.features import features_of
+from accord.match.interface import OversizedBlock
+from accord.store import golden as golden_store
+from accord.store import records as record_store
+from accord.store.engine import writing
+
+Progress = Callable[[str], None]  # called with the name of each stage as it starts
+WRITE_BATCH = 1000
+
+
+@dataclass
+class ResolveReport:
+    records: int = 0
+    golden_records: int = 0
+    links: int = 0
+    links_by_rule: dict[str, int] = field(default_factory=dict)
+    pairs_compared: int = 0
+    oversized_blocks: list[OversizedBlock] = field(default_factory=list)
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    merged: int = 0
+    retired: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    # (system, source id) -> golden id, for evaluation against ground truth
+    assignment: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+
+
+def resolve(
+    engine: Engine, project: Project, *, actor: str, progress: Progress | None = None
+) -> ResolveReport:
+    report = ResolveReport()
+    clock = _StageClock(report, progress)
+
+    clock.start("read")
+    with engine.connect() as conn:
+        members = [
+            Member(
+                r.system,
+                r.source_id,
+                r.source_record_id,
+                r.canonical_record_id,
+                r.mapping_version,
+                r.data,
+                r.received_at,
+            )
+            for r in record_store.current_records(conn, project.config.entity)
+        ]
+    report.records = len(members)
+
+    clock.start("match")
+    match_records = [
+        MatchRecord((m.system, m.source_id), m.data.get("kind"), features_of(m.data))
+        for m in members
+    ]
+    result = build_matcher(project.config.match).link(match_records)
+    report.links = len(result.links)
+    report.links_by_rule = dict(Counter(link.rule for link in result.links))
+    report.pairs_compared = result.pairs_compared
+    report.oversized_blocks = result.oversized_blocks
+
+    clock.start("cluster")
+    groups = connected(len(members), ((link.left, link.right) for link in result.links))
+    evidence = _evidence(result.links, members)
+
+    clock.start("survive")
+    survivorship = Survivorship(project.config.survivorship, project.config.systems)
+    built = [_golden_content(survivorship, [members[i] for i in group]) for group in groups]
+
+    clock.start("write")
+    with writing(engine) as conn:
+        versions.apply(conn, project, actor)
+        keys = [[(members[i].system, members[i].source_id) for i in group] for group in groups]
+        _write(conn, project, actor=actor, keys=keys, built=built, evidence=evidence, report=report)
+    clock.stop()
+    return report
+
+
+def _write(
+    conn: Connection,
+    project: Project,
+    *,
+    actor: str,
+    keys: list[list[tuple[str, str]]],
+    built: list[dict[str, Any]],
+    evidence: dict[tuple[str, str], tuple[str, tuple[str, str]]],
+    report: ResolveReport,
+) -> None:
+    """Keep golden ids, write changed golden records and links, retire ids, audit."""
+    current = golden_store.crosswalk_map(conn)
+    fingerprints = golden_store.active_fingerprints(conn)
+    ids = assign_ids(
+        keys,
+        {key: golden_id for key, (golden_id, _) in current.items()},
+        lambda n: golden_store.allocate_ids(conn, n),
+        known_ids=set(fingerprints),
+    )
+    inserts, updates, events = [], [], []
+    changed_ids = [
+        golden_id
+        for golden_id, content in zip(ids.cluster_ids, built, strict=True)
+        if golden_id not in ids.new_ids and fingerprints.get(golden_id) != content["fingerprint"]
+    ]
+    previous = golden_store.data_of(conn, changed_ids)
+    for golden_id, content in zip(ids.cluster_ids, built, strict=True):
+        row = content | {"golden_id": golden_id, "entity_type": project.config.entity}
+        if golden_id in ids.new_ids:
+            inserts.append(row)
+            events.append(_event(AuditAction.GOLDEN_CREATED, golden_id, content))
+        elif golden_id in previous:
+            updates.append(row)
+            changed = sorted(
+                k
+                for k in content["data"].keys() | previous[golden_id].keys()
+                if content["data"].get(k) != previous[golden_id].get(k)
+            )
+            events.append(
+                _event(AuditAction.GOLDEN_UPDATED, golden_id, content, {"fields": changed})
+            )
+        else:
+            report.unchanged += 1
+    report.created, report.updated = len(inserts), len(updates)
+    for start in range(0, max(len(inserts), len(updates)), WRITE_BATCH):
+        golden_store.insert_golden(conn, inserts[start : start + WRITE_BATCH])
+        golden_store.update_golden(conn, updates[start : start + WRITE_BATCH])
+    links = []
+    for golden_id, group_keys in zip(ids.cluster_ids, keys, strict=True):
+        for key in group_keys:
+            rule, partner = evidence.get(key, ("single", None))
+            report.assignment[key] = golden_id
+            if current.get(key) != (golden_id, rule):
+                links.append(
+                    {
+                        "system": key[0],
+                        "source_id": key[1],
+                        "golden_id": golden_id,
+                        "rule": rule,
+                        "score": None,
+                        "evidence": {"linked_to": list(partner)} if partner else {},
+                    }
+                )
+    for start in range(0, len(links), WRITE_BATCH):
+        golden_store.link(conn, links[start : start + WRITE_BATCH], decided_by=actor)
+    golden_store.retire(conn, ids.merged, ids.retired)
+    events += [
+        AuditEvent(AuditAction.GOLDEN_MERGED, "golden", old, {"into": new})
+        for old, new in sorted(ids.merged.items())
+    ]
+    events += [AuditEvent(AuditAction.GOLDEN_RETIRED, "golden", old) for old in sorted(ids.retired)]
+    report.merged, report.retired = len(ids.merged), len(ids.retired)
+    report.golden_records = len(keys)
+    events.append(
+        AuditEvent(
+            AuditAction.RESOLVE_COMPLETED,
+            "project",
+            project.digest,
+            {
+                "records": report.records,
+                "golden_records": report.golden_records,
+                "created": report.created,
+                "updated": report.updated,
+                "merged": report.merged,
+                "retired": report.retired,
+                "links_by_rule": report.links_by_rule,
+            },
+        )
+    )
+    record(conn, actor, events)
+
+
+def _golden_content(survivorship: Survivorship, members: Sequence[Member]) -> dict[str, Any]:
+    data, lineage = survivorship.build(members)
+    member_keys = sorted(f"{m.system}/{m.source_id}" for m in members)
+    fingerprint = hashlib.sha256(
+        json.dumps([data, lineage, member_keys], sort_keys=True, default=str).encode()
+    ).hexdigest()
+    name = display_name(data)
+    searchable = [
+        name,
+        data.get("email"),
+        data.get("phone"),
+        data.get("city"),
+        data.get("tax_id"),
+        data.get("postcode"),
+        *member_keys,
+    ]
+    return {
+        "display_name": name,
+        "search_text": " ".join(str(s) for s in searchable if s).casefold(),
+        "data": data,
+        "lineage": lineage,
+        "member_count": len(members),
+        "fingerprint": fingerprint,
+    }
+
+
+def display_name(data: dict[str, Any]) -> str:
+    if data.get("kind") == "organization" and data.get("organization_name"):
+        parts = [data["organization_name"], data.get("legal_form")]
+    else:
+        parts = [data.get("given_name"), data.get("family_name")]
+    return " ".join(str(p) for p in parts if p) or data.get("email") or "(no name)"
+
+
+def _evidence(
+    links: Sequence[Link], members: Sequence[Member]
+) -> dict[tuple[str, str], tuple[str, tuple[str, str]]]:
+    """For each linked record, the first link that joined it: its rule and its partner."""
+    found: dict[tuple[str, str], tuple[str, tuple[str, str]]] = {}
+    for link in links:
+        left, right = members[link.left], members[link.right]
+        left_key, right_key = (left.system, left.source_id), (right.system, right.source_id)
+        found.setdefault(left_key, (link.rule, right_key))
+        found.setdefault(right_key, (link.rule, left_key))
+    return found
+
+
+def _event(
+    action: AuditAction,
+    golden_id: str,
+    content: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> AuditEvent:
+    details = {"members": content["member_count"], "fingerprint": content["fingerprint"]}
+    return AuditEvent(action, "golden", golden_id, details | (extra or {}))
+
+
+class _StageClock:
+    def __init__(self, report: ResolveReport, progress: Progress | None) -> None:
+        self.report = report
+        self.progress = progress
+        self.stage: str | None = None
+        self.started = 0.0
+
+    def start(self, stage: str) -> None:
+        self.stop()
+        self.stage, self.started = stage, time.perf_counter()
+        if self.progress is not None:
+            self.progress(stage)
+
+    def stop(self) -> None:
+        if self.stage is not None:
+            self.report.seconds[self.stage] = time.perf_counter() - self.started
+            self.stage = None

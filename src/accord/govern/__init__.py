@@ -1,0 +1,1 @@
+"""Governance: identities, roles and permissions, and the tamper-evident audit log."""

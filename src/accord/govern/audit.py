@@ -1,0 +1,147 @@
+"""The audit log: typed events, appended in the caller's transaction, hash-chained.
+
+Each entry's hash covers its own fields and the previous entry's hash, and sequence
+numbers are dense from 1, so editing, deleting or inserting any entry (including the last
+ones: the counter remembers how many were written) is detected by `verify`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from accord.store.tables import audit_log, counter
+from accord.store.types import utcnow
+
+GENESIS = "0" * 64
+
+
+class AuditAction(StrEnum):
+    PROJECT_APPLIED = "project.applied"
+    LOAD_COMPLETED = "load.completed"
+    RESOLVE_COMPLETED = "resolve.completed"
+    GOLDEN_CREATED = "golden.created"
+    GOLDEN_UPDATED = "golden.updated"
+    GOLDEN_MERGED = "golden.merged"
+    GOLDEN_RETIRED = "golden.retired"
+    USER_CREATED = "user.created"
+    USER_SIGNED_IN = "user.signed_in"
+    USER_SIGN_IN_FAILED = "user.sign_in_failed"
+    USER_SIGNED_OUT = "user.signed_out"
+    USER_PASSWORD_RESET = "user.password_reset"  # noqa: S105  (an action name)
+    API_KEY_CREATED = "api_key.created"
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    action: AuditAction
+    subject_type: str
+    subject_id: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    entries: int
+    broken_at: int | None = None  # the sequence number of the first bad entry
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_at is None
+
+
+def record(conn: Connection, actor: str, events: Sequence[AuditEvent]) -> None:
+    """Append `events` in the caller's transaction. Writers serialize on the counter row."""
+    if not events:
+        return
+    last = conn.execute(
+        update(counter)
+        .where(counter.c.name == "audit_seq")
+        .values(value=counter.c.value + len(events))
+        .returning(counter.c.value)
+    ).scalar_one()
+    seq = last - len(events) + 1
+    prev_hash = (
+        conn.execute(select(audit_log.c.hash).where(audit_log.c.seq == seq - 1)).scalar_one()
+        if seq > 1
+        else GENESIS
+    )
+    at = utcnow()
+    rows = []
+    for offset, event in enumerate(events):
+        row = {
+            "seq": seq + offset,
+            "at": at,
+            "actor": actor,
+            "action": str(event.action),
+            "subject_type": event.subject_type,
+            "subject_id": event.subject_id,
+            "details": event.details,
+            "prev_hash": prev_hash,
+        }
+        row["hash"] = prev_hash = entry_hash(row)
+        rows.append(row)
+    conn.execute(audit_log.insert(), rows)
+
+
+def entry_hash(row: dict[str, Any]) -> str:
+    """The hash of one entry: its fields and the previous hash, as canonical JSON."""
+    at: datetime = row["at"]
+    content = {
+        "seq": row["seq"],
+        "at": at.isoformat(timespec="microseconds"),
+        "actor": row["actor"],
+        "action": row["action"],
+        "subject_type": row["subject_type"],
+        "subject_id": row["subject_id"],
+        "details": row["details"],
+        "prev_hash": row["prev_hash"],
+    }
+    encoded = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def verify(
+    conn: Connection, progress: Callable[[int], None] | None = None, batch_size: int = 5000
+) -> VerifyResult:
+    """Walk the whole chain; the result names the first entry that does not verify."""
+    expected_seq = 1
+    prev_hash = GENESIS
+    query = select(audit_log).order_by(audit_log.c.seq).execution_options(yield_per=batch_size)
+    for row in conn.execute(query):
+        entry = dict(row._mapping)
+        seq = entry["seq"]
+        if seq != expected_seq:
+            return VerifyResult(expected_seq - 1, expected_seq, f"entry {expected_seq} is missing")
+        if entry["prev_hash"] != prev_hash:
+            return VerifyResult(seq - 1, seq, "its link to the entry before does not match")
+        if entry_hash(entry) != entry["hash"]:
+            return VerifyResult(seq - 1, seq, "its content does not match its hash")
+        prev_hash = entry["hash"]
+        expected_seq += 1
+        if progress is not None and seq % batch_size == 0:
+            progress(batch_size)
+    written = conn.execute(
+        select(counter.c.value).where(counter.c.name == "audit_seq")
+    ).scalar_one()
+    if written != expected_seq - 1:
+        return VerifyResult(
+            expected_seq - 1,
+            expected_seq,
+            f"{written - expected_seq + 1} entries from {expected_seq} on are missing",
+        )
+    return VerifyResult(expected_seq - 1)
+
+
+def count(conn: Connection) -> int:
+    return int(
+        conn.execute(select(counter.c.value).where(counter.c.name == "audit_seq")).scalar_one()
+    )

@@ -1,0 +1,169 @@
+"""People and systems: argon2 passwords, sessions, and hashed per-system API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pwdlib import PasswordHash
+from sqlalchemy import Connection, delete, select, update
+
+from accord.errors import Conflict, InputRejected, NotAuthenticated
+from accord.govern.audit import AuditAction, AuditEvent, record
+from accord.govern.permissions import Actor, Role
+from accord.store.tables import api_key, app_user, user_session
+from accord.store.types import utcnow
+
+_passwords = PasswordHash.recommended()  # argon2id
+# Verified against when the user does not exist, so both paths cost the same time.
+_DUMMY_HASH = _passwords.hash("accord-timing-equalizer")
+MIN_PASSWORD_CHARS = 12
+SESSION_IDLE = timedelta(minutes=30)
+SESSION_ABSOLUTE = timedelta(hours=12)
+KEY_PREFIX = "acc"
+
+
+@dataclass(frozen=True)
+class Session:
+    token: str  # given to the client once; only its hash is stored
+    expires_at: datetime
+
+
+def _digest(secret: str) -> str:
+    # API keys and session tokens are 256-bit random values, so a fast hash suffices:
+    # there is nothing to brute-force, and lookups stay cheap.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_user(
+    conn: Connection, username: str, password: str, role: Role, *, created_by: str
+) -> int:
+    username = username.strip()
+    if not username or len(username) > 150:
+        raise InputRejected("a username has 1 to 150 characters")
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise InputRejected(f"a password has at least {MIN_PASSWORD_CHARS} characters")
+    if conn.execute(select(app_user.c.id).where(app_user.c.username == username)).first():
+        raise Conflict(f"user {username!r} exists already")
+    user_id = conn.execute(
+        app_user.insert().returning(app_user.c.id),
+        {
+            "username": username,
+            "password_hash": _passwords.hash(password),
+            "role": str(role),
+            "active": True,
+            "created_at": utcnow(),
+        },
+    ).scalar_one()
+    record(
+        conn, created_by, [AuditEvent(AuditAction.USER_CREATED, "user", username, {"role": role})]
+    )
+    return int(user_id)
+
+
+def sign_in(conn: Connection, username: str, password: str) -> tuple[Actor, Session]:
+    """Check a password and open a session; raises NotAuthenticated, saying nothing of why."""
+    row = conn.execute(select(app_user).where(app_user.c.username == username)).first()
+    valid = _passwords.verify(password, row.password_hash if row else _DUMMY_HASH)
+    if row is None or not valid or not row.active:
+        record(
+            conn,
+            "anonymous",
+            [AuditEvent(AuditAction.USER_SIGN_IN_FAILED, "user", username[:150])],
+        )
+        raise NotAuthenticated("wrong username or password")
+    now = utcnow()
+    token = secrets.token_urlsafe(32)
+    session = Session(token, now + SESSION_ABSOLUTE)
+    conn.execute(
+        user_session.insert(),
+        {
+            "token_hash": _digest(token),
+            "user_id": row.id,
+            "created_at": now,
+            "last_seen_at": now,
+            "expires_at": session.expires_at,
+        },
+    )
+    conn.execute(update(app_user).where(app_user.c.id == row.id).values(last_login_at=now))
+    record(conn, f"user:{username}", [AuditEvent(AuditAction.USER_SIGNED_IN, "user", username)])
+    return Actor("user", row.username, Role(row.role), row.id), session
+
+
+def actor_for_session(conn: Connection, token: str) -> Actor:
+    """The user behind a session token; the session slides while used, within its limits."""
+    now = utcnow()
+    row = conn.execute(
+        select(user_session, app_user.c.username, app_user.c.role, app_user.c.active)
+        .join(app_user, app_user.c.id == user_session.c.user_id)
+        .where(user_session.c.token_hash == _digest(token))
+    ).first()
+    if (
+        row is None
+        or not row.active
+        or row.expires_at <= now
+        or (now - row.last_seen_at > SESSION_IDLE)
+    ):
+        raise NotAuthenticated("the session has ended; sign in again")
+    conn.execute(
+        update(user_session)
+        .where(user_session.c.token_hash == row.token_hash)
+        .values(last_seen_at=now)
+    )
+    return Actor("user", row.username, Role(row.role), row.user_id)
+
+
+def sign_out(conn: Connection, token: str, *, actor: Actor) -> None:
+    conn.execute(delete(user_session).where(user_session.c.token_hash == _digest(token)))
+    record(conn, actor.label, [AuditEvent(AuditAction.USER_SIGNED_OUT, "user", actor.name)])
+
+
+def create_api_key(conn: Connection, system: str, *, created_by: str) -> str:
+    """A new API key for `system`. Returned once; only its hash is kept."""
+    secret = f"{KEY_PREFIX}_{system}_{secrets.token_urlsafe(32)}"
+    conn.execute(
+        api_key.insert(),
+        {
+            "system": system,
+            "prefix": secret[: len(KEY_PREFIX) + len(system) + 6],
+            "key_hash": _digest(secret),
+            "created_by": created_by,
+            "created_at": utcnow(),
+        },
+    )
+    record(
+        conn,
+        created_by,
+        [AuditEvent(AuditAction.API_KEY_CREATED, "system", system, {"prefix": secret[:12]})],
+    )
+    return secret
+
+
+def actor_for_api_key(conn: Connection, secret: str) -> Actor:
+    row = conn.execute(
+        select(api_key.c.system).where(
+            api_key.c.key_hash == _digest(secret), api_key.c.revoked_at.is_(None)
+        )
+    ).first()
+    if row is None:
+        raise NotAuthenticated("unknown or revoked API key")
+    return Actor("system", row.system, Role.SYSTEM)
+
+
+def ensure_user(conn: Connection, username: str, password: str, role: Role, *, actor: str) -> None:
+    """Create the user, or reset the password and role of the existing one (the demo's
+    admin gets a fresh password on every run)."""
+    exists = conn.execute(select(app_user.c.id).where(app_user.c.username == username)).first()
+    if exists is None:
+        create_user(conn, username, password, role, created_by=actor)
+        return
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise InputRejected(f"a password has at least {MIN_PASSWORD_CHARS} characters")
+    conn.execute(
+        update(app_user)
+        .where(app_user.c.id == exists.id)
+        .values(password_hash=_passwords.hash(password), role=str(role), active=True)
+    )
+    record(conn, actor, [AuditEvent(AuditAction.USER_PASSWORD_RESET, "user", username)])

@@ -1,0 +1,73 @@
+"""Who may do what: permissions are named constants, roles are sets of them, and one
+function decides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from accord.errors import NotAllowed
+
+
+class Permission(StrEnum):
+    CUSTOMERS_READ = "customers:read"
+    RECORDS_READ = "records:read"
+    RECORDS_WRITE = "records:write"
+    AUDIT_READ = "audit:read"
+    USERS_MANAGE = "users:manage"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    STEWARD = "steward"
+    OPERATOR = "operator"
+    VIEWER = "viewer"
+    SYSTEM = "system"  # a connected system, authenticated by its API key
+
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ADMIN: frozenset(Permission),
+    Role.STEWARD: frozenset(
+        {Permission.CUSTOMERS_READ, Permission.RECORDS_READ, Permission.AUDIT_READ}
+    ),
+    Role.OPERATOR: frozenset(
+        {Permission.CUSTOMERS_READ, Permission.RECORDS_READ, Permission.RECORDS_WRITE}
+    ),
+    Role.VIEWER: frozenset({Permission.CUSTOMERS_READ}),
+    Role.SYSTEM: frozenset({Permission.RECORDS_WRITE, Permission.RECORDS_READ}),
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Whoever acts: a person, a connected system, or the local command line."""
+
+    kind: str  # "user", "system" or "cli"
+    name: str
+    role: Role
+    user_id: int | None = None
+
+    @property
+    def label(self) -> str:
+        """How the actor appears in the audit log and in lineage."""
+        return f"{self.kind}:{self.name}"
+
+
+def allowed(actor: Actor, permission: Permission) -> bool:
+    return permission in ROLE_PERMISSIONS[actor.role]
+
+
+def require(actor: Actor, permission: Permission) -> None:
+    """Raise NotAllowed unless `actor` holds `permission`."""
+    if not allowed(actor, permission):
+        raise NotAllowed(
+            f"{actor.label} ({actor.role}) may not {permission}",
+            hint="ask an administrator for a role that includes it",
+        )
+
+
+def cli_actor() -> Actor:
+    """The operator at the local command line: they hold the database file, so all rights."""
+    import getpass  # noqa: PLC0415
+
+    return Actor("cli", getpass.getuser(), Role.ADMIN)

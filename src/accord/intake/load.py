@@ -1,0 +1,229 @@
+"""Loading a file: read, map, validate, and store or quarantine, in batches.
+
+Idempotent: a record whose content is unchanged since its current version creates
+nothing (unless the mapping changed, which adds a re-mapped canonical record); a changed
+record becomes a new version. Each batch commits on its own, so a load that dies part of
+the way keeps what it stored, and running it again picks up the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from itertools import chain, islice
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from accord.config import versions
+from accord.config.loader import Project
+from accord.errors import InputRejected
+from accord.govern.audit import AuditAction, AuditEvent, record
+from accord.intake.mapping import MappedRecord, RecordMapper
+from accord.intake.readers import RawRecord, SourceFile
+from accord.intake.reasons import Reason
+from accord.store import records as store
+from accord.store.engine import writing
+
+Progress = Callable[[int, int], None]  # (bytes read, total bytes)
+
+
+@dataclass
+class LoadReport:
+    load_id: int
+    system: str
+    source_name: str
+    read: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    remapped: int = 0
+    repeated_in_file: int = 0
+    quarantined: int = 0
+    flagged: int = 0
+    seconds: float = 0.0
+    status: str = "done"
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("load_id", "system", "source_name", "status"):
+            data.pop(key)
+        return data
+
+
+def content_hash(payload: dict[str, Any]) -> str:
+    encoded = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
+def load_file(
+    engine: Engine,
+    project: Project,
+    system: str,
+    path: Path,
+    *,
+    actor: str,
+    batch_size: int = 1000,
+    progress: Progress | None = None,
+) -> LoadReport:
+    """Load one file for `system`. Raises InputRejected when the file as a whole is unusable."""
+    mapping = project.mapping(system)
+    mapper = RecordMapper(mapping, project.config.systems[system])
+    try:
+        source = SourceFile(path, mapping.config.format, mapper.source_columns())
+    except OSError as exc:
+        raise InputRejected(f"cannot read {path}: {exc.strerror}") from exc
+    records = iter(source)
+    first = next(records, None)  # reads the header: a bad file is rejected before any write
+    started = time.perf_counter()
+    with writing(engine) as conn:
+        versions.apply(conn, project, actor)
+        load_id = store.start_load(
+            conn,
+            system=system,
+            channel="file",
+            source_name=path.name,
+            mapping_version=mapping.version,
+            project_digest=project.digest,
+            actor=actor,
+        )
+    report = LoadReport(load_id, system, path.name)
+    batcher = _Batcher(engine, mapper, report, project.config.entity)
+    all_records = chain([first] if first is not None else [], records)
+    try:
+        for batch in _chunks(all_records, batch_size):
+            batcher.add(batch)
+            if progress is not None:
+                progress(source.bytes_read, source.size)
+    except InputRejected:
+        report.status = "failed"
+        raise
+    finally:
+        report.seconds = time.perf_counter() - started
+        with writing(engine) as conn:
+            store.finish_load(conn, load_id, report.status, report.counts())
+            event = AuditEvent(
+                AuditAction.LOAD_COMPLETED,
+                "load",
+                str(load_id),
+                {"system": system, "file": path.name, "status": report.status}
+                | {k: v for k, v in report.counts().items() if k != "seconds"},
+            )
+            record(conn, actor, [event])
+    return report
+
+
+def _chunks(items: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+class _Batcher:
+    """Classifies and stores one batch at a time; remembers ids seen earlier in the file."""
+
+    def __init__(
+        self, engine: Engine, mapper: RecordMapper, report: LoadReport, entity_type: str
+    ) -> None:
+        self.engine = engine
+        self.mapper = mapper
+        self.report = report
+        self.entity_type = entity_type
+        self.seen: dict[str, tuple[str, str]] = {}  # source id -> (content hash, location)
+
+    def add(self, batch: list[RawRecord]) -> None:
+        report = self.report
+        quarantined: list[store.QuarantineEntry] = []
+        mapped: list[tuple[dict[str, Any], MappedRecord, str]] = []
+        for raw in batch:
+            report.read += 1
+            if raw.fields is None:
+                quarantined.append(self._quarantine(raw, None, raw.reasons))
+                continue
+            result = self.mapper.map(raw.fields)
+            if not isinstance(result, MappedRecord):
+                quarantined.append(self._quarantine(raw, result.source_id, result.reasons))
+                continue
+            digest = content_hash(raw.fields)
+            earlier = self.seen.get(result.source_id)
+            if earlier is not None:
+                if earlier[0] == digest:
+                    report.repeated_in_file += 1
+                else:
+                    reason = Reason(
+                        "source_id.repeated",
+                        f"source id {result.source_id!r} appears again with other content "
+                        f"(first at {earlier[1]}); the first one was kept",
+                    )
+                    quarantined.append(self._quarantine(raw, result.source_id, (reason,)))
+                continue
+            self.seen[result.source_id] = (digest, raw.location)
+            mapped.append((raw.fields, result, digest))
+
+        with writing(self.engine) as conn:
+            current = store.heads(conn, self.report.system, [m.source_id for _, m, _ in mapped])
+            new_versions: list[store.NewVersion] = []
+            remaps: list[store.Remap] = []
+            for fields, result, digest in mapped:
+                issues = [i.as_dict() for i in result.issues]
+                report.flagged += bool(issues)
+                head = current.get(result.source_id)
+                if head is not None and head.content_hash == digest:
+                    if head.mapping_version == self.mapper.version:
+                        report.unchanged += 1
+                        continue
+                    report.remapped += 1
+                    remaps.append(
+                        store.Remap(
+                            result.source_id,
+                            head.source_record_id,
+                            self.entity_type,
+                            result.data,
+                            issues,
+                        )
+                    )
+                    continue
+                if head is None:
+                    report.new += 1
+                else:
+                    report.changed += 1
+                new_versions.append(
+                    store.NewVersion(
+                        result.source_id,
+                        1 if head is None else head.version + 1,
+                        digest,
+                        fields,
+                        self.entity_type,
+                        result.data,
+                        issues,
+                    )
+                )
+            store.store_versions(
+                conn,
+                load_id=report.load_id,
+                system=report.system,
+                mapping_version=self.mapper.version,
+                versions=new_versions,
+            )
+            store.store_remaps(
+                conn, system=report.system, mapping_version=self.mapper.version, remaps=remaps
+            )
+            store.quarantine_records(
+                conn, load_id=report.load_id, system=report.system, entries=quarantined
+            )
+
+    def _quarantine(
+        self, raw: RawRecord, source_id: str | None, reasons: tuple[Reason, ...]
+    ) -> store.QuarantineEntry:
+        self.report.quarantined += 1
+        for reason in reasons:
+            counts = self.report.quarantine_reasons
+            counts[reason.code] = counts.get(reason.code, 0) + 1
+        return store.QuarantineEntry(
+            source_id, raw.location, raw.raw, [r.as_dict() for r in reasons]
+        )

@@ -1,0 +1,182 @@
+"""Applying a mapping: source fields to canonical fields, standardized and checked.
+
+Pure: no I/O. A record either maps (possibly with flagged issues: invalid optional
+values kept out of the canonical data and listed beside it) or is rejected with reasons
+that send it to quarantine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from accord import standardize as std
+from accord.config.loader import Mapping
+from accord.config.models import FieldMapping, SystemConfig
+from accord.intake.reasons import Reason
+from accord.model.customer import FIELDS_BY_NAME, CanonicalField, FieldType, PartyKind
+
+MAX_SOURCE_ID_CHARS = 256
+
+# Invalid values of these types make the record unusable by default: a date or a
+# vocabulary word we cannot read usually means the mapping is wrong. Others are flagged.
+_QUARANTINE_BY_DEFAULT = {FieldType.DATE, FieldType.TIMESTAMP, FieldType.VOCABULARY}
+
+# Standardization order: country first, since phones and postcodes depend on it.
+_FIRST = ("country",)
+
+
+@dataclass(frozen=True)
+class MappedRecord:
+    source_id: str
+    data: dict[str, Any]
+    issues: tuple[Reason, ...]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    source_id: str | None
+    reasons: tuple[Reason, ...]
+
+
+class RecordMapper:
+    """Maps one system's source records into canonical customer records."""
+
+    def __init__(self, mapping: Mapping, system: SystemConfig) -> None:
+        self.mapping = mapping
+        self.version = mapping.version
+        self._region = system.default_region
+        config = mapping.config
+        self._source_id_path = config.source_id.split(".")
+        ordered = [n for n in _FIRST if n in config.fields]
+        ordered += [n for n in config.fields if n not in _FIRST]
+        self._fields = [(FIELDS_BY_NAME[n], config.fields[n]) for n in ordered]
+
+    def source_columns(self) -> tuple[str, ...]:
+        """The top-level source fields this mapping reads (a CSV header must have them)."""
+        paths = [self.mapping.config.source_id] + [
+            spec.source for _, spec in self._fields if spec.source is not None
+        ]
+        return tuple(dict.fromkeys(p.split(".")[0] for p in paths))
+
+    def map(self, fields: dict[str, Any]) -> MappedRecord | Rejected:
+        source_id = _text(_lookup(fields, self._source_id_path))
+        reasons: list[Reason] = []
+        if source_id is None:
+            reasons.append(Reason("source_id.missing", "the record has no source id"))
+        elif len(source_id) > MAX_SOURCE_ID_CHARS:
+            reasons.append(
+                Reason("source_id.too_long", f"source id longer than {MAX_SOURCE_ID_CHARS}")
+            )
+            source_id = source_id[:MAX_SOURCE_ID_CHARS]
+        data: dict[str, Any] = {}
+        issues: list[Reason] = []
+        for field, spec in self._fields:
+            raw = self._raw_value(fields, spec)
+            if raw is None:
+                continue
+            try:
+                self._standardize(field, spec, raw, data)
+            except std.InvalidValue as exc:
+                reason = Reason(exc.code, exc.message, field.name)
+                policy = spec.on_invalid or (
+                    "quarantine" if field.type in _QUARANTINE_BY_DEFAULT else "flag"
+                )
+                (reasons if policy == "quarantine" else issues).append(reason)
+        reasons.extend(_required(data))
+        if reasons or source_id is None:
+            return Rejected(source_id, tuple(reasons))
+        return MappedRecord(source_id, data, tuple(issues))
+
+    def _raw_value(self, fields: dict[str, Any], spec: FieldMapping) -> str | None:
+        if spec.source is None:  # then `value` is set, by FieldMapping's validator
+            return spec.value
+        value = _text(_lookup(fields, spec.source.split(".")))
+        if value is not None and spec.translate is not None:
+            value = _translate(spec.translate, value)
+        return value if value is not None else spec.default
+
+    def _standardize(
+        self, field: CanonicalField, spec: FieldMapping, raw: str, data: dict[str, Any]
+    ) -> None:
+        kind = field.type
+        name = field.name
+        if kind is FieldType.FULL_NAME:
+            split = std.split_full_name(raw)
+            data.setdefault("given_name", split.given_name)
+            data.setdefault("family_name", split.family_name)
+            if data["given_name"] is None:
+                del data["given_name"]
+            if data["family_name"] is None:
+                del data["family_name"]
+        elif kind is FieldType.COMPANY_NAME:
+            company = std.company_name(raw)
+            data[name] = company.name
+            if company.legal_form is not None:
+                data.setdefault("legal_form", company.legal_form)
+        elif kind is FieldType.DATE:
+            data[name] = std.date(raw, spec.formats or ("%Y-%m-%d",)).isoformat()
+        elif kind is FieldType.TIMESTAMP:
+            data[name] = std.timestamp(raw).isoformat()
+        elif kind is FieldType.PHONE:
+            data[name] = std.phone(raw, data.get("country") or self._region)
+        elif kind is FieldType.POSTCODE:
+            data[name] = std.postcode(raw, data.get("country"))
+        elif kind is FieldType.VOCABULARY:
+            if raw not in field.vocabulary:
+                raise std.InvalidValue(
+                    "vocabulary.unknown",
+                    f"{raw!r} is not one of {', '.join(field.vocabulary)}; "
+                    "add it to `translate` in the mapping",
+                )
+            data[name] = raw
+        else:
+            data[name] = _SIMPLE[kind](raw)
+
+
+_SIMPLE: dict[FieldType, Callable[[str], str]] = {
+    FieldType.STRING: std.clean_text,
+    FieldType.NAME: std.person_name,
+    FieldType.EMAIL: std.email,
+    FieldType.COUNTRY: std.country,
+    FieldType.IDENTIFIER: std.tax_id,
+}
+
+
+def _required(data: dict[str, Any]) -> list[Reason]:
+    kind = data.get("kind")
+    if kind is None:
+        return [Reason("kind.missing", "cannot tell a person from an organization", "kind")]
+    if kind == PartyKind.PERSON and not (data.get("given_name") or data.get("family_name")):
+        return [Reason("name.missing", "a person needs a given or family name", "family_name")]
+    if kind == PartyKind.ORGANIZATION and not data.get("organization_name"):
+        return [Reason("name.missing", "an organization needs a name", "organization_name")]
+    return []
+
+
+def _lookup(fields: dict[str, Any], path: list[str]) -> Any:
+    value: Any = fields
+    for part in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _text(value: Any) -> str | None:
+    """A source value as stripped text; None for missing, empty or structured values."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    text = str(value).strip() if not isinstance(value, bool) else str(value).lower()
+    return text or None
+
+
+def _translate(table: dict[str, str], value: str) -> str:
+    if value in table:
+        return table[value]
+    folded = value.casefold()
+    for key, target in table.items():
+        if key.casefold() == folded:
+            return target
+    return value

@@ -1,0 +1,71 @@
+"""Turning canonical data into comparable features, and comparing them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rapidfuzz import fuzz
+from rapidfuzz.distance import JaroWinkler
+
+from accord import standardize as std
+
+
+def features_of(data: dict[str, Any]) -> dict[str, str]:
+    """The match features of one canonical customer record; absent values are left out."""
+    out: dict[str, str] = {}
+    for name in ("email", "phone", "tax_id", "birth_date", "postcode"):
+        value = data.get(name)
+        if value:
+            out[name] = str(value)
+    if data.get("city"):
+        out["city"] = std.name_key(data["city"])
+    if data.get("street"):
+        out["street"] = std.street_key(data["street"])
+    given = std.given_name_root(data["given_name"]) if data.get("given_name") else ""
+    family = std.name_key(data["family_name"]) if data.get("family_name") else ""
+    if given:
+        out["given_name"] = given
+    if family:
+        out["family_name"] = family
+    if given and family:
+        out["person_name"] = f"{given}|{family}"
+    if data.get("organization_name"):
+        out["organization_name"] = std.company_name(data["organization_name"]).key
+    return {k: v for k, v in out.items() if v}
+
+
+def _person_name(a: str, b: str) -> float:
+    """Similarity of two "given|family" names, allowing for swapped order."""
+    given_a, family_a = a.split("|", 1)
+    given_b, family_b = b.split("|", 1)
+    straight = min(_jaro_winkler(given_a, given_b), _jaro_winkler(family_a, family_b))
+    swapped = min(_jaro_winkler(given_a, family_b), _jaro_winkler(family_a, given_b))
+    return max(straight, swapped)
+
+
+def _jaro_winkler(a: str, b: str) -> float:
+    return float(JaroWinkler.normalized_similarity(a, b))
+
+
+def _token_sort(a: str, b: str) -> float:
+    return float(fuzz.token_sort_ratio(a, b)) / 100.0
+
+
+def _exact(a: str, b: str) -> float:
+    return 1.0 if a == b else 0.0
+
+
+SIMILARITY: dict[str, Callable[[str, str], float]] = {
+    "given_name": _jaro_winkler,
+    "family_name": _jaro_winkler,
+    "person_name": _person_name,
+    "organization_name": _token_sort,
+    "street": _token_sort,
+    "city": _jaro_winkler,
+    "email": _exact,
+    "phone": _exact,
+    "tax_id": _exact,
+    "birth_date": _exact,
+    "postcode": _exact,
+}

@@ -1,0 +1,57 @@
+"""What a matcher takes and gives."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from accord.config.models import MatchConfig
+
+
+@dataclass(frozen=True, slots=True)
+class MatchRecord:
+    """A record as matchers see it: its key and its comparable features (no empties)."""
+
+    key: tuple[str, str]  # (system, source id)
+    kind: str | None
+    features: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """Evidence that records `left` and `right` (indexes into the input) are one customer."""
+
+    left: int
+    right: int
+    rule: str
+    score: float | None = None
+
+
+@dataclass(frozen=True)
+class OversizedBlock:
+    """A blocking key shared by too many records to compare them all: reported, skipped."""
+
+    rule: str
+    key: str
+    size: int
+
+
+@dataclass
+class MatchResult:
+    links: list[Link]
+    pairs_compared: int = 0
+    oversized_blocks: list[OversizedBlock] = field(default_factory=list)
+
+
+class Matcher(Protocol):
+    def link(self, records: Sequence[MatchRecord]) -> MatchResult:
+        """Every link found among `records`; pairs already linked may be left out."""
+        ...
+
+
+def build_matcher(config: MatchConfig) -> Matcher:
+    """The matcher the project's match settings ask for."""
+    from accord.match.rules import RuleMatcher  # noqa: PLC0415  (engines load on demand)
+
+    return RuleMatcher(config)

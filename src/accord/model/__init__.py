@@ -1,0 +1,1 @@
+"""Canonical entity types and the shared vocabulary every mapping translates into."""

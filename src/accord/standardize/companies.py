@@ -1,0 +1,91 @@
+"""Company names: the legal form split off and normalized, plus a matching key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accord.standardize._legal_forms import AMBIGUOUS, LEADING, LEGAL_FORMS
+from accord.standardize.errors import InvalidValue, show
+from accord.standardize.text import clean_text, name_key
+
+# Trailing words dropped from the key only: "Müller & Co" and "Müller" are one company.
+# "Holding", "Group", "International" stay: they tell a parent from its subsidiary.
+_KEY_NOISE = frozenset({"co", "cie", "company"})
+_CONNECTORS = frozenset({"and", "und", "u", "et"})
+_NAME_EDGES = " ,;:-–—/"  # noqa: RUF001 - dashes of every width
+
+
+@dataclass(frozen=True)
+class CompanyName:
+    """A company name without its legal form, the normalized legal form, and a matching key."""
+
+    name: str
+    legal_form: str | None
+    key: str
+
+
+def _form_key(text: str) -> str:
+    # Case, accents, periods, spaces and "&" do not matter; the slash does ("A/S" is not "AS").
+    return "/".join(name_key(part).replace(" ", "") for part in text.split("/"))
+
+
+def _build() -> tuple[dict[str, str], int]:
+    forms: dict[str, str] = {}
+    longest = 1
+    for canonical, spellings in LEGAL_FORMS.items():
+        for spelling in (canonical, *spellings):
+            key = _form_key(spelling)
+            if forms.setdefault(key, canonical) != canonical:
+                raise ValueError(f"legal form spelling {spelling!r} is ambiguous")
+            longest = max(longest, len(spelling.split()))
+    return forms, longest
+
+
+_FORMS, _MAX_TOKENS = _build()
+_AMBIGUOUS_KEYS = frozenset(_form_key(form) for form in AMBIGUOUS)
+
+
+def _match(tokens: list[str], keys: list[str]) -> str | None:
+    form = _FORMS.get("".join(keys))
+    if form is None:
+        return None
+    if "".join(keys) in _AMBIGUOUS_KEYS:
+        typed = "".join(tokens)
+        if "." not in typed and typed != form:
+            return None
+    return form
+
+
+def company_name(raw: str) -> CompanyName:
+    """Return the name, its normalized legal form and a key; raises company.empty if no name."""
+    tokens = clean_text(raw).split()
+    keys = [_form_key(token) for token in tokens]
+    count = len(tokens)
+    if count <= _MAX_TOKENS and _match(tokens, keys) is not None:  # "GmbH", "GmbH & Co. KG"
+        raise InvalidValue("company.empty", f"the company name {show(raw)} is only a legal form")
+    start, end, legal_form = 0, count, None
+    for size in range(min(_MAX_TOKENS, count - 1), 0, -1):  # longest first: "GmbH & Co. KG"
+        legal_form = _match(tokens[count - size :], keys[count - size :])
+        if legal_form is not None:
+            end = count - size
+            break
+    for size in range(min(_MAX_TOKENS, end - 1), 0, -1):  # "SARL Dupont", "NV Bekaert SA"
+        leading = _match(tokens[:size], keys[:size])
+        if leading in LEADING:
+            start = size
+            legal_form = legal_form or leading
+            break
+    name = " ".join(tokens[start:end]).strip(_NAME_EDGES)
+    key = _company_key(name)
+    if not key:  # nothing, or only punctuation, besides the legal form
+        raise InvalidValue("company.empty", f"the company name {show(raw)} has no name")
+    return CompanyName(name=name, legal_form=legal_form, key=key)
+
+
+def _company_key(name: str) -> str:
+    words = name_key(name).split()
+    while len(words) > 1 and words[-1] in _KEY_NOISE:
+        words.pop()
+        if len(words) > 1 and words[-1] in _CONNECTORS:
+            words.pop()
+    return " ".join(words)

@@ -1,0 +1,209 @@
+"""Golden records and the crosswalk."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, func, select, update
+
+from accord.store.dialect import upsert
+from accord.store.records import LOOKUP_CHUNK
+from accord.store.tables import canonical_record, counter, crosswalk, golden_record, record_head
+from accord.store.types import utcnow
+
+Key = tuple[str, str]
+
+
+def golden_id_text(number: int) -> str:
+    return f"C{number:07d}"
+
+
+def allocate_ids(conn: Connection, count: int) -> list[str]:
+    """`count` fresh golden ids, never handed out before (the counter only grows)."""
+    last = conn.execute(
+        update(counter)
+        .where(counter.c.name == "golden_id")
+        .values(value=counter.c.value + count)
+        .returning(counter.c.value)
+    ).scalar_one()
+    return [golden_id_text(n) for n in range(last - count + 1, last + 1)]
+
+
+def crosswalk_map(conn: Connection) -> dict[Key, tuple[str, str]]:
+    """(system, source id) -> (golden id, rule) for every linked record."""
+    rows = conn.execute(
+        select(crosswalk.c.system, crosswalk.c.source_id, crosswalk.c.golden_id, crosswalk.c.rule)
+    )
+    return {(r.system, r.source_id): (r.golden_id, r.rule) for r in rows}
+
+
+def active_fingerprints(conn: Connection) -> dict[str, str]:
+    rows = conn.execute(
+        select(golden_record.c.golden_id, golden_record.c.fingerprint).where(
+            golden_record.c.status == "active"
+        )
+    )
+    return {r.golden_id: r.fingerprint for r in rows}
+
+
+def data_of(conn: Connection, golden_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(golden_ids), LOOKUP_CHUNK):
+        chunk = golden_ids[start : start + LOOKUP_CHUNK]
+        rows = conn.execute(
+            select(golden_record.c.golden_id, golden_record.c.data).where(
+                golden_record.c.golden_id.in_(chunk)
+            )
+        )
+        found.update({r.golden_id: r.data for r in rows})
+    return found
+
+
+def insert_golden(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        now = utcnow()
+        conn.execute(
+            golden_record.insert(),
+            [r | {"status": "active", "created_at": now, "updated_at": now} for r in rows],
+        )
+
+
+def update_golden(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Rewrite the content of existing golden records (and reactivate them)."""
+    if not rows:
+        return
+    now = utcnow()
+    statement = (
+        update(golden_record)
+        .where(golden_record.c.golden_id == bindparam("b_golden_id"))
+        .values(
+            status="active",
+            merged_into=None,
+            display_name=bindparam("display_name"),
+            search_text=bindparam("search_text"),
+            data=bindparam("data"),
+            lineage=bindparam("lineage"),
+            member_count=bindparam("member_count"),
+            fingerprint=bindparam("fingerprint"),
+            updated_at=now,
+        )
+    )
+    conn.execute(
+        statement,
+        [
+            {"b_golden_id": r["golden_id"]} | {k: v for k, v in r.items() if k != "golden_id"}
+            for r in rows
+        ],
+    )
+
+
+def retire(conn: Connection, merged: dict[str, str], retired: Iterable[str]) -> None:
+    """Mark ids merged into others, or retired; they keep answering with a redirect."""
+    now = utcnow()
+    if merged:
+        conn.execute(
+            update(golden_record)
+            .where(golden_record.c.golden_id == bindparam("b_golden_id"))
+            .values(status="merged", merged_into=bindparam("b_into"), updated_at=now),
+            [{"b_golden_id": old, "b_into": new} for old, new in merged.items()],
+        )
+    retired = list(retired)
+    if retired:
+        conn.execute(
+            update(golden_record)
+            .where(golden_record.c.golden_id == bindparam("b_golden_id"))
+            .values(status="retired", member_count=0, updated_at=now),
+            [{"b_golden_id": golden_id} for golden_id in retired],
+        )
+
+
+def link(conn: Connection, rows: Sequence[dict[str, Any]], decided_by: str) -> None:
+    """Point (system, source id) rows at golden ids, with the rule and evidence."""
+    if not rows:
+        return
+    now = utcnow()
+    upsert(
+        conn,
+        crosswalk,
+        [r | {"decided_by": decided_by, "decided_at": now} for r in rows],
+        keys=["system", "source_id"],
+    )
+
+
+def get(conn: Connection, golden_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(golden_record).where(golden_record.c.golden_id == golden_id)).first()
+    return dict(row._mapping) if row is not None else None
+
+
+def members(conn: Connection, golden_id: str) -> list[dict[str, Any]]:
+    """The records linked to a golden id, with their current canonical data."""
+    rows = conn.execute(
+        select(
+            crosswalk.c.system,
+            crosswalk.c.source_id,
+            crosswalk.c.rule,
+            crosswalk.c.evidence,
+            crosswalk.c.decided_at,
+            canonical_record.c.data,
+            canonical_record.c.mapping_version,
+            record_head.c.version,
+        )
+        .join(
+            record_head,
+            (record_head.c.system == crosswalk.c.system)
+            & (record_head.c.source_id == crosswalk.c.source_id),
+        )
+        .join(canonical_record, canonical_record.c.id == record_head.c.canonical_record_id)
+        .where(crosswalk.c.golden_id == golden_id)
+        .order_by(crosswalk.c.system, crosswalk.c.source_id)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def search(
+    conn: Connection, text: str | None, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Active golden records whose names, contact points or ids contain `text`."""
+    query = select(
+        golden_record.c.golden_id,
+        golden_record.c.display_name,
+        golden_record.c.data,
+        golden_record.c.member_count,
+        golden_record.c.updated_at,
+    ).where(golden_record.c.status == "active")
+    total_query = (
+        select(func.count()).select_from(golden_record).where(golden_record.c.status == "active")
+    )
+    if text:
+        pattern = "%" + _escape_like(text.casefold()) + "%"
+        condition = golden_record.c.search_text.like(pattern, escape="\\")
+        query = query.where(condition)
+        total_query = total_query.where(condition)
+    query = query.order_by(golden_record.c.display_name, golden_record.c.golden_id)
+    rows = conn.execute(query.limit(limit).offset(offset))
+    return [dict(r._mapping) for r in rows], int(conn.execute(total_query).scalar_one())
+
+
+def counts(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(
+        select(golden_record.c.status, func.count()).group_by(golden_record.c.status)
+    )
+    return dict(rows.tuples().all())
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def crosswalk_of(conn: Connection, system: str, source_id: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        select(
+            crosswalk.c.golden_id,
+            crosswalk.c.rule,
+            crosswalk.c.evidence,
+            crosswalk.c.decided_by,
+            crosswalk.c.decided_at,
+        ).where(crosswalk.c.system == system, crosswalk.c.source_id == source_id)
+    ).first()
+    return dict(row._mapping) if row is not None else None

@@ -1,0 +1,17 @@
+"""Alembic environment: Accord passes its engine in; there is no alembic.ini."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from accord.store.engine import writing
+from accord.store.tables import metadata
+
+engine = context.config.attributes["engine"]
+with writing(engine) as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        render_as_batch=True,  # SQLite needs table rebuilds for most ALTERs
+    )
+    context.run_migrations()

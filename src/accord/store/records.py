@@ -1,0 +1,332 @@
+"""Source records, canonical records, their heads, loads and quarantine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, select, update
+
+from accord.store.dialect import upsert
+from accord.store.tables import canonical_record, load, quarantine, record_head, source_record
+from accord.store.types import utcnow
+
+# Bind-parameter budget: SQLite allows 32,766 per statement; stay far below.
+LOOKUP_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Head:
+    version: int
+    content_hash: str
+    source_record_id: int
+    mapping_version: str
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """A source record version to store, with its canonical form."""
+
+    source_id: str
+    version: int
+    content_hash: str
+    payload: dict[str, Any]
+    entity_type: str
+    data: dict[str, Any]
+    issues: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    source_id: str | None
+    location: str
+    raw: str
+    reasons: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class CurrentRecord:
+    """The current canonical form of one (system, source id), as resolution reads it."""
+
+    system: str
+    source_id: str
+    source_record_id: int
+    canonical_record_id: int
+    mapping_version: str
+    data: dict[str, Any]
+    received_at: datetime
+
+
+def start_load(
+    conn: Connection,
+    *,
+    system: str,
+    channel: str,
+    source_name: str,
+    mapping_version: str,
+    project_digest: str,
+    actor: str,
+) -> int:
+    result = conn.execute(
+        load.insert().returning(load.c.id),
+        {
+            "system": system,
+            "channel": channel,
+            "source_name": source_name,
+            "mapping_version": mapping_version,
+            "project_digest": project_digest,
+            "status": "running",
+            "counts": {},
+            "actor": actor,
+            "started_at": utcnow(),
+        },
+    )
+    return int(result.scalar_one())
+
+
+def finish_load(conn: Connection, load_id: int, status: str, counts: dict[str, int]) -> None:
+    conn.execute(
+        update(load)
+        .where(load.c.id == load_id)
+        .values(status=status, counts=counts, finished_at=utcnow())
+    )
+
+
+def heads(conn: Connection, system: str, source_ids: Sequence[str]) -> dict[str, Head]:
+    """The current version and content hash of each given source id that exists."""
+    found: dict[str, Head] = {}
+    for start in range(0, len(source_ids), LOOKUP_CHUNK):
+        chunk = source_ids[start : start + LOOKUP_CHUNK]
+        rows = conn.execute(
+            select(
+                record_head.c.source_id,
+                record_head.c.version,
+                record_head.c.content_hash,
+                record_head.c.source_record_id,
+                canonical_record.c.mapping_version,
+            )
+            .join(canonical_record, canonical_record.c.id == record_head.c.canonical_record_id)
+            .where(record_head.c.system == system)
+            .where(record_head.c.source_id.in_(chunk))
+        )
+        found.update(
+            {
+                r.source_id: Head(r.version, r.content_hash, r.source_record_id, r.mapping_version)
+                for r in rows
+            }
+        )
+    return found
+
+
+def store_versions(
+    conn: Connection,
+    *,
+    load_id: int,
+    system: str,
+    mapping_version: str,
+    versions: Sequence[NewVersion],
+) -> None:
+    """Store new source record versions, their canonical records, and move the heads."""
+    if not versions:
+        return
+    now = utcnow()
+    source_ids = (
+        conn.execute(
+            source_record.insert().returning(source_record.c.id, sort_by_parameter_order=True),
+            [
+                {
+                    "load_id": load_id,
+                    "system": system,
+                    "source_id": v.source_id,
+                    "version": v.version,
+                    "content_hash": v.content_hash,
+                    "payload": v.payload,
+                    "received_at": now,
+                }
+                for v in versions
+            ],
+        )
+        .scalars()
+        .all()
+    )
+    canonical_ids = (
+        conn.execute(
+            canonical_record.insert().returning(
+                canonical_record.c.id, sort_by_parameter_order=True
+            ),
+            [
+                {
+                    "source_record_id": source_id,
+                    "system": system,
+                    "source_id": v.source_id,
+                    "entity_type": v.entity_type,
+                    "mapping_version": mapping_version,
+                    "data": v.data,
+                    "issues": v.issues,
+                    "created_at": now,
+                }
+                for v, source_id in zip(versions, source_ids, strict=True)
+            ],
+        )
+        .scalars()
+        .all()
+    )
+    upsert(
+        conn,
+        record_head,
+        [
+            {
+                "system": system,
+                "source_id": v.source_id,
+                "version": v.version,
+                "content_hash": v.content_hash,
+                "source_record_id": source_id,
+                "canonical_record_id": canonical_id,
+                "updated_at": now,
+            }
+            for v, source_id, canonical_id in zip(versions, source_ids, canonical_ids, strict=True)
+        ],
+        keys=["system", "source_id"],
+    )
+
+
+@dataclass(frozen=True)
+class Remap:
+    """An unchanged source record mapped again by a new mapping version."""
+
+    source_id: str
+    source_record_id: int
+    entity_type: str
+    data: dict[str, Any]
+    issues: list[dict[str, Any]]
+
+
+def store_remaps(
+    conn: Connection, *, system: str, mapping_version: str, remaps: Sequence[Remap]
+) -> None:
+    """Add canonical records for unchanged source records and point the heads at them."""
+    if not remaps:
+        return
+    now = utcnow()
+    canonical_ids = (
+        conn.execute(
+            canonical_record.insert().returning(
+                canonical_record.c.id, sort_by_parameter_order=True
+            ),
+            [
+                {
+                    "source_record_id": r.source_record_id,
+                    "system": system,
+                    "source_id": r.source_id,
+                    "entity_type": r.entity_type,
+                    "mapping_version": mapping_version,
+                    "data": r.data,
+                    "issues": r.issues,
+                    "created_at": now,
+                }
+                for r in remaps
+            ],
+        )
+        .scalars()
+        .all()
+    )
+    for remap, canonical_id in zip(remaps, canonical_ids, strict=True):
+        conn.execute(
+            update(record_head)
+            .where(record_head.c.system == system, record_head.c.source_id == remap.source_id)
+            .values(canonical_record_id=canonical_id, updated_at=now)
+        )
+
+
+def quarantine_records(
+    conn: Connection, *, load_id: int, system: str, entries: Sequence[QuarantineEntry]
+) -> None:
+    if not entries:
+        return
+    now = utcnow()
+    conn.execute(
+        quarantine.insert(),
+        [
+            {
+                "load_id": load_id,
+                "system": system,
+                "source_id": e.source_id,
+                "location": e.location,
+                "raw": e.raw,
+                "reasons": e.reasons,
+                "status": "open",
+                "created_at": now,
+            }
+            for e in entries
+        ],
+    )
+
+
+def current_records(
+    conn: Connection, entity_type: str, batch_size: int = 5000
+) -> Iterator[CurrentRecord]:
+    """Every current canonical record of `entity_type`, streamed in primary-key order."""
+    query = (
+        select(
+            record_head.c.system,
+            record_head.c.source_id,
+            record_head.c.source_record_id,
+            record_head.c.canonical_record_id,
+            canonical_record.c.mapping_version,
+            canonical_record.c.data,
+            source_record.c.received_at,
+        )
+        .join(canonical_record, canonical_record.c.id == record_head.c.canonical_record_id)
+        .join(source_record, source_record.c.id == record_head.c.source_record_id)
+        .where(canonical_record.c.entity_type == entity_type)
+        .order_by(record_head.c.system, record_head.c.source_id)
+        .execution_options(yield_per=batch_size)
+    )
+    for row in conn.execute(query):
+        yield CurrentRecord(
+            row.system,
+            row.source_id,
+            row.source_record_id,
+            row.canonical_record_id,
+            row.mapping_version,
+            row.data,
+            row.received_at,
+        )
+
+
+def source_record_versions(conn: Connection, system: str, source_id: str) -> list[dict[str, Any]]:
+    """Every stored version of one source record, newest first, with its canonical form."""
+    rows = conn.execute(
+        select(
+            source_record.c.version,
+            source_record.c.content_hash,
+            source_record.c.payload,
+            source_record.c.received_at,
+            source_record.c.load_id,
+            canonical_record.c.data,
+            canonical_record.c.issues,
+            canonical_record.c.mapping_version,
+        )
+        .join(canonical_record, canonical_record.c.source_record_id == source_record.c.id)
+        .where(and_(source_record.c.system == system, source_record.c.source_id == source_id))
+        .order_by(source_record.c.version.desc())
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def count_by_system(conn: Connection) -> dict[str, dict[str, int]]:
+    """Current records and open quarantine entries per system."""
+    counts: dict[str, dict[str, int]] = {}
+    for system, n in conn.execute(
+        select(record_head.c.system, func.count()).group_by(record_head.c.system)
+    ):
+        counts.setdefault(system, {"records": 0, "quarantined": 0})["records"] = n
+    for system, n in conn.execute(
+        select(quarantine.c.system, func.count())
+        .where(quarantine.c.status == "open")
+        .group_by(quarantine.c.system)
+    ):
+        counts.setdefault(system, {"records": 0, "quarantined": 0})["quarantined"] = n
+    return counts

@@ -1,0 +1,212 @@
+"""The schema. Alembic migrations under `migrations/` create exactly this (a test checks)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from accord.store.types import Document, UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Named counters, bumped with UPDATE ... RETURNING: golden ids and the audit sequence.
+# The UPDATE also serializes writers of the same counter on both backends.
+counter = Table(
+    "counter",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+# One row per applied version of the project files (configuration as code, C7.7).
+project_version = Table(
+    "project_version",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("applied_at", UTCDateTime, nullable=False),
+    Column("applied_by", String(200), nullable=False),
+    Column("content", Document, nullable=False),
+)
+
+# One load: a file, a batch or a poll. Every source record and quarantine entry names it,
+# so a load can be inspected (and later withdrawn) as a unit.
+load = Table(
+    "load",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("system", String(64), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("source_name", Text, nullable=False),
+    Column("mapping_version", String(64), nullable=False),
+    Column("project_digest", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("counts", Document, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+)
+
+# What a system sent, verbatim. Never modified: a changed record is a new version.
+source_record = Table(
+    "source_record",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("load_id", ForeignKey("load.id"), nullable=False),
+    Column("system", String(64), nullable=False),
+    Column("source_id", String(256), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("payload", Document, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("system", "source_id", "version"),
+)
+
+# A source record mapped into the canonical model, with the mapping version that did it.
+canonical_record = Table(
+    "canonical_record",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("source_record_id", ForeignKey("source_record.id"), nullable=False, unique=True),
+    Column("system", String(64), nullable=False),
+    Column("source_id", String(256), nullable=False),
+    Column("entity_type", String(32), nullable=False),
+    Column("mapping_version", String(64), nullable=False),
+    Column("data", Document, nullable=False),
+    Column("issues", Document, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    # Re-mapping an unchanged source record with a new mapping adds a canonical record.
+    UniqueConstraint("source_record_id", "mapping_version"),
+)
+
+# The current version of each (system, source id): the only mutable pointer on the way in.
+record_head = Table(
+    "record_head",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("source_id", String(256), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("source_record_id", ForeignKey("source_record.id"), nullable=False),
+    Column("canonical_record_id", ForeignKey("canonical_record.id"), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("load_id", ForeignKey("load.id"), nullable=False),
+    Column("system", String(64), nullable=False),
+    Column("source_id", String(256)),
+    Column("location", Text, nullable=False),
+    Column("raw", Text, nullable=False),
+    Column("reasons", Document, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "system", "status"),
+)
+
+golden_record = Table(
+    "golden_record",
+    metadata,
+    Column("golden_id", String(32), primary_key=True),
+    Column("entity_type", String(32), nullable=False),
+    # active, or merged (into `merged_into`), or retired (no members left)
+    Column("status", String(16), nullable=False),
+    Column("merged_into", String(32)),
+    Column("display_name", Text, nullable=False),
+    Column("search_text", Text, nullable=False),
+    Column("data", Document, nullable=False),
+    Column("lineage", Document, nullable=False),
+    Column("member_count", Integer, nullable=False),
+    # sha256 of data, lineage and members: a re-run rewrites only what changed.
+    Column("fingerprint", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "status", "display_name"),
+)
+
+# (system, source id) -> golden id, with the decision that put the link there.
+crosswalk = Table(
+    "crosswalk",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("source_id", String(256), primary_key=True),
+    Column("golden_id", ForeignKey("golden_record.golden_id"), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("score", Float),
+    Column("evidence", Document, nullable=False),
+    Column("decided_by", String(200), nullable=False),
+    Column("decided_at", UTCDateTime, nullable=False),
+    Index(None, "golden_id"),
+)
+
+# Append-only and hash-chained: each entry carries the hash of the one before.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject_type", String(32), nullable=False),
+    Column("subject_id", String(256), nullable=False),
+    Column("details", Document, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+app_user = Table(
+    "app_user",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(150), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_login_at", UTCDateTime),
+)
+
+user_session = Table(
+    "user_session",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", ForeignKey("app_user.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_seen_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+api_key = Table(
+    "api_key",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("system", String(64), nullable=False),
+    Column("prefix", String(32), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+)

@@ -1,0 +1,49 @@
+"""Accord's errors as HTTP responses, in one place."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from accord.errors import (
+    AccordError,
+    Conflict,
+    InputRejected,
+    NotAllowed,
+    NotAuthenticated,
+    NotFound,
+    ProjectInvalid,
+)
+
+STATUS: dict[type[AccordError], int] = {
+    NotAuthenticated: 401,
+    NotAllowed: 403,
+    NotFound: 404,
+    Conflict: 409,
+    InputRejected: 422,
+    ProjectInvalid: 500,
+}
+
+
+def wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api/") and request.url.path != "/openapi.json"
+
+
+def register(app: FastAPI) -> None:
+    @app.exception_handler(AccordError)
+    def handle(request: Request, exc: AccordError) -> Response:
+        status = next((s for kind, s in STATUS.items() if isinstance(exc, kind)), 500)
+        if wants_html(request):
+            if status == 401:
+                target = quote(request.url.path, safe="/")
+                return RedirectResponse(f"/login?next={target}", status_code=303)
+            from accord.web.pages import render_error  # noqa: PLC0415
+
+            return render_error(request, status, exc.message)
+        body: dict[str, str] = {"error": type(exc).__name__, "message": exc.message}
+        if exc.hint:
+            body["hint"] = exc.hint
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(body, status_code=status, headers=headers)

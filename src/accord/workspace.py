@@ -1,0 +1,36 @@
+"""A project folder opened for work: its checked configuration and its migrated store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from accord.config.loader import Project, load_project
+from accord.settings import Settings
+from accord.store.engine import default_database_url, make_engine
+from accord.store.migrate import upgrade
+
+
+@dataclass
+class Workspace:
+    root: Path
+    engine: Engine
+    settings: Settings
+    _project: Project | None = None
+
+    @property
+    def project(self) -> Project:
+        """The project files, read and checked on first use (raises ProjectInvalid)."""
+        if self._project is None:
+            self._project = load_project(self.root)
+        return self._project
+
+
+def open_workspace(root: Path, settings: Settings | None = None) -> Workspace:
+    """Open the store of the project at `root`, creating or upgrading its schema."""
+    settings = settings or Settings()
+    engine = make_engine(settings.database_url or default_database_url(root))
+    upgrade(engine)
+    return Workspace(root.resolve(), engine, settings)
