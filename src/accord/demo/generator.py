@@ -201,8 +201,8 @@ class _CountryPool:
     streets: tuple[str, ...]
     places: tuple[tuple[str, str], ...]  # (postcode, city)
     mail_domains: tuple[str, ...]
-    fixed_prefixes: tuple[tuple[str, int], ...]
-    mobile_prefixes: tuple[tuple[str, int], ...]
+    fixed_ranges: tuple[_PhoneRange, ...]
+    mobile_ranges: tuple[_PhoneRange, ...]
     fixed_plan: _NumberPlan
     mobile_plan: _NumberPlan
     legal_cum: tuple[float, ...]
@@ -249,6 +249,53 @@ class _NumberPlan:
         return bool(self.general.fullmatch(nsn) and self.pattern.fullmatch(nsn))
 
 
+@dataclass(frozen=True)
+class _PhoneRange:
+    """Numbers `prefix` + random digits, `length` digits in all (national significant).
+
+    `groups` is how phonenumbers groups such numbers in international format, as
+    (digits, separator) pairs after the country code, when every sampled number of the
+    range formats the same way; then numbers are formatted without phonenumbers.
+    """
+
+    prefix: str
+    length: int
+    groups: tuple[tuple[int, str], ...] | None
+
+
+_GROUP_RE: Final = re.compile(r"(\d+)(\D*)")
+
+
+def _phone_ranges(country: str, plan: _NumberPlan, *, mobile: bool) -> tuple[_PhoneRange, ...]:
+    entries = list(V.PHONE_PREFIXES[country]["mobile" if mobile else "fixed"])
+    kind = phonenumbers.PhoneNumberType.MOBILE if mobile else phonenumbers.PhoneNumberType.FIXED_LINE
+    example = phonenumbers.example_number_for_type(country, kind)
+    if example is not None:
+        nsn = str(example.national_number)
+        # The example number with its trailing digits varied.
+        entries.append((nsn[: max(1, len(nsn) - 6)], len(nsn)))
+    code = phonenumbers.country_code_for_region(country)
+    sampler = random.Random(f"accord-demo-phones:{country}:{mobile}")  # noqa: S311
+    ranges = []
+    for prefix, length in entries:
+        shapes: set[tuple[tuple[int, str], ...]] = set()
+        found = 0
+        for _ in range(200):
+            nsn = prefix + "".join(sampler.choice("0123456789") for _ in range(length - len(prefix)))
+            if not plan.valid(nsn):
+                continue
+            number = phonenumbers.PhoneNumber(country_code=code, national_number=int(nsn))
+            text = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+            national = text.split(" ", 1)[1]
+            shapes.add(tuple((len(d), sep) for d, sep in _GROUP_RE.findall(national)))
+            found += 1
+            if found == 25:
+                break
+        if found:
+            ranges.append(_PhoneRange(prefix, length, shapes.pop() if len(shapes) == 1 else None))
+    return tuple(ranges)
+
+
 _GIVEN_POOL = 400
 _FAMILY_POOL = 1500
 _STREET_POOL = 700
@@ -279,17 +326,8 @@ def _pools(seed: int) -> tuple[_CountryPool, ...]:
         places = [(fake.postcode(), fake.city()) for _ in range(_PLACE_POOL)]
         domains = [fake.free_email_domain() for _ in range(_DOMAIN_POOL)]
         domains.extend(V.GLOBAL_MAIL_DOMAINS)
-        fixed = list(V.PHONE_PREFIXES[country]["fixed"])
-        mobile = list(V.PHONE_PREFIXES[country]["mobile"])
-        for kind, prefixes in (
-            (phonenumbers.PhoneNumberType.FIXED_LINE, fixed),
-            (phonenumbers.PhoneNumberType.MOBILE, mobile),
-        ):
-            example = phonenumbers.example_number_for_type(country, kind)
-            if example is not None:
-                nsn = str(example.national_number)
-                # Keep the leading part of the example number, vary the trailing digits.
-                prefixes.append((nsn[: max(1, len(nsn) - 6)], len(nsn)))
+        fixed_plan = _NumberPlan.of(country, mobile=False)
+        mobile_plan = _NumberPlan.of(country, mobile=True)
         weights = [w for w, _, _ in V.LEGAL_FORMS[country]]
         total = sum(weights)
         pools.append(
@@ -303,10 +341,10 @@ def _pools(seed: int) -> tuple[_CountryPool, ...]:
                 streets=tuple(streets),
                 places=tuple(places),
                 mail_domains=tuple(domains),
-                fixed_prefixes=tuple(fixed),
-                mobile_prefixes=tuple(mobile),
-                fixed_plan=_NumberPlan.of(country, mobile=False),
-                mobile_plan=_NumberPlan.of(country, mobile=True),
+                fixed_ranges=_phone_ranges(country, fixed_plan, mobile=False),
+                mobile_ranges=_phone_ranges(country, mobile_plan, mobile=True),
+                fixed_plan=fixed_plan,
+                mobile_plan=mobile_plan,
                 legal_cum=tuple(c / total for c in itertools.accumulate(weights)),
                 legal_forms=tuple((form, spellings) for _, form, spellings in V.LEGAL_FORMS[country]),
             )
@@ -454,22 +492,39 @@ class _Outputs:
 
 
 class _Phone:
-    __slots__ = ("_intl", "calling_code", "country", "nsn")
+    __slots__ = ("_intl", "calling_code", "country", "groups", "nsn")
 
-    def __init__(self, country: str, calling_code: str, nsn: str) -> None:
+    def __init__(
+        self,
+        country: str,
+        calling_code: str,
+        nsn: str,
+        groups: tuple[tuple[int, str], ...] | None,
+    ) -> None:
         self.country = country
         self.calling_code = calling_code
         self.nsn = nsn
+        self.groups = groups
         self._intl: str | None = None
 
     def intl(self) -> str:
+        """International format, as phonenumbers.format_number(..., INTERNATIONAL) gives it."""
         if self._intl is None:
-            number = phonenumbers.PhoneNumber(
-                country_code=int(self.calling_code), national_number=int(self.nsn)
-            )
-            self._intl = phonenumbers.format_number(
-                number, phonenumbers.PhoneNumberFormat.INTERNATIONAL
-            )
+            if self.groups is not None:
+                parts = [f"+{self.calling_code} "]
+                nsn, i = self.nsn, 0
+                for size, separator in self.groups:
+                    parts.append(nsn[i : i + size])
+                    parts.append(separator)
+                    i += size
+                self._intl = "".join(parts)
+            else:
+                number = phonenumbers.PhoneNumber(
+                    country_code=int(self.calling_code), national_number=int(self.nsn)
+                )
+                self._intl = phonenumbers.format_number(
+                    number, phonenumbers.PhoneNumberFormat.INTERNATIONAL
+                )
         return self._intl
 
     def spell(self, style: int) -> str:
@@ -739,16 +794,16 @@ class _Generator:
     # ---- phones, emails, addresses
 
     def new_phone(self, pool: _CountryPool, mobile: bool) -> _Phone:
-        prefixes = pool.mobile_prefixes if mobile else pool.fixed_prefixes
+        ranges = pool.mobile_ranges if mobile else pool.fixed_ranges
         plan = pool.mobile_plan if mobile else pool.fixed_plan
         for _ in range(50):
-            prefix, length = self.pick(prefixes)
-            nsn = prefix + self.digits(length - len(prefix))
+            phone_range = self.pick(ranges)
+            nsn = phone_range.prefix + self.digits(phone_range.length - len(phone_range.prefix))
             if plan.valid(nsn):
-                return _Phone(pool.country, pool.calling_code, nsn)
+                return _Phone(pool.country, pool.calling_code, nsn, phone_range.groups)
         kind = phonenumbers.PhoneNumberType.MOBILE if mobile else phonenumbers.PhoneNumberType.FIXED_LINE
         example = phonenumbers.example_number_for_type(pool.country, kind)
-        return _Phone(pool.country, pool.calling_code, str(example.national_number))
+        return _Phone(pool.country, pool.calling_code, str(example.national_number), None)
 
     def private_email(self, pool: _CountryPool, given: str, family: str, birth: int) -> str:
         g, f = _slug(given) or "x", _slug(family) or "x"

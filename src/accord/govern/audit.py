@@ -116,19 +116,22 @@ def verify(
     expected_seq = 1
     prev_hash = GENESIS
     query = select(audit_log).order_by(audit_log.c.seq).execution_options(yield_per=batch_size)
-    for row in conn.execute(query):
-        entry = dict(row._mapping)
-        seq = entry["seq"]
-        if seq != expected_seq:
-            return VerifyResult(expected_seq - 1, expected_seq, f"entry {expected_seq} is missing")
-        if entry["prev_hash"] != prev_hash:
-            return VerifyResult(seq - 1, seq, "its link to the entry before does not match")
-        if entry_hash(entry) != entry["hash"]:
-            return VerifyResult(seq - 1, seq, "its content does not match its hash")
-        prev_hash = entry["hash"]
-        expected_seq += 1
-        if progress is not None and seq % batch_size == 0:
-            progress(batch_size)
+    with conn.execute(query) as rows:
+        for row in rows:
+            entry = dict(row._mapping)
+            seq = entry["seq"]
+            if seq != expected_seq:
+                return VerifyResult(
+                    expected_seq - 1, expected_seq, f"entry {expected_seq} is missing"
+                )
+            if entry["prev_hash"] != prev_hash:
+                return VerifyResult(seq - 1, seq, "its link to the entry before does not match")
+            if entry_hash(entry) != entry["hash"]:
+                return VerifyResult(seq - 1, seq, "its content does not match its hash")
+            prev_hash = entry["hash"]
+            expected_seq += 1
+            if progress is not None and seq % batch_size == 0:
+                progress(batch_size)
     written = conn.execute(
         select(counter.c.value).where(counter.c.name == "audit_seq")
     ).scalar_one()

@@ -84,7 +84,8 @@ class RecordMapper:
                     "quarantine" if field.type in _QUARANTINE_BY_DEFAULT else "flag"
                 )
                 (reasons if policy == "quarantine" else issues).append(reason)
-        reasons.extend(_required(data))
+        explained = {r.field for r in reasons}  # one reason per field is enough
+        reasons.extend(r for r in _required(data) if r.field not in explained)
         if reasons or source_id is None:
             return Rejected(source_id, tuple(reasons))
         return MappedRecord(source_id, data, tuple(issues))

@@ -284,16 +284,17 @@ def current_records(
         .order_by(record_head.c.system, record_head.c.source_id)
         .execution_options(yield_per=batch_size)
     )
-    for row in conn.execute(query):
-        yield CurrentRecord(
-            row.system,
-            row.source_id,
-            row.source_record_id,
-            row.canonical_record_id,
-            row.mapping_version,
-            row.data,
-            row.received_at,
-        )
+    with conn.execute(query) as rows:
+        for row in rows:
+            yield CurrentRecord(
+                row.system,
+                row.source_id,
+                row.source_record_id,
+                row.canonical_record_id,
+                row.mapping_version,
+                row.data,
+                row.received_at,
+            )
 
 
 def source_record_versions(conn: Connection, system: str, source_id: str) -> list[dict[str, Any]]:

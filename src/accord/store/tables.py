@@ -85,7 +85,7 @@ canonical_record = Table(
     "canonical_record",
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("source_record_id", ForeignKey("source_record.id"), nullable=False, unique=True),
+    Column("source_record_id", ForeignKey("source_record.id"), nullable=False),
     Column("system", String(64), nullable=False),
     Column("source_id", String(256), nullable=False),
     Column("entity_type", String(32), nullable=False),

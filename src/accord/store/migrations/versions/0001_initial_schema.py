@@ -90,6 +90,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("member_count", sa.Integer(), nullable=False),
+        sa.Column("fingerprint", sa.String(length=64), nullable=False),
         sa.Column("created_at", accord.store.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_at", accord.store.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("golden_id", name=op.f("pk_golden_record")),
@@ -139,6 +140,11 @@ def upgrade() -> None:
         sa.Column("golden_id", sa.String(length=32), nullable=False),
         sa.Column("rule", sa.String(length=64), nullable=False),
         sa.Column("score", sa.Float(), nullable=True),
+        sa.Column(
+            "evidence",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
         sa.Column("decided_by", sa.String(length=200), nullable=False),
         sa.Column("decided_at", accord.store.types.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
@@ -235,7 +241,11 @@ def upgrade() -> None:
             name=op.f("fk_canonical_record_source_record_id_source_record"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_canonical_record")),
-        sa.UniqueConstraint("source_record_id", name=op.f("uq_canonical_record_source_record_id")),
+        sa.UniqueConstraint(
+            "source_record_id",
+            "mapping_version",
+            name=op.f("uq_canonical_record_source_record_id_mapping_version"),
+        ),
     )
     op.create_table(
         "record_head",

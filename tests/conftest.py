@@ -1,0 +1,105 @@
+"""Fixtures shared by every test: real stores on SQLite and PostgreSQL, projects, data.
+
+PostgreSQL is the one at 127.0.0.1:5432 (database `test`), or ACCORD_TEST_POSTGRES_URL.
+Each test run gets its own schema, dropped at the end; each test starts from empty tables.
+Without the server, PostgreSQL tests are skipped, except under CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from accord.settings import Settings
+from accord.store.engine import make_engine, writing
+from accord.store.migrate import upgrade
+from accord.store.tables import metadata
+from accord.workspace import Workspace
+
+POSTGRES_URL = os.environ.get(
+    "ACCORD_TEST_POSTGRES_URL", "postgresql+psycopg://127.0.0.1:5432/test"
+)
+DEMO_PROJECT = Path(__file__).parent.parent / "src" / "accord" / "demo" / "project"
+BACKENDS = ["sqlite", "postgres"]
+
+
+def _postgres_or_skip() -> None:
+    try:
+        probe = create_engine(POSTGRES_URL)
+        with probe.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        probe.dispose()
+    except Exception as exc:  # noqa: BLE001
+        message = f"PostgreSQL not reachable at {POSTGRES_URL}: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (under CI=true a missing service is a failure)")
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_engine() -> Iterator[Engine]:
+    """A migrated schema of its own for this test run."""
+    _postgres_or_skip()
+    schema = f"accord_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    engine = make_engine(f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def _empty(engine: Engine) -> None:
+    with writing(engine) as conn:
+        names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
+        conn.execute(
+            text("INSERT INTO counter (name, value) VALUES ('golden_id', 0), ('audit_seq', 0)")
+        )
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated, empty store on each backend in turn."""
+    if request.param == "sqlite":
+        sqlite = make_engine(f"sqlite:///{tmp_path / 'accord.sqlite3'}")
+        upgrade(sqlite)
+        yield sqlite
+        sqlite.dispose()
+    else:
+        pg: Engine = request.getfixturevalue("postgres_engine")
+        _empty(pg)
+        yield pg
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'accord.sqlite3'}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def demo_project_dir(tmp_path: Path) -> Path:
+    """A copy of the demo project's files in a fresh folder."""
+    target = tmp_path / "project"
+    shutil.copytree(DEMO_PROJECT, target)
+    return target
+
+
+@pytest.fixture
+def workspace(engine: Engine, demo_project_dir: Path) -> Workspace:
+    """The demo project over the parametrized store."""
+    return Workspace(demo_project_dir, engine, Settings())

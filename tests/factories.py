@@ -1,0 +1,74 @@
+"""Test data builders: source files in the demo systems' own formats."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+CRM_COLUMNS = [
+    "Id", "RecordType", "FirstName", "LastName", "AccountName", "AccountId", "Email", "Phone",
+    "Street", "PostalCode", "City", "Country", "Status", "BirthDate", "VatNumber",
+    "LastModified",
+]
+
+
+def crm_row(source_id: str, **values: str) -> dict[str, str]:
+    """A CRM contact row; keyword arguments override columns."""
+    row = dict.fromkeys(CRM_COLUMNS, "")
+    row.update(
+        Id=source_id,
+        RecordType="Contact",
+        FirstName="Anna",
+        LastName="Schmidt",
+        Email="anna.schmidt@example.de",
+        Phone="+49 30 1234567",
+        Street="Hauptstraße 5",
+        PostalCode="10115",
+        City="Berlin",
+        Country="Germany",
+        Status="Customer",
+        BirthDate="1985-04-12",
+        LastModified="2024-01-01T10:00:00Z",
+    )
+    row.update(values)
+    return row
+
+
+def write_csv(path: Path, rows: list[dict[str, str]], delimiter: str = ",") -> Path:
+    columns = list(rows[0]) if rows else CRM_COLUMNS
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, delimiter=delimiter)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def billing_row(account_id: str, **values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "account_id": account_id,
+        "customer_type": "consumer",
+        "first_name": "Anna",
+        "last_name": "Schmidt",
+        "company": None,
+        "email": "Anna.Schmidt@Example.de ",
+        "phone": "030 1234567",
+        "address": {"line1": "Hauptstr. 5", "postal_code": "10115", "city": "Berlin",
+                    "country": "DE"},
+        "vat_id": None,
+        "status": "active",
+        "updated_at": "2024-06-01T08:00:00+00:00",
+    }
+    row.update(values)
+    return row
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]], *, gzipped: bool = False) -> Path:
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    if gzipped:
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
