@@ -119,3 +119,34 @@ def test_timestamp_only_raises_invalid_value(raw: str) -> None:
     except InvalidValue:
         return
     assert value.tzinfo is dt.UTC
+
+
+_NUMERIC_FORMATS = ["%Y-%m-%d", "%d.%m.%Y", "%m/%d/%Y", "%d/%m/%Y", "%Y%m%d", "%d%m%Y"]
+
+
+def _strptime_date(raw: str, fmt: str) -> dt.date | None:
+    try:
+        return dt.datetime.strptime(raw, fmt).date()  # noqa: DTZ007 - a date has no zone
+    except ValueError:
+        return None
+
+
+@settings(max_examples=500)
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789-./ ", max_size=12),
+        st.text(alphabet="0123 \u0661\u0662\u0663-.", max_size=10),  # Arabic-Indic digits too
+        st.dates().map(lambda d: d.strftime("%Y%m%d")),
+        st.dates().map(lambda d: f"{d.day}.{d.month}.{d.year:04d}"),
+    ),
+    st.sampled_from(_NUMERIC_FORMATS),
+)
+def test_numeric_fast_path_agrees_with_strptime(raw: str, fmt: str) -> None:
+    expected = _strptime_date(raw.strip(), fmt)
+    if expected is not None and not 1850 <= expected.year <= 2100:
+        expected = None  # out of range: raised, tested elsewhere
+    try:
+        result: dt.date | None = date(raw, (fmt,))
+    except InvalidValue:
+        result = None
+    assert result == expected

@@ -115,8 +115,8 @@ def load_project(root: Path) -> Project:
 
     if config is not None:
         _check_project(config, raw_project, project_path, problems)
-        for name, (path, raw) in mapping_nodes.items():
-            _check_mapping(config, mappings[name].config, raw, path, problems)
+    for name, (path, raw) in mapping_nodes.items():
+        _check_mapping(config, mappings[name].config, raw, path, problems)
     if problems or config is None:
         raise ProjectInvalid(problems)
     return Project(root, config, mappings, digest.hexdigest())
@@ -319,9 +319,13 @@ def _check_project(config: ProjectConfig, raw: Any, path: Path, problems: list[P
 
 
 def _check_mapping(
-    config: ProjectConfig, mapping: MappingConfig, raw: Any, path: Path, problems: list[Problem]
+    config: ProjectConfig | None,
+    mapping: MappingConfig,
+    raw: Any,
+    path: Path,
+    problems: list[Problem],
 ) -> None:
-    if mapping.system not in config.systems:
+    if config is not None and mapping.system not in config.systems:
         problems.append(
             Problem(
                 _where(path, raw, "system"),

@@ -114,6 +114,9 @@ class FieldMapping(StrictModel):
     default: str | None = None
     formats: list[str] | None = Field(None, min_length=1)
     on_invalid: Literal["quarantine", "flag"] | None = None
+    only_for: Literal["person", "organization"] | None = Field(
+        None, description="map this field only for records of this kind"
+    )
 
     @model_validator(mode="after")
     def _one_origin(self) -> FieldMapping:

@@ -23,8 +23,9 @@ MAX_SOURCE_ID_CHARS = 256
 # vocabulary word we cannot read usually means the mapping is wrong. Others are flagged.
 _QUARANTINE_BY_DEFAULT = {FieldType.DATE, FieldType.TIMESTAMP, FieldType.VOCABULARY}
 
-# Standardization order: country first, since phones and postcodes depend on it.
-_FIRST = ("country",)
+# Standardization order: kind first (fields may apply to one kind only), then country,
+# since phones and postcodes depend on it.
+_FIRST = ("kind", "country")
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class RecordMapper:
         data: dict[str, Any] = {}
         issues: list[Reason] = []
         for field, spec in self._fields:
+            if spec.only_for is not None and data.get("kind") != spec.only_for:
+                continue
             raw = self._raw_value(fields, spec)
             if raw is None:
                 continue

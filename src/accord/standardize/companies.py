@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from accord.standardize._legal_forms import AMBIGUOUS, LEADING, LEGAL_FORMS
@@ -24,6 +25,7 @@ class CompanyName:
     key: str
 
 
+@functools.lru_cache(maxsize=65_536)  # tokens repeat: "GmbH", "&", "Co.", "Ltd", "Müller"
 def _form_key(text: str) -> str:
     # Case, accents, periods, spaces and "&" do not matter; the slash does ("A/S" is not "AS").
     return "/".join(name_key(part).replace(" ", "") for part in text.split("/"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -14,10 +15,10 @@ _INVISIBLE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u00ad\u200b\u2060
 # Apostrophes, periods and middle dots vanish from keys ("O'Neil" -> "oneil",
 # "G.m.b.H." -> "gmbh", "Col·lecció" -> "collecció"); all other punctuation separates words.
 _GLUE = "'’‘ʼʻʹʾʿ`´.·"  # noqa: RUF001 - the look-alike apostrophes are the point
-_ASCII_KEY_TABLE: dict[int, int | None] = {
-    **{i: 0x20 for i in range(128) if not chr(i).isalnum()},
-    **{ord(c): None for c in _GLUE if c.isascii()},
-}
+# For ASCII text, bytes.translate does it all in one fast pass: letters and digits stay,
+# the glue goes, everything else becomes a space.
+_ASCII_KEY_TABLE = bytes(i if chr(i).isalnum() and i < 128 else 0x20 for i in range(256))
+_ASCII_GLUE = "".join(c for c in _GLUE if c.isascii()).encode("ascii")
 _GLUE_DELETE: dict[int, None] = {ord(c): None for c in _GLUE}
 _FOLD_TABLE: dict[int, str] = {ord(k): v for k, v in LATIN_FOLD.items()}
 # Combining diacritical marks (the accents of Latin, Greek and Cyrillic letters). Marks of
@@ -41,14 +42,26 @@ def name_key(raw: str) -> str:
     "Øre" -> "ore". Letters of other scripts are kept (casefolded, NFKD).
     """
     if raw.isascii():
-        return " ".join(raw.lower().translate(_ASCII_KEY_TABLE).split())
+        return _ascii_key(raw.lower())
+    return _unicode_key(raw)
+
+
+@functools.lru_cache(maxsize=32_768)  # names repeat: "Müller" comes a thousand times
+def _unicode_key(raw: str) -> str:
     text = unicodedata.normalize("NFKD", raw).casefold()
-    text = unicodedata.normalize("NFKD", text).translate(_FOLD_TABLE)
-    text = _DIACRITICS.sub("", text)
+    text = _DIACRITICS.sub("", unicodedata.normalize("NFKD", text))
     if text.isascii():  # the usual case: Latin letters with accents
-        return " ".join(text.translate(_ASCII_KEY_TABLE).split())
+        return _ascii_key(text)
+    text = text.translate(_FOLD_TABLE)  # ø, æ, ł, ð...: ASCII only, no new diacritics
+    if text.isascii():
+        return _ascii_key(text)
     text = text.translate(_GLUE_DELETE)
     return " ".join("".join(ch if _is_word_char(ch) else " " for ch in text).split())
+
+
+def _ascii_key(lowered: str) -> str:
+    key = lowered.encode("ascii").translate(_ASCII_KEY_TABLE, _ASCII_GLUE).decode("ascii")
+    return " ".join(key.split())
 
 
 def _is_word_char(ch: str) -> bool:
