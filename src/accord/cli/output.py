@@ -9,6 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -40,15 +41,22 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
         except ProjectInvalid as exc:
             errors.print(f"[bold red]error:[/] {exc.message}")
             for problem in exc.problems:
-                errors.print(f"  [bold]{problem.where}[/]: {problem.message}", highlight=False)
+                errors.print(
+                    f"  [bold]{escape(problem.where)}[/]: {escape(problem.message)}",
+                    highlight=False,
+                    markup=True,
+                    soft_wrap=True,
+                )
                 if problem.hint:
-                    errors.print(f"      hint: {problem.hint}", highlight=False, style="dim")
-            errors.print(f"  hint: {exc.hint}", style="dim")
+                    errors.print(
+                        f"      hint: {escape(problem.hint)}", highlight=False, style="dim", soft_wrap=True
+                    )
+            errors.print(f"  hint: {escape(exc.hint)}", style="dim")
             raise typer.Exit(1) from None
         except AccordError as exc:
-            errors.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            errors.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
             if exc.hint:
-                errors.print(f"  hint: {exc.hint}", style="dim", highlight=False)
+                errors.print(f"  hint: {escape(exc.hint)}", style="dim", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper

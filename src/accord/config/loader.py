@@ -98,6 +98,8 @@ def load_project(root: Path) -> Project:
         file_digest = hashlib.sha256()
         raw = _read_yaml(path, problems, file_digest, digest)
         mapping_config = _validate(MappingConfig, raw, path, problems)
+        if raw is not None:
+            mapping_nodes[path.stem] = (path, raw)
         if mapping_config is None:
             continue
         if mapping_config.system != path.stem:
@@ -111,12 +113,11 @@ def load_project(root: Path) -> Project:
             continue
         version = f"{path.stem}@{file_digest.hexdigest()[:12]}"
         mappings[path.stem] = Mapping(mapping_config, path, version)
-        mapping_nodes[path.stem] = (path, raw)
 
     if config is not None:
         _check_project(config, raw_project, project_path, problems)
-    for name, (path, raw) in mapping_nodes.items():
-        _check_mapping(config, mappings[name].config, raw, path, problems)
+    for path, raw in mapping_nodes.values():
+        _check_mapping(config, raw, path, problems)
     if problems or config is None:
         raise ProjectInvalid(problems)
     return Project(root, config, mappings, digest.hexdigest())
@@ -319,21 +320,23 @@ def _check_project(config: ProjectConfig, raw: Any, path: Path, problems: list[P
 
 
 def _check_mapping(
-    config: ProjectConfig | None,
-    mapping: MappingConfig,
-    raw: Any,
-    path: Path,
-    problems: list[Problem],
+    config: ProjectConfig | None, raw: Any, path: Path, problems: list[Problem]
 ) -> None:
-    if config is not None and mapping.system not in config.systems:
+    """Cross-checks of one mapping, on the raw YAML, so that they run even when the
+    file also has type errors: every problem is reported in one go."""
+    system = raw.get("system")
+    if config is not None and isinstance(system, str) and system not in config.systems:
         problems.append(
             Problem(
                 _where(path, raw, "system"),
-                f"system {mapping.system!r} is not declared in accord.yaml",
+                f"system {system!r} is not declared in accord.yaml",
                 "add it under `systems:` in accord.yaml",
             )
         )
-    if "kind" not in mapping.fields:
+    fields = raw.get("fields")
+    if not isinstance(fields, dict):
+        return
+    if "kind" not in fields:
         problems.append(
             Problem(
                 _where(path, raw, "fields"),
@@ -341,16 +344,17 @@ def _check_mapping(
                 "map a source field with translate, or set `kind: {value: person}`",
             )
         )
-    for name, spec in mapping.fields.items():
+    for name, spec in fields.items():
         where = _where(path, raw, "fields", name)
-        if _unknown_field(name, where, problems):
+        if _unknown_field(str(name), where, problems) or not isinstance(spec, dict):
             continue
-        field = FIELDS_BY_NAME[name]
-        if spec.formats is not None and field.type not in (FieldType.DATE, FieldType.TIMESTAMP):
+        field = FIELDS_BY_NAME[str(name)]
+        if "formats" in spec and field.type not in (FieldType.DATE, FieldType.TIMESTAMP):
             problems.append(Problem(where, f"`formats` only applies to dates; {name} is not one"))
         if field.type is FieldType.VOCABULARY:
-            targets = list((spec.translate or {}).values())
-            targets += [v for v in (spec.value, spec.default) if v is not None]
+            translate = spec.get("translate")
+            targets = list(translate.values()) if isinstance(translate, dict) else []
+            targets += [spec[k] for k in ("value", "default") if spec.get(k) is not None]
             problems.extend(
                 Problem(
                     where,

@@ -223,6 +223,10 @@ class _CountryPool:
     mobile_plan: _NumberPlan
     legal_cum: tuple[float, ...]
     legal_forms: tuple[tuple[str, tuple[str, ...]], ...]
+    slugs: dict[str, str]  # pool name -> its email form, worked out once
+
+    def slug(self, name: str) -> str:
+        return self.slugs.get(name) or _slug(name) or "x"
 
 
 @dataclass(frozen=True)
@@ -363,6 +367,7 @@ def _pools(seed: int) -> tuple[_CountryPool, ...]:
                 mobile_plan=mobile_plan,
                 legal_cum=tuple(c / total for c in itertools.accumulate(weights)),
                 legal_forms=tuple((form, spellings) for _, form, spellings in V.LEGAL_FORMS[country]),
+                slugs={name: _slug(name) for name in (*male, *female, *family)},
             )
         )
     return tuple(pools)
@@ -664,7 +669,6 @@ class _Person:
 # --------------------------------------------------------------------------- text noise
 
 
-@lru_cache(maxsize=8192)
 def _slug(text: str) -> str:
     """Lower-case ASCII letters and digits only: for email local parts and domains."""
     return "".join(c for c in text.translate(V.TRANSLITERATION).lower() if c.isalnum())
@@ -859,7 +863,7 @@ class _Generator:
         return _Phone(pool.country, pool.calling_code, str(example.national_number), None)
 
     def private_email(self, pool: _CountryPool, given: str, family: str, birth: int) -> str:
-        g, f = _slug(given) or "x", _slug(family) or "x"
+        g, f = pool.slug(given), pool.slug(family)
         x = self.rand()
         if x < 0.12:
             local = f"{g}.{f}"
@@ -880,7 +884,7 @@ class _Generator:
         return f"{local}@{self.pick(pool.mail_domains)}"
 
     def work_email(self, org: _Org, given: str, family: str) -> str:
-        g, f = _slug(given) or "x", _slug(family) or "x"
+        g, f = org.pool.slug(given), org.pool.slug(family)
         pattern = org.mail_pattern
         if pattern == 0:
             local = f"{g}.{f}"
@@ -1033,7 +1037,7 @@ class _Generator:
         family_email = None
         if self.rand() < 0.35:
             local = self.pick(V.FAMILY_MAIL_PATTERNS[pool.language]).format(
-                f=_slug(head.family) or "family"
+                f=pool.slug(head.family)
             )
             family_email = f"{local}@{self.pick(pool.mail_domains)}"
         members = [head]

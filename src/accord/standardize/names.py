@@ -73,24 +73,22 @@ def _capitalize_run(match: re.Match[str]) -> str:
 
 def split_full_name(raw: str) -> SplitName:
     """Return the given and family name of "Given Family" or "Family, Given"; raises name.empty."""
-    parts = [p for p in (p.split() for p in clean_text(raw).split(",")) if p and not _affixes(p)]
+    chunks = (chunk.split() for chunk in clean_text(raw).split(","))
+    parts = [tokens for tokens in chunks if tokens and not _affixes(tokens)]
+    if not parts:
+        raise InvalidValue("name.empty", f"the name {show(raw)} has no name besides titles")
+    # Every part has a token that is no title or suffix, so neither list below is empty.
     if len(parts) >= 2:  # "Family, Given" (a comma before "Jr." or "PhD" alone does not count)
         family = _strip_affixes(parts[0])
         given = _strip_affixes([token for part in parts[1:] for token in part])
         while len(given) > 1 and given[-1].lower() in _ALL_PARTICLES:  # "Berg, Jan van der"
             family.insert(0, given.pop())
-    elif parts:
+    else:
         tokens = _strip_affixes(parts[0])
         start = len(tokens) - 1
         while start > 0 and tokens[start - 1].lower() in _ALL_PARTICLES:
             start -= 1  # "Jan van der Berg"; with no given name left: "van Dijk"
         given, family = tokens[:start], tokens[start:]
-    else:
-        given, family = [], []
-    if not family:
-        given, family = [], given
-    if not family:
-        raise InvalidValue("name.empty", f"the name {show(raw)} has no name besides titles")
     return SplitName(
         given_name=person_name(" ".join(given)) if given else None,
         family_name=person_name(" ".join(family)),

@@ -70,4 +70,4 @@ def _parse(raw: str, text: str, region: str | None) -> PhoneNumber:
                 f"{show(raw)} has no country code and no default region was given",
             ) from None
         code = _PARSE_CODES.get(error.error_type, "phone.invalid")
-        raise InvalidValue(code, f"{show(raw)} is not a phone number: {error._msg}") from None
+        raise InvalidValue(code, f"{show(raw)} is not a phone number: {error.args[0]}") from None

@@ -8,9 +8,13 @@ import unicodedata
 
 from accord.standardize._translit import LATIN_FOLD
 
-# Control and invisible format characters that are not whitespace. Whitespace controls
-# (tab, newline, \x1c-\x1f, NEL...) are left to str.split(), which turns them into one space.
-_INVISIBLE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u00ad\u200b\u2060\ufeff]")
+# Control characters that are not whitespace, and invisible format characters: soft hyphen,
+# zero-width space, bidi marks and embeddings (pasted from web pages), word joiner, BOM.
+# Whitespace controls (tab, newline, \x1c-\x1f, NEL) are left to str.split(): one space.
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u00ad\u200b\u200e\u200f\u202a-\u202e\u2060"
+    "\u2066-\u2069\ufeff]"
+)
 
 # Apostrophes, periods and middle dots vanish from keys ("O'Neil" -> "oneil",
 # "G.m.b.H." -> "gmbh", "Col·lecció" -> "collecció"); all other punctuation separates words.
