@@ -9,8 +9,21 @@ from pathlib import Path
 from typing import Any
 
 CRM_COLUMNS = [
-    "Id", "RecordType", "FirstName", "LastName", "AccountName", "AccountId", "Email", "Phone",
-    "Street", "PostalCode", "City", "Country", "Status", "BirthDate", "VatNumber",
+    "Id",
+    "RecordType",
+    "FirstName",
+    "LastName",
+    "AccountName",
+    "AccountId",
+    "Email",
+    "Phone",
+    "Street",
+    "PostalCode",
+    "City",
+    "Country",
+    "Status",
+    "BirthDate",
+    "VatNumber",
     "LastModified",
 ]
 
@@ -55,8 +68,12 @@ def billing_row(account_id: str, **values: Any) -> dict[str, Any]:
         "company": None,
         "email": "Anna.Schmidt@Example.de ",
         "phone": "030 1234567",
-        "address": {"line1": "Hauptstr. 5", "postal_code": "10115", "city": "Berlin",
-                    "country": "DE"},
+        "address": {
+            "line1": "Hauptstr. 5",
+            "postal_code": "10115",
+            "city": "Berlin",
+            "country": "DE",
+        },
         "vat_id": None,
         "status": "active",
         "updated_at": "2024-06-01T08:00:00+00:00",

@@ -66,8 +66,7 @@ def test_load_errors_are_explained(demo_project_dir: Path, tmp_path: Path) -> No
     assert "no system named 'sap'" in _run(
         "load", demo_project_dir, "-s", "sap", tmp_path / "x.csv", code=1
     )
-    assert "no file at" in _run("load", demo_project_dir, "-s", "crm", tmp_path / "x.csv",
-                                code=1)
+    assert "no file at" in _run("load", demo_project_dir, "-s", "crm", tmp_path / "x.csv", code=1)
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
     assert "empty.csv is empty" in _run("load", demo_project_dir, "-s", "crm", empty, code=1)
@@ -87,11 +86,17 @@ def test_audit_verify_catches_a_tampered_row(demo_project_dir: Path, tmp_path: P
 
 
 def test_users_and_keys(demo_project_dir: Path) -> None:
-    result = runner.invoke(app, ["users", "add", str(demo_project_dir), "ann", "--role",
-                                 "steward", "--password-stdin"], input="short\n")
+    result = runner.invoke(
+        app,
+        ["users", "add", str(demo_project_dir), "ann", "--role", "steward", "--password-stdin"],
+        input="short\n",
+    )
     assert result.exit_code == 1 and "at least 12 characters" in result.output
-    result = runner.invoke(app, ["users", "add", str(demo_project_dir), "ann", "--role",
-                                 "steward", "--password-stdin"], input="a good long secret\n")
+    result = runner.invoke(
+        app,
+        ["users", "add", str(demo_project_dir), "ann", "--role", "steward", "--password-stdin"],
+        input="a good long secret\n",
+    )
     assert result.exit_code == 0, result.output
     key = _run("keys", "create", demo_project_dir, "--system", "crm").strip().splitlines()[-1]
     assert key.startswith("acc_crm_")
@@ -102,7 +107,10 @@ def test_users_and_keys(demo_project_dir: Path) -> None:
 def test_the_installed_command_runs() -> None:
     completed = subprocess.run(
         [str(Path(sys.executable).parent / "accord"), "--help"],
-        capture_output=True, text=True, check=False, timeout=60,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     assert completed.returncode == 0
     for command in ["init", "validate", "load", "resolve", "show", "audit", "demo"]:

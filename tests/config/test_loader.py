@@ -67,11 +67,13 @@ def test_references_to_unknown_systems(demo_project_dir: Path) -> None:
 
 def test_unknown_key_suggests_the_close_one(demo_project_dir: Path) -> None:
     mapping = demo_project_dir / "mappings" / "billing.yaml"
-    mapping.write_text(mapping.read_text().replace("source_id: account_id",
-                                                   "source_idd: account_id"))
+    mapping.write_text(
+        mapping.read_text().replace("source_id: account_id", "source_idd: account_id")
+    )
     problems = _problems(demo_project_dir)
-    assert any("unknown key 'source_idd'" in p and "did you mean 'source_id'?" in p
-               for p in problems), problems
+    assert any(
+        "unknown key 'source_idd'" in p and "did you mean 'source_id'?" in p for p in problems
+    ), problems
     assert any("source_id: required, but missing" in p for p in problems)
 
 

@@ -44,18 +44,22 @@ def test_migrations_create_exactly_the_tables_the_code_uses(engine: Engine) -> N
     assert differences == []
 
 
-def test_load_stores_versions_idempotently(engine: Engine, demo_project_dir: Path,
-                                           tmp_path: Path) -> None:
+def test_load_stores_versions_idempotently(
+    engine: Engine, demo_project_dir: Path, tmp_path: Path
+) -> None:
     project = load_project(demo_project_dir)
-    rows = [crm_row("C1"), crm_row("C2", FirstName="Bob", LastName="Jones", Email="bob@x.org",
-                                   BirthDate="1970-01-01")]
+    rows = [
+        crm_row("C1"),
+        crm_row("C2", FirstName="Bob", LastName="Jones", Email="bob@x.org", BirthDate="1970-01-01"),
+    ]
     path = write_csv(tmp_path / "crm.csv", rows)
 
     first = load_file(engine, project, "crm", path, actor="test")
     again = load_file(engine, project, "crm", path, actor="test")
     rows[0]["City"] = "Potsdam"
-    changed = load_file(engine, project, "crm", write_csv(tmp_path / "crm2.csv", rows),
-                        actor="test")
+    changed = load_file(
+        engine, project, "crm", write_csv(tmp_path / "crm2.csv", rows), actor="test"
+    )
 
     assert (first.new, first.unchanged) == (2, 0)
     assert (again.new, again.changed, again.unchanged) == (0, 0, 2)
@@ -116,7 +120,10 @@ def test_bad_rows_go_to_quarantine_and_the_rest_loads(
             select(canonical_record.c.issues).where(canonical_record.c.source_id == "C5")
         ).scalar_one()
     assert [e.location for e in entries] == [
-        "crm.csv line 3", "crm.csv line 4", "crm.csv line 5", "crm.csv line 7"
+        "crm.csv line 3",
+        "crm.csv line 4",
+        "crm.csv line 5",
+        "crm.csv line 7",
     ]
     assert entries[1].reasons[0]["field"] == "birth_date"
     assert "1985-13-45" in entries[1].raw
@@ -130,20 +137,45 @@ def test_resolve_links_keeps_golden_ids_and_explains_values(
     crm = write_csv(
         tmp_path / "crm.csv",
         [
-            crm_row("C1", FirstName="Bill", LastName="Turner", Email="b.turner@example.com",
-                    Phone="+44 20 7946 0958", Country="United Kingdom", PostalCode="SW1A 1AA",
-                    BirthDate=""),
-            crm_row("C2", FirstName="Margaret", LastName="Turner",
-                    Email="m.turner@example.com", Phone="+44 20 7946 0958",
-                    Country="United Kingdom", PostalCode="SW1A 1AA", BirthDate=""),
+            crm_row(
+                "C1",
+                FirstName="Bill",
+                LastName="Turner",
+                Email="b.turner@example.com",
+                Phone="+44 20 7946 0958",
+                Country="United Kingdom",
+                PostalCode="SW1A 1AA",
+                BirthDate="",
+            ),
+            crm_row(
+                "C2",
+                FirstName="Margaret",
+                LastName="Turner",
+                Email="m.turner@example.com",
+                Phone="+44 20 7946 0958",
+                Country="United Kingdom",
+                PostalCode="SW1A 1AA",
+                BirthDate="",
+            ),
         ],
     )
     billing = write_jsonl(
         tmp_path / "billing.jsonl",
-        [billing_row("B1", first_name="William", last_name="Turner",
-                     email="B.Turner@Example.com", phone="020 7946 0958",
-                     address={"line1": "1 Mall Rd", "postal_code": "SW1A1AA", "city": "London",
-                              "country": "GB"})],
+        [
+            billing_row(
+                "B1",
+                first_name="William",
+                last_name="Turner",
+                email="B.Turner@Example.com",
+                phone="020 7946 0958",
+                address={
+                    "line1": "1 Mall Rd",
+                    "postal_code": "SW1A1AA",
+                    "city": "London",
+                    "country": "GB",
+                },
+            )
+        ],
     )
     load_file(engine, project, "crm", crm, actor="test")
     load_file(engine, project, "billing", billing, actor="test")
@@ -167,16 +199,25 @@ def test_resolve_links_keeps_golden_ids_and_explains_values(
         {"value": "Bill", "system": "crm", "source_id": "C1"}
     ]
     assert {(m["system"], m["rule"]) for m in golden["members"]} == {
-        ("crm", "email_and_name"), ("billing", "email_and_name")
+        ("crm", "email_and_name"),
+        ("billing", "email_and_name"),
     }
 
 
-def test_golden_ids_survive_a_merge(engine: Engine, demo_project_dir: Path,
-                                    tmp_path: Path) -> None:
+def test_golden_ids_survive_a_merge(engine: Engine, demo_project_dir: Path, tmp_path: Path) -> None:
     project = load_project(demo_project_dir)
-    rows = [crm_row("C1", Email="a@x.org", Phone=""),
-            crm_row("C2", Email="b@x.org", Phone="", BirthDate="", PostalCode="80331",
-                    Street="Marienplatz 1", City="München")]
+    rows = [
+        crm_row("C1", Email="a@x.org", Phone=""),
+        crm_row(
+            "C2",
+            Email="b@x.org",
+            Phone="",
+            BirthDate="",
+            PostalCode="80331",
+            Street="Marienplatz 1",
+            City="München",
+        ),
+    ]
     load_file(engine, project, "crm", write_csv(tmp_path / "a.csv", rows), actor="test")
     before = resolve(engine, project, actor="test").assignment
     assert before[("crm", "C1")] != before[("crm", "C2")]
@@ -193,11 +234,16 @@ def test_golden_ids_survive_a_merge(engine: Engine, demo_project_dir: Path,
     assert (merged["status"], merged["merged_into"]) == ("merged", survivor)
 
 
-def test_search_finds_by_name_email_and_member_id(engine: Engine, demo_project_dir: Path,
-                                                  tmp_path: Path) -> None:
+def test_search_finds_by_name_email_and_member_id(
+    engine: Engine, demo_project_dir: Path, tmp_path: Path
+) -> None:
     project = load_project(demo_project_dir)
-    rows = [crm_row("C1"), crm_row("C2", FirstName="Zoë", LastName="O'Brien_%",
-                                   Email="zoe@x.org", Phone="", BirthDate="")]
+    rows = [
+        crm_row("C1"),
+        crm_row(
+            "C2", FirstName="Zoë", LastName="O'Brien_%", Email="zoe@x.org", Phone="", BirthDate=""
+        ),
+    ]
     load_file(engine, project, "crm", write_csv(tmp_path / "a.csv", rows), actor="test")
     resolve(engine, project, actor="test")
     with engine.connect() as conn:
@@ -209,20 +255,18 @@ def test_search_finds_by_name_email_and_member_id(engine: Engine, demo_project_d
         assert customers.search(conn, ADMIN, "").total == 2
 
 
-def test_audit_chain_verifies_and_catches_tampering(engine: Engine, demo_project_dir: Path,
-                                                    tmp_path: Path) -> None:
+def test_audit_chain_verifies_and_catches_tampering(
+    engine: Engine, demo_project_dir: Path, tmp_path: Path
+) -> None:
     project = load_project(demo_project_dir)
-    load_file(engine, project, "crm", write_csv(tmp_path / "a.csv", [crm_row("C1")]),
-              actor="test")
+    load_file(engine, project, "crm", write_csv(tmp_path / "a.csv", [crm_row("C1")]), actor="test")
     resolve(engine, project, actor="test")
     with engine.connect() as conn:
         result = audit.verify(conn)
     assert result.ok and result.entries >= 4
 
     with writing(engine) as conn:
-        conn.execute(
-            update(audit_log).where(audit_log.c.seq == 2).values(actor="someone-else")
-        )
+        conn.execute(update(audit_log).where(audit_log.c.seq == 2).values(actor="someone-else"))
     with engine.connect() as conn:
         tampered = audit.verify(conn)
     assert (tampered.ok, tampered.broken_at, tampered.entries) == (False, 2, 1)
@@ -230,8 +274,11 @@ def test_audit_chain_verifies_and_catches_tampering(engine: Engine, demo_project
 
 def test_audit_catches_a_deleted_last_entry(engine: Engine) -> None:
     with writing(engine) as conn:
-        audit.record(conn, "test", [audit.AuditEvent(audit.AuditAction.USER_CREATED, "user",
-                                                     str(i)) for i in range(3)])
+        audit.record(
+            conn,
+            "test",
+            [audit.AuditEvent(audit.AuditAction.USER_CREATED, "user", str(i)) for i in range(3)],
+        )
         conn.execute(audit_log.delete().where(audit_log.c.seq == 3))
     with engine.connect() as conn:
         result = audit.verify(conn)
@@ -240,8 +287,9 @@ def test_audit_catches_a_deleted_last_entry(engine: Engine) -> None:
 
 def test_users_sessions_and_api_keys(engine: Engine) -> None:
     with writing(engine) as conn:
-        identity.create_user(conn, "stewie", "correct horse battery", Role.STEWARD,
-                             created_by="test")
+        identity.create_user(
+            conn, "stewie", "correct horse battery", Role.STEWARD, created_by="test"
+        )
         actor, session = identity.sign_in(conn, "stewie", "correct horse battery")
         key = identity.create_api_key(conn, "crm", created_by="test")
     with writing(engine) as conn:

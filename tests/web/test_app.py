@@ -22,11 +22,20 @@ PASSWORD = "a long enough password"
 
 @pytest.fixture
 def client(workspace: Workspace, tmp_path: Path) -> Iterator[TestClient]:
-    path = write_csv(tmp_path / "crm.csv", [
-        crm_row("C1"),
-        crm_row("C2", FirstName="<script>Alert(1)</script>", LastName="Evil", Email="e@x.org",
-                Phone="", BirthDate="1990-01-01"),
-    ])
+    path = write_csv(
+        tmp_path / "crm.csv",
+        [
+            crm_row("C1"),
+            crm_row(
+                "C2",
+                FirstName="<script>Alert(1)</script>",
+                LastName="Evil",
+                Email="e@x.org",
+                Phone="",
+                BirthDate="1990-01-01",
+            ),
+        ],
+    )
     load_file(workspace.engine, workspace.project, "crm", path, actor="test")
     resolve(workspace.engine, workspace.project, actor="test")
     with writing(workspace.engine) as conn:
@@ -42,8 +51,13 @@ def _sign_in(client: TestClient, username: str = "viewer") -> None:
 
 def test_only_health_and_sign_in_are_open(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "ok", "database": "ok"}
-    for path in ["/api/v1/customers", "/api/v1/customers/C0000001", "/openapi.json",
-                 "/api/v1/systems/crm/records/C1", "/api/v1/session"]:
+    for path in [
+        "/api/v1/customers",
+        "/api/v1/customers/C0000001",
+        "/openapi.json",
+        "/api/v1/systems/crm/records/C1",
+        "/api/v1/session",
+    ]:
         response = client.get(path)
         assert response.status_code == 401, path
         assert response.json()["error"] == "NotAuthenticated"
@@ -54,9 +68,12 @@ def test_only_health_and_sign_in_are_open(client: TestClient) -> None:
 
 
 def test_sign_in_search_and_read_a_customer(client: TestClient) -> None:
-    assert client.post(
-        "/api/v1/session", json={"username": "viewer", "password": "wrong password!"}
-    ).status_code == 401
+    assert (
+        client.post(
+            "/api/v1/session", json={"username": "viewer", "password": "wrong password!"}
+        ).status_code
+        == 401
+    )
     _sign_in(client)
     page = client.get("/api/v1/customers", params={"q": "schmidt"}).json()
     assert page["total"] == 1
@@ -76,19 +93,21 @@ def test_a_viewer_may_not_read_source_records(client: TestClient) -> None:
     assert "records:read" in response.json()["message"]
 
 
-def test_a_system_key_reads_its_own_records_only(client: TestClient,
-                                                  workspace: Workspace) -> None:
+def test_a_system_key_reads_its_own_records_only(client: TestClient, workspace: Workspace) -> None:
     with writing(workspace.engine) as conn:
         key = identity.create_api_key(conn, "crm", created_by="test")
         other = identity.create_api_key(conn, "erp", created_by="test")
     own = client.get("/api/v1/systems/crm/records/C1", headers={"X-API-Key": key})
     assert own.status_code == 200
     assert own.json()["versions"][0]["payload"]["Id"] == "C1"
-    assert client.get("/api/v1/systems/crm/records/C1",
-                      headers={"Authorization": f"Bearer {other}"}).status_code == 404
+    assert (
+        client.get(
+            "/api/v1/systems/crm/records/C1", headers={"Authorization": f"Bearer {other}"}
+        ).status_code
+        == 404
+    )
     assert client.get("/api/v1/customers", headers={"X-API-Key": key}).status_code == 403
-    assert client.get("/api/v1/customers",
-                      headers={"X-API-Key": key + "x"}).status_code == 401
+    assert client.get("/api/v1/customers", headers={"X-API-Key": key + "x"}).status_code == 401
 
 
 def test_pages_escape_what_users_typed_and_send_security_headers(client: TestClient) -> None:
@@ -120,8 +139,12 @@ def test_login_form_needs_its_csrf_token(client: TestClient) -> None:
 def test_sign_in_never_redirects_off_site(client: TestClient) -> None:
     client.get("/login")
     token = client.cookies.get("accord_csrf")
-    form = {"username": "viewer", "password": PASSWORD, "csrf_token": token,
-            "next": "//evil.example/steal"}
+    form = {
+        "username": "viewer",
+        "password": PASSWORD,
+        "csrf_token": token,
+        "next": "//evil.example/steal",
+    }
     response = client.post("/login", data=form, follow_redirects=False)
     assert response.headers["location"] == "/customers"
 
@@ -129,7 +152,8 @@ def test_sign_in_never_redirects_off_site(client: TestClient) -> None:
 def test_customer_page_shows_lineage(client: TestClient) -> None:
     _sign_in(client)
     golden_id = client.get("/api/v1/customers", params={"q": "schmidt"}).json()["items"][0][
-        "golden_id"]
+        "golden_id"
+    ]
     page = client.get(f"/customers/{golden_id}")
     assert page.status_code == 200
     assert "crm/C1" in page.text and "Anna" in page.text

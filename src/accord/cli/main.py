@@ -325,8 +325,7 @@ def serve(
     workspace = open_workspace(directory)
     workspace.project  # noqa: B018  (fail before serving when the project is invalid)
     console.print(
-        f"serving at http://{host}:{port}  (health: /health, API: /api/v1, "
-        "schema: /openapi.json)"
+        f"serving at http://{host}:{port}  (health: /health, API: /api/v1, schema: /openapi.json)"
     )
     uvicorn.run(create_app(workspace), host=host, port=port, log_level="warning")
 

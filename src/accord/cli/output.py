@@ -49,14 +49,21 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
                 )
                 if problem.hint:
                     errors.print(
-                        f"      hint: {escape(problem.hint)}", highlight=False, style="dim", soft_wrap=True
+                        f"      hint: {escape(problem.hint)}",
+                        highlight=False,
+                        style="dim",
+                        soft_wrap=True,
                     )
-            errors.print(f"  hint: {escape(exc.hint)}", style="dim")
+            errors.print(f"  hint: {escape(exc.hint or '')}", style="dim")
             raise typer.Exit(1) from None
         except AccordError as exc:
-            errors.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
+            errors.print(
+                f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True
+            )
             if exc.hint:
-                errors.print(f"  hint: {escape(exc.hint)}", style="dim", highlight=False, soft_wrap=True)
+                errors.print(
+                    f"  hint: {escape(exc.hint)}", style="dim", highlight=False, soft_wrap=True
+                )
             raise typer.Exit(1) from None
 
     return wrapper

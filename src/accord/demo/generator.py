@@ -87,9 +87,10 @@ CRM_COLUMNS: Final = (
     "Phone", "Street", "PostalCode", "City", "Country", "Status", "BirthDate", "VatNumber",
     "LastModified",
 )  # fmt: skip
+# KTOKD is SAP's account group: PERS for a person, FIRM for an organization.
 ERP_CUSTOMER_COLUMNS: Final = (
-    "KUNNR", "NAME1", "NAME2", "STRAS", "PSTLZ", "ORT01", "LAND1", "TELF1", "SMTP_ADDR",
-    "STCEG", "GEBDAT", "ERDAT",
+    "KUNNR", "KTOKD", "NAME1", "NAME2", "STRAS", "PSTLZ", "ORT01", "LAND1", "TELF1",
+    "SMTP_ADDR", "STCEG", "GEBDAT", "ERDAT",
 )  # fmt: skip
 ERP_ORDER_COLUMNS: Final = ("VBELN", "KUNNR", "ERDAT", "NETWR", "WAERK")
 SERVICE_REQUESTER_COLUMNS: Final = (
@@ -1415,6 +1416,7 @@ class _Generator:
         self.out.erp.add(
             [
                 kunnr,
+                "PERS",
                 self.erp_text(name, pool.language, 0.08),
                 "",
                 self.erp_text(
@@ -1452,6 +1454,7 @@ class _Generator:
         self.out.erp.add(
             [
                 kunnr,
+                "FIRM",
                 self.erp_text(name, pool.language, 0.1),
                 department,
                 self.erp_text(

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
+
+Record = TypeVar("Record", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class PairwiseScores:
 
 
 def pairwise_scores(
-    predicted: Mapping[Hashable, Hashable], truth: Mapping[Hashable, Hashable]
+    predicted: Mapping[Record, Hashable], truth: Mapping[Record, Hashable]
 ) -> PairwiseScores:
     """Scores over the records both mappings know (record -> cluster label), counted
     without listing pairs: n records in a group make n*(n-1)/2 pairs."""
