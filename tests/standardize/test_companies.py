@@ -53,6 +53,9 @@ from accord.standardize.companies import _form_key
         ("Smith and Company", "Smith and Company", None, "smith"),
         ("Dupont & Cie", "Dupont & Cie", None, "dupont"),
         ("Holding", "Holding", None, "holding"),
+        # a legal form twice: both go, the last one is the legal form
+        ("Müller GmbH GmbH", "Müller", "GmbH", "muller"),
+        ("Acme Corp Ltd", "Acme", "Ltd", "acme"),
     ],
 )
 def test_company_name(raw: str, name: str, legal_form: str | None, key: str) -> None:
@@ -63,7 +66,10 @@ def test_holding_is_not_noise() -> None:
     assert company_name("Müller Holding GmbH").key != company_name("Müller GmbH").key
 
 
-@pytest.mark.parametrize("raw", ["", "   ", "GmbH", "G.m.b.H.", "GmbH & Co. KG", "Ltd.", "- Inc."])
+@pytest.mark.parametrize(
+    "raw",
+    ["", "   ", "GmbH", "G.m.b.H.", "GmbH & Co. KG", "Ltd.", "- Inc.", "GmbH Ltd"],
+)
 def test_company_name_empty(raw: str) -> None:
     with pytest.raises(InvalidValue) as error:
         company_name(raw)
@@ -109,3 +115,23 @@ def test_company_name_only_raises_invalid_value(raw: str) -> None:
         assert result.name
         assert result.key
     assert codes <= {"company.empty"}
+
+
+_TOKENS = st.sampled_from(
+    [
+        *("Müller", "Acme", "Hotel", "Holding", "G", "Pty", "&", "Co.", "-", "und", "Spa"),
+        *("GmbH", "Ltd", "KG", "SA", "NV", "SARL", "AG", "e.V.", "Inc.", "UG"),
+        "(haftungsbeschränkt)",
+    ]
+)
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.lists(_TOKENS, min_size=1, max_size=7).map(" ".join), st.text()))
+def test_company_name_is_idempotent(raw: str) -> None:
+    try:
+        once = company_name(raw)
+    except InvalidValue:
+        return
+    again = company_name(once.name)  # the matcher keys the stored name again
+    assert (again.name, again.key) == (once.name, once.key)

@@ -48,10 +48,11 @@ _AMBIGUOUS_KEYS = frozenset(_form_key(form) for form in AMBIGUOUS)
 
 
 def _match(tokens: list[str], keys: list[str]) -> str | None:
-    form = _FORMS.get("".join(keys))
+    key = "".join(keys)
+    form = _FORMS.get(key)
     if form is None:
         return None
-    if "".join(keys) in _AMBIGUOUS_KEYS:
+    if key in _AMBIGUOUS_KEYS:
         typed = "".join(tokens)
         if "." not in typed and typed != form:
             return None
@@ -62,26 +63,39 @@ def company_name(raw: str) -> CompanyName:
     """Return the name, its normalized legal form and a key; raises company.empty if no name."""
     tokens = clean_text(raw).split()
     keys = [_form_key(token) for token in tokens]
-    count = len(tokens)
-    if count <= _MAX_TOKENS and _match(tokens, keys) is not None:  # "GmbH", "GmbH & Co. KG"
+    if _match(tokens, keys) is not None:  # "GmbH", "GmbH & Co. KG"
         raise InvalidValue("company.empty", f"the company name {show(raw)} is only a legal form")
-    start, end, legal_form = 0, count, None
-    for size in range(min(_MAX_TOKENS, count - 1), 0, -1):  # longest first: "GmbH & Co. KG"
-        legal_form = _match(tokens[count - size :], keys[count - size :])
-        if legal_form is not None:
-            end = count - size
-            break
-    for size in range(min(_MAX_TOKENS, end - 1), 0, -1):  # "SARL Dupont", "NV Bekaert SA"
-        leading = _match(tokens[:size], keys[:size])
-        if leading in LEADING:
-            start = size
-            legal_form = legal_form or leading
-            break
-    name = " ".join(tokens[start:end]).strip(_NAME_EDGES)
+    legal_form = None
+    while (trailing := _trailing(tokens, keys)) is not None:  # "Foo GmbH", also "Foo GmbH AG"
+        legal_form = legal_form or trailing
+    while (leading := _leading(tokens, keys)) is not None:  # "SARL Dupont", "NV Bekaert SA"
+        legal_form = legal_form or leading
+    name = " ".join(tokens).strip(_NAME_EDGES)
     key = _company_key(name)
-    if not key:  # nothing, or only punctuation, besides the legal form
+    if not key or _match(tokens, keys) is not None:  # "", "- Ltd", "GmbH Ltd"
         raise InvalidValue("company.empty", f"the company name {show(raw)} has no name")
     return CompanyName(name=name, legal_form=legal_form, key=key)
+
+
+def _trailing(tokens: list[str], keys: list[str]) -> str | None:
+    """Remove the longest legal form that ends `tokens` and leaves a token; return it."""
+    count = len(tokens)
+    for size in range(min(_MAX_TOKENS, count - 1), 0, -1):  # longest first: "GmbH & Co. KG"
+        form = _match(tokens[count - size :], keys[count - size :])
+        if form is not None:
+            del tokens[count - size :], keys[count - size :]
+            return form
+    return None
+
+
+def _leading(tokens: list[str], keys: list[str]) -> str | None:
+    """Remove the longest leading-capable legal form starting `tokens`; return it."""
+    for size in range(min(_MAX_TOKENS, len(tokens) - 1), 0, -1):
+        form = _match(tokens[:size], keys[:size])
+        if form in LEADING:
+            del tokens[:size], keys[:size]
+            return form
+    return None
 
 
 def _company_key(name: str) -> str:
