@@ -12,7 +12,7 @@ from typing import Final
 
 COUNTRIES: Final = ("DE", "GB", "US", "FR", "NL", "AT")
 # How the company's customers spread over its markets (a German company selling in Europe
-# and the US). Cumulative weights, in the order of COUNTRIES.
+# and the US): relative weights, in the order of COUNTRIES.
 COUNTRY_WEIGHTS: Final = (34, 16, 14, 12, 12, 12)
 
 LOCALES: Final = {
@@ -92,7 +92,7 @@ NICKNAMES: Final[tuple[tuple[str, str, str, tuple[str, ...]], ...]] = (
     ("en", "F", "Abigail", ("Abby",)),
     ("en", "F", "Christine", ("Chris", "Tina")),
     ("en", "F", "Eleanor", ("Ellie", "Nora")),
-    # German (Germany and Austria)
+    # German, for Germany and Austria
     ("de", "F", "Katharina", ("Kathi", "Katja")),
     ("de", "M", "Johannes", ("Hannes", "Johann")),
     ("de", "M", "Alexander", ("Alex",)),
@@ -524,14 +524,7 @@ TICKET_STATUSES: Final = ("new", "open", "pending", "solved", "closed", "closed"
 
 # Long and short spellings of street words, per language: records swap one for the other.
 STREET_ABBREVIATIONS: Final = {
-    "de": (
-        ("straße", "str."),
-        ("Straße", "Str."),
-        ("strasse", "str."),
-        ("platz", "pl."),
-        ("gasse", "g."),
-        ("weg", "weg"),
-    ),
+    "de": (("straße", "str."), ("Straße", "Str."), ("platz", "pl."), ("gasse", "g.")),
     "en": (
         (" Street", " St"),
         (" Road", " Rd"),
@@ -543,14 +536,14 @@ STREET_ABBREVIATIONS: Final = {
         (" Square", " Sq"),
     ),
     "fr": (
-        ("rue ", "r. "),
-        ("avenue ", "av. "),
-        ("boulevard ", "bd "),
-        ("place ", "pl. "),
-        ("chemin ", "ch. "),
-        ("impasse ", "imp. "),
+        (" rue ", " r. "),
+        (" avenue ", " av. "),
+        (" boulevard ", " bd "),
+        (" place ", " pl. "),
+        (" chemin ", " ch. "),
+        (" impasse ", " imp. "),
     ),
-    "nl": (("straat", "str."), ("laan", "ln."), ("weg", "wg."), ("plein", "pln.")),
+    "nl": (("straat", "str."), ("laan", "ln."), ("plein", "pln.")),
 }
 
 # National significant number prefixes phone numbers are drawn from: (prefix, length of
@@ -742,7 +735,7 @@ TRANSLITERATION: Final = str.maketrans(
         "Ž": "Z",
         "ć": "c",
         "ğ": "g",
-        "ı": "i",
+        "\u0131": "i",
         "ş": "s",
         "İ": "I",
         "Ş": "S",

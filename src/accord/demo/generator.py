@@ -21,12 +21,12 @@ and VAT spellings. True non-duplicates that look alike are there on purpose: hou
 namesakes in the same city, shared company mailboxes, parent and subsidiary companies.
 A few rows are malformed on purpose (an empty CRM Id, impossible birth dates).
 
-It streams: one household or one company (with its contacts) at a time, rows written at
-once (party rows pass through a small fixed-size shuffle buffer per file, so that the
-duplicates of one party are not neighbours in the file). Memory does not grow with the
-number of customers. Name, street and place pools are drawn once from seeded Faker
-instances; everything else comes from one `random.Random(seed)`, so the same seed and
-customer count give byte-identical files.
+It streams: one household or one company (with its contacts) at a time, rows written as
+they are made, in small batches (party rows pass through a fixed-size shuffle buffer per
+file, so that the duplicates of one party are not neighbours in the file). Memory does
+not grow with the number of customers. Name, street and place pools are drawn once from
+seeded Faker instances; everything else comes from one `random.Random(seed)`, so the same
+seed and customer count give byte-identical files.
 
 This is synthetic test data: `random` is used on purpose, never for anything secret.
 """
@@ -48,12 +48,12 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Final, TypeVar
+from typing import Final, TypeVar
 
 import phonenumbers
 from faker import Faker
 
-from accord.demo import _vocab as V
+from accord.demo import _vocab as vocab
 
 __all__ = ["GENERATOR_VERSION", "GenerationSummary", "generate"]
 
@@ -157,6 +157,9 @@ _RECENT_DAYS: Final = _DayTable(_RECENT_FIRST, _AS_OF)
 
 
 def _scramble(n: int, modulus: int, offset: int) -> int:
+    """The n-th id: a bijection of [0, modulus) while n is below it, distinct after."""
+    if n >= modulus:
+        return modulus + n  # beyond the id space: longer ids, still unique
     return (n * _ID_MULTIPLIER + offset) % modulus
 
 
@@ -234,10 +237,10 @@ class _CountryPool:
 class _NumberPlan:
     """The country's own phonenumbers metadata for one number type, compiled once.
 
-    `valid(nsn)` is what `phonenumbers.is_valid_number_for_region` decides for a national
-    significant number of that type: it matches the country's general description and
-    the type's description (possible lengths and pattern); it costs one regex match
-    instead of phonenumbers' walk through every number type.
+    `valid(nsn)` holds when the national significant number matches the country's general
+    description and the type's description (possible lengths and pattern), which makes
+    it a valid number for the country per `phonenumbers.is_valid_number_for_region`;
+    it costs two regex matches instead of phonenumbers' walk through every number type.
     """
 
     general: re.Pattern[str]
@@ -288,8 +291,10 @@ _GROUP_RE: Final = re.compile(r"(\d+)(\D*)")
 
 
 def _phone_ranges(country: str, plan: _NumberPlan, *, mobile: bool) -> tuple[_PhoneRange, ...]:
-    entries = list(V.PHONE_PREFIXES[country]["mobile" if mobile else "fixed"])
-    kind = phonenumbers.PhoneNumberType.MOBILE if mobile else phonenumbers.PhoneNumberType.FIXED_LINE
+    entries = list(vocab.PHONE_PREFIXES[country]["mobile" if mobile else "fixed"])
+    kind = (
+        phonenumbers.PhoneNumberType.MOBILE if mobile else phonenumbers.PhoneNumberType.FIXED_LINE
+    )
     example = phonenumbers.example_number_for_type(country, kind)
     if example is not None:
         nsn = str(example.national_number)
@@ -302,7 +307,9 @@ def _phone_ranges(country: str, plan: _NumberPlan, *, mobile: bool) -> tuple[_Ph
         shapes: set[tuple[tuple[int, str], ...]] = set()
         found = 0
         for _ in range(200):
-            nsn = prefix + "".join(sampler.choice("0123456789") for _ in range(length - len(prefix)))
+            nsn = prefix + "".join(
+                sampler.choice("0123456789") for _ in range(length - len(prefix))
+            )
             if not plan.valid(nsn):
                 continue
             number = phonenumbers.PhoneNumber(country_code=code, national_number=int(nsn))
@@ -325,7 +332,7 @@ _DOMAIN_POOL = 40
 
 # Nickname lookup per language: formal given name -> nicknames.
 _NICKNAMES: Final[dict[str, dict[str, tuple[str, ...]]]] = {}
-for _lang, _gender, _formal, _nicks in V.NICKNAMES:
+for _lang, _gender, _formal, _nicks in vocab.NICKNAMES:
     _NICKNAMES.setdefault(_lang, {})[_formal] = _nicks
 
 
@@ -333,23 +340,23 @@ for _lang, _gender, _formal, _nicks in V.NICKNAMES:
 def _pools(seed: int) -> tuple[_CountryPool, ...]:
     """Name, street and place pools per country, drawn once from seeded Faker."""
     pools = []
-    for country in V.COUNTRIES:
-        fake = Faker(V.LOCALES[country])
+    for country in vocab.COUNTRIES:
+        fake = Faker(vocab.LOCALES[country])
         fake.seed_instance(f"accord-demo:{seed}:{country}")
-        language = V.LANGUAGE[country]
+        language = vocab.LANGUAGE[country]
         male = [fake.first_name_male() for _ in range(_GIVEN_POOL)]
         female = [fake.first_name_female() for _ in range(_GIVEN_POOL)]
-        for lang, gender, formal, _nicks in V.NICKNAMES:
+        for lang, gender, formal, _nicks in vocab.NICKNAMES:
             if lang == language:
                 (male if gender == "M" else female).extend([formal] * 3)
         family = [fake.last_name() for _ in range(_FAMILY_POOL)]
         streets = [fake.street_name() for _ in range(_STREET_POOL)]
         places = [(fake.postcode(), fake.city()) for _ in range(_PLACE_POOL)]
         domains = [fake.free_email_domain() for _ in range(_DOMAIN_POOL)]
-        domains.extend(V.GLOBAL_MAIL_DOMAINS)
+        domains.extend(vocab.GLOBAL_MAIL_DOMAINS)
         fixed_plan = _NumberPlan.of(country, mobile=False)
         mobile_plan = _NumberPlan.of(country, mobile=True)
-        weights = [w for w, _, _ in V.LEGAL_FORMS[country]]
+        weights = [w for w, _, _ in vocab.LEGAL_FORMS[country]]
         total = sum(weights)
         pools.append(
             _CountryPool(
@@ -367,7 +374,9 @@ def _pools(seed: int) -> tuple[_CountryPool, ...]:
                 fixed_plan=fixed_plan,
                 mobile_plan=mobile_plan,
                 legal_cum=tuple(c / total for c in itertools.accumulate(weights)),
-                legal_forms=tuple((form, spellings) for _, form, spellings in V.LEGAL_FORMS[country]),
+                legal_forms=tuple(
+                    (form, spellings) for _, form, spellings in vocab.LEGAL_FORMS[country]
+                ),
                 slugs={name: _slug(name) for name in (*male, *female, *family)},
             )
         )
@@ -408,7 +417,7 @@ class _Table:
         )
         self._raw = path.open("wb")
         self._gzip: gzip.GzipFile | None = None
-        self._stream: IO[bytes] = self._raw
+        self._stream: io.BufferedIOBase = self._raw
         if gzipped:
             # No file name and mtime 0 in the gzip header: identical bytes on every run.
             self._gzip = gzip.GzipFile(
@@ -672,7 +681,7 @@ class _Person:
 
 def _slug(text: str) -> str:
     """Lower-case ASCII letters and digits only: for email local parts and domains."""
-    return "".join(c for c in text.translate(V.TRANSLITERATION).lower() if c.isalnum())
+    return "".join(c for c in text.translate(vocab.TRANSLITERATION).lower() if c.isalnum())
 
 
 def _title(text: str) -> str:
@@ -683,15 +692,12 @@ def _title(text: str) -> str:
 
 
 class _Generator:
-    def __init__(
-        self, rng: random.Random, pools: tuple[_CountryPool, ...], out: _Outputs
-    ) -> None:
-        self.r = rng
+    def __init__(self, rng: random.Random, pools: tuple[_CountryPool, ...], out: _Outputs) -> None:
         self.rand = rng.random
         self.pools = pools
         self.out = out
-        total = sum(V.COUNTRY_WEIGHTS)
-        self.country_cum = tuple(c / total for c in itertools.accumulate(V.COUNTRY_WEIGHTS))
+        total = sum(vocab.COUNTRY_WEIGHTS)
+        self.country_cum = tuple(c / total for c in itertools.accumulate(vocab.COUNTRY_WEIGHTS))
         self.recent_consumers: deque[_Person] = deque(maxlen=64)
         self.parties = 0
         self.n_crm = 0
@@ -706,9 +712,6 @@ class _Generator:
 
     def pick(self, seq: Sequence[_T]) -> _T:
         return seq[int(self.rand() * len(seq))]
-
-    def chance(self, p: float) -> bool:
-        return self.rand() < p
 
     def between(self, low: int, high: int) -> int:
         """A whole number in [low, high]."""
@@ -768,7 +771,7 @@ class _Generator:
         if op < 0.72:
             return text[:i] + text[i] + text[i:]
         c = text[i]
-        neighbours = V.KEYBOARD_NEIGHBOURS.get(c.lower())
+        neighbours = vocab.KEYBOARD_NEIGHBOURS.get(c.lower())
         if not neighbours:
             return text[:i] + text[i + 1 :]
         s = self.pick(neighbours)
@@ -815,11 +818,16 @@ class _Generator:
 
     def street_spelling(self, line: str, language: str, p_abbrev: float, p_typo: float) -> str:
         if self.rand() < p_abbrev:
-            for long, short in V.STREET_ABBREVIATIONS[language]:
+            for long, short in vocab.STREET_ABBREVIATIONS[language]:
                 if long in line:
                     line = line.replace(long, short, 1)
                     break
-                if short in line and long != short:
+                # The short form only as a whole word: "High St" but not "Stone Road".
+                if (
+                    f"{short} " in line
+                    or line.endswith(short)
+                    or (short.endswith(" ") and short in line)
+                ):
                     line = line.replace(short, long, 1)
                     break
         return self.noisy(line, p_typo)
@@ -837,6 +845,8 @@ class _Generator:
         """VAT ids as typed: 'DE123456789', 'DE 123 456 789', 'de123456789'."""
         if not vat:
             return ""
+        if not vat[0]:  # a US employer id: "12-3456789", sometimes without the dash
+            return vat[1] if self.rand() < 0.7 else vat[1].replace("-", "")
         compact = "".join(vat)
         if self.rand() < p_plain:
             return compact
@@ -859,8 +869,14 @@ class _Generator:
             nsn = phone_range.prefix + self.digits(phone_range.length - len(phone_range.prefix))
             if plan.valid(nsn):
                 return _Phone(pool.country, pool.calling_code, nsn, phone_range.groups)
-        kind = phonenumbers.PhoneNumberType.MOBILE if mobile else phonenumbers.PhoneNumberType.FIXED_LINE
+        kind = (
+            phonenumbers.PhoneNumberType.MOBILE
+            if mobile
+            else phonenumbers.PhoneNumberType.FIXED_LINE
+        )
         example = phonenumbers.example_number_for_type(pool.country, kind)
+        if example is None:  # pragma: no cover - every country we use has examples
+            raise RuntimeError(f"no valid {kind} phone number for {pool.country}")
         return _Phone(pool.country, pool.calling_code, str(example.national_number), None)
 
     def private_email(self, pool: _CountryPool, given: str, family: str, birth: int) -> str:
@@ -1024,9 +1040,7 @@ class _Generator:
         if self.rand() < 0.92:
             person.email = self.private_email(pool, person.given, person.family, person.birth)
             if self.rand() < 0.2:
-                person.email2 = self.private_email(
-                    pool, person.given, person.family, person.birth
-                )
+                person.email2 = self.private_email(pool, person.given, person.family, person.birth)
 
     def household(self, size: int) -> list[_Person]:
         """2-4 people sharing family name, address and landline; different everything else."""
@@ -1037,12 +1051,14 @@ class _Generator:
         landline = self.new_phone(pool, mobile=False)
         family_email = None
         if self.rand() < 0.35:
-            local = self.pick(V.FAMILY_MAIL_PATTERNS[pool.language]).format(
+            local = self.pick(vocab.FAMILY_MAIL_PATTERNS[pool.language]).format(
                 f=pool.slug(head.family)
             )
             family_email = f"{local}@{self.pick(pool.mail_domains)}"
         members = [head]
         partner = self.new_person(pool, "F" if head.gender == "M" else "M")
+        while partner.given == head.given:
+            partner.given = self.pick(pool.male if partner.gender == "M" else pool.female)
         partner.birth = min(head.birth + self.between(-2500, 2500), _AS_OF - _ADULT_DAYS)
         members.append(partner)
         older = min(head.birth, partner.birth)
@@ -1050,13 +1066,18 @@ class _Generator:
         while len(members) < size:
             child = self.new_person(pool)
             child.birth = min(
-                older + self.between(20 * 365, 38 * 365), _AS_OF - _ADULT_DAYS - self.between(0, 2000)
+                older + self.between(20 * 365, 38 * 365),
+                _AS_OF - _ADULT_DAYS - self.between(0, 2000),
             )
             while child.given in given_names:
                 child.given = self.pick(pool.male if child.gender == "M" else pool.female)
             given_names.add(child.given)
             members.append(child)
+        births = set()
         for member in members:
+            while member.birth in births:
+                member.birth -= 1
+            births.add(member.birth)
             member.family = head.family
             member.address = address
             member.old_address = old
@@ -1100,10 +1121,12 @@ class _Generator:
 
     def organization_unit(self, budget: int) -> int:
         pool = self.pool_for_new_customer()
-        org = self.new_org(pool)
+        has_subsidiary = budget >= 2 and self.rand() < _P_SUBSIDIARY
+        # A parent is mostly named a holding: "Müller Holding GmbH", "Müller Logistik GmbH".
+        org = self.new_org(pool, holding=has_subsidiary and self.rand() < 0.7)
         made = 1
         subsidiary: _Org | None = None
-        if budget >= 2 and self.rand() < _P_SUBSIDIARY:
+        if has_subsidiary:
             subsidiary = self.new_org(pool, parent=org)
             made += 1
         for company in (org, subsidiary):
@@ -1121,29 +1144,32 @@ class _Generator:
             self.emit_org(subsidiary)
         return made
 
-    def new_org(self, pool: _CountryPool, parent: _Org | None = None) -> _Org:
+    def new_org(
+        self, pool: _CountryPool, parent: _Org | None = None, *, holding: bool = False
+    ) -> _Org:
         org = _Org(self.new_party_id(), pool)
         language = pool.language
         if parent is not None:
             org.base = parent.base
-            org.industry = self.pick(V.INDUSTRY_WORDS[language])
-            if parent.industry == org.industry or not parent.industry:
-                parent.industry = V.HOLDING_WORDS[language]
-            if parent.industry != V.HOLDING_WORDS[language] and self.rand() < 0.7:
-                parent.industry = V.HOLDING_WORDS[language]
+            org.industry = parent.industry
+            while org.industry == parent.industry:
+                org.industry = self.pick(vocab.INDUSTRY_WORDS[language])
+        elif holding:
+            org.base = self.pick(pool.family)
+            org.industry = vocab.HOLDING_WORDS[language]
         else:
             x = self.rand()
             if x < 0.45:
                 org.base = self.pick(pool.family)
             elif x < 0.6:
-                org.base = self.pick(pool.family) + self.pick(V.FAMILY_FIRM_SUFFIXES[language])
+                org.base = self.pick(pool.family) + self.pick(vocab.FAMILY_FIRM_SUFFIXES[language])
             elif x < 0.7:
                 org.base = f"{self.pick(pool.family)} & {self.pick(pool.family)}"
             else:
-                org.base = self.pick(V.BRAND_PREFIXES[language]) + self.pick(
-                    V.BRAND_SUFFIXES[language]
+                org.base = self.pick(vocab.BRAND_PREFIXES[language]) + self.pick(
+                    vocab.BRAND_SUFFIXES[language]
                 )
-            org.industry = self.pick(V.INDUSTRY_WORDS[language]) if self.rand() < 0.8 else ""
+            org.industry = self.pick(vocab.INDUSTRY_WORDS[language]) if self.rand() < 0.8 else ""
         form = pool.legal_forms[self.from_cum(pool.legal_cum)]
         if parent is not None:
             form = next(f for f in pool.legal_forms if f[0] == parent.legal_form)
@@ -1162,18 +1188,18 @@ class _Generator:
             slug = _slug(org.base.split(" & ")[0]) or "firma"
             if org.industry and self.rand() < 0.5:
                 slug = f"{slug}-{_slug(org.industry)}"
-            org.domain = f"{slug}.{self.pick(V.TOP_LEVEL_DOMAINS[pool.country])}"
+            org.domain = f"{slug}.{self.pick(vocab.TOP_LEVEL_DOMAINS[pool.country])}"
         if self.rand() < 0.75:
-            org.shared_mailbox = f"{self.pick(V.SHARED_MAILBOXES[language])}@{org.domain}"
+            org.shared_mailbox = f"{self.pick(vocab.SHARED_MAILBOXES[language])}@{org.domain}"
         if self.rand() < 0.6:
-            org.billing_mailbox = f"{self.pick(V.BILLING_MAILBOXES[language])}@{org.domain}"
+            org.billing_mailbox = f"{self.pick(vocab.BILLING_MAILBOXES[language])}@{org.domain}"
         org.mail_pattern = self.from_cum((0.55, 0.75, 0.92, 1.0))
         org.vat = self.vat_for(pool.country)
         org.lifecycle = parent.lifecycle if parent is not None else self.lifecycle()
         return org
 
     def new_contact(self, org: _Org) -> _Person:
-        pool = org.pool if self.rand() < 0.95 else self.pool_for_new_customer()
+        pool = org.pool
         person = self.new_person(pool)
         person.org = org
         person.work_email = self.work_email(org, person.given, person.family)
@@ -1215,7 +1241,7 @@ class _Generator:
 
     def org_name_spelling(self, org: _Org, p_variant: float, p_typo: float) -> str:
         spellings = org.legal_spellings
-        legal = spellings[0] if self.rand() >= p_variant else self.pick(spellings)
+        legal = spellings[0] if self.rand() >= p_variant else self.pick(spellings[1:])
         return self.noisy(org.name(), p_typo) + legal
 
     # ---- truth
@@ -1230,7 +1256,7 @@ class _Generator:
         return f"{prefix}A{_scramble(self.n_crm, 10**8, 1_234_567):08d}"
 
     def crm_country(self, country: str) -> str:
-        return country if self.rand() < 0.15 else V.COUNTRY_NAMES[country]
+        return country if self.rand() < 0.15 else vocab.COUNTRY_NAMES[country]
 
     def crm_person(self, person: _Person, dup: bool) -> None:
         stage = person.lifecycle
@@ -1255,27 +1281,7 @@ class _Generator:
         if self.rand() < 0.02:
             given, family = given.upper(), family.upper()
         account_id = org.crm_account_id if org is not None else ""
-        # Email: private, second or family address for consumers; work or the shared
-        # mailbox for company contacts.
-        email: str | None
-        if org is not None:
-            x = self.rand()
-            if x < 0.1 and org.shared_mailbox:
-                email = org.shared_mailbox
-            elif x < 0.95 or person.email is None:
-                email = person.work_email
-            else:
-                email = person.email
-        else:
-            email = person.email
-            if person.family_email and (email is None or self.rand() < 0.3):
-                email = person.family_email
-            elif person.email2 and (dup or self.rand() < 0.2):
-                email = person.email2
-        if self.rand() < 0.15:
-            email = None
-        elif email and self.rand() < 0.015:
-            email = self.email_typo(email)
+        email = self.crm_person_email(person, dup)
         phone = ""
         if self.rand() < 0.72:
             candidate = self.person_phone(person, 0.5)
@@ -1293,13 +1299,8 @@ class _Generator:
             postcode = self.postcode_spelling(address.postcode, address.country, 0.04)
             city = self.noisy(address.city, 0.02)
             country = address.country
-        birth = ""
-        if self.rand() < (0.08 if org is not None else 0.55):
-            birth = self.iso_date(self.recorded_birth(person.birth, 0.01))
-            if self.rand() < 0.008:
-                year = birth[:4]
-                birth = f"{year}-13-45" if self.rand() < 0.5 else f"{year}-{self.between(13, 19)}-{self.between(32, 45)}"
-        if self.rand() < 0.003:
+        birth = self.crm_birth_date(person)
+        if self.rand() < 0.004:
             record_id = ""  # malformed on purpose: a row without an Id
         modified = self.day_between(_AS_OF - (2600 if dup else 1800), _AS_OF - (700 if dup else 0))
         self.out.crm.add(
@@ -1310,7 +1311,7 @@ class _Generator:
                 family,
                 "",
                 account_id,
-                self.email_spelling(email, 0.08),
+                email,
                 phone,
                 street,
                 postcode,
@@ -1323,6 +1324,43 @@ class _Generator:
             ]
         )
         self.truth("crm", record_id, person.party_id, "person")
+
+    def crm_person_email(self, person: _Person, dup: bool) -> str:
+        """Private, second or family address for consumers; work address or the shared
+        mailbox for company contacts."""
+        org = person.org
+        email: str | None
+        if org is not None:
+            x = self.rand()
+            if x < 0.1 and org.shared_mailbox:
+                email = org.shared_mailbox
+            elif x < 0.95 or person.email is None:
+                email = person.work_email
+            else:
+                email = person.email
+        else:
+            email = person.email
+            if person.family_email and (email is None or self.rand() < 0.3):
+                email = person.family_email
+            elif person.email2 and (dup or self.rand() < 0.2):
+                email = person.email2
+        if self.rand() < 0.15:
+            return ""
+        if email and self.rand() < 0.015:
+            email = self.email_typo(email)
+        return self.email_spelling(email, 0.08)
+
+    def crm_birth_date(self, person: _Person) -> str:
+        """Mostly known for consumers, rarely for company contacts; now and then impossible."""
+        if self.rand() >= (0.08 if person.org is not None else 0.55):
+            return ""
+        birth = self.iso_date(self.recorded_birth(person.birth, 0.01))
+        if self.rand() < 0.012:  # malformed on purpose
+            year = birth[:4]
+            if self.rand() < 0.5:
+                return f"{year}-13-45"
+            return f"{year}-{self.between(13, 19)}-{self.between(32, 45)}"
+        return birth
 
     def crm_account(self, org: _Org, dup: bool) -> None:
         record_id = self.crm_id("001")
@@ -1344,7 +1382,7 @@ class _Generator:
                 "Account",
                 "",
                 "",
-                self.org_name_spelling(org, 0.35 if dup else 0.15, 0.12 if dup else 0.03),
+                self.org_name_spelling(org, 0.5 if dup else 0.3, 0.12 if dup else 0.03),
                 "",
                 self.email_spelling(email, 0.05),
                 phone,
@@ -1385,7 +1423,7 @@ class _Generator:
     def erp_text(self, text: str, language: str, p_upper: float) -> str:
         """Old ERP habits: sometimes all upper case, sometimes without umlauts and accents."""
         if language in ("de", "fr") and self.rand() < 0.1:
-            text = text.translate(V.TRANSLITERATION)
+            text = text.translate(vocab.TRANSLITERATION)
         if self.rand() < p_upper:
             text = text.upper()
         return text
@@ -1410,7 +1448,7 @@ class _Generator:
         birth = ""
         if self.rand() < 0.3:
             birth = self.de_date(self.recorded_birth(person.birth, 0.02))
-            if self.rand() < 0.012:
+            if self.rand() < 0.02:
                 birth = self.pick(("31.02.", "30.02.", "31.04.", "31.06.")) + birth[-4:]
         created = self.day_between(date(2005, 1, 1).toordinal(), _AS_OF - 30)
         self.out.erp.add(
@@ -1420,7 +1458,9 @@ class _Generator:
                 self.erp_text(name, pool.language, 0.08),
                 "",
                 self.erp_text(
-                    self.street_spelling(address.line, pool.language, 0.3, 0.04), pool.language, 0.05
+                    self.street_spelling(address.line, pool.language, 0.3, 0.04),
+                    pool.language,
+                    0.05,
                 ),
                 self.postcode_spelling(address.postcode, address.country, 0.03),
                 self.erp_text(self.noisy(address.city, 0.03), pool.language, 0.12),
@@ -1441,8 +1481,8 @@ class _Generator:
         address = org.address
         if org.old_address is not None and self.rand() < 0.6:
             address = org.old_address
-        name = self.org_name_spelling(org, 0.4 if dup else 0.2, 0.1 if dup else 0.03)
-        department = self.pick(V.DEPARTMENTS[pool.language]) if self.rand() < 0.25 else ""
+        name = self.org_name_spelling(org, 0.5 if dup else 0.35, 0.1 if dup else 0.03)
+        department = self.pick(vocab.DEPARTMENTS[pool.language]) if self.rand() < 0.25 else ""
         phone = ""
         if org.phone is not None and self.rand() < 0.8:
             phone = org.phone.spell(self.pick(_ERP_PHONE_STYLES))
@@ -1458,7 +1498,9 @@ class _Generator:
                 self.erp_text(name, pool.language, 0.1),
                 department,
                 self.erp_text(
-                    self.street_spelling(address.line, pool.language, 0.3, 0.03), pool.language, 0.05
+                    self.street_spelling(address.line, pool.language, 0.3, 0.03),
+                    pool.language,
+                    0.05,
                 ),
                 self.postcode_spelling(address.postcode, address.country, 0.02),
                 self.erp_text(self.noisy(address.city, 0.02), pool.language, 0.12),
@@ -1475,7 +1517,7 @@ class _Generator:
 
     def orders(self, kunnr: str, created: int, country: str, *, business: bool) -> None:
         count = self.from_cum((0.15, 0.4, 0.65, 0.85, 1.0))
-        currency = V.CURRENCIES[country]
+        currency = vocab.CURRENCIES[country]
         for _ in range(count):
             self.n_order += 1
             vbeln = f"{_scramble(self.n_order, 10**8, 777):010d}"
@@ -1572,7 +1614,7 @@ class _Generator:
             "customer_type": "business",
             "first_name": first_name,
             "last_name": last_name,
-            "company": self.org_name_spelling(org, 0.3 if dup else 0.15, 0.03),
+            "company": self.org_name_spelling(org, 0.45 if dup else 0.3, 0.03),
             "email": self.email_spelling(email, 0.04) or None,
             "phone": phone,
             "address": self.billing_address(address, org.pool.language),
@@ -1585,11 +1627,9 @@ class _Generator:
         self.invoices(account_id, address.country, status, business=True)
 
     def invoices(self, account_id: str, country: str, status: str, *, business: bool) -> None:
-        if status == "trial":
-            count = 1 if self.rand() < 0.2 else 0
-        else:
-            count = self.between(0, 5)
-        currency = V.CURRENCIES[country]
+        # A trial rarely has an invoice yet.
+        count = self.between(0, 5) if status != "trial" else int(self.rand() < 0.2)
+        currency = vocab.CURRENCIES[country]
         for _ in range(count):
             self.n_invoice += 1
             cents = self.between(5_000, 2_000_000) if business else self.between(499, 30_000)
@@ -1614,7 +1654,27 @@ class _Generator:
 
     def service_person(self, person: _Person, dup: bool) -> None:
         requester_id = self.requester_id()
-        org = person.org
+        phone = ""
+        if self.rand() < 0.35:
+            candidate = self.person_phone(person, 0.3)
+            if candidate is not None:
+                phone = candidate.spell(self.pick(_SERVICE_PHONE_STYLES))
+        created = self.day_between(date(2016, 1, 1).toordinal(), _AS_OF)
+        self.out.service.add(
+            [
+                requester_id,
+                self.service_name(person, dup),
+                self.email_spelling(self.service_email(person, dup), 0.1),
+                phone,
+                self.service_organization(person.org),
+                self.timestamp(created),
+            ]
+        )
+        self.truth("service", requester_id, person.party_id, "person")
+        self.tickets(requester_id, created, person.pool.language)
+
+    def service_name(self, person: _Person, dup: bool) -> str:
+        """The whole name in one field, as the requester signed or the agent typed it."""
         given = self.given_spelling(person, 0.3 if dup else 0.2, 0.05)
         family = self.noisy(person.family, 0.05)
         x = self.rand()
@@ -1624,10 +1684,12 @@ class _Generator:
             name = f"{given[:1]}. {family}"
         else:
             name = f"{given} {family}"
-        if self.rand() < 0.08:
-            name = name.lower()
-        # The email the request came from; a duplicate requester is the same person
-        # writing from another address.
+        return name.lower() if self.rand() < 0.08 else name
+
+    def service_email(self, person: _Person, dup: bool) -> str:
+        """The address the request came from; a duplicate requester is the same person
+        writing from another address."""
+        org = person.org
         options: list[str] = []
         if org is not None:
             if person.work_email:
@@ -1643,47 +1705,32 @@ class _Generator:
                 options.append(person.email2)
             if person.family_email:
                 options.insert(0 if self.rand() < 0.3 else len(options), person.family_email)
-        if dup:
-            if len(options) > 1:
-                email = options[1 + int(self.rand() * (len(options) - 1))]
-            elif options:
-                email = self.email_typo(options[0]) if self.rand() < 0.5 else self.private_email(
-                    person.pool, person.given, person.family, person.birth
-                )
-            else:
-                email = self.private_email(person.pool, person.given, person.family, person.birth)
+        if not dup:
+            return options[0] if options else ""
+        if len(options) > 1:
+            return options[1 + int(self.rand() * (len(options) - 1))]
+        if options and self.rand() < 0.5:
+            return self.email_typo(options[0])
+        return self.private_email(person.pool, person.given, person.family, person.birth)
+
+    def service_organization(self, org: _Org | None) -> str:
+        """The company as an agent typed it: mostly without the legal form."""
+        if org is None:
+            return ""
+        x = self.rand()
+        if x < 0.6:
+            organization = org.base
+        elif x < 0.82:
+            organization = org.name()
+        elif x < 0.95:
+            organization = self.org_name_spelling(org, 0.5, 0.0)
         else:
-            email = options[0] if options else ""
-        phone = ""
-        if self.rand() < 0.35:
-            candidate = self.person_phone(person, 0.3)
-            if candidate is not None:
-                phone = candidate.spell(self.pick(_SERVICE_PHONE_STYLES))
-        organization = ""
-        if org is not None:
-            x = self.rand()
-            if x < 0.6:
-                organization = org.base
-            elif x < 0.82:
-                organization = org.name()
-            elif x < 0.95:
-                organization = self.org_name_spelling(org, 0.5, 0.0)
-            if organization and self.rand() < 0.1:
-                organization = organization.lower()
-            organization = self.noisy(organization, 0.05)
-        created = self.day_between(date(2016, 1, 1).toordinal(), _AS_OF)
-        self.out.service.add(
-            [
-                requester_id,
-                name,
-                self.email_spelling(email, 0.1),
-                phone,
-                organization,
-                self.timestamp(created),
-            ]
-        )
-        self.truth("service", requester_id, person.party_id, "person")
-        language = person.pool.language
+            return ""
+        if self.rand() < 0.1:
+            organization = organization.lower()
+        return self.noisy(organization, 0.05)
+
+    def tickets(self, requester_id: str, created: int, language: str) -> None:
         for _ in range(self.from_cum((0.25, 0.6, 0.85, 1.0))):
             self.n_ticket += 1
             self.out.tickets.add(
@@ -1691,9 +1738,9 @@ class _Generator:
                     f"{10_000_000 + _scramble(self.n_ticket, 90_000_000, 1_001)}",
                     requester_id,
                     self.timestamp(self.day_between(created, _AS_OF)),
-                    self.pick(V.TICKET_SUBJECTS[language]),
-                    self.pick(V.TICKET_PRIORITIES),
-                    self.pick(V.TICKET_STATUSES),
+                    self.pick(vocab.TICKET_SUBJECTS[language]),
+                    self.pick(vocab.TICKET_PRIORITIES),
+                    self.pick(vocab.TICKET_STATUSES),
                 ]
             )
 

@@ -1,0 +1,169 @@
+"""Benchmark: the demo pipeline end to end (generate, load four systems, resolve) and the
+first-cut matcher's quality against the generator's ground truth.
+
+    .venv/bin/python benchmarks/pipeline.py [--customers 5000] [--seed 7] [--postgres URL]
+
+Writes benchmarks/results/pipeline-<backend>-<customers>.json and prints a summary.
+The data comes from the demo generator (same seed, same data), so runs are reproducible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from accord.demo.generator import generate
+from accord.demo.run import DEMO_FILES, evaluate, read_truth, write_project
+from accord.golden.resolve import resolve
+from accord.intake.load import load_file
+from accord.settings import Settings
+from accord.store.engine import make_engine
+from accord.store.migrate import upgrade
+from accord.workspace import Workspace
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+    }
+
+
+def run(customers: int, seed: int, postgres_url: str | None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch) / "project"
+        write_project(root)
+        data = root / "data"
+        started = time.perf_counter()
+        generate(data, seed=seed, customers=customers)
+        generate_seconds = time.perf_counter() - started
+
+        if postgres_url:
+            engine = make_engine(postgres_url)
+            with engine.begin() as conn:
+                conn.execute(text("DROP SCHEMA IF EXISTS accord_bench CASCADE"))
+                conn.execute(text("CREATE SCHEMA accord_bench"))
+            engine.dispose()
+            sep = "&" if "?" in postgres_url else "?"
+            engine = make_engine(f"{postgres_url}{sep}options=-csearch_path%3Daccord_bench")
+        else:
+            engine = make_engine(f"sqlite:///{root / 'bench.sqlite3'}")
+        upgrade(engine)
+        workspace = Workspace(root, engine, Settings())
+
+        loads = {}
+        for system, name in DEMO_FILES.items():
+            report = load_file(engine, workspace.project, system, data / name, actor="bench")
+            loads[system] = {
+                "read": report.read,
+                "stored": report.new,
+                "quarantined": report.quarantined,
+                "flagged": report.flagged,
+                "seconds": round(report.seconds, 3),
+                "records_per_second": round(report.read / report.seconds),
+            }
+        resolved = resolve(engine, workspace.project, actor="bench")
+        again_started = time.perf_counter()
+        rerun = resolve(engine, workspace.project, actor="bench")
+        rerun_seconds = time.perf_counter() - again_started
+        scores = evaluate(resolved.assignment, read_truth(data / "truth.csv"))
+        engine.dispose()
+
+    records = sum(v["read"] for v in loads.values())
+    load_seconds = sum(v["seconds"] for v in loads.values())
+    return {
+        "benchmark": "pipeline",
+        "backend": "postgresql" if postgres_url else "sqlite",
+        "customers": customers,
+        "seed": seed,
+        "source_records": records,
+        "generate_seconds": round(generate_seconds, 2),
+        "load": loads,
+        "load_seconds": round(load_seconds, 2),
+        "load_records_per_second": round(records / load_seconds),
+        "resolve": {
+            "records": resolved.records,
+            "golden_records": resolved.golden_records,
+            "links": resolved.links,
+            "links_by_rule": resolved.links_by_rule,
+            "pairs_compared": resolved.pairs_compared,
+            "oversized_blocks": len(resolved.oversized_blocks),
+            "seconds_by_stage": {k: round(v, 3) for k, v in resolved.seconds.items()},
+            "seconds": round(sum(resolved.seconds.values()), 2),
+            "rerun_seconds_nothing_changed": round(rerun_seconds, 2),
+            "rerun_writes": rerun.created + rerun.updated + rerun.merged + rerun.retired,
+        },
+        "quality": {
+            "pairwise_precision": round(scores.precision, 4),
+            "pairwise_recall": round(scores.recall, 4),
+            "pairwise_f1": round(scores.f1, 4),
+            "true_pairs": scores.true_pairs,
+            "predicted_pairs": scores.predicted_pairs,
+        },
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "machine": machine(),
+        "commit": _commit(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--customers", type=int, default=5000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--postgres", help="a postgresql+psycopg:// URL to run on instead")
+    args = parser.parse_args()
+    result = run(args.customers, args.seed, args.postgres)
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"pipeline-{result['backend']}-{args.customers}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
