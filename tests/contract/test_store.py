@@ -319,3 +319,32 @@ def test_golden_ids_come_from_a_counter_that_only_grows(engine: Engine) -> None:
     assert value.scalar_one() == 3
     assert _count(engine, golden_record) == 0
     assert _count(engine, crosswalk) == 0
+
+
+def test_paged_reads_see_every_row_once(
+    engine: Engine, demo_project_dir: Path, tmp_path: Path
+) -> None:
+    project = load_project(demo_project_dir)
+    rows = [crm_row(f"C{i}", Email=f"p{i}@x.org") for i in range(7)]
+    load_file(engine, project, "crm", write_csv(tmp_path / "a.csv", rows), actor="test")
+    with engine.connect() as conn:
+        paged = [r.source_id for r in records.current_records(conn, "customer", batch_size=2)]
+        pages: list[int] = []
+        result = audit.verify(conn, pages.append, batch_size=2)
+    assert paged == sorted(f"C{i}" for i in range(7))
+    assert result.ok
+    assert sum(pages) == result.entries
+    with engine.connect() as conn:
+        assert audit.count(conn) == result.entries
+
+
+def test_audit_paged_verify_still_finds_the_break(engine: Engine) -> None:
+    with writing(engine) as conn:
+        events = [
+            audit.AuditEvent(audit.AuditAction.USER_CREATED, "user", str(i)) for i in range(9)
+        ]
+        audit.record(conn, "test", events)
+        conn.execute(update(audit_log).where(audit_log.c.seq == 6).values(subject_id="x"))
+    with engine.connect() as conn:
+        result = audit.verify(conn, batch_size=4)
+    assert (result.ok, result.broken_at) == (False, 6)

@@ -115,9 +115,14 @@ def verify(
     """Walk the whole chain; the result names the first entry that does not verify."""
     expected_seq = 1
     prev_hash = GENESIS
-    query = select(audit_log).order_by(audit_log.c.seq).execution_options(yield_per=batch_size)
-    with conn.execute(query) as rows:
-        for row in rows:
+    while True:  # keyset pages: bounded memory, no long-lived cursor
+        page = conn.execute(
+            select(audit_log)
+            .where(audit_log.c.seq >= expected_seq)
+            .order_by(audit_log.c.seq)
+            .limit(batch_size)
+        ).all()
+        for row in page:
             entry = dict(row._mapping)
             seq = entry["seq"]
             if seq != expected_seq:
@@ -130,8 +135,10 @@ def verify(
                 return VerifyResult(seq - 1, seq, "its content does not match its hash")
             prev_hash = entry["hash"]
             expected_seq += 1
-            if progress is not None and seq % batch_size == 0:
-                progress(batch_size)
+        if progress is not None:
+            progress(len(page))
+        if len(page) < batch_size:
+            break
     written = conn.execute(
         select(counter.c.value).where(counter.c.name == "audit_seq")
     ).scalar_one()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, func, select, tuple_, update
 
 from accord.store.dialect import upsert
 from accord.store.tables import canonical_record, load, quarantine, record_head, source_record
@@ -267,7 +267,10 @@ def quarantine_records(
 def current_records(
     conn: Connection, entity_type: str, batch_size: int = 5000
 ) -> Iterator[CurrentRecord]:
-    """Every current canonical record of `entity_type`, streamed in primary-key order."""
+    """Every current canonical record of `entity_type`, in (system, source id) order.
+
+    Read in keyset-paginated pages, so memory stays bounded and no server-side cursor is
+    held open (PostgreSQL plans those for first rows, which made this 15x slower)."""
     query = (
         select(
             record_head.c.system,
@@ -282,9 +285,11 @@ def current_records(
         .join(source_record, source_record.c.id == record_head.c.source_record_id)
         .where(canonical_record.c.entity_type == entity_type)
         .order_by(record_head.c.system, record_head.c.source_id)
-        .execution_options(yield_per=batch_size)
+        .limit(batch_size)
     )
-    with conn.execute(query) as rows:
+    page = query
+    while True:
+        rows = conn.execute(page).all()
         for row in rows:
             yield CurrentRecord(
                 row.system,
@@ -295,6 +300,12 @@ def current_records(
                 row.data,
                 row.received_at,
             )
+        if len(rows) < batch_size:
+            return
+        last = rows[-1]
+        page = query.where(
+            tuple_(record_head.c.system, record_head.c.source_id) > (last.system, last.source_id)
+        )
 
 
 def source_record_versions(conn: Connection, system: str, source_id: str) -> list[dict[str, Any]]:
