@@ -123,11 +123,13 @@ def sign_out(conn: Connection, token: str, *, actor: Actor) -> None:
 def create_api_key(conn: Connection, system: str, *, created_by: str) -> str:
     """A new API key for `system`. Returned once; only its hash is kept."""
     secret = f"{KEY_PREFIX}_{system}_{secrets.token_urlsafe(32)}"
+    # The readable start of the key (4 random characters), to tell keys apart in lists.
+    prefix = secret[: len(KEY_PREFIX) + len(system) + 6]
     conn.execute(
         api_key.insert(),
         {
             "system": system,
-            "prefix": secret[: len(KEY_PREFIX) + len(system) + 6],
+            "prefix": prefix,
             "key_hash": _digest(secret),
             "created_by": created_by,
             "created_at": utcnow(),
@@ -136,7 +138,7 @@ def create_api_key(conn: Connection, system: str, *, created_by: str) -> str:
     record(
         conn,
         created_by,
-        [AuditEvent(AuditAction.API_KEY_CREATED, "system", system, {"prefix": secret[:12]})],
+        [AuditEvent(AuditAction.API_KEY_CREATED, "system", system, {"prefix": prefix})],
     )
     return secret
 

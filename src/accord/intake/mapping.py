@@ -53,6 +53,12 @@ class RecordMapper:
         ordered = [n for n in _FIRST if n in config.fields]
         ordered += [n for n in config.fields if n not in _FIRST]
         self._fields = [(FIELDS_BY_NAME[n], config.fields[n]) for n in ordered]
+        # Translations match exactly first, then ignoring case; fold the tables once.
+        self._folded = {
+            name: {key.casefold(): target for key, target in spec.translate.items()}
+            for name, spec in config.fields.items()
+            if spec.translate is not None
+        }
 
     def source_columns(self) -> tuple[str, ...]:
         """The top-level source fields this mapping reads (a CSV header must have them)."""
@@ -76,7 +82,7 @@ class RecordMapper:
         for field, spec in self._fields:
             if spec.only_for is not None and data.get("kind") != spec.only_for:
                 continue
-            raw = self._raw_value(fields, spec)
+            raw = self._raw_value(field.name, fields, spec)
             if raw is None:
                 continue
             try:
@@ -93,12 +99,15 @@ class RecordMapper:
             return Rejected(source_id, tuple(reasons))
         return MappedRecord(source_id, data, tuple(issues))
 
-    def _raw_value(self, fields: dict[str, Any], spec: FieldMapping) -> str | None:
+    def _raw_value(self, name: str, fields: dict[str, Any], spec: FieldMapping) -> str | None:
         if spec.source is None:  # then `value` is set, by FieldMapping's validator
             return spec.value
         value = _text(_lookup(fields, spec.source.split(".")))
         if value is not None and spec.translate is not None:
-            value = _translate(spec.translate, value)
+            if value in spec.translate:
+                value = spec.translate[value]
+            else:
+                value = self._folded[name].get(value.casefold(), value)
         return value if value is not None else spec.default
 
     def _standardize(
@@ -174,13 +183,3 @@ def _text(value: Any) -> str | None:
         return None
     text = str(value).strip() if not isinstance(value, bool) else str(value).lower()
     return text or None
-
-
-def _translate(table: dict[str, str], value: str) -> str:
-    if value in table:
-        return table[value]
-    folded = value.casefold()
-    for key, target in table.items():
-        if key.casefold() == folded:
-            return target
-    return value

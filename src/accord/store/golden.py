@@ -185,13 +185,6 @@ def search(
     return [dict(r._mapping) for r in rows], int(conn.execute(total_query).scalar_one())
 
 
-def counts(conn: Connection) -> dict[str, int]:
-    rows = conn.execute(
-        select(golden_record.c.status, func.count()).group_by(golden_record.c.status)
-    )
-    return dict(rows.tuples().all())
-
-
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 

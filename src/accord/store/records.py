@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, tuple_, update
+from sqlalchemy import Connection, and_, select, tuple_, update
 
 from accord.store.dialect import upsert
 from accord.store.tables import canonical_record, load, quarantine, record_head, source_record
@@ -326,19 +326,3 @@ def source_record_versions(conn: Connection, system: str, source_id: str) -> lis
         .order_by(source_record.c.version.desc())
     )
     return [dict(r._mapping) for r in rows]
-
-
-def count_by_system(conn: Connection) -> dict[str, dict[str, int]]:
-    """Current records and open quarantine entries per system."""
-    counts: dict[str, dict[str, int]] = {}
-    for system, n in conn.execute(
-        select(record_head.c.system, func.count()).group_by(record_head.c.system)
-    ):
-        counts.setdefault(system, {"records": 0, "quarantined": 0})["records"] = n
-    for system, n in conn.execute(
-        select(quarantine.c.system, func.count())
-        .where(quarantine.c.status == "open")
-        .group_by(quarantine.c.system)
-    ):
-        counts.setdefault(system, {"records": 0, "quarantined": 0})["quarantined"] = n
-    return counts
