@@ -518,7 +518,7 @@ def test_households_share_name_address_and_landline_but_are_different_parties(
 
 
 def test_household_members_share_family_address_and_landline() -> None:
-    generator = gen._Generator(random.Random(3), gen._pools(SEED), out=None)  # type: ignore[arg-type]  # noqa: S311
+    generator = gen._Generator(random.Random(3), gen._pools(SEED), out=None)  # type: ignore[arg-type]
     for size in (2, 3, 4) * 20:
         members = generator.household(size)
         head = members[0]
