@@ -348,3 +348,18 @@ def test_audit_paged_verify_still_finds_the_break(engine: Engine) -> None:
     with engine.connect() as conn:
         result = audit.verify(conn, batch_size=4)
     assert (result.ok, result.broken_at) == (False, 6)
+
+
+def test_reloading_a_file_does_not_file_its_bad_rows_twice(
+    engine: Engine, demo_project_dir: Path, tmp_path: Path
+) -> None:
+    project = load_project(demo_project_dir)
+    path = write_csv(
+        tmp_path / "crm.csv",
+        [crm_row("C1"), crm_row("", FirstName="x"), crm_row("C3", BirthDate="1985-13-45")],
+    )
+    first = load_file(engine, project, "crm", path, actor="test")
+    again = load_file(engine, project, "crm", path, actor="test")
+    assert (first.quarantined, first.already_quarantined) == (2, 0)
+    assert (again.quarantined, again.already_quarantined) == (2, 2)
+    assert _count(engine, quarantine) == 2

@@ -44,6 +44,7 @@ class LoadReport:
     remapped: int = 0
     repeated_in_file: int = 0
     quarantined: int = 0
+    already_quarantined: int = 0  # of those, open in quarantine from an earlier load
     flagged: int = 0
     seconds: float = 0.0
     status: str = "done"
@@ -213,9 +214,10 @@ class _Batcher:
             store.store_remaps(
                 conn, system=report.system, mapping_version=self.mapper.version, remaps=remaps
             )
-            store.quarantine_records(
+            filed = store.quarantine_records(
                 conn, load_id=report.load_id, system=report.system, entries=quarantined
             )
+            report.already_quarantined += len(quarantined) - filed
 
     def _quarantine(
         self, raw: RawRecord, source_id: str | None, reasons: tuple[Reason, ...]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -242,26 +243,43 @@ def store_remaps(
 
 def quarantine_records(
     conn: Connection, *, load_id: int, system: str, entries: Sequence[QuarantineEntry]
-) -> None:
+) -> int:
+    """File entries in quarantine, skipping any whose raw text is already there and open
+    (reloading a file does not file its bad rows twice). Returns how many were filed."""
     if not entries:
-        return
+        return 0
+    hashes = [hashlib.sha256(e.raw.encode()).hexdigest() for e in entries]
+    already = set(
+        conn.execute(
+            select(quarantine.c.content_hash).where(
+                quarantine.c.system == system,
+                quarantine.c.status == "open",
+                quarantine.c.content_hash.in_(set(hashes)),
+            )
+        ).scalars()
+    )
     now = utcnow()
-    conn.execute(
-        quarantine.insert(),
-        [
+    rows = []
+    for entry, digest in zip(entries, hashes, strict=True):
+        if digest in already:
+            continue
+        already.add(digest)
+        rows.append(
             {
                 "load_id": load_id,
                 "system": system,
-                "source_id": e.source_id,
-                "location": e.location,
-                "raw": e.raw,
-                "reasons": e.reasons,
+                "source_id": entry.source_id,
+                "location": entry.location,
+                "raw": entry.raw,
+                "reasons": entry.reasons,
+                "content_hash": digest,
                 "status": "open",
                 "created_at": now,
             }
-            for e in entries
-        ],
-    )
+        )
+    if rows:
+        conn.execute(quarantine.insert(), rows)
+    return len(rows)
 
 
 def current_records(

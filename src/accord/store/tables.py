@@ -120,9 +120,12 @@ quarantine = Table(
     Column("location", Text, nullable=False),
     Column("raw", Text, nullable=False),
     Column("reasons", Document, nullable=False),
+    # sha256 of the raw text: the same bad row loaded again is not filed twice while open
+    Column("content_hash", String(64), nullable=False),
     Column("status", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index(None, "system", "status"),
+    Index(None, "system", "content_hash"),
 )
 
 golden_record = Table(

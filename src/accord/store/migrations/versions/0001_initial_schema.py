@@ -170,12 +170,18 @@ def upgrade() -> None:
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
             nullable=False,
         ),
+        sa.Column("content_hash", sa.String(length=64), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("created_at", accord.store.types.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["load_id"], ["load.id"], name=op.f("fk_quarantine_load_id_load")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_quarantine")),
     )
     with op.batch_alter_table("quarantine", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_quarantine_system_content_hash"),
+            ["system", "content_hash"],
+            unique=False,
+        )
         batch_op.create_index(
             batch_op.f("ix_quarantine_system_status"), ["system", "status"], unique=False
         )
@@ -285,6 +291,7 @@ def downgrade() -> None:
     op.drop_table("source_record")
     with op.batch_alter_table("quarantine", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_quarantine_system_status"))
+        batch_op.drop_index(batch_op.f("ix_quarantine_system_content_hash"))
 
     op.drop_table("quarantine")
     with op.batch_alter_table("crosswalk", schema=None) as batch_op:
