@@ -117,7 +117,7 @@ def _write(
     fingerprints = golden_store.active_fingerprints(conn)
     ids = assign_ids(
         keys,
-        {key: golden_id for key, (golden_id, _) in current.items()},
+        {key: link[0] for key, link in current.items()},
         lambda n: golden_store.allocate_ids(conn, n),
         known_ids=set(fingerprints),
     )
@@ -153,8 +153,9 @@ def _write(
     for golden_id, group_keys in zip(ids.cluster_ids, keys, strict=True):
         for key in group_keys:
             rule, partner = evidence.get(key, ("single", None))
+            proof = {"linked_to": list(partner)} if partner else {}
             report.assignment[key] = golden_id
-            if current.get(key) != (golden_id, rule):
+            if current.get(key) != (golden_id, rule, proof):
                 links.append(
                     {
                         "system": key[0],
@@ -162,7 +163,7 @@ def _write(
                         "golden_id": golden_id,
                         "rule": rule,
                         "score": None,
-                        "evidence": {"linked_to": list(partner)} if partner else {},
+                        "evidence": proof,
                     }
                 )
     for start in range(0, len(links), WRITE_BATCH):

@@ -30,12 +30,18 @@ def allocate_ids(conn: Connection, count: int) -> list[str]:
     return [golden_id_text(n) for n in range(last - count + 1, last + 1)]
 
 
-def crosswalk_map(conn: Connection) -> dict[Key, tuple[str, str]]:
-    """(system, source id) -> (golden id, rule) for every linked record."""
+def crosswalk_map(conn: Connection) -> dict[Key, tuple[str, str, dict[str, Any]]]:
+    """(system, source id) -> (golden id, rule, evidence) for every linked record."""
     rows = conn.execute(
-        select(crosswalk.c.system, crosswalk.c.source_id, crosswalk.c.golden_id, crosswalk.c.rule)
+        select(
+            crosswalk.c.system,
+            crosswalk.c.source_id,
+            crosswalk.c.golden_id,
+            crosswalk.c.rule,
+            crosswalk.c.evidence,
+        )
     )
-    return {(r.system, r.source_id): (r.golden_id, r.rule) for r in rows}
+    return {(r.system, r.source_id): (r.golden_id, r.rule, r.evidence) for r in rows}
 
 
 def active_fingerprints(conn: Connection) -> dict[str, str]:
