@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import text
 
 from accord.demo.generator import generate
-from accord.demo.run import DEMO_FILES, evaluate, read_truth, write_project
+from accord.demo.run import inputs, score, write_project
 from accord.golden.resolve import resolve
 from accord.intake.load import load_file
 from accord.settings import Settings
@@ -82,8 +82,8 @@ def run(customers: int, seed: int, postgres_url: str | None) -> dict[str, Any]:
         workspace = Workspace(root, engine, Settings())
 
         loads = {}
-        for system, name in DEMO_FILES.items():
-            report = load_file(engine, workspace.project, system, data / name, actor="bench")
+        for system, path in inputs(data):
+            report = load_file(engine, workspace.project, system, path, actor="bench")
             loads[system] = {
                 "read": report.read,
                 "stored": report.new,
@@ -96,7 +96,7 @@ def run(customers: int, seed: int, postgres_url: str | None) -> dict[str, Any]:
         again_started = time.perf_counter()
         rerun = resolve(engine, workspace.project, actor="bench")
         rerun_seconds = time.perf_counter() - again_started
-        scores = evaluate(resolved.assignment, read_truth(data / "truth.csv"))
+        scores = score(resolved.assignment, data)
         engine.dispose()
 
     records = sum(v["read"] for v in loads.values())

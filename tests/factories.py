@@ -50,6 +50,38 @@ def crm_row(source_id: str, **values: str) -> dict[str, str]:
     return row
 
 
+ERP_COLUMNS = [
+    "KUNNR",
+    "KTOKD",
+    "NAME1",
+    "NAME2",
+    "STRAS",
+    "PSTLZ",
+    "ORT01",
+    "LAND1",
+    "TELF1",
+    "SMTP_ADDR",
+    "STCEG",
+    "GEBDAT",
+    "ERDAT",
+]
+
+
+def erp_row(**values: str) -> dict[str, str]:
+    """An ERP (SAP-style) customer row for a person; keyword arguments override columns."""
+    row = dict.fromkeys(ERP_COLUMNS, "")
+    row.update(
+        KUNNR="0000000001",
+        KTOKD="PERS",
+        NAME1="Müller, Hans",
+        LAND1="DE",
+        TELF1="030 1234567",
+        GEBDAT="01.02.1960",
+    )
+    row.update(values)
+    return row
+
+
 def write_csv(path: Path, rows: list[dict[str, str]], delimiter: str = ",") -> Path:
     columns = list(rows[0]) if rows else CRM_COLUMNS
     with path.open("w", newline="", encoding="utf-8") as handle:

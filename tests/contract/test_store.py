@@ -363,3 +363,42 @@ def test_reloading_a_file_does_not_file_its_bad_rows_twice(
     assert (first.quarantined, first.already_quarantined) == (2, 0)
     assert (again.quarantined, again.already_quarantined) == (2, 2)
     assert _count(engine, quarantine) == 2
+
+
+def test_a_project_version_is_recorded_once(engine: Engine, demo_project_dir: Path) -> None:
+    from accord.config import versions  # noqa: PLC0415
+
+    project = load_project(demo_project_dir)
+    with writing(engine) as conn:
+        assert versions.apply(conn, project, "test") is True
+        assert versions.apply(conn, project, "test") is False
+    with engine.connect() as conn:
+        assert audit.count(conn) == 1
+
+
+def test_sessions_slide_at_most_once_a_minute_and_end_when_idle(engine: Engine) -> None:
+    from datetime import timedelta  # noqa: PLC0415
+
+    from accord.store.tables import user_session  # noqa: PLC0415
+    from accord.store.types import utcnow  # noqa: PLC0415
+
+    with writing(engine) as conn:
+        identity.create_user(conn, "sam", "correct horse battery", Role.VIEWER, created_by="t")
+        _, session = identity.sign_in(conn, "sam", "correct horse battery")
+
+    def age(minutes: int) -> None:
+        with writing(engine) as conn:
+            conn.execute(
+                update(user_session).values(last_seen_at=utcnow() - timedelta(minutes=minutes))
+            )
+
+    with engine.connect() as conn:
+        assert identity.check_session(conn, session.token).needs_touch is False
+    age(5)
+    with writing(engine) as conn:
+        assert identity.check_session(conn, session.token).needs_touch is True
+        identity.actor_for_session(conn, session.token)
+        assert identity.check_session(conn, session.token).needs_touch is False
+    age(31)
+    with pytest.raises(identity.NotAuthenticated), engine.connect() as conn:
+        identity.check_session(conn, session.token)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from accord.config import load_project
 from accord.intake.mapping import MappedRecord, RecordMapper, Rejected
+from tests.factories import erp_row
 
 
 def _mapper(demo_project_dir: Path, system: str) -> RecordMapper:
@@ -13,41 +14,12 @@ def _mapper(demo_project_dir: Path, system: str) -> RecordMapper:
     return RecordMapper(project.mapping(system), project.config.systems[system])
 
 
-def _erp(**values: str) -> dict[str, str]:
-    row = dict.fromkeys(
-        [
-            "KUNNR",
-            "KTOKD",
-            "NAME1",
-            "NAME2",
-            "STRAS",
-            "PSTLZ",
-            "ORT01",
-            "LAND1",
-            "TELF1",
-            "SMTP_ADDR",
-            "STCEG",
-            "GEBDAT",
-            "ERDAT",
-        ],
-        "",
-    )
-    row.update(
-        KUNNR="0000000001",
-        KTOKD="PERS",
-        NAME1="Müller, Hans",
-        LAND1="DE",
-        TELF1="030 1234567",
-        GEBDAT="01.02.1960",
-    )
-    row.update(values)
-    return row
-
-
 def test_persons_and_organizations_take_their_own_fields(demo_project_dir: Path) -> None:
     mapper = _mapper(demo_project_dir, "erp")
-    person = mapper.map(_erp())
-    firm = mapper.map(_erp(KTOKD="firm", NAME1="Müller Logistik G.m.b.H.", STCEG="DE 123 456 789"))
+    person = mapper.map(erp_row())
+    firm = mapper.map(
+        erp_row(KTOKD="firm", NAME1="Müller Logistik G.m.b.H.", STCEG="DE 123 456 789")
+    )
     assert isinstance(person, MappedRecord)
     assert isinstance(firm, MappedRecord)
     assert person.data == {
@@ -65,7 +37,7 @@ def test_persons_and_organizations_take_their_own_fields(demo_project_dir: Path)
 
 
 def test_invalid_contact_points_are_flagged_not_fixed(demo_project_dir: Path) -> None:
-    result = _mapper(demo_project_dir, "erp").map(_erp(SMTP_ADDR="hans at mueller", TELF1="12"))
+    result = _mapper(demo_project_dir, "erp").map(erp_row(SMTP_ADDR="hans at mueller", TELF1="12"))
     assert isinstance(result, MappedRecord)
     assert "email" not in result.data and "phone" not in result.data
     assert {(i.field, i.code.split(".")[0]) for i in result.issues} == {
@@ -76,8 +48,8 @@ def test_invalid_contact_points_are_flagged_not_fixed(demo_project_dir: Path) ->
 
 def test_unreadable_dates_and_unknown_words_reject_the_record(demo_project_dir: Path) -> None:
     mapper = _mapper(demo_project_dir, "erp")
-    bad_date = mapper.map(_erp(GEBDAT="31.02.1980"))
-    unknown = mapper.map(_erp(KTOKD="ALIEN"))
+    bad_date = mapper.map(erp_row(GEBDAT="31.02.1980"))
+    unknown = mapper.map(erp_row(KTOKD="ALIEN"))
     assert isinstance(bad_date, Rejected)
     assert isinstance(unknown, Rejected)
     assert [r.code for r in bad_date.reasons] == ["date.invalid"]

@@ -365,7 +365,7 @@ def demo(
 ) -> None:
     """Generate the demo company, load its four systems, resolve, report, and serve."""
     from accord.demo.generator import generate  # noqa: PLC0415
-    from accord.demo.run import DEMO_FILES, evaluate, read_truth, write_project  # noqa: PLC0415
+    from accord.demo.run import inputs, score, write_project  # noqa: PLC0415
 
     write_project(directory)
     data = directory / "data"
@@ -376,11 +376,11 @@ def demo(
         generate(data, seed=seed, customers=count, progress=lambda n: progress.advance(task, n))
     timings["generate"] = time.perf_counter() - started
     workspace = open_workspace(directory)
-    reports = [_load_one(workspace, system, data / name) for system, name in DEMO_FILES.items()]
+    reports = [_load_one(workspace, system, path) for system, path in inputs(data)]
     timings["load"] = sum(r.seconds for r in reports)
     report = _resolve(workspace)
     timings["resolve"] = sum(report.seconds.values())
-    scores = evaluate(report.assignment, read_truth(data / "truth.csv"))
+    scores = score(report.assignment, data)
     console.print(
         table(
             "Records per system",

@@ -11,9 +11,8 @@ from accord.store import projects
 
 def apply(conn: Connection, project: Project, actor: str) -> bool:
     """Record this version of the project if it is new; True when it was."""
-    if projects.is_known(conn, project.digest):
+    if not projects.add(conn, project.digest, project.as_document(), actor):
         return False
-    projects.add(conn, project.digest, project.as_document(), actor)
     record(
         conn,
         actor,

@@ -34,8 +34,12 @@ def read_truth(path: Path) -> dict[tuple[str, str], str]:
         }
 
 
-def evaluate(
-    assignment: dict[tuple[str, str], str], truth: dict[tuple[str, str], str]
-) -> PairwiseScores:
-    """Pairwise precision and recall of a resolve over the records it saw."""
-    return pairwise_scores(assignment, truth)
+def inputs(data: Path) -> list[tuple[str, Path]]:
+    """(system, file) for each demo system, from a folder the generator wrote."""
+    return [(system, data / name) for system, name in DEMO_FILES.items()]
+
+
+def score(assignment: dict[tuple[str, str], str], data: Path) -> PairwiseScores:
+    """Pairwise precision and recall of a resolve's assignment against the ground truth
+    the generator wrote beside the data, over the records the resolve saw."""
+    return pairwise_scores(assignment, read_truth(data / "truth.csv"))

@@ -7,8 +7,6 @@ project, never on the order records arrived in.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -19,6 +17,7 @@ from sqlalchemy import Connection, Engine
 
 from accord.config import versions
 from accord.config.loader import Project
+from accord.digest import digest
 from accord.golden.ids import assign_ids
 from accord.golden.survivorship import Member, Survivorship
 from accord.govern.audit import AuditAction, AuditEvent, record
@@ -198,9 +197,7 @@ def _write(
 def _golden_content(survivorship: Survivorship, members: Sequence[Member]) -> dict[str, Any]:
     data, lineage = survivorship.build(members)
     member_keys = sorted(f"{m.system}/{m.source_id}" for m in members)
-    fingerprint = hashlib.sha256(
-        json.dumps([data, lineage, member_keys], sort_keys=True, default=str).encode()
-    ).hexdigest()
+    fingerprint = digest([data, lineage, member_keys])
     name = display_name(data)
     searchable = [
         name,

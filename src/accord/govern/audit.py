@@ -7,8 +7,6 @@ ones: the counter remembers how many were written) is detected by `verify`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select, update
 
+from accord.digest import digest
 from accord.store.tables import audit_log, counter
 from accord.store.types import utcnow
 
@@ -105,8 +104,7 @@ def entry_hash(row: dict[str, Any]) -> str:
         "details": row["details"],
         "prev_hash": row["prev_hash"],
     }
-    encoded = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(encoded.encode()).hexdigest()
+    return digest(content)
 
 
 def verify(

@@ -22,6 +22,8 @@ _DUMMY_HASH = _passwords.hash("accord-timing-equalizer")
 MIN_PASSWORD_CHARS = 12
 SESSION_IDLE = timedelta(minutes=30)
 SESSION_ABSOLUTE = timedelta(hours=12)
+# Reads should not write: a session's last use is recorded at most once a minute.
+SESSION_TOUCH_INTERVAL = timedelta(minutes=1)
 KEY_PREFIX = "acc"
 
 
@@ -92,8 +94,14 @@ def sign_in(conn: Connection, username: str, password: str) -> tuple[Actor, Sess
     return Actor("user", row.username, Role(row.role), row.id), session
 
 
-def actor_for_session(conn: Connection, token: str) -> Actor:
-    """The user behind a session token; the session slides while used, within its limits."""
+@dataclass(frozen=True)
+class SessionCheck:
+    actor: Actor
+    needs_touch: bool  # last use is old enough that sliding the session is worth a write
+
+
+def check_session(conn: Connection, token: str) -> SessionCheck:
+    """The user behind a session token, read only; raises NotAuthenticated."""
     now = utcnow()
     row = conn.execute(
         select(user_session, app_user.c.username, app_user.c.role, app_user.c.active)
@@ -107,12 +115,25 @@ def actor_for_session(conn: Connection, token: str) -> Actor:
         or (now - row.last_seen_at > SESSION_IDLE)
     ):
         raise NotAuthenticated("the session has ended; sign in again")
+    actor = Actor("user", row.username, Role(row.role), row.user_id)
+    return SessionCheck(actor, now - row.last_seen_at > SESSION_TOUCH_INTERVAL)
+
+
+def touch_session(conn: Connection, token: str) -> None:
+    """Slide the idle timeout forward (within the absolute limit)."""
     conn.execute(
         update(user_session)
-        .where(user_session.c.token_hash == row.token_hash)
-        .values(last_seen_at=now)
+        .where(user_session.c.token_hash == _digest(token))
+        .values(last_seen_at=utcnow())
     )
-    return Actor("user", row.username, Role(row.role), row.user_id)
+
+
+def actor_for_session(conn: Connection, token: str) -> Actor:
+    """Check a session and slide it when due, in one write transaction."""
+    check = check_session(conn, token)
+    if check.needs_touch:
+        touch_session(conn, token)
+    return check.actor
 
 
 def sign_out(conn: Connection, token: str, *, actor: Actor) -> None:

@@ -3,6 +3,7 @@ function decides."""
 
 from __future__ import annotations
 
+import getpass
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -68,6 +69,4 @@ def require(actor: Actor, permission: Permission) -> None:
 
 def cli_actor() -> Actor:
     """The operator at the local command line: they hold the database file, so all rights."""
-    import getpass  # noqa: PLC0415
-
     return Actor("cli", getpass.getuser(), Role.ADMIN)

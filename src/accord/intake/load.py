@@ -8,8 +8,6 @@ the way keeps what it stored, and running it again picks up the rest.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -21,6 +19,7 @@ from sqlalchemy import Engine
 
 from accord.config import versions
 from accord.config.loader import Project
+from accord.digest import digest as content_digest
 from accord.errors import InputRejected
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.intake.mapping import MappedRecord, RecordMapper
@@ -55,11 +54,6 @@ class LoadReport:
         for key in ("load_id", "system", "source_name", "status"):
             data.pop(key)
         return data
-
-
-def content_hash(payload: dict[str, Any]) -> str:
-    encoded = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(encoded.encode()).hexdigest()
 
 
 def load_file(
@@ -101,8 +95,8 @@ def load_file(
             batcher.add(batch)
             if progress is not None:
                 progress(source.bytes_read, source.size)
-    except InputRejected:
-        report.status = "failed"
+    except BaseException:
+        report.status = "failed"  # whatever stopped it, the load did not finish
         raise
     finally:
         report.seconds = time.perf_counter() - started
@@ -150,7 +144,7 @@ class _Batcher:
             if not isinstance(result, MappedRecord):
                 quarantined.append(self._quarantine(raw, result.source_id, result.reasons))
                 continue
-            digest = content_hash(raw.fields)
+            digest = content_digest(raw.fields)
             earlier = self.seen.get(result.source_id)
             if earlier is not None:
                 if earlier[0] == digest:

@@ -48,7 +48,7 @@ class SourceFile:
     path: Path
     fmt: FileFormat
     required_columns: tuple[str, ...] = ()
-    _raw: IO[bytes] = field(init=False)
+    _raw: IO[bytes] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.kind = self.fmt.type or _kind_from_name(self.path)
@@ -58,19 +58,17 @@ class SourceFile:
 
     @property
     def bytes_read(self) -> int:
-        raw = getattr(self, "_raw", None)
-        if raw is None:
+        if self._raw is None:
             return 0
-        return self.size if raw.closed else raw.tell()
+        return self.size if self._raw.closed else self._raw.tell()
 
     def __iter__(self) -> Iterator[RawRecord]:
-        with self.path.open("rb") as self._raw:
-            compressed = self._raw.read(2) == b"\x1f\x8b"
-            self._raw.seek(0)
+        with self.path.open("rb") as raw:
+            self._raw = raw
+            compressed = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
             stream: IO[bytes] = (
-                typing.cast(IO[bytes], gzip.GzipFile(fileobj=self._raw, mode="rb"))
-                if compressed
-                else self._raw
+                typing.cast(IO[bytes], gzip.GzipFile(fileobj=raw, mode="rb")) if compressed else raw
             )
             try:
                 if self.kind == "csv":
@@ -134,11 +132,12 @@ class SourceFile:
                         f"expected {width} fields as in the header, found {len(row)}",
                     )
                 )
-            reasons.extend(self._size_reasons(dict(zip(header, row, strict=False))))
+            fields = dict(zip(header, row, strict=False))
+            reasons.extend(self._size_reasons(fields))
             if reasons:
                 yield RawRecord(location, None, _keep(raw), tuple(reasons))
             else:
-                yield RawRecord(location, dict(zip(header, row, strict=True)), raw)
+                yield RawRecord(location, fields, raw)
 
     def _check_header(self, header: list[str]) -> None:
         name = self.path.name

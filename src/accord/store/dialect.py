@@ -8,18 +8,23 @@ from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 
+def _insert(conn: Connection, table: Table) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
 def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
     """Insert `rows`, replacing the non-key columns of rows whose `keys` already exist."""
     if not rows:
         return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table)
+    statement = _insert(conn, table)
     updates = {c: statement.excluded[c] for c in rows[0] if c not in keys}
     conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates), rows)
 
 
-def insert_ignoring_duplicates(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+def insert_new(conn: Connection, table: Table, row: dict[str, Any]) -> bool:
+    """Insert `row` unless its key exists; True when it was inserted. (Asks for the key
+    back: rowcount is not reliable once PostgreSQL adds an implicit RETURNING.)"""
+    statement = _insert(conn, table).on_conflict_do_nothing()
+    key = list(table.primary_key.columns)
+    return conn.execute(statement.returning(*key), row).first() is not None

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, select, tuple_, update
 
 from accord.store.dialect import upsert
 from accord.store.tables import canonical_record, load, quarantine, record_head, source_record
@@ -233,12 +233,15 @@ def store_remaps(
         .scalars()
         .all()
     )
-    for remap, canonical_id in zip(remaps, canonical_ids, strict=True):
-        conn.execute(
-            update(record_head)
-            .where(record_head.c.system == system, record_head.c.source_id == remap.source_id)
-            .values(canonical_record_id=canonical_id, updated_at=now)
-        )
+    conn.execute(
+        update(record_head)
+        .where(record_head.c.system == system, record_head.c.source_id == bindparam("b_source_id"))
+        .values(canonical_record_id=bindparam("b_canonical_id"), updated_at=now),
+        [
+            {"b_source_id": remap.source_id, "b_canonical_id": canonical_id}
+            for remap, canonical_id in zip(remaps, canonical_ids, strict=True)
+        ],
+    )
 
 
 def quarantine_records(

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from accord.golden import customers
 from accord.govern import identity
 from accord.store.engine import writing
-from accord.web.auth import SESSION_COOKIE, ActorDep, ConnDep, workspace
+from accord.web.auth import SESSION_COOKIE, ActorDep, ConnDep, end_session, workspace
 from accord.workspace import Workspace
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
@@ -113,12 +113,8 @@ def sign_out(
     request: Request, actor: ActorDep, ws: Annotated[Workspace, Depends(workspace)]
 ) -> Response:
     """End the current session."""
-    token = request.cookies.get(SESSION_COOKIE)
-    if token:
-        with writing(ws.engine) as conn:
-            identity.sign_out(conn, token, actor=actor)
     response = Response(status_code=204)
-    response.delete_cookie(SESSION_COOKIE)
+    end_session(request, response, ws, actor)
     return response
 
 

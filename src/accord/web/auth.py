@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from sqlalchemy import Connection
 
 from accord.errors import NotAllowed, NotAuthenticated
@@ -31,18 +31,32 @@ def read_connection(ws: Annotated[Workspace, Depends(workspace)]) -> Iterator[Co
 
 
 def current_actor(request: Request, ws: Annotated[Workspace, Depends(workspace)]) -> Actor:
-    """The authenticated actor; raises NotAuthenticated (401, or a redirect to sign-in)."""
+    """The authenticated actor; raises NotAuthenticated (401, or a redirect to sign-in).
+    Checking is a read; only a session due to slide forward costs a write."""
     key = request.headers.get("x-api-key")
     authorization = request.headers.get("authorization", "")
     if not key and authorization.lower().startswith("bearer "):
         key = authorization[7:].strip()
-    with writing(ws.engine) as conn:  # a session slides forward as it is used
+    token = request.cookies.get(SESSION_COOKIE)
+    if not key and not token:
+        raise NotAuthenticated("sign in, or send an API key in X-API-Key")
+    with ws.engine.connect() as conn:
         if key:
             return identity.actor_for_api_key(conn, key)
-        token = request.cookies.get(SESSION_COOKIE)
-        if token:
-            return identity.actor_for_session(conn, token)
-    raise NotAuthenticated("sign in, or send an API key in X-API-Key")
+        check = identity.check_session(conn, token or "")
+    if check.needs_touch:
+        with writing(ws.engine) as conn:
+            identity.touch_session(conn, token or "")
+    return check.actor
+
+
+def end_session(request: Request, response: Response, ws: Workspace, actor: Actor) -> None:
+    """Sign out: delete the session behind the cookie, and the cookie."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        with writing(ws.engine) as conn:
+            identity.sign_out(conn, token, actor=actor)
+    response.delete_cookie(SESSION_COOKIE)
 
 
 def check_csrf(request: Request, submitted: str | None) -> None:

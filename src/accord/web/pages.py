@@ -17,10 +17,10 @@ from accord.store.engine import writing
 from accord.web.api import set_session_cookie
 from accord.web.auth import (
     CSRF_COOKIE,
-    SESSION_COOKIE,
     ActorDep,
     ConnDep,
     check_csrf,
+    end_session,
     new_csrf_token,
     workspace,
 )
@@ -86,12 +86,8 @@ def logout(
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> RedirectResponse:
     check_csrf(request, csrf_token)
-    token = request.cookies.get(SESSION_COOKIE)
-    if token:
-        with writing(ws.engine) as conn:
-            identity.sign_out(conn, token, actor=actor)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE)
+    end_session(request, response, ws, actor)
     return response
 
 
