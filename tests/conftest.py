@@ -93,9 +93,17 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture
 def demo_project_dir(tmp_path: Path) -> Path:
-    """A copy of the demo project's files in a fresh folder."""
+    """A copy of the demo project's files in a fresh folder, matching with the
+    deterministic rules engine: tests of the pipeline around matching need decisions
+    they can predict on a handful of records, which a model learned from those same few
+    records cannot promise. The learned engine has its own tests (tests/match)."""
     target = tmp_path / "project"
     shutil.copytree(DEMO_PROJECT, target)
+    config = target / "accord.yaml"
+    text = config.read_text(encoding="utf-8")
+    start, end = text.index("\nmatch:"), text.index("\nsurvivorship:")
+    rules = (Path(__file__).parent / "rules_match.yaml").read_text(encoding="utf-8")
+    config.write_text(text[: start + 1] + rules.rstrip() + "\n" + text[end:], encoding="utf-8")
     return target
 
 

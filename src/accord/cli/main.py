@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from accord.cli.output import (
+    activity,
     bytes_progress,
     console,
     count_progress,
@@ -40,7 +41,11 @@ app = typer.Typer(
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 users_app = typer.Typer(help="People who sign in to the web app and API.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys for connected systems.", no_args_is_help=True)
+match_app = typer.Typer(
+    help="The matching engine on its own: run it on plain files.", no_args_is_help=True
+)
 app.add_typer(audit_app, name="audit")
+app.add_typer(match_app, name="match")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 
@@ -164,6 +169,52 @@ def _resolve_table(report: ResolveReport) -> Any:
         ["seconds", sum(report.seconds.values())],
     ]
     return table("Resolved", ["", "count"], rows)
+
+
+def _named_input(value: str) -> tuple[str, Path]:
+    name, sep, path = value.partition("=")
+    if not sep or not name or not path:
+        raise typer.BadParameter(f"{value!r}: write NAME=PATH, as in crm=crm.csv")
+    return name, Path(path)
+
+
+@match_app.command("run")
+@reports_errors
+def match_run(
+    settings: Annotated[
+        Path, typer.Option("--settings", help="match settings (YAML)", dir_okay=False)
+    ],
+    inputs: Annotated[
+        list[str],
+        typer.Option("--input", help="NAME=PATH of a CSV or Parquet file; repeat per source"),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="folder for the results", file_okay=False)],
+) -> None:
+    """Train, score and cluster records from files; write clusters.csv, pairs.csv,
+    model.json and report.json."""
+    from accord.match.standalone import run  # noqa: PLC0415  (numpy loads only when needed)
+
+    named = [_named_input(value) for value in inputs]
+    with activity("match") as on_step:
+        report = run(settings, named, out, progress=on_step)
+    rows: list[list[Any]] = [
+        *[[f"records from {name}", count] for name, count in report.inputs.items()],
+        ["pairs scored", report.pairs_scored],
+        ["links", report.links],
+        ["for review", report.review],
+        ["clusters", report.clusters],
+        ["  with more than one record", report.multi_record_clusters],
+        *[[f"invalid {name} values (ignored)", n] for name, n in report.invalid_values.items()],
+        ["estimated blocking recall", report.blocking.get("estimated_recall")],
+        ["seconds", report.seconds.get("total")],
+    ]
+    console.print(table("Matched", ["", "value"], rows))
+    for block in report.oversized_blocks:
+        errors.print(
+            f"[yellow]warning:[/] blocking rule {block['rule']}: {block['size']:,} records share "
+            f"{block['key']!r}; the block was skipped (raise max_block_size to compare them)"
+        )
+    console.print(f"results in {out}/: clusters.csv, pairs.csv, model.json, report.json")
 
 
 @app.command()

@@ -130,3 +130,22 @@ def _cell(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return "" if value is None else str(value)
+
+
+@contextmanager
+def activity(title: str) -> Iterator[Callable[[str], None]]:
+    """A spinner with the current step and the time spent; yields the step callback."""
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task(title, total=None)
+
+        def on_step(step: str) -> None:
+            progress.update(task, description=f"{title}: {step}")
+
+        yield on_step
+        progress.update(task, description=f"{title}: done", total=1, completed=1)

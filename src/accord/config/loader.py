@@ -20,6 +20,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
+from accord.config.matching import StandaloneSettings
 from accord.config.models import MappingConfig, ProjectConfig
 from accord.errors import NotFound, Problem, ProjectInvalid
 from accord.model.customer import FIELDS_BY_NAME, FieldType
@@ -121,6 +122,19 @@ def load_project(root: Path) -> Project:
     if problems or config is None:
         raise ProjectInvalid(problems)
     return Project(root, config, mappings, digest.hexdigest())
+
+
+def load_match_settings(path: Path) -> StandaloneSettings:
+    """Read the settings file of `accord match run`; raises ProjectInvalid listing every
+    problem with its line."""
+    problems: list[Problem] = []
+    if not path.is_file():
+        raise ProjectInvalid([Problem(str(path), "no such settings file")])
+    raw = _read_yaml(path, problems)
+    settings = _validate(StandaloneSettings, raw, path, problems)
+    if problems or settings is None:
+        raise ProjectInvalid(problems)
+    return settings
 
 
 def _read_yaml(path: Path, problems: list[Problem], *digests: Any) -> Any:
@@ -311,6 +325,17 @@ def _check_project(config: ProjectConfig, raw: Any, path: Path, problems: list[P
                         "known systems: " + ", ".join(sorted(systems)),
                     )
                 )
+    from accord.match.features import FEATURES  # noqa: PLC0415  (config loads before match)
+    from accord.match.settings_check import column_problems  # noqa: PLC0415
+
+    problems.extend(
+        Problem(
+            _where(path, raw, "match", *problem.loc),
+            f"match.{'.'.join(map(str, problem.loc))}: {problem.message}",
+            problem.hint,
+        )
+        for problem in column_problems(config.match, {*FEATURES, "kind"})
+    )
     names = [rule.name for rule in config.match.rules]
     for i, name in enumerate(names):
         if names.index(name) != i:

@@ -5,29 +5,13 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+from accord.config.matching import NAME_PATTERN, MatchConfig, StrictModel
+
+__all__ = ["MatchConfig", "StrictModel"]  # re-exported: the match block is part of a project
+
 SystemName = Annotated[str, Field(pattern=NAME_PATTERN)]
-
-# The features a match rule can compare; see accord.match.features.
-MatchField = Literal[
-    "email",
-    "phone",
-    "tax_id",
-    "birth_date",
-    "postcode",
-    "city",
-    "street",
-    "given_name",
-    "family_name",
-    "person_name",
-    "organization_name",
-]
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class SystemConfig(StrictModel):
@@ -52,32 +36,6 @@ class SystemConfig(StrictModel):
     default_region: str | None = Field(
         None, description="ISO 3166 alpha-2 region for phone numbers written without +CC"
     )
-
-
-class MatchRule(StrictModel):
-    name: str = Field(pattern=NAME_PATTERN)
-    kind: Literal["person", "organization"] | None = None
-    equal: list[MatchField] = Field(min_length=1)
-    similar: dict[MatchField, float] = Field(default_factory=dict)
-
-    @field_validator("similar")
-    @classmethod
-    def _thresholds_in_range(cls, value: dict[str, float]) -> dict[str, float]:
-        for field, threshold in value.items():
-            if not 0.0 < threshold <= 1.0:
-                raise ValueError(f"threshold for {field} must be in (0, 1], got {threshold}")
-        return value
-
-
-def _default_conflicts() -> list[MatchField]:
-    return ["birth_date", "tax_id"]
-
-
-class MatchConfig(StrictModel):
-    engine: Literal["rules"] = "rules"
-    rules: list[MatchRule] = Field(min_length=1)
-    conflicts: list[MatchField] = Field(default_factory=_default_conflicts)
-    max_block_size: int = Field(200, ge=2, le=100_000)
 
 
 class FieldSurvivorship(StrictModel):

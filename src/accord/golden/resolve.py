@@ -40,6 +40,8 @@ class ResolveReport:
     links: int = 0
     links_by_rule: dict[str, int] = field(default_factory=dict)
     pairs_compared: int = 0
+    review: int = 0  # pairs the matcher was unsure of, or that would chain contradictions
+    match_details: dict[str, Any] = field(default_factory=dict, repr=False)
     oversized_blocks: list[OversizedBlock] = field(default_factory=list)
     created: int = 0
     updated: int = 0
@@ -83,6 +85,8 @@ def resolve(
     report.links_by_rule = dict(Counter(link.rule for link in result.links))
     report.pairs_compared = result.pairs_compared
     report.oversized_blocks = result.oversized_blocks
+    report.review = len(result.review)
+    report.match_details = result.details
 
     clock.start("cluster")
     groups = connected(len(members), ((link.left, link.right) for link in result.links))
@@ -108,7 +112,7 @@ def _write(
     actor: str,
     keys: list[list[tuple[str, str]]],
     built: list[dict[str, Any]],
-    evidence: dict[tuple[str, str], tuple[str, tuple[str, str]]],
+    evidence: dict[tuple[str, str], tuple[str, tuple[str, str], float | None]],
     report: ResolveReport,
 ) -> None:
     """Keep golden ids, write changed golden records and links, retire ids, audit."""
@@ -151,8 +155,10 @@ def _write(
     links = []
     for golden_id, group_keys in zip(ids.cluster_ids, keys, strict=True):
         for key in group_keys:
-            rule, partner = evidence.get(key, ("single", None))
-            proof = {"linked_to": list(partner)} if partner else {}
+            rule, partner, probability = evidence.get(key, ("single", None, None))
+            proof: dict[str, Any] = {"linked_to": list(partner)} if partner else {}
+            if probability is not None:
+                proof["probability"] = round(probability, 6)
             report.assignment[key] = golden_id
             if current.get(key) != (golden_id, rule, proof):
                 links.append(
@@ -161,7 +167,7 @@ def _write(
                         "source_id": key[1],
                         "golden_id": golden_id,
                         "rule": rule,
-                        "score": None,
+                        "score": probability,
                         "evidence": proof,
                     }
                 )
@@ -228,14 +234,15 @@ def display_name(data: dict[str, Any]) -> str:
 
 def _evidence(
     links: Sequence[Link], members: Sequence[Member]
-) -> dict[tuple[str, str], tuple[str, tuple[str, str]]]:
-    """For each linked record, the first link that joined it: its rule and its partner."""
-    found: dict[tuple[str, str], tuple[str, tuple[str, str]]] = {}
+) -> dict[tuple[str, str], tuple[str, tuple[str, str], float | None]]:
+    """For each linked record, the first link that joined it: its rule, its partner and,
+    from the learned engine, the match probability."""
+    found: dict[tuple[str, str], tuple[str, tuple[str, str], float | None]] = {}
     for link in links:
         left, right = members[link.left], members[link.right]
         left_key, right_key = (left.system, left.source_id), (right.system, right.source_id)
-        found.setdefault(left_key, (link.rule, right_key))
-        found.setdefault(right_key, (link.rule, left_key))
+        found.setdefault(left_key, (link.rule, right_key, link.score))
+        found.setdefault(right_key, (link.rule, left_key, link.score))
     return found
 
 

@@ -1,8 +1,9 @@
-"""Turning links into clusters: a disjoint-set forest with path halving and union by size."""
+"""Turning links into clusters: a disjoint-set forest with path halving and union by size,
+and clustering that will not chain contradicting records together."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 
 class DisjointSet:
@@ -40,3 +41,80 @@ def clusters(size: int, links: Iterable[tuple[int, int]]) -> list[list[int]]:
     for item in range(size):
         groups.setdefault(forest.find(item), []).append(item)
     return sorted(groups.values(), key=lambda group: group[0])
+
+
+# A cluster's signature: per guarded column, each distinct value and one record holding it.
+Signature = dict[str, dict[str, int]]
+# Whether two records' values of a column contradict each other.
+Contradicts = Callable[[str, int, int], bool]
+
+
+class GuardedClusters:
+    """Clustering that refuses a link which would put contradicting strong identifiers
+    (two different tax ids, birth dates that are not a typo of each other, two records of
+    a system that never holds a customer twice) into one cluster, however the cluster got
+    there: the refused link is returned for review instead of chaining strangers together.
+
+    Links are offered strongest first, so the best evidence shapes the clusters.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        values: Mapping[str, Sequence[str | None]],
+        contradicts: Contradicts,
+        unique: Mapping[str, frozenset[str]] | None = None,
+    ) -> None:
+        self.forest = DisjointSet(size)
+        self.values = values
+        self.contradicts = contradicts
+        # columns where any two different values contradict (the system, for one-per-system)
+        self.unique = unique or {}
+        self.signatures: dict[int, Signature] = {}
+
+    def _signature(self, record: int) -> Signature:
+        signature = self.signatures.get(record)
+        if signature is None:
+            signature = {}
+            for column, values in self.values.items():
+                value = values[record]
+                if value is not None:
+                    signature[column] = {value: record}
+            self.signatures[record] = signature
+        return signature
+
+    def offer(self, left: int, right: int) -> str | None:
+        """Join the clusters of `left` and `right`, unless that would contradict; returns
+        None when joined (or already together), else the column that contradicts."""
+        root_a, root_b = self.forest.find(left), self.forest.find(right)
+        if root_a == root_b:
+            return None
+        sig_a, sig_b = self._signature(root_a), self._signature(root_b)
+        for column, seen_a in sig_a.items():
+            seen_b = sig_b.get(column)
+            if seen_b is None:
+                continue
+            if column in self.unique:
+                if any(v in self.unique[column] for v in seen_a.keys() & seen_b.keys()):
+                    return column
+                continue
+            for value_a, record_a in seen_a.items():
+                for value_b, record_b in seen_b.items():
+                    if value_a != value_b and self.contradicts(column, record_a, record_b):
+                        return column
+        self.forest.union(root_a, root_b)
+        root = self.forest.find(root_a)
+        merged, other = (sig_a, sig_b) if root == root_a else (sig_b, sig_a)
+        for column, seen in other.items():
+            target = merged.setdefault(column, {})
+            for value, record in seen.items():
+                target.setdefault(value, record)
+        self.signatures[root] = merged
+        self.signatures.pop(root_b if root == root_a else root_a, None)
+        return None
+
+    def groups(self) -> list[list[int]]:
+        found: dict[int, list[int]] = {}
+        for item in range(len(self.forest.parent)):
+            found.setdefault(self.forest.find(item), []).append(item)
+        return sorted(found.values(), key=lambda group: group[0])

@@ -10,11 +10,30 @@ from rapidfuzz.distance import JaroWinkler
 
 from accord import standardize as std
 
+FEATURES: tuple[str, ...] = (
+    "email",
+    "phone",
+    "tax_id",
+    "birth_date",
+    "postcode",
+    "city",
+    "street",
+    "country",
+    "given_name",
+    "family_name",
+    "person_name",
+    "organization_name",
+)
+
 
 def features_of(data: dict[str, Any]) -> dict[str, str]:
-    """The match features of one canonical customer record; absent values are left out."""
+    """The match features of one canonical customer record; absent values are left out.
+
+    Names are compared as keys (case, accents and punctuation folded); `person_name` is
+    "given root|family", with the given name's nickname resolved (Bill -> william), for
+    the deterministic rules; the learned engine reads `given_name~root` for that."""
     out: dict[str, str] = {}
-    for name in ("email", "phone", "tax_id", "birth_date", "postcode"):
+    for name in ("email", "phone", "tax_id", "birth_date", "postcode", "country"):
         value = data.get(name)
         if value:
             out[name] = str(value)
@@ -22,14 +41,14 @@ def features_of(data: dict[str, Any]) -> dict[str, str]:
         out["city"] = std.name_key(data["city"])
     if data.get("street"):
         out["street"] = std.street_key(data["street"])
-    given = std.given_name_root(data["given_name"]) if data.get("given_name") else ""
+    given = std.name_key(data["given_name"]) if data.get("given_name") else ""
     family = std.name_key(data["family_name"]) if data.get("family_name") else ""
     if given:
         out["given_name"] = given
     if family:
         out["family_name"] = family
     if given and family:
-        out["person_name"] = f"{given}|{family}"
+        out["person_name"] = f"{std.given_name_root(data['given_name'])}|{family}"
     if data.get("organization_name"):
         out["organization_name"] = std.company_name(data["organization_name"]).key
     return {k: v for k, v in out.items() if v}

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from accord.config.models import MatchConfig
+from accord.config.matching import MatchConfig
+from accord.match.blocking import OversizedBlock
+
+__all__ = ["Link", "MatchRecord", "MatchResult", "Matcher", "OversizedBlock", "build_matcher"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,16 +28,9 @@ class Link:
     left: int
     right: int
     rule: str
-    score: float | None = None
-
-
-@dataclass(frozen=True)
-class OversizedBlock:
-    """A blocking key shared by too many records to compare them all: reported, skipped."""
-
-    rule: str
-    key: str
-    size: int
+    score: float | None = None  # match probability, for the learned engine
+    weight: float | None = None  # match weight (log2 Bayes factor), for the learned engine
+    reason: str | None = None  # for a pair held for review: why it was not linked
 
 
 @dataclass
@@ -42,6 +38,8 @@ class MatchResult:
     links: list[Link]
     pairs_compared: int = 0
     oversized_blocks: list[OversizedBlock] = field(default_factory=list)
+    review: list[Link] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Matcher(Protocol):
@@ -52,6 +50,11 @@ class Matcher(Protocol):
 
 def build_matcher(config: MatchConfig) -> Matcher:
     """The matcher the project's match settings ask for."""
-    from accord.match.rules import RuleMatcher  # noqa: PLC0415  (engines load on demand)
+    # engines load on demand
+    if config.engine == "learned":
+        from accord.match.learned import LearnedMatcher  # noqa: PLC0415
+
+        return LearnedMatcher(config)
+    from accord.match.rules import RuleMatcher  # noqa: PLC0415
 
     return RuleMatcher(config)

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from itertools import combinations
 
-from accord.config.models import MatchConfig, MatchRule
+from accord.config.matching import MatchConfig, MatchRule
 from accord.match.clusters import DisjointSet
 from accord.match.features import SIMILARITY
 from accord.match.interface import Link, MatchRecord, MatchResult, OversizedBlock

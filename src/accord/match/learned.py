@@ -1,0 +1,345 @@
+"""The learned engine: deterministic rules first, then blocking, a Fellegi-Sunter model
+trained on the records themselves, scoring, and clustering in three bands.
+
+- Pairs a deterministic rule accepts are linked before the model is consulted.
+- Pairs with a match probability at or above `thresholds.link` are linked, strongest
+  first, unless the link would put contradicting strong identifiers into one cluster
+  (`match.conflicts`, `one_per_system`): such a link goes to review instead.
+- Pairs between `thresholds.review` and `thresholds.link` go to review.
+- Everything else is no link.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from rapidfuzz.distance import JaroWinkler
+
+from accord.config.matching import MatchConfig, MatchRule, ModelConfig
+from accord.match.blocking import Blocked, OversizedBlock, block, pairs_for_rule, rule_blocks
+from accord.match.blocking import satisfies as shares_key
+from accord.match.clusters import GuardedClusters
+from accord.match.columns import Columns, FloatArray, IntArray, split_ref
+from accord.match.comparisons import CompiledComparison
+from accord.match.features import FEATURES, SIMILARITY
+from accord.match.interface import Link, MatchRecord, MatchResult
+from accord.match.model import ModelParams, level_matrix, score
+from accord.match.training import train
+
+Progress = Callable[[str], None]
+SCORE_CHUNK = 2_000_000  # pairs scored at once: bounds the memory of the level matrix
+SYSTEM_COLUMN = "@system"
+
+
+@dataclass(frozen=True)
+class ScoredLink:
+    left: int
+    right: int
+    rule: str  # a deterministic rule's name, or "model"
+    probability: float
+    weight: float | None = None
+    reason: str | None = None  # for review: why it was not linked
+
+
+@dataclass
+class LearnedResult:
+    clusters: list[list[int]]
+    links: list[ScoredLink]  # the links that formed the clusters
+    review: list[ScoredLink]
+    params: ModelParams | None
+    blocking: dict[str, Any]
+    oversized: list[OversizedBlock]
+    pairs_scored: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class LearnedEngine:
+    def __init__(self, config: MatchConfig) -> None:
+        if config.model is None:
+            raise ValueError("the learned engine needs match settings with a `model` section")
+        self.config = config
+        self.model: ModelConfig = config.model
+
+    def run(
+        self,
+        columns: Columns,
+        *,
+        systems: Sequence[str] | None = None,
+        progress: Progress | None = None,
+        params: ModelParams | None = None,
+    ) -> LearnedResult:
+        """Resolve `columns`' records. `systems` names each record's source; `params`
+        reuses a trained model instead of training one."""
+        say = progress or (lambda _: None)
+        clock = _Clock()
+        sources = _codes(systems) if systems is not None else None
+        comparisons = [CompiledComparison(c, columns) for c in self.model.comparisons]
+
+        say("applying deterministic rules")
+        decided = deterministic_links(columns, self.config.rules, self.config)
+        clock.lap("rules")
+
+        say("blocking")
+        blocked = block(
+            columns,
+            self.model.blocking,
+            self.config.max_block_size,
+            sources,
+            self.model.link_type,
+        )
+        clock.lap("blocking")
+
+        if params is None:
+            params = train(
+                columns,
+                comparisons,
+                self.model,
+                self.config.max_block_size,
+                blocked,
+                sources=sources,
+                progress=say,
+            )
+            clock.lap("training")
+
+        say(f"scoring {len(blocked):,} pairs")
+        weights, probabilities = score_pairs(params, comparisons, columns, blocked)
+        clock.lap("scoring")
+
+        say("clustering")
+        guard = GuardedClusters(
+            len(columns),
+            self._guarded_values(columns, systems),
+            _contradiction_test(columns, comparisons),
+            {SYSTEM_COLUMN: frozenset(self.model.one_per_system)} if systems is not None else None,
+        )
+        links: list[ScoredLink] = []
+        review: list[ScoredLink] = []
+        for link in decided:
+            reason = guard.offer(link.left, link.right)
+            (review if reason else links).append(
+                link if reason is None else _held(link, f"contradicting {reason}")
+            )
+        thresholds = self.model.thresholds
+        strong = np.flatnonzero(probabilities >= thresholds.link)
+        strong = strong[np.argsort(-weights[strong], kind="stable")]
+        for k in strong.tolist():
+            left, right = int(blocked.left[k]), int(blocked.right[k])
+            reason = guard.offer(left, right)
+            link = ScoredLink(left, right, "model", float(probabilities[k]), float(weights[k]))
+            if reason is None:
+                links.append(link)
+            else:
+                review.append(_held(link, f"contradicting {reason}"))
+        clusters = guard.groups()
+        cluster_of = np.empty(len(columns), dtype=np.int64)
+        for number, group in enumerate(clusters):
+            cluster_of[group] = number
+        middle = np.flatnonzero(
+            (probabilities >= thresholds.review) & (probabilities < thresholds.link)
+        )
+        middle = middle[cluster_of[blocked.left[middle]] != cluster_of[blocked.right[middle]]]
+        review += [
+            ScoredLink(
+                int(blocked.left[k]),
+                int(blocked.right[k]),
+                "model",
+                float(probabilities[k]),
+                float(weights[k]),
+                "uncertain",
+            )
+            for k in middle[np.argsort(-weights[middle], kind="stable")].tolist()
+        ]
+        clock.lap("clustering")
+        return LearnedResult(
+            clusters=clusters,
+            links=links,
+            review=review,
+            params=params,
+            blocking=blocking_report(blocked, probabilities >= thresholds.link),
+            oversized=blocked.oversized,
+            pairs_scored=len(blocked),
+            seconds=clock.seconds,
+        )
+
+    def _guarded_values(
+        self, columns: Columns, systems: Sequence[str] | None
+    ) -> dict[str, Sequence[str | None]]:
+        guarded: dict[str, Sequence[str | None]] = {
+            ref: columns.values(ref).tolist() for ref in self.config.conflicts if columns.has(ref)
+        }
+        if systems is not None and self.model.one_per_system:
+            guarded[SYSTEM_COLUMN] = list(systems)
+        return guarded
+
+
+def score_pairs(
+    params: ModelParams,
+    comparisons: Sequence[CompiledComparison],
+    columns: Columns,
+    blocked: Blocked,
+) -> tuple[FloatArray, FloatArray]:
+    """Match weight and probability of every blocked pair, a chunk at a time."""
+    weights = np.empty(len(blocked))
+    probabilities = np.empty(len(blocked))
+    for start in range(0, len(blocked), SCORE_CHUNK):
+        end = start + SCORE_CHUNK
+        left, right = blocked.left[start:end], blocked.right[start:end]
+        levels = level_matrix(comparisons, left, right)
+        scored = score(params, comparisons, columns, levels, left)
+        weights[start:end] = scored.weight
+        probabilities[start:end] = scored.probability
+    return weights, probabilities
+
+
+def blocking_report(blocked: Blocked, linked: np.ndarray) -> dict[str, Any]:
+    """Pairs per rule, and an estimate of the share of true matches the rules find.
+
+    The estimate counts, for each linked pair, how many blocking rules would have found
+    it: matches found by exactly one rule (f1) and by exactly two (f2) tell how many no
+    rule finds (Chao's estimator, f1^2 / 2 f2), as in capture-recapture surveys."""
+    left, right = blocked.left[linked], blocked.right[linked]
+    caught = np.zeros(len(left), dtype=np.int64)
+    for key in blocked.keys:
+        caught += shares_key(key, left, right)
+    f1, f2 = int((caught == 1).sum()), int((caught == 2).sum())
+    found = len(left)
+    if found == 0:
+        recall = None
+    elif f2 == 0:
+        recall = None if f1 else 1.0
+    else:
+        recall = found / (found + f1 * f1 / (2 * f2))
+    return {
+        "rules": [
+            {
+                "rule": r.rule,
+                "pairs": r.pairs,
+                "new_pairs": r.new_pairs,
+                "blocks": r.blocks,
+                "largest_block": r.largest_block,
+            }
+            for r in blocked.reports
+        ],
+        "pairs": len(blocked),
+        "linked_pairs": found,
+        "linked_found_by_one_rule": f1,
+        "linked_found_by_two_rules": f2,
+        "estimated_recall": None if recall is None else round(recall, 4),
+    }
+
+
+def deterministic_links(
+    columns: Columns, rules: Sequence[MatchRule], config: MatchConfig
+) -> list[ScoredLink]:
+    """Pairs the deterministic rules accept: equal on `equal`, similar enough on
+    `similar`, of the rule's kind, and not disagreeing on a `conflicts` column."""
+    links: list[ScoredLink] = []
+    if not rules:
+        return links
+    kinds = columns.values("kind") if columns.has("kind") else None
+    conflicts = [columns.values(ref) for ref in config.conflicts if columns.has(ref)]
+    for rule in rules:
+        equal = [*rule.equal, "kind"] if rule.kind is not None and kinds is not None else rule.equal
+        blocks = rule_blocks(columns, equal, config.max_block_size)
+        left, right, _ = pairs_for_rule(blocks, config.max_block_size)
+        if rule.kind is not None and kinds is not None:
+            keep = kinds[left] == rule.kind
+            left, right = left[keep], right[keep]
+        similar = [
+            (columns.values(ref), SIMILARITY.get(split_ref(ref)[0], _jaro_winkler), threshold)
+            for ref, threshold in rule.similar.items()
+        ]
+        for a, b in zip(left.tolist(), right.tolist(), strict=True):
+            if any(c[a] is not None and c[b] is not None and c[a] != c[b] for c in conflicts):
+                continue
+            if all(
+                v[a] is not None and v[b] is not None and similarity(v[a], v[b]) >= threshold
+                for v, similarity, threshold in similar
+            ):
+                links.append(ScoredLink(a, b, rule.name, 1.0))
+    return links
+
+
+def _jaro_winkler(a: str, b: str) -> float:
+    return float(JaroWinkler.normalized_similarity(a, b))
+
+
+def _contradiction_test(
+    columns: Columns, comparisons: Sequence[CompiledComparison]
+) -> Callable[[str, int, int], bool]:
+    """Two values of a guarded column contradict when the comparison on that column puts
+    them at its `else` level (a typo is not a contradiction); without a comparison, when
+    they differ."""
+    by_column = {c.config.column: c for c in comparisons}
+
+    def contradicts(column: str, a: int, b: int) -> bool:
+        comparison = by_column.get(column)
+        if comparison is None:
+            return True
+        level = comparison.levels(np.array([a]), np.array([b]))[0]
+        return bool(level == comparison.else_level)
+
+    return contradicts
+
+
+def _held(link: ScoredLink, reason: str) -> ScoredLink:
+    return ScoredLink(link.left, link.right, link.rule, link.probability, link.weight, reason)
+
+
+def _codes(values: Sequence[str]) -> IntArray:
+    seen: dict[str, int] = {}
+    return np.fromiter((seen.setdefault(v, len(seen)) for v in values), dtype=np.int64)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.started = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self.started, 3)
+        self.started = now
+
+
+class LearnedMatcher:
+    """The learned engine behind the `Matcher` interface, for a project's records."""
+
+    def __init__(self, config: MatchConfig, progress: Progress | None = None) -> None:
+        self.engine = LearnedEngine(config)
+        self.progress = progress
+
+    def link(self, records: Sequence[MatchRecord]) -> MatchResult:
+        names = sorted({*FEATURES, "kind"} | {n for record in records for n in record.features})
+        columns = Columns(
+            {
+                name: [
+                    record.kind if name == "kind" else record.features.get(name)
+                    for record in records
+                ]
+                for name in names
+            },
+            len(records),
+        )
+        result = self.engine.run(
+            columns, systems=[record.key[0] for record in records], progress=self.progress
+        )
+        return MatchResult(
+            links=[_as_link(link) for link in result.links],
+            pairs_compared=result.pairs_scored,
+            oversized_blocks=result.oversized,
+            review=[_as_link(link) for link in result.review],
+            details={
+                "model": result.params.to_dict() if result.params else None,
+                "blocking": result.blocking,
+                "seconds": result.seconds,
+            },
+        )
+
+
+def _as_link(link: ScoredLink) -> Link:
+    return Link(link.left, link.right, link.rule, link.probability, link.weight, link.reason)

@@ -1,0 +1,199 @@
+"""Learning the model's weights from unlabelled records (see `accord.match.model`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+
+import numpy as np
+
+from accord.config.matching import ModelConfig
+from accord.match.blocking import Blocked, pairs_for_rule, rule_blocks, rule_name
+from accord.match.columns import Columns, FloatArray, IntArray, split_ref
+from accord.match.comparisons import CompiledComparison
+from accord.match.model import (
+    EPSILON,
+    ModelParams,
+    Session,
+    estimate_u,
+    expectation_maximisation,
+    fresh_params,
+    group_indexes,
+    initial_m,
+    level_matrix,
+    random_pairs,
+)
+
+Progress = Callable[[str], None]
+
+
+def total_pairs(size: int, sources: IntArray | None, link_type: str) -> int:
+    """How many pairs the link type allows among `size` records."""
+    every = size * (size - 1) // 2
+    if sources is None or link_type == "dedupe_and_link":
+        return every
+    counts = np.bincount(sources).astype(np.int64)
+    within = int((counts * (counts - 1) // 2).sum())
+    return every - within if link_type == "link_only" else within
+
+
+def train(
+    columns: Columns,
+    comparisons: Sequence[CompiledComparison],
+    config: ModelConfig,
+    max_block_size: int,
+    blocked: Blocked,
+    *,
+    sources: IntArray | None = None,
+    progress: Progress | None = None,
+) -> ModelParams:
+    say = progress or (lambda _: None)
+    training = config.training
+    rng = np.random.default_rng(training.seed)
+    params = fresh_params(comparisons, config)
+    size = len(columns)
+    possible = total_pairs(size, sources, config.link_type)
+    if possible == 0 or len(blocked) == 0:
+        params.training = {"note": "no pairs to learn from", "possible_pairs": possible}
+        return params
+
+    say("estimating u from random pairs")
+    sample = random_pairs(size, training.u_sample_pairs, rng, sources, config.link_type)
+    for p, u in zip(params.comparisons, estimate_u(comparisons, sample), strict=True):
+        p.u = u
+    u_arrays = [np.asarray(p.u) for p in params.comparisons]
+
+    sessions, estimates = _sessions(
+        columns,
+        comparisons,
+        config,
+        max_block_size=max_block_size,
+        u_arrays=u_arrays,
+        rng=rng,
+        sources=sources,
+        say=say,
+    )
+    never = []
+    for p, found in zip(params.comparisons, estimates, strict=True):
+        if found:
+            mean = np.mean(np.vstack(found), axis=0)
+            mean[1:] /= mean[1:].sum()
+            p.m = mean.tolist()
+            p.estimated_in = len(found)
+        else:
+            never.append(p.name)
+
+    say("estimating how often two records are one customer")
+    blocked_prior, iterations, converged = _blocked_prior(
+        params, comparisons, config, blocked=blocked, u_arrays=u_arrays, never=never, rng=rng
+    )
+    expected_matches = blocked_prior * len(blocked)
+    params.prior = float(np.clip(expected_matches / possible, EPSILON / 1000, 0.5))
+    params.training = {
+        "records": size,
+        "possible_pairs": possible,
+        "blocked_pairs": len(blocked),
+        "u_sample_pairs": len(sample[0]),
+        "sessions": [asdict(s) for s in sessions],
+        "blocked_prior": round(blocked_prior, 6),
+        "prior_iterations": iterations,
+        "prior_converged": converged,
+        "expected_matches": round(expected_matches, 1),
+        "estimated_on_all_blocked_pairs": never,
+    }
+    return params
+
+
+def _sessions(
+    columns: Columns,
+    comparisons: Sequence[CompiledComparison],
+    config: ModelConfig,
+    *,
+    max_block_size: int,
+    u_arrays: list[FloatArray],
+    rng: np.random.Generator,
+    sources: IntArray | None,
+    say: Progress,
+) -> tuple[list[Session], list[list[FloatArray]]]:
+    """One EM session per blocking rule; per comparison, the m of each session that
+    could estimate it."""
+    training = config.training
+    sessions: list[Session] = []
+    estimates: list[list[FloatArray]] = [[] for _ in comparisons]
+    for rule in config.blocking:
+        blocked_columns = {split_ref(ref)[0] for ref in rule}
+        active = [not (c.base_columns & blocked_columns) for c in comparisons]
+        if not any(active):
+            continue
+        say(f"learning m on pairs blocked by {rule_name(rule)}")
+        left, right, _ = pairs_for_rule(
+            rule_blocks(columns, rule, max_block_size), max_block_size, sources, config.link_type
+        )
+        if len(left) == 0:
+            continue
+        if len(left) > training.max_pairs_per_session:
+            chosen = rng.choice(len(left), training.max_pairs_per_session, replace=False)
+            left, right = left[chosen], right[chosen]
+        chosen_comparisons = [c for c, on in zip(comparisons, active, strict=True) if on]
+        levels = level_matrix(chosen_comparisons, left, right)
+        m_start = [initial_m(len(c.config.levels)) for c in chosen_comparisons]
+        u_active = [u for u, on in zip(u_arrays, active, strict=True) if on]
+        m, prior, iterations, converged = expectation_maximisation(
+            levels,
+            m_start,
+            u_active,
+            0.1,
+            update_m=[True] * len(chosen_comparisons),
+            max_iterations=training.max_iterations,
+            tolerance=training.tolerance,
+            groups=group_indexes([c.name for c in chosen_comparisons], config.correlated),
+        )
+        positions = [i for i, on in enumerate(active) if on]
+        for position, estimate in zip(positions, m, strict=True):
+            estimates[position].append(estimate)
+        sessions.append(
+            Session(
+                rule_name(rule),
+                len(left),
+                [c.name for c in chosen_comparisons],
+                iterations,
+                round(prior, 6),
+                converged,
+            )
+        )
+
+    return sessions, estimates
+
+
+def _blocked_prior(
+    params: ModelParams,
+    comparisons: Sequence[CompiledComparison],
+    config: ModelConfig,
+    *,
+    blocked: Blocked,
+    u_arrays: list[FloatArray],
+    never: list[str],
+    rng: np.random.Generator,
+) -> tuple[float, int, bool]:
+    """The share of blocked pairs that are matches, by EM with m and u held. Comparisons
+    no session could estimate (every blocking rule reads their columns) are learned here,
+    on all blocked pairs, together with it."""
+    training = config.training
+    left, right = blocked.left, blocked.right
+    if len(left) > training.max_pairs_per_session:
+        chosen = rng.choice(len(left), training.max_pairs_per_session, replace=False)
+        left, right = left[chosen], right[chosen]
+    levels = level_matrix(comparisons, left, right)
+    m_all, blocked_prior, iterations, converged = expectation_maximisation(
+        levels,
+        [np.asarray(p.m) for p in params.comparisons],
+        u_arrays,
+        0.1,
+        update_m=[p.name in never for p in params.comparisons],
+        max_iterations=training.max_iterations,
+        tolerance=training.tolerance,
+        groups=group_indexes([c.name for c in comparisons], config.correlated),
+    )
+    for p, learned in zip(params.comparisons, m_all, strict=True):
+        p.m = learned.tolist()
+    return blocked_prior, iterations, converged
