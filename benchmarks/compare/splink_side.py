@@ -48,7 +48,8 @@ IMPORTED = time.perf_counter()
 
 # The prior, Splink's way: records agreeing on these are taken to be matches, and these
 # rules are guessed to find this share of all matches (Splink's FEBRL examples use the
-# same rules with 0.8 for FEBRL 4 and 0.9 for FEBRL 3; we use one guess for both).
+# same rules with 0.8 for FEBRL 4 and 0.9 for FEBRL 3; we use one guess for both). A rule
+# naming a column the settings leave out is dropped.
 SPLINK_PRIOR: dict[str, Any] = {
     "rules": [["soc_sec_id"], ["given_name", "surname", "date_of_birth"]],
     "recall": 0.8,
@@ -176,8 +177,9 @@ def run(settings_path: Path, inputs: list[tuple[str, Path]], out: Path) -> dict[
     seconds["load"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    prior_rules = [r for r in SPLINK_PRIOR["rules"] if not columns or set(r) <= set(columns)]
     linker.training.estimate_probability_two_random_records_match(
-        [block_on(*(column_sql(ref, columns) for ref in rule)) for rule in SPLINK_PRIOR["rules"]],
+        [block_on(*(column_sql(ref, columns) for ref in rule)) for rule in prior_rules],
         recall=SPLINK_PRIOR["recall"],
     )
     linker.training.estimate_u_using_random_sampling(
@@ -250,7 +252,7 @@ def run(settings_path: Path, inputs: list[tuple[str, Path]], out: Path) -> dict[
         "pairs_at_or_above_review": int(len(pairs)),
         "pairs_at_or_above_link": int((pairs["probability"] >= link_at).sum()),
         "probability_two_random_records_match": linker._settings_obj._probability_two_random_records_match,  # noqa: E501
-        "prior": SPLINK_PRIOR,
+        "prior": {"rules": prior_rules, "recall": SPLINK_PRIOR["recall"]},
         "em_sessions": sessions,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
     }

@@ -185,3 +185,24 @@ def block(
 
 def _describe_key(columns: Columns, rule: Sequence[str], record: int) -> str:
     return "|".join(str(columns.values(ref)[record]) for ref in rule)[:80]
+
+
+def pairs_within(groups: IntArray, records: IntArray) -> tuple[IntArray, IntArray]:
+    """Every pair of `records` that share a value of `groups` (one entry per record)."""
+    order = np.argsort(groups, kind="stable")
+    groups, records = groups[order], records[order]
+    if len(records) < 2:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(groups)) + 1]).astype(np.int64)
+    sizes = np.diff(np.concatenate([starts, [len(records)]])).astype(np.int64)
+    lefts, rights = [], []
+    for size in np.unique(sizes[sizes >= 2]):
+        block_starts = starts[sizes == size]
+        i, j = np.triu_indices(int(size), 1)
+        lefts.append(records[(block_starts[:, None] + i[None, :]).ravel()])
+        rights.append(records[(block_starts[:, None] + j[None, :]).ravel()])
+    if not lefts:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    return np.concatenate(lefts), np.concatenate(rights)

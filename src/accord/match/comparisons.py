@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from rapidfuzz import fuzz
-from rapidfuzz.distance import DamerauLevenshtein, Jaro, JaroWinkler, Levenshtein
+from rapidfuzz.distance import OSA, Jaro, JaroWinkler, Levenshtein
 from rapidfuzz.process import cpdist
 
 from accord.config.matching import Comparison, Level
@@ -26,6 +26,7 @@ Mask = npt.NDArray[np.bool_]
 LevelTest = Callable[[Columns, str, Any, IntArray, IntArray], Mask]
 
 EARTH_RADIUS_KM = 6371.0088
+PARALLEL_FROM = 20_000  # pairs
 
 
 def _present(columns: Columns, ref: str, left: IntArray, right: IntArray) -> Mask:
@@ -152,7 +153,9 @@ TESTS: dict[str, LevelTest] = {
     "jaro_winkler": _similarity(JaroWinkler.normalized_similarity),
     "jaro": _similarity(Jaro.normalized_similarity),
     "levenshtein": _similarity(Levenshtein.distance, at_least=False),
-    "damerau_levenshtein": _similarity(DamerauLevenshtein.distance, at_least=False),
+    # optimal string alignment: Damerau-Levenshtein where no substring is edited twice,
+    # the usual typo model, and bit-parallel in rapidfuzz (true DL is ten times slower)
+    "damerau_levenshtein": _similarity(OSA.distance, at_least=False),
     "token_sort": _similarity(fuzz.token_sort_ratio, 100.0),
     "token_set": _similarity(fuzz.token_set_ratio, 100.0),
     "jaccard": _jaccard,

@@ -17,12 +17,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from rapidfuzz.distance import JaroWinkler
 
 from accord.config.matching import MatchConfig, MatchRule, ModelConfig
-from accord.match.blocking import Blocked, OversizedBlock, block, pairs_for_rule, rule_blocks
+from accord.match.blocking import (
+    Blocked,
+    OversizedBlock,
+    block,
+    pairs_for_rule,
+    pairs_within,
+    rule_blocks,
+)
 from accord.match.blocking import satisfies as shares_key
-from accord.match.clusters import GuardedClusters
+from accord.match.clusters import DisjointSet, GuardedClusters
 from accord.match.columns import Columns, FloatArray, IntArray, split_ref
 from accord.match.comparisons import CompiledComparison
 from accord.match.features import FEATURES, SIMILARITY
@@ -110,31 +118,20 @@ class LearnedEngine:
         clock.lap("scoring")
 
         say("clustering")
-        guard = GuardedClusters(
-            len(columns),
-            self._guarded_values(columns, systems),
-            _contradiction_test(columns, comparisons),
-            {SYSTEM_COLUMN: frozenset(self.model.one_per_system)} if systems is not None else None,
-        )
-        links: list[ScoredLink] = []
-        review: list[ScoredLink] = []
-        for link in decided:
-            reason = guard.offer(link.left, link.right)
-            (review if reason else links).append(
-                link if reason is None else _held(link, f"contradicting {reason}")
-            )
         thresholds = self.model.thresholds
         strong = np.flatnonzero(probabilities >= thresholds.link)
         strong = strong[np.argsort(-weights[strong], kind="stable")]
-        for k in strong.tolist():
-            left, right = int(blocked.left[k]), int(blocked.right[k])
-            reason = guard.offer(left, right)
-            link = ScoredLink(left, right, "model", float(probabilities[k]), float(weights[k]))
-            if reason is None:
-                links.append(link)
-            else:
-                review.append(_held(link, f"contradicting {reason}"))
-        clusters = guard.groups()
+        candidates = decided + [
+            ScoredLink(int(left), int(right), "model", float(p), float(w))
+            for left, right, p, w in zip(
+                blocked.left[strong].tolist(),
+                blocked.right[strong].tolist(),
+                probabilities[strong].tolist(),
+                weights[strong].tolist(),
+                strict=True,
+            )
+        ]
+        clusters, links, review = self._cluster(columns, comparisons, systems, candidates)
         cluster_of = np.empty(len(columns), dtype=np.int64)
         for number, group in enumerate(clusters):
             cluster_of[group] = number
@@ -164,6 +161,82 @@ class LearnedEngine:
             pairs_scored=len(blocked),
             seconds=clock.seconds,
         )
+
+    def _cluster(
+        self,
+        columns: Columns,
+        comparisons: Sequence[CompiledComparison],
+        systems: Sequence[str] | None,
+        candidates: Sequence[ScoredLink],
+    ) -> tuple[list[list[int]], list[ScoredLink], list[ScoredLink]]:
+        """Clusters from the candidate links (strongest first), with the guard applied
+        where it matters: components are found first without it, the few that hold
+        contradicting values are found in one vectorized pass, and only those are
+        clustered link by link with the guard. Returns clusters, links, held links."""
+        size = len(columns)
+        forest = DisjointSet(size)
+        for link in candidates:
+            forest.union(link.left, link.right)
+        roots = np.fromiter((forest.find(i) for i in range(size)), dtype=np.int64, count=size)
+        flagged = self._contradicting(columns, comparisons, systems, roots)
+        guard = GuardedClusters(
+            size,
+            self._guarded_values(columns, systems),
+            _contradiction_test(columns, comparisons),
+            {SYSTEM_COLUMN: frozenset(self.model.one_per_system)} if systems is not None else None,
+        )
+        links: list[ScoredLink] = []
+        held: list[ScoredLink] = []
+        for link in candidates:
+            if not flagged[roots[link.left]]:
+                guard.forest.union(link.left, link.right)
+                links.append(link)
+            elif (reason := guard.offer(link.left, link.right)) is None:
+                links.append(link)
+            else:
+                held.append(_held(link, f"contradicting {reason}"))
+        return guard.groups(), links, held
+
+    def _contradicting(
+        self,
+        columns: Columns,
+        comparisons: Sequence[CompiledComparison],
+        systems: Sequence[str] | None,
+        roots: IntArray,
+    ) -> npt.NDArray[np.bool_]:
+        """Per root, whether its component holds values that contradict each other."""
+        flagged = np.zeros(len(roots), dtype=bool)
+        in_cluster = np.bincount(roots, minlength=len(roots))[roots] > 1
+        by_column = {c.config.column: c for c in comparisons}
+        guarded: list[tuple[IntArray, CompiledComparison | None]] = [
+            (columns.codes(ref), by_column.get(ref))
+            for ref in self.config.conflicts
+            if columns.has(ref)
+        ]
+        if systems is not None and self.model.one_per_system:
+            # two records of a one-per-system system in one component contradict
+            unique = set(self.model.one_per_system)
+            codes = _codes(systems)
+            codes[np.array([s not in unique for s in systems], dtype=bool)] = -1
+            records = np.flatnonzero(in_cluster & (codes >= 0))
+            width = int(codes.max(initial=0)) + 1
+            keys, counts = np.unique(roots[records] * width + codes[records], return_counts=True)
+            flagged[keys[counts > 1] // width] = True
+        for codes, comparison in guarded:
+            records = np.flatnonzero(in_cluster & (codes >= 0))
+            # one record per distinct value per component, then every pair of those
+            key = roots[records] * (int(codes.max(initial=0)) + 1) + codes[records]
+            _, first = np.unique(key, return_index=True)
+            representatives = records[first]
+            left, right = pairs_within(roots[representatives], representatives)
+            if len(left) == 0:
+                continue
+            if comparison is None:
+                contradicting = np.ones(len(left), dtype=bool)
+            else:
+                contradicting = comparison.levels(left, right) == comparison.else_level
+            flagged[roots[left[contradicting]]] = True
+        return flagged
 
     def _guarded_values(
         self, columns: Columns, systems: Sequence[str] | None
@@ -275,13 +348,19 @@ def _contradiction_test(
     them at its `else` level (a typo is not a contradiction); without a comparison, when
     they differ."""
     by_column = {c.config.column: c for c in comparisons}
+    seen: dict[tuple[str, str, str], bool] = {}
 
     def contradicts(column: str, a: int, b: int) -> bool:
         comparison = by_column.get(column)
         if comparison is None:
             return True
-        level = comparison.levels(np.array([a]), np.array([b]))[0]
-        return bool(level == comparison.else_level)
+        values = columns.values(column)
+        low, high = sorted((str(values[a]), str(values[b])))
+        key = (column, low, high)
+        if key not in seen:
+            level = comparison.levels(np.array([a]), np.array([b]))[0]
+            seen[key] = bool(level == comparison.else_level)
+        return seen[key]
 
     return contradicts
 

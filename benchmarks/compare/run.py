@@ -1,0 +1,341 @@
+"""Accord vs Splink 5 (DuckDB) on the FEBRL data sets: quality, time, memory.
+
+    bash benchmarks/compare/setup.sh
+    benchmarks/compare/.venv/bin/python benchmarks/compare/run.py
+
+Runs in the comparison venv. For each data set it runs
+
+- Accord: `/work/main/.venv/bin/accord match run --settings settings/<set>.yaml
+  --input NAME=PATH ... --out out/accord/<set>` as a subprocess, and
+- Splink: `splink_side.py` with the same settings file and inputs, also as a subprocess,
+
+each `--repeats` times. Wall time is the whole subprocess (median of the repeats); peak
+memory is the subprocess's maximum resident set size (os.wait4's ru_maxrss for that child
+alone, the per-child form of getrusage(RUSAGE_CHILDREN), maximum over the repeats). Splink's
+report also gives training + predict + cluster, and its total including imports.
+
+Quality is measured on the final clusters against the truth (entity from rec_id):
+pairwise precision / recall / F1 over the pairs the link type allows (all pairs for
+dedupe; pairs across the two files for link_only), and B-cubed precision / recall / F1
+over every record. Writes benchmarks/results/match-febrl.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+DATA = HERE / "data"
+OUT = HERE / "out"
+RESULTS = REPO / "benchmarks" / "results" / "match-febrl.json"
+ACCORD = Path(os.environ.get("ACCORD_BIN", REPO / ".venv" / "bin" / "accord"))
+
+DATASETS: dict[str, dict[str, Any]] = {
+    "febrl3": {
+        "task": "dedupe 5,000 records (2,000 people)",
+        "settings": HERE / "settings" / "febrl3.yaml",
+        "inputs": [("febrl3", DATA / "febrl3.csv")],
+        "truth": DATA / "febrl3_truth.csv",
+        "link_type": "dedupe_only",
+    },
+    "febrl4": {
+        "task": "link 5,000 + 5,000 records, one-to-one",
+        "settings": HERE / "settings" / "febrl4.yaml",
+        "inputs": [("febrl4a", DATA / "febrl4a.csv"), ("febrl4b", DATA / "febrl4b.csv")],
+        "truth": DATA / "febrl4_truth.csv",
+        "link_type": "link_only",
+    },
+}
+
+
+# --- quality -------------------------------------------------------------------------
+
+
+Key = tuple[str, str]  # (source, record id)
+
+
+def read_truth(path: Path) -> dict[Key, str]:
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as handle:
+        return {(row["source"], row["id"]): row["entity"] for row in csv.DictReader(handle)}
+
+
+def read_clusters(path: Path, records: set[Key]) -> dict[Key, str]:
+    """Cluster of every record; a record the output leaves out is a cluster of its own."""
+    import csv
+
+    cluster: dict[Key, str] = {}
+    with path.open(newline="", encoding="utf-8") as handle:
+        for row in csv.DictReader(handle):
+            key = (row["source"], row["record_id"])
+            if key not in records:
+                raise ValueError(f"{path}: record {key} is not in the input")
+            if key in cluster:
+                raise ValueError(f"{path}: record {key} is in two clusters")
+            cluster[key] = row["cluster_id"]
+    for key in records - cluster.keys():
+        cluster[key] = f"__single__{key[0]}__{key[1]}"
+    return cluster
+
+
+def _allowed_pairs(counts_by_source: Counter[str], link_type: str) -> int:
+    """Pairs among a group of records that the link type allows."""
+    n = sum(counts_by_source.values())
+    within = sum(c * (c - 1) // 2 for c in counts_by_source.values())
+    every = n * (n - 1) // 2
+    if link_type == "link_only":
+        return every - within
+    if link_type == "dedupe_only":
+        return within
+    return every
+
+
+def _prf(tp: float, predicted: float, actual: float) -> dict[str, float]:
+    precision = tp / predicted if predicted else 1.0
+    recall = tp / actual if actual else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def evaluate(cluster: dict[Key, str], truth: dict[Key, str], link_type: str) -> dict[str, Any]:
+    by_cluster: dict[str, Counter[str]] = {}
+    by_entity: dict[str, Counter[str]] = {}
+    by_cell: dict[tuple[str, str], Counter[str]] = {}
+    for key, entity in truth.items():
+        c = cluster[key]
+        by_cluster.setdefault(c, Counter())[key[0]] += 1
+        by_entity.setdefault(entity, Counter())[key[0]] += 1
+        by_cell.setdefault((c, entity), Counter())[key[0]] += 1
+    predicted = sum(_allowed_pairs(s, link_type) for s in by_cluster.values())
+    actual = sum(_allowed_pairs(s, link_type) for s in by_entity.values())
+    tp = sum(_allowed_pairs(s, link_type) for s in by_cell.values())
+
+    # B-cubed: per record, the share of its cluster that is its entity (precision) and
+    # the share of its entity that is in its cluster (recall); averaged over records.
+    cluster_size = {c: sum(s.values()) for c, s in by_cluster.items()}
+    entity_size = {e: sum(s.values()) for e, s in by_entity.items()}
+    b_precision = b_recall = 0.0
+    for (c, e), s in by_cell.items():
+        n = sum(s.values())
+        b_precision += n * n / cluster_size[c]
+        b_recall += n * n / entity_size[e]
+    records = len(truth)
+    b_precision /= records
+    b_recall /= records
+    b_f1 = 2 * b_precision * b_recall / (b_precision + b_recall)
+
+    sizes = Counter(cluster_size.values())
+    return {
+        "pairwise": {
+            **_prf(tp, predicted, actual),
+            "true_pairs": actual,
+            "predicted_pairs": predicted,
+            "correct_pairs": tp,
+        },
+        "bcubed": {"precision": b_precision, "recall": b_recall, "f1": b_f1},
+        "clusters": len(by_cluster),
+        "entities": len(by_entity),
+        "cluster_sizes": {str(k): v for k, v in sorted(sizes.items())},
+    }
+
+
+# --- running -------------------------------------------------------------------------
+
+
+def run_measured(cmd: list[str], log: Path) -> dict[str, Any]:
+    """Run `cmd`; its wall time and its own peak RSS (ru_maxrss of this child only)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w", encoding="utf-8") as handle:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{tail}")
+    return {
+        "wall_seconds": wall,
+        "peak_rss_mib": usage.ru_maxrss / 1024,  # Linux: KiB
+        "user_seconds": usage.ru_utime,
+        "system_seconds": usage.ru_stime,
+    }
+
+
+def tool_command(tool: str, spec: dict[str, Any], out: Path) -> list[str]:
+    inputs = [f"--input={name}={path}" for name, path in spec["inputs"]]
+    if tool == "accord":
+        return [str(ACCORD), "match", "run", "--settings", str(spec["settings"]), *inputs,
+                "--out", str(out)]
+    return [sys.executable, str(HERE / "splink_side.py"), "--settings", str(spec["settings"]),
+            *inputs, "--out", str(out)]
+
+
+def run_tool(tool: str, name: str, spec: dict[str, Any], repeats: int) -> dict[str, Any]:
+    out = OUT / tool / name
+    runs = []
+    for i in range(repeats):
+        runs.append(run_measured(tool_command(tool, spec, out), OUT / tool / f"{name}.log"))
+        print(f"  {tool:6} {name} run {i + 1}/{repeats}: {runs[-1]['wall_seconds']:.2f} s, "
+              f"{runs[-1]['peak_rss_mib']:.0f} MiB", flush=True)
+    records = {(src, rid) for src, rid in read_truth(spec["truth"])}
+    truth = read_truth(spec["truth"])
+    quality = evaluate(read_clusters(out / "clusters.csv", records), truth, spec["link_type"])
+    report_path = out / "report.json"
+    report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else {}
+    return {
+        "command": " ".join(tool_command(tool, spec, Path(f"out/{tool}/{name}"))).replace(
+            str(REPO) + "/", ""
+        ),
+        "wall_seconds_median": statistics.median(r["wall_seconds"] for r in runs),
+        "wall_seconds_runs": [round(r["wall_seconds"], 3) for r in runs],
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+        "cpu_seconds_median": statistics.median(
+            r["user_seconds"] + r["system_seconds"] for r in runs
+        ),
+        "quality": quality,
+        "tool_report": {k: report[k] for k in report if k not in {"oversized_blocks"}},
+    }
+
+
+# --- the machine ---------------------------------------------------------------------
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )
+    mem_kib = next(
+        (int(line.split()[1]) for line in _read("/proc/meminfo").splitlines()
+         if line.startswith("MemTotal:")),
+        0,
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "os": platform.platform(),
+    }
+
+
+def versions() -> dict[str, Any]:
+    compare = {
+        pkg: metadata.version(pkg)
+        for pkg in ("splink", "duckdb", "recordlinkage", "pandas", "pyarrow", "numpy")
+    }
+    accord_python = ACCORD.parent / "python"
+    probe = (
+        "import sys, json; from importlib import metadata as m; "
+        "print(json.dumps({'python': sys.version.split()[0], "
+        "**{p: m.version(p) for p in ('accord', 'numpy', 'rapidfuzz', 'jellyfish')}}))"
+    )
+    try:
+        accord = json.loads(
+            subprocess.run([str(accord_python), "-c", probe], capture_output=True, text=True,
+                           check=True).stdout
+        )
+    except (OSError, subprocess.CalledProcessError, json.JSONDecodeError) as exc:
+        accord = {"error": str(exc)}
+    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+                           capture_output=True, text=True).stdout.strip()
+    return {
+        "compare_python": platform.python_version(),
+        "compare_packages": compare,
+        "accord_env": accord,
+        "accord_commit": git + ("+uncommitted changes in src/" if dirty else ""),
+    }
+
+
+# --- report --------------------------------------------------------------------------
+
+
+def table(results: dict[str, Any]) -> str:
+    head = ("| data set | tool | pairwise P | pairwise R | pairwise F1 | B³ F1 | wall s "
+            "| peak MiB |")
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for name, per_tool in results["datasets"].items():
+        for tool, r in per_tool["tools"].items():
+            if "error" in r:
+                lines.append(f"| {name} | {tool} | error: {r['error'].splitlines()[0][:60]} "
+                             "| | | | | |")
+                continue
+            q = r["quality"]
+            lines.append(
+                f"| {name} | {tool} | {q['pairwise']['precision']:.4f} "
+                f"| {q['pairwise']['recall']:.4f} | {q['pairwise']['f1']:.4f} "
+                f"| {q['bcubed']['f1']:.4f} | {r['wall_seconds_median']:.2f} "
+                f"| {r['peak_rss_mib']:.0f} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--tools", nargs="+", default=["accord", "splink"],
+                        choices=["accord", "splink"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    if not all(path.exists() for spec in DATASETS.values() for _, path in spec["inputs"]):
+        subprocess.run([sys.executable, str(HERE / "prepare_febrl.py")], check=True)
+
+    results: dict[str, Any] = {
+        "benchmark": "match-febrl",
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "versions": versions(),
+        "repeats": args.repeats,
+        "datasets": {},
+    }
+    for name in args.datasets:
+        spec = DATASETS[name]
+        entry: dict[str, Any] = {
+            "task": spec["task"],
+            "link_type": spec["link_type"],
+            "settings": str(spec["settings"].relative_to(REPO)),
+            "tools": {},
+        }
+        for tool in args.tools:
+            try:
+                entry["tools"][tool] = run_tool(tool, name, spec, args.repeats)
+            except (RuntimeError, OSError, ValueError) as exc:
+                print(f"  {tool} {name} failed: {exc}", file=sys.stderr)
+                entry["tools"][tool] = {"error": str(exc)}
+        results["datasets"][name] = entry
+
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print()
+    print(table(results))
+    print(f"\nwritten: {args.results}")
+
+
+if __name__ == "__main__":
+    main()
