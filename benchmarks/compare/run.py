@@ -3,10 +3,11 @@
     bash benchmarks/compare/setup.sh
     benchmarks/compare/.venv/bin/python benchmarks/compare/run.py
 
-Runs in the comparison venv. For each data set it runs
+Runs in the comparison venv. For each data set and settings variant (tuned, first-cut,
+no-ssid: see VARIANTS) it runs
 
-- Accord: `/work/main/.venv/bin/accord match run --settings settings/<set>.yaml
-  --input NAME=PATH ... --out out/accord/<set>` as a subprocess, and
+- Accord: `.venv/bin/accord match run --settings settings/[variant/]<set>.yaml
+  --input NAME=PATH ... --out out/accord/<variant>/<set>` as a subprocess, and
 - Splink: `splink_side.py` with the same settings file and inputs, also as a subprocess,
 
 each `--repeats` times. Wall time is the whole subprocess (median of the repeats); peak
@@ -23,6 +24,7 @@ over every record. Writes benchmarks/results/match-febrl.json and prints a table
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -43,17 +45,32 @@ OUT = HERE / "out"
 RESULTS = REPO / "benchmarks" / "results" / "match-febrl.json"
 ACCORD = Path(os.environ.get("ACCORD_BIN", REPO / ".venv" / "bin" / "accord"))
 
+# Settings variants, each a folder holding <data set>.yaml; both tools read the same file.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "tuned": {
+        "folder": HERE / "settings",
+        "about": "the main settings: first-cut plus two address blocking rules and a "
+        "swapped-names level",
+    },
+    "first-cut": {
+        "folder": HERE / "settings" / "first-cut",
+        "about": "written before any result was seen",
+    },
+    "no-ssid": {
+        "folder": HERE / "settings" / "no-ssid",
+        "about": "stress: the tuned settings without the social security number",
+    },
+}
+
 DATASETS: dict[str, dict[str, Any]] = {
     "febrl3": {
         "task": "dedupe 5,000 records (2,000 people)",
-        "settings": HERE / "settings" / "febrl3.yaml",
         "inputs": [("febrl3", DATA / "febrl3.csv")],
         "truth": DATA / "febrl3_truth.csv",
         "link_type": "dedupe_only",
     },
     "febrl4": {
         "task": "link 5,000 + 5,000 records, one-to-one",
-        "settings": HERE / "settings" / "febrl4.yaml",
         "inputs": [("febrl4a", DATA / "febrl4a.csv"), ("febrl4b", DATA / "febrl4b.csv")],
         "truth": DATA / "febrl4_truth.csv",
         "link_type": "link_only",
@@ -68,16 +85,12 @@ Key = tuple[str, str]  # (source, record id)
 
 
 def read_truth(path: Path) -> dict[Key, str]:
-    import csv
-
     with path.open(newline="", encoding="utf-8") as handle:
         return {(row["source"], row["id"]): row["entity"] for row in csv.DictReader(handle)}
 
 
 def read_clusters(path: Path, records: set[Key]) -> dict[Key, str]:
     """Cluster of every record; a record the output leaves out is a cluster of its own."""
-    import csv
-
     cluster: dict[Key, str] = {}
     with path.open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
@@ -176,31 +189,33 @@ def run_measured(cmd: list[str], log: Path) -> dict[str, Any]:
     }
 
 
-def tool_command(tool: str, spec: dict[str, Any], out: Path) -> list[str]:
+def tool_command(tool: str, settings: Path, spec: dict[str, Any], out: Path) -> list[str]:
     inputs = [f"--input={name}={path}" for name, path in spec["inputs"]]
     if tool == "accord":
-        return [str(ACCORD), "match", "run", "--settings", str(spec["settings"]), *inputs,
+        return [str(ACCORD), "match", "run", "--settings", str(settings), *inputs,
                 "--out", str(out)]
-    return [sys.executable, str(HERE / "splink_side.py"), "--settings", str(spec["settings"]),
+    return [sys.executable, str(HERE / "splink_side.py"), "--settings", str(settings),
             *inputs, "--out", str(out)]
 
 
-def run_tool(tool: str, name: str, spec: dict[str, Any], repeats: int) -> dict[str, Any]:
-    out = OUT / tool / name
+def run_tool(
+    tool: str, variant: str, name: str, spec: dict[str, Any], repeats: int
+) -> dict[str, Any]:
+    settings = VARIANTS[variant]["folder"] / f"{name}.yaml"
+    out = OUT / tool / variant / name
     runs = []
     for i in range(repeats):
-        runs.append(run_measured(tool_command(tool, spec, out), OUT / tool / f"{name}.log"))
-        print(f"  {tool:6} {name} run {i + 1}/{repeats}: {runs[-1]['wall_seconds']:.2f} s, "
-              f"{runs[-1]['peak_rss_mib']:.0f} MiB", flush=True)
-    records = {(src, rid) for src, rid in read_truth(spec["truth"])}
+        runs.append(run_measured(tool_command(tool, settings, spec, out), out.with_suffix(".log")))
+        print(f"  {variant:9} {name} {tool:6} run {i + 1}/{repeats}: "
+              f"{runs[-1]['wall_seconds']:.2f} s, {runs[-1]['peak_rss_mib']:.0f} MiB", flush=True)
     truth = read_truth(spec["truth"])
-    quality = evaluate(read_clusters(out / "clusters.csv", records), truth, spec["link_type"])
+    quality = evaluate(read_clusters(out / "clusters.csv", set(truth)), truth, spec["link_type"])
     report_path = out / "report.json"
     report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else {}
     return {
-        "command": " ".join(tool_command(tool, spec, Path(f"out/{tool}/{name}"))).replace(
-            str(REPO) + "/", ""
-        ),
+        "command": " ".join(
+            tool_command(tool, settings, spec, out.relative_to(REPO))
+        ).replace(str(REPO) + "/", ""),
         "wall_seconds_median": statistics.median(r["wall_seconds"] for r in runs),
         "wall_seconds_runs": [round(r["wall_seconds"], 3) for r in runs],
         "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
@@ -275,28 +290,30 @@ def versions() -> dict[str, Any]:
 
 
 def table(results: dict[str, Any]) -> str:
-    head = ("| data set | tool | pairwise P | pairwise R | pairwise F1 | B³ F1 | wall s "
-            "| peak MiB |")
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
-    for name, per_tool in results["datasets"].items():
-        for tool, r in per_tool["tools"].items():
-            if "error" in r:
-                lines.append(f"| {name} | {tool} | error: {r['error'].splitlines()[0][:60]} "
-                             "| | | | | |")
-                continue
-            q = r["quality"]
-            lines.append(
-                f"| {name} | {tool} | {q['pairwise']['precision']:.4f} "
-                f"| {q['pairwise']['recall']:.4f} | {q['pairwise']['f1']:.4f} "
-                f"| {q['bcubed']['f1']:.4f} | {r['wall_seconds_median']:.2f} "
-                f"| {r['peak_rss_mib']:.0f} |"
-            )
+    head = ("| data set | settings | tool | pairwise P | pairwise R | pairwise F1 | B³ F1 "
+            "| wall s | peak MiB |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in results["datasets"].items():
+        for variant, per_tool in entry["variants"].items():
+            for tool, r in per_tool.items():
+                if "error" in r:
+                    lines.append(f"| {name} | {variant} | {tool} | error: "
+                                 f"{r['error'].splitlines()[0][:60]} | | | | | |")
+                    continue
+                q = r["quality"]
+                lines.append(
+                    f"| {name} | {variant} | {tool} | {q['pairwise']['precision']:.4f} "
+                    f"| {q['pairwise']['recall']:.4f} | {q['pairwise']['f1']:.4f} "
+                    f"| {q['bcubed']['f1']:.4f} | {r['wall_seconds_median']:.2f} "
+                    f"| {r['peak_rss_mib']:.0f} |"
+                )
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--tools", nargs="+", default=["accord", "splink"],
                         choices=["accord", "splink"])
     parser.add_argument("--repeats", type=int, default=3)
@@ -312,6 +329,11 @@ def main() -> None:
         "machine": machine(),
         "versions": versions(),
         "repeats": args.repeats,
+        "variants": {
+            v: {"settings": str(VARIANTS[v]["folder"].relative_to(REPO)),
+                "about": VARIANTS[v]["about"]}
+            for v in args.variants
+        },
         "datasets": {},
     }
     for name in args.datasets:
@@ -319,15 +341,16 @@ def main() -> None:
         entry: dict[str, Any] = {
             "task": spec["task"],
             "link_type": spec["link_type"],
-            "settings": str(spec["settings"].relative_to(REPO)),
-            "tools": {},
+            "variants": {},
         }
-        for tool in args.tools:
-            try:
-                entry["tools"][tool] = run_tool(tool, name, spec, args.repeats)
-            except (RuntimeError, OSError, ValueError) as exc:
-                print(f"  {tool} {name} failed: {exc}", file=sys.stderr)
-                entry["tools"][tool] = {"error": str(exc)}
+        for variant in args.variants:
+            per_tool = entry["variants"].setdefault(variant, {})
+            for tool in args.tools:
+                try:
+                    per_tool[tool] = run_tool(tool, variant, name, spec, args.repeats)
+                except (RuntimeError, OSError, ValueError) as exc:
+                    print(f"  {tool} {variant} {name} failed: {exc}", file=sys.stderr)
+                    per_tool[tool] = {"error": str(exc)}
         results["datasets"][name] = entry
 
     args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -161,6 +161,7 @@ def _resolve_table(report: ResolveReport) -> Any:
         ["golden records", report.golden_records],
         ["links", report.links],
         *[[f"  by {rule}", n] for rule, n in sorted(report.links_by_rule.items())],
+        ["pairs held for review", report.review],
         ["created", report.created],
         ["updated", report.updated],
         ["unchanged", report.unchanged],
@@ -449,6 +450,7 @@ def demo(
             [
                 ["golden records", report.golden_records],
                 ["links made", report.links],
+                ["pairs held for review", report.review],
                 ["matcher precision (pairwise)", scores.precision],
                 ["matcher recall (pairwise)", scores.recall],
                 ["matcher F1", scores.f1],
