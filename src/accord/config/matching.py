@@ -142,7 +142,7 @@ class Training(StrictModel):
     max_iterations: int = Field(40, ge=1, le=1_000)
     tolerance: float = Field(1e-5, gt=0.0, le=0.1)
     max_pairs_per_session: int = Field(
-        5_000_000, ge=1_000, description="pairs an EM session samples from its block"
+        1_000_000, ge=1_000, description="pairs an EM session samples from its block"
     )
     seed: int = 20261123
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+import numpy as np
+import numpy.typing as npt
+
 
 class DisjointSet:
     def __init__(self, size: int) -> None:
@@ -118,3 +121,35 @@ class GuardedClusters:
         for item in range(len(self.forest.parent)):
             found.setdefault(self.forest.find(item), []).append(item)
         return sorted(found.values(), key=lambda group: group[0])
+
+
+def component_labels(
+    size: int, left: npt.NDArray[np.int64], right: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Per item, the smallest item of its connected component, for `size` items joined
+    by the pairs (left[k], right[k]); vectorized: each round hooks every component root
+    onto the smallest root it touches, then shortcuts paths until every item points at
+    its root, so it takes a few rounds of whole-array operations, not a loop per pair."""
+    parent = np.arange(size, dtype=np.int64)
+    while True:
+        a, b = parent[left], parent[right]
+        differ = a != b
+        if not differ.any():
+            return parent
+        low, high = np.minimum(a[differ], b[differ]), np.maximum(a[differ], b[differ])
+        np.minimum.at(parent, high, low)
+        while True:
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                break
+            parent = grand
+
+
+def groups_of(labels: npt.NDArray[np.int64]) -> list[list[int]]:
+    """Items grouped by label, each group sorted, groups in order of their first item."""
+    order = np.argsort(labels, kind="stable")
+    sorted_labels = labels[order]
+    cuts = np.flatnonzero(np.diff(sorted_labels)) + 1
+    groups = [part.tolist() for part in np.split(order, cuts)] if len(order) else []
+    groups.sort(key=lambda group: group[0])
+    return groups

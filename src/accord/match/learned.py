@@ -30,7 +30,7 @@ from accord.match.blocking import (
     rule_blocks,
 )
 from accord.match.blocking import satisfies as shares_key
-from accord.match.clusters import DisjointSet, GuardedClusters
+from accord.match.clusters import GuardedClusters, component_labels, groups_of
 from accord.match.columns import Columns, FloatArray, IntArray, split_ref
 from accord.match.comparisons import CompiledComparison
 from accord.match.features import FEATURES, SIMILARITY
@@ -174,10 +174,9 @@ class LearnedEngine:
         contradicting values are found in one vectorized pass, and only those are
         clustered link by link with the guard. Returns clusters, links, held links."""
         size = len(columns)
-        forest = DisjointSet(size)
-        for link in candidates:
-            forest.union(link.left, link.right)
-        roots = np.fromiter((forest.find(i) for i in range(size)), dtype=np.int64, count=size)
+        pairs = np.array([(link.left, link.right) for link in candidates], dtype=np.int64)
+        pairs = pairs.reshape(-1, 2)
+        roots = component_labels(size, pairs[:, 0], pairs[:, 1])
         flagged = self._contradicting(columns, comparisons, systems, roots)
         guard = GuardedClusters(
             size,
@@ -187,15 +186,16 @@ class LearnedEngine:
         )
         links: list[ScoredLink] = []
         held: list[ScoredLink] = []
-        for link in candidates:
-            if not flagged[roots[link.left]]:
-                guard.forest.union(link.left, link.right)
-                links.append(link)
-            elif (reason := guard.offer(link.left, link.right)) is None:
+        for link, is_flagged in zip(candidates, flagged[roots[pairs[:, 0]]].tolist(), strict=True):
+            if not is_flagged or (reason := guard.offer(link.left, link.right)) is None:
                 links.append(link)
             else:
                 held.append(_held(link, f"contradicting {reason}"))
-        return guard.groups(), links, held
+        # components without contradictions stand as found; the others as the guard built them
+        labels = roots.copy()
+        for record in np.flatnonzero(flagged[roots]).tolist():
+            labels[record] = guard.forest.find(record)
+        return groups_of(labels), links, held
 
     def _contradicting(
         self,
