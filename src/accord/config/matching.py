@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -180,10 +181,14 @@ class ModelConfig(StrictModel):
         for name in names:
             if names.count(name) > 1:
                 raise ValueError(f"comparison {name!r} appears twice")
+        grouped: list[str] = []
         for group in self.correlated:
             for name in group:
                 if name not in names:
                     raise ValueError(f"correlated group names {name!r}, which is no comparison")
+                if name in grouped:
+                    raise ValueError(f"comparison {name!r} is in more than one correlated place")
+                grouped.append(name)
         return self
 
 
@@ -246,3 +251,13 @@ class StandaloneSettings(MatchConfig):
         "column, as cleaned text",
     )
     default_region: str | None = Field(None, description="for phones written without +CC")
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str | None) -> str | None:
+        if value is not None and value not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(
+                f"{value!r} is not a region phone numbers know; use an ISO 3166 alpha-2 "
+                "code such as DE, GB or US"
+            )
+        return value

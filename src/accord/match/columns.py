@@ -53,8 +53,8 @@ def _root(value: str) -> str | None:
 
 def _phonetic(encode: Callable[[str], str]) -> Callable[[str], str | None]:
     def derive(value: str) -> str | None:
-        letters = "".join(ch for ch in value if ch.isalpha() or ch == " ")
-        return encode(letters) or None if letters.strip() else None
+        words = "".join(ch if ch.isalpha() else " " for ch in value).split()
+        return encode(" ".join(words)) or None if words else None
 
     return derive
 
@@ -92,8 +92,14 @@ def derivation(name: str) -> Callable[[str], str | None] | None:
 
 
 def split_ref(ref: str) -> tuple[str, str | None]:
-    base, _, derived = ref.partition("~")
-    return base, derived or None
+    """`a~b~c` -> (`a~b`, `c`): the reference it derives from, and its last derivation."""
+    base, tilde, derived = ref.rpartition("~")
+    return (base, derived or None) if tilde else (ref, None)
+
+
+def root_column(ref: str) -> str:
+    """The plain column a reference starts from: `name~last_word~initial` -> `name`."""
+    return ref.partition("~")[0]
 
 
 class Columns:
@@ -121,16 +127,18 @@ class Columns:
 
     def has(self, ref: str) -> bool:
         base, derived = split_ref(ref)
-        return base in self._raw and (derived is None or derivation(derived) is not None)
+        if derived is None:
+            return base in self._raw
+        return derivation(derived) is not None and self.has(base)
 
     def values(self, ref: str) -> ObjectArray:
         """The column's values (None where absent)."""
         if ref in self._values:
             return self._values[ref]
         base, derived = split_ref(ref)
-        if base not in self._raw:
-            raise KeyError(ref)
         if derived is None:
+            if base not in self._raw:
+                raise KeyError(ref)
             return self._raw[base]
         derive = derivation(derived)
         if derive is None:

@@ -20,7 +20,7 @@ from rapidfuzz.distance import OSA, Jaro, JaroWinkler, Levenshtein
 from rapidfuzz.process import cpdist
 
 from accord.config.matching import Comparison, Level
-from accord.match.columns import Columns, IntArray, split_ref
+from accord.match.columns import Columns, IntArray, root_column
 
 Mask = npt.NDArray[np.bool_]
 LevelTest = Callable[[Columns, str, Any, IntArray, IntArray], Mask]
@@ -51,10 +51,21 @@ def _similarity(
         if len(both) == 0:
             return out
         values = columns.values(ref)
-        scores = cpdist(values[left[both]], values[right[both]], scorer=scorer, workers=-1).astype(
-            np.float64
+        threshold = param * scale if at_least else param
+        # The cutoff lets rapidfuzz stop early (banded edit distances, early exits). It is
+        # set a hair low, and the float32 scores cpdist returns are compared with the
+        # threshold in float32, so that a score of exactly the threshold passes.
+        cutoff = threshold - 1e-6 * scale if at_least else threshold
+        scores = cpdist(
+            values[left[both]],
+            values[right[both]],
+            scorer=scorer,
+            score_cutoff=cutoff,
+            # threads pay off on big arrays only: starting them costs about a millisecond
+            workers=-1 if len(both) >= PARALLEL_FROM else 1,
         )
-        out[both] = scores >= param * scale if at_least else scores <= param
+        limit = np.asarray(threshold, dtype=scores.dtype)
+        out[both] = scores >= limit if at_least else scores <= limit
         return out
 
     return test
@@ -71,7 +82,7 @@ def _jaccard(columns: Columns, ref: str, param: Any, left: IntArray, right: IntA
 
 def _derived_equal(derivation: str) -> LevelTest:
     def test(columns: Columns, ref: str, _: Any, left: IntArray, right: IntArray) -> Mask:
-        return _exact(columns, f"{split_ref(ref)[0]}~{derivation}", None, left, right)
+        return _exact(columns, f"{ref}~{derivation}", None, left, right)
 
     return test
 
@@ -82,7 +93,7 @@ def _phonetic(columns: Columns, ref: str, param: Any, left: IntArray, right: Int
 
 def _initial(columns: Columns, ref: str, _: Any, left: IntArray, right: IntArray) -> Mask:
     values = columns.values(ref)
-    initials = columns.values(f"{split_ref(ref)[0]}~initial")
+    initials = columns.values(f"{ref}~initial")
     a, b = values[left], values[right]
     out = np.zeros(len(left), dtype=bool)
     both = np.flatnonzero((a != None) & (b != None))  # noqa: E711
@@ -104,7 +115,7 @@ def _swapped_with(columns: Columns, ref: str, param: Any, left: IntArray, right:
 
 
 def _swapped_day_month(columns: Columns, ref: str, _: Any, left: IntArray, right: IntArray) -> Mask:
-    swapped = columns.values(f"{split_ref(ref)[0]}~dmswap")
+    swapped = columns.values(f"{ref}~dmswap")
     plain = columns.values(ref)
     a = swapped[left]
     out: Mask = (a != None) & (a == plain[right]) & (a != plain[left])  # noqa: E711
@@ -176,12 +187,11 @@ def level_columns(level: Level, comparison: Comparison) -> list[str]:
     if level.kind == "all":
         return [ref for part in level.param for ref in level_columns(part, comparison)]
     ref = level.column or comparison.column
-    base = split_ref(ref)[0]
     extra = {
-        "phonetic": [f"{base}~{level.param}"],
-        "nickname": [f"{base}~root"],
-        "initial": [f"{base}~initial"],
-        "swapped_day_month": [f"{base}~dmswap"],
+        "phonetic": [f"{ref}~{level.param}"],
+        "nickname": [f"{ref}~root"],
+        "initial": [f"{ref}~initial"],
+        "swapped_day_month": [f"{ref}~dmswap"],
         "swapped_with": [str(level.param)],
     }.get(level.kind, [])
     return [ref, *extra]
@@ -202,8 +212,8 @@ class CompiledComparison:
             1 if first.kind == "exact" and first.column in (None, config.column) else None
         )
         self.base_columns = {
-            split_ref(ref)[0] for level in config.levels for ref in level_columns(level, config)
-        } | {split_ref(config.column)[0]}
+            root_column(ref) for level in config.levels for ref in level_columns(level, config)
+        } | {root_column(config.column)}
 
     def levels(self, left: IntArray, right: IntArray) -> npt.NDArray[np.int8]:
         """The level of each pair."""

@@ -88,7 +88,9 @@ class LearnedEngine:
         comparisons = [CompiledComparison(c, columns) for c in self.model.comparisons]
 
         say("applying deterministic rules")
-        decided = deterministic_links(columns, self.config.rules, self.config)
+        decided, rule_oversized = deterministic_links(
+            columns, self.config.rules, self.config, sources
+        )
         clock.lap("rules")
 
         say("blocking")
@@ -157,7 +159,7 @@ class LearnedEngine:
             review=review,
             params=params,
             blocking=blocking_report(blocked, probabilities >= thresholds.link),
-            oversized=blocked.oversized,
+            oversized=rule_oversized + blocked.oversized,
             pairs_scored=len(blocked),
             seconds=clock.seconds,
         )
@@ -306,19 +308,28 @@ def blocking_report(blocked: Blocked, linked: np.ndarray) -> dict[str, Any]:
 
 
 def deterministic_links(
-    columns: Columns, rules: Sequence[MatchRule], config: MatchConfig
-) -> list[ScoredLink]:
+    columns: Columns,
+    rules: Sequence[MatchRule],
+    config: MatchConfig,
+    sources: IntArray | None = None,
+) -> tuple[list[ScoredLink], list[OversizedBlock]]:
     """Pairs the deterministic rules accept: equal on `equal`, similar enough on
-    `similar`, of the rule's kind, and not disagreeing on a `conflicts` column."""
+    `similar`, of the rule's kind, allowed by the link type, and not disagreeing on a
+    `conflicts` column; and the blocks too big to use."""
     links: list[ScoredLink] = []
+    oversized: list[OversizedBlock] = []
     if not rules:
-        return links
+        return links, oversized
+    link_type = config.model.link_type if config.model is not None else "dedupe_and_link"
     kinds = columns.values("kind") if columns.has("kind") else None
     conflicts = [columns.values(ref) for ref in config.conflicts if columns.has(ref)]
     for rule in rules:
         equal = [*rule.equal, "kind"] if rule.kind is not None and kinds is not None else rule.equal
         blocks = rule_blocks(columns, equal, config.max_block_size)
-        left, right, _ = pairs_for_rule(blocks, config.max_block_size)
+        oversized += [
+            OversizedBlock(rule.name, block.key, block.size) for block in blocks.oversized
+        ]
+        left, right, _ = pairs_for_rule(blocks, config.max_block_size, sources, link_type)
         if rule.kind is not None and kinds is not None:
             keep = kinds[left] == rule.kind
             left, right = left[keep], right[keep]
@@ -334,7 +345,7 @@ def deterministic_links(
                 for v, similarity, threshold in similar
             ):
                 links.append(ScoredLink(a, b, rule.name, 1.0))
-    return links
+    return links, oversized
 
 
 def _jaro_winkler(a: str, b: str) -> float:

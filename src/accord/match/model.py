@@ -131,15 +131,23 @@ def random_pairs(
 ) -> tuple[IntArray, IntArray]:
     """Up to `wanted` distinct random pairs (every pair when there are fewer)."""
     total = size * (size - 1) // 2
-    if total <= wanted:
+    if total <= 2 * wanted:
+        # few pairs in all: take them all, or a sample of them without repeats
         left, right = np.triu_indices(size, 1)
         left, right = left.astype(np.int64), right.astype(np.int64)
+        if total > wanted:
+            chosen = np.sort(rng.choice(total, wanted, replace=False))
+            left, right = left[chosen], right[chosen]
     else:
+        # many pairs: draw with replacement, then drop repeats (rare at this density)
         draw = int(wanted * 1.2) + 16
         a = rng.integers(0, size, draw)
         b = rng.integers(0, size, draw)
         keep = a != b
-        left, right = np.minimum(a, b)[keep], np.maximum(a, b)[keep]
+        low, high = np.minimum(a, b)[keep], np.maximum(a, b)[keep]
+        _, first = np.unique(low * size + high, return_index=True)
+        first.sort()  # keep the order drawn: a sorted sample would favour low ids
+        left, right = low[first], high[first]
     if sources is not None and link_type != "dedupe_and_link":
         same = sources[left] == sources[right]
         keep = ~same if link_type == "link_only" else same

@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 from accord.config.matching import Level, MatchConfig
-from accord.match.columns import DERIVATIONS, derivation, split_ref
+from accord.match.columns import DERIVATIONS, derivation
 
 
 @dataclass(frozen=True)
@@ -28,15 +28,16 @@ def column_problems(config: MatchConfig, available: Collection[str]) -> list[Col
 
 
 def _check(ref: str, available: Collection[str]) -> tuple[str, str | None] | None:
-    base, derived = split_ref(ref)
+    base, *derived = ref.split("~")
     if base not in available:
         close = difflib.get_close_matches(base, list(available), n=1)
         hint = (
             f"did you mean {close[0]!r}?" if close else "columns: " + ", ".join(sorted(available))
         )
         return f"no column {base!r}", hint
-    if derived is not None and derivation(derived) is None:
-        return f"{ref!r}: no derivation {derived!r}", "derivations: " + ", ".join(DERIVATIONS)
+    for name in derived:
+        if derivation(name) is None:
+            return f"{ref!r}: no derivation {name!r}", "derivations: " + ", ".join(DERIVATIONS)
     return None
 
 

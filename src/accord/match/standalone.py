@@ -9,9 +9,11 @@ is one source. The settings are a project's `match:` block plus `id_column` and
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 import time
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from accord.match.learned import LearnedEngine, LearnedResult, Progress
 from accord.match.settings_check import column_problems
 
 MAX_FIELD_BYTES = 1_048_576
+INVALID = object()  # a value standardization refused
 
 
 @dataclass
@@ -129,7 +132,8 @@ def read_input(name: str, path: Path, id_column: str) -> InputTable:
             data[column].append(value.strip() or None if value is not None else None)
     ids = data.pop(id_column)
     seen: dict[str, int] = {}
-    for position, record_id in enumerate(ids, start=2):
+    first_row = 1 if path.suffix.lower() == ".parquet" else 2  # after a CSV header line
+    for position, record_id in enumerate(ids, start=first_row):
         if record_id is None:
             raise InputRejected(f"{path}: row {position} has no {id_column!r}")
         if record_id in seen:
@@ -142,38 +146,30 @@ def read_input(name: str, path: Path, id_column: str) -> InputTable:
 
 
 def _csv(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str | None]]]]:
-    csv.field_size_limit(MAX_FIELD_BYTES)
-    handle = path.open(newline="", encoding="utf-8-sig")
-    reader = csv.reader(handle)
+    """The header and the rows (with their line numbers) of a CSV file, read whole:
+    `accord match run` holds every input in memory anyway."""
+    content = path.read_bytes()
+    if not content.strip():
+        raise InputRejected(f"{path}: the file is empty", hint="a header row is needed")
     try:
-        header = next(reader)
-    except StopIteration:
-        handle.close()
-        raise InputRejected(f"{path}: the file is empty", hint="a header row is needed") from None
-    except (UnicodeDecodeError, csv.Error) as exc:
-        handle.close()
-        raise InputRejected(f"{path}: cannot read the header: {exc}") from None
-    header = [h.strip() for h in header]
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = content[: exc.start].count(b"\n") + 1
+        raise InputRejected(
+            f"{path}: not UTF-8 at line {line} (byte {exc.start} of the file)",
+            hint="save the file as UTF-8",
+        ) from None
+    csv.field_size_limit(MAX_FIELD_BYTES)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in next(reader)]
+        rows = [(reader.line_num, list[str | None](row)) for row in reader if row]
+    except csv.Error as exc:
+        raise InputRejected(f"{path}:{reader.line_num}: {exc}") from None
     duplicated = sorted({h for h in header if header.count(h) > 1})
     if duplicated:
-        handle.close()
         raise InputRejected(f"{path}: header repeats {', '.join(duplicated)}")
-
-    def rows() -> Iterator[tuple[int, list[str | None]]]:
-        with handle:
-            try:
-                for row in reader:
-                    if row:
-                        yield reader.line_num, list(row)
-            except UnicodeDecodeError as exc:
-                raise InputRejected(
-                    f"{path}: not UTF-8 near line {reader.line_num + 1} (byte {exc.start})",
-                    hint="save the file as UTF-8",
-                ) from None
-            except csv.Error as exc:
-                raise InputRejected(f"{path}:{reader.line_num}: {exc}") from None
-
-    return header, rows()
+    return header, iter(rows)
 
 
 def _parquet(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str | None]]]]:
@@ -222,7 +218,7 @@ def _columns(
     invalid: dict[str, int] = {}
     for name, prep in plan.items():
         convert = _standardizer(prep.standardize, settings.default_region)
-        cache: dict[str, str | None] = {}
+        cache: dict[str, object] = {}
         bad = 0
         values: list[str | None] = []
         for table in tables:
@@ -234,9 +230,13 @@ def _columns(
                     try:
                         cache[raw] = convert(raw) or None
                     except std.InvalidValue:
-                        cache[raw] = None
-                        bad += 1
-                values.append(cache[raw])
+                        cache[raw] = INVALID
+                value = cache[raw]
+                if value is INVALID:
+                    bad += 1
+                    values.append(None)
+                else:
+                    values.append(typing.cast("str | None", value))
         data[name] = values
         if bad:
             invalid[name] = bad

@@ -9,7 +9,7 @@ import numpy as np
 
 from accord.config.matching import ModelConfig
 from accord.match.blocking import Blocked, pairs_for_rule, rule_blocks, rule_name
-from accord.match.columns import Columns, FloatArray, IntArray, split_ref
+from accord.match.columns import Columns, FloatArray, IntArray, root_column
 from accord.match.comparisons import CompiledComparison
 from accord.match.model import (
     EPSILON,
@@ -121,7 +121,7 @@ def _sessions(
     sessions: list[Session] = []
     estimates: list[list[FloatArray]] = [[] for _ in comparisons]
     for rule in config.blocking:
-        blocked_columns = {split_ref(ref)[0] for ref in rule}
+        blocked_columns = {root_column(ref) for ref in rule}
         active = [not (c.base_columns & blocked_columns) for c in comparisons]
         if not any(active):
             continue
