@@ -92,7 +92,7 @@ STREETS = [
     "victoria road", "albert street", "market place", "chapel lane", "school lane",
     "garden terrace", "orchard way", "windmill hill",
 ]  # fmt: skip
-DOMAINS = ["mail.test", "post.test", "inbox.test", "web.test"]
+DOMAINS = ["example.com", "example.org", "example.net", "example.de"]
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
@@ -222,7 +222,14 @@ def _copy(rng: random.Random, person: Person, first: bool) -> dict[str, str | No
     }
 
 
-def generate(people: int = 2000, *, seed: int = 7, household_share: float = 0.2) -> People:
+def generate(
+    people: int = 2000,
+    *,
+    seed: int = 7,
+    household_share: float = 0.2,
+    shared_mailbox: float = 0.0,
+) -> People:
+    """`shared_mailbox`: the share of households whose members also share one email."""
     rng = random.Random(seed)
     persons: list[Person] = []
     household_of: dict[int, int] = {}
@@ -239,24 +246,23 @@ def generate(people: int = 2000, *, seed: int = 7, household_share: float = 0.2)
             first = _person(rng, len(persons), names[0], family, _birth(rng, 1950, 1975))
             members = [first]
             for index, given in enumerate(names[1:], start=1):
-                member = _person(
-                    rng, len(persons) + index, given, family, _birth(rng, 1976, 2005)
-                )
+                member = _person(rng, len(persons) + index, given, family, _birth(rng, 1976, 2005))
                 member.street, member.postcode, member.phone = (
                     first.street,
                     first.postcode,
                     first.phone,  # the landline
                 )
                 members.append(member)
+            if shared_mailbox and rng.random() < shared_mailbox:
+                for member in members:
+                    member.email = f"family.{family.replace(' ', '')}{households}@{DOMAINS[0]}"
             for member in members:
                 member.household = households
                 household_of[member.number] = households
             households += 1
             persons += members
         else:
-            persons.append(
-                _person(rng, len(persons), rng.choice(list(GIVEN)), family, _birth(rng))
-            )
+            persons.append(_person(rng, len(persons), rng.choice(list(GIVEN)), family, _birth(rng)))
     records: list[dict[str, str | None]] = []
     truth: list[int] = []
     for person in persons:
@@ -265,6 +271,4 @@ def generate(people: int = 2000, *, seed: int = 7, household_share: float = 0.2)
             truth.append(person.number)
     order = list(range(len(records)))
     rng.shuffle(order)
-    return People(
-        [records[i] for i in order], [truth[i] for i in order], persons, household_of
-    )
+    return People([records[i] for i in order], [truth[i] for i in order], persons, household_of)

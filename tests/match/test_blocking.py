@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord.match.blocking import OversizedBlock, block, rule_key
+from accord.match.blocking import OversizedBlock, block, pairs_within, rule_key
 from accord.match.columns import Columns
 
 VALUES = [None, "x", "y", "z", "xy", "yx"]
@@ -241,3 +241,20 @@ def test_no_records() -> None:
     assert len(blocked) == 0
     assert [r.pairs for r in blocked.reports] == [0, 0]
     assert blocked.oversized == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(-1, 4), st.integers(0, 50)), max_size=30, unique_by=lambda x: x[1]
+    )
+)
+def test_pairs_within_groups(entries: list[tuple[int, int]]) -> None:
+    groups = np.array([g for g, _ in entries], dtype=np.int64)
+    records = np.array([r for _, r in entries], dtype=np.int64)
+    left, right = pairs_within(groups, records)
+    got = sorted(tuple(sorted(pair)) for pair in zip(left.tolist(), right.tolist(), strict=True))
+    expected = sorted(
+        tuple(sorted((a[1], b[1]))) for a, b in combinations(entries, 2) if a[0] == b[0]
+    )
+    assert got == expected

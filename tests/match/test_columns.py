@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord.match.columns import DERIVATIONS, Columns, derivation, split_ref
+from accord.match.columns import DERIVATIONS, Columns, derivation, root_column, split_ref
 
 
 def _columns(**data: list[str | None]) -> Columns:
@@ -147,6 +147,23 @@ def test_split_ref() -> None:
     assert split_ref("email") == ("email", None)
     assert split_ref("email~local") == ("email", "local")
     assert split_ref("email~") == ("email", None)
+    assert split_ref("name~last_word~initial") == ("name~last_word", "initial")
+    assert root_column("name~last_word~initial") == "name"
+    assert root_column("name") == "name"
+
+
+def test_derivations_chain() -> None:
+    columns = _columns(name=["Bill Smith", "anna maria jones", None, "x"])
+    assert columns.values("name~first_word~root").tolist() == ["william", "anna", None, "x"]
+    assert columns.values("name~last_word~prefix2").tolist() == ["Sm", "jo", None, "x"]
+    assert columns.values("name~last_word~metaphone~prefix1").tolist() == ["S", "J", None, "S"]
+    assert columns.has("name~first_word~root")
+    assert not columns.has("name~first_word~nope")
+    assert not columns.has("nope~first_word")
+    with pytest.raises(KeyError):
+        columns.values("name~first_word~nope")
+    with pytest.raises(KeyError):
+        columns.values("nope~first_word~root")
 
 
 def test_days_read_iso_dates_and_give_nan_for_anything_else() -> None:
@@ -185,20 +202,25 @@ def test_results_are_cached_and_stable() -> None:
     assert columns.frequency("name") is columns.frequency("name")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="columns.py _phonetic: non-letters are dropped but the spaces around them are "
-    "kept, so 'smith 2' encodes as 'SM0 ' and differs from 'smith' ('SM0')",
-)
 def test_phonetic_codes_ignore_what_is_not_a_letter() -> None:
+    """Regression: the spaces around dropped non-letters were kept ('smith 2' -> 'SM0 ')."""
     metaphone = derivation("metaphone")
     assert metaphone is not None
     assert metaphone("smith 2") == metaphone("smith")
     assert metaphone("anne  marie") == metaphone("anne marie")
 
 
+def test_phonetic_codes_treat_an_apostrophe_as_part_of_the_word() -> None:
+    metaphone = derivation("metaphone")
+    assert metaphone is not None
+    assert metaphone("O'Neil") == metaphone("Oneil")
+    assert metaphone("D'Angelo") == metaphone("Dangelo")
+
+
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.one_of(st.none(), st.sampled_from(["", "a", "b", "ab", "Ab", "b a"])), max_size=30))
+@given(
+    st.lists(st.one_of(st.none(), st.sampled_from(["", "a", "b", "ab", "Ab", "b a"])), max_size=30)
+)
 def test_codes_and_frequency_agree_with_a_count(values: list[str | None]) -> None:
     columns = Columns({"v": values}, len(values))
     codes = columns.codes("v")

@@ -4,6 +4,7 @@ order, `all`, column overrides; and every kind against a scalar reference."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from rapidfuzz import fuzz
-from rapidfuzz.distance import DamerauLevenshtein, Jaro, JaroWinkler, Levenshtein
+from rapidfuzz.distance import OSA, Jaro, JaroWinkler, Levenshtein
 
 from accord.config.matching import Comparison, Level
 from accord.match.columns import Columns
@@ -31,7 +32,7 @@ def _compare(levels: list[Any], pairs: list[tuple[Any, Any]], **other: list[Any]
     columns = Columns(data, size)
     comparison = CompiledComparison(Comparison(name="v", column="v", levels=levels), columns)
     left = np.arange(0, size, 2, dtype=np.int64)
-    return comparison.levels(left, left + 1).tolist()
+    return [int(level) for level in comparison.levels(left, left + 1)]
 
 
 @pytest.mark.parametrize(
@@ -60,10 +61,14 @@ def _compare(levels: list[Any], pairs: list[tuple[Any, Any]], **other: list[Any]
         ({"within": 1.5}, ("-1", "0,5"), ("10", "abc")),
         ({"within_percent": 10}, ("100", "110"), ("100", "112")),
         ({"within_percent": 10}, ("0", "0"), ("0", "0.001")),
-        ({"within_km": 10}, ("52.5163,13.3777", "52.5219,13.4132"), ("52.5163,13.3777", "52.3906,13.0645")),
+        (
+            {"within_km": 10},
+            ("52.5163,13.3777", "52.5219,13.4132"),
+            ("52.5163,13.3777", "52.3906,13.0645"),
+        ),
         ({"within_km": 1}, ("0,179.999", "0,-179.999"), ("90,0", "89,0")),
     ],
-)  # fmt: skip
+)
 def test_each_kind(level: Any, passing: tuple[str, str], failing: tuple[str, str]) -> None:
     assert _compare([level], [passing, failing]) == [1, 2]
 
@@ -189,26 +194,18 @@ def test_no_pairs() -> None:
 # ---- floating point at the threshold
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="comparisons.py _similarity: rapidfuzz's cpdist returns float32 scores, so a "
-    "Jaro-Winkler similarity of exactly the threshold (peter/pieter = 0.95, "
-    "dwayne/duane = 0.84) is read as 0.94999999 / 0.83999997 and fails the level",
-)
 def test_jaro_winkler_at_exactly_the_threshold_passes() -> None:
+    """Regression: cpdist's float32 scores (0.95 read as 0.94999999) failed a level whose
+    threshold they meet exactly."""
     assert JaroWinkler.normalized_similarity("peter", "pieter") >= 0.95
     assert JaroWinkler.normalized_similarity("dwayne", "duane") >= 0.84
     assert _compare([{"jaro_winkler": 0.95}], [("peter", "pieter")]) == [1]
     assert _compare([{"jaro_winkler": 0.84}], [("dwayne", "duane")]) == [1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="comparisons.py _similarity: token_sort/token_set compare a float32 score "
-    "(55.0) with param * 100 in float64 (55.00000000000001), so a ratio of exactly "
-    "the threshold fails",
-)
 def test_token_sort_at_exactly_the_threshold_passes() -> None:
+    """Regression: a float32 score of 55.0 was compared with 0.55 * 100 =
+    55.00000000000001 and failed."""
     a, b = "abcdefghijklmnopqrst", "abcdefghijkUVWXYZQRS"
     assert fuzz.token_sort_ratio(a, b) / 100 >= 0.55
     assert _compare([{"token_sort": 0.55}], [(a, b)]) == [1]
@@ -274,13 +271,15 @@ def _swap(value: str) -> str | None:
     return None
 
 
-SCORES = {
+SCORES: dict[str, Callable[[str, str], float]] = {
     "jaro_winkler": JaroWinkler.normalized_similarity,
     "jaro": Jaro.normalized_similarity,
     "token_sort": lambda a, b: fuzz.token_sort_ratio(a, b) / 100,
     "token_set": lambda a, b: fuzz.token_set_ratio(a, b) / 100,
-    "jaccard": lambda a, b: len(set(a.split()) & set(b.split())) / len(set(a.split()) | set(b.split())),
-}  # fmt: skip
+    "jaccard": lambda a, b: (
+        len(set(a.split()) & set(b.split())) / len(set(a.split()) | set(b.split()))
+    ),
+}
 
 
 def _passes(level: Level, a: dict[str, str | None], b: dict[str, str | None]) -> bool:
@@ -299,12 +298,12 @@ def _passes(level: Level, a: dict[str, str | None], b: dict[str, str | None]) ->
         return x == y
     if kind in SCORES:
         score = SCORES[kind](x, y)
-        assume(abs(score - param) > 1e-6)  # exactly at the threshold: see the xfails above
+        assume(abs(score - param) > 1e-6)  # exactly at the threshold: tested above
         return bool(score >= param)
     if kind == "levenshtein":
         return bool(Levenshtein.distance(x, y) <= param)
     if kind == "damerau_levenshtein":
-        return bool(DamerauLevenshtein.distance(x, y) <= param)
+        return bool(OSA.distance(x, y) <= param)
     if kind == "phonetic":
         code = PHONETIC[param](x)
         return code is not None and code == PHONETIC[param](y)
@@ -337,11 +336,45 @@ def _reference_level(comparison: Comparison, a: dict[str, Any], b: dict[str, Any
     return len(comparison.levels) + 1
 
 
-NAMES = ["anna", "anne", "ann", "hanna", "a", "j", "john", "jon", "johnny", "bill",
-         "william", "will", "smith", "smyth", "schmidt", "smith jones", "jones smith",
-         "maria anna", "anna maria", "peter", "pieter", "martha", "marhta", "dwayne", "duane"]  # fmt: skip
-DATES = ["1985-04-12", "1985-12-04", "1985-04-13", "1986-04-12", "2000-01-01", "2000-02-29",
-         "1999-12-31", "1985-4-12", "not a date", "2000-13-01"]  # fmt: skip
+NAMES = [
+    "anna",
+    "anne",
+    "ann",
+    "hanna",
+    "a",
+    "j",
+    "john",
+    "jon",
+    "johnny",
+    "bill",
+    "william",
+    "will",
+    "smith",
+    "smyth",
+    "schmidt",
+    "peter",
+    "pieter",
+    "martha",
+    "marhta",
+    "dwayne",
+    "duane",
+    "smith jones",
+    "jones smith",
+    "maria anna",
+    "anna maria",
+]
+DATES = [
+    "1985-04-12",
+    "1985-12-04",
+    "1985-04-13",
+    "1986-04-12",
+    "2000-01-01",
+    "2000-02-29",
+    "1999-12-31",
+    "1985-4-12",
+    "2000-13-01",
+    "not a date",
+]
 NUMBERS = ["0", "1", "1.5", "10", "-10", "100", "105", "110,5", "1e3", "abc", "1000"]
 POINTS = ["52.52,13.405", "52.53,13.41", "48.8566,2.3522", "0,0", "0,0.05", "91,0", "x", "1;2"]
 
@@ -402,9 +435,7 @@ def test_levels_agree_with_a_scalar_reference(data: st.DataObject, kind: str) ->
         st.lists(st.fixed_dictionaries({"v": value, "w": value}), min_size=2, max_size=12),
         label="records",
     )
-    columns = Columns(
-        {name: [r[name] for r in records] for name in ("v", "w")}, len(records)
-    )
+    columns = Columns({name: [r[name] for r in records] for name in ("v", "w")}, len(records))
     compiled = CompiledComparison(comparison, columns)
     left, right = np.triu_indices(len(records), 1)
     got = compiled.levels(left.astype(np.int64), right.astype(np.int64)).tolist()
@@ -413,3 +444,47 @@ def test_levels_agree_with_a_scalar_reference(data: st.DataObject, kind: str) ->
         for i, j in zip(left.tolist(), right.tolist(), strict=True)
     ]
     assert got == expected
+
+
+def test_levels_on_a_derived_column_use_the_derived_values() -> None:
+    """Regression: initial, nickname and phonetic levels read the base column of a derived
+    reference (`name~last_word`), ignoring its derivation."""
+    columns = Columns(
+        {
+            "name": [
+                "anna x",
+                "anna smith",
+                "anna s",
+                "bob smith",
+                "bill smith",
+                "william jones",
+                "smith anna",
+                "smyth bob",
+            ]
+        },
+        8,
+    )
+
+    def levels(column: str, level: Any, pairs: list[tuple[int, int]]) -> list[int]:
+        comparison = Comparison(name="n", column=column, levels=[level])
+        left = np.array([p[0] for p in pairs], dtype=np.int64)
+        right = np.array([p[1] for p in pairs], dtype=np.int64)
+        return [int(x) for x in CompiledComparison(comparison, columns).levels(left, right)]
+
+    # last words: x / smith (no), s / smith (yes)
+    assert levels("name~last_word", "initial", [(0, 1), (2, 3)]) == [2, 1]
+    # first words: bill / william
+    assert levels("name~first_word", "nickname", [(4, 5)]) == [1]
+    # first words: smith / smyth; whole names differ in soundex
+    assert levels("name~first_word", {"phonetic": "soundex"}, [(6, 7)]) == [1]
+    assert levels("name", {"phonetic": "soundex"}, [(6, 7)]) == [2]
+    # a level's own column may be derived too
+    assert levels("name", {"initial": True, "column": "name~last_word"}, [(2, 3)]) == [1]
+
+
+def test_damerau_levenshtein_is_optimal_string_alignment() -> None:
+    """As documented: a transposition counts as one edit, but no substring is edited
+    twice, so "ca" -> "abc" takes three edits (true Damerau-Levenshtein: two)."""
+    assert OSA.distance("ca", "abc") == 3
+    assert _compare([{"damerau_levenshtein": 2}], [("ca", "abc"), ("smith", "smtih")]) == [2, 1]
+    assert _compare([{"damerau_levenshtein": 3}], [("ca", "abc")]) == [1]

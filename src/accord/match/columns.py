@@ -47,13 +47,21 @@ def _digits(value: str) -> str | None:
     return "".join(ch for ch in value if ch.isdigit()) or None
 
 
+def _number_part(value: str) -> str:
+    # "-" for a value without digits, so that two such values agree
+    return "".join(ch for ch in value if ch.isdigit()) or "-"
+
+
 def _root(value: str) -> str | None:
     return std.given_name_root(value) or None
 
 
 def _phonetic(encode: Callable[[str], str]) -> Callable[[str], str | None]:
     def derive(value: str) -> str | None:
-        words = "".join(ch if ch.isalpha() else " " for ch in value).split()
+        # apostrophes join (O'Neil = Oneil); anything else that is not a letter separates
+        words = "".join(
+            "" if ch in "'\u2019" else ch if ch.isalpha() else " " for ch in value
+        ).split()
         return encode(" ".join(words)) or None if words else None
 
     return derive
@@ -65,6 +73,7 @@ _FIXED: dict[str, Callable[[str], str | None]] = {
     "year": lambda v: v[:4] if len(v) >= 4 and v[:4].isdigit() else None,
     "dmswap": _swap_day_month,
     "digits": _digits,
+    "number_part": _number_part,
     "root": _root,
     "initial": lambda v: v[:1] or None,
     "first_word": lambda v: v.split()[0] if v.split() else None,

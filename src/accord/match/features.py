@@ -22,6 +22,7 @@ FEATURES: tuple[str, ...] = (
     "given_name",
     "family_name",
     "person_name",
+    "full_name",
     "organization_name",
 )
 
@@ -31,7 +32,8 @@ def features_of(data: dict[str, Any]) -> dict[str, str]:
 
     Names are compared as keys (case, accents and punctuation folded); `person_name` is
     "given root|family", with the given name's nickname resolved (Bill -> william), for
-    the deterministic rules; the learned engine reads `given_name~root` for that."""
+    the deterministic rules; the learned engine reads `given_name~root` for that.
+    `full_name` is every name word in one value, for names split differently."""
     out: dict[str, str] = {}
     for name in ("email", "phone", "tax_id", "birth_date", "postcode", "country"):
         value = data.get(name)
@@ -49,6 +51,10 @@ def features_of(data: dict[str, Any]) -> dict[str, str]:
         out["family_name"] = family
     if given and family:
         out["person_name"] = f"{std.given_name_root(data['given_name'])}|{family}"
+    if given or family:
+        # every name word, wherever a source put it: "Anna Maria|Weber" and "Anna|Maria
+        # Weber" have the same words
+        out["full_name"] = f"{given} {family}".strip()
     if data.get("organization_name"):
         out["organization_name"] = std.company_name(data["organization_name"]).key
     return {k: v for k, v in out.items() if v}

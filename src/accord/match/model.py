@@ -139,15 +139,19 @@ def random_pairs(
             chosen = np.sort(rng.choice(total, wanted, replace=False))
             left, right = left[chosen], right[chosen]
     else:
-        # many pairs: draw with replacement, then drop repeats (rare at this density)
-        draw = int(wanted * 1.2) + 16
-        a = rng.integers(0, size, draw)
-        b = rng.integers(0, size, draw)
-        keep = a != b
-        low, high = np.minimum(a, b)[keep], np.maximum(a, b)[keep]
-        _, first = np.unique(low * size + high, return_index=True)
-        first.sort()  # keep the order drawn: a sorted sample would favour low ids
-        left, right = low[first], high[first]
+        # many pairs: draw with replacement and drop repeats, until there are enough
+        seen = np.zeros(0, dtype=np.int64)
+        while len(seen) < wanted:
+            draw = int((wanted - len(seen)) * 1.2) + 16
+            a = rng.integers(0, size, draw)
+            b = rng.integers(0, size, draw)
+            keep = a != b
+            codes = np.minimum(a, b)[keep] * size + np.maximum(a, b)[keep]
+            merged = np.concatenate([seen, codes])
+            _, first = np.unique(merged, return_index=True)
+            first.sort()  # keep the order drawn: a sorted sample would favour low ids
+            seen = merged[first]
+        left, right = seen // size, seen % size
     if sources is not None and link_type != "dedupe_and_link":
         same = sources[left] == sources[right]
         keep = ~same if link_type == "link_only" else same

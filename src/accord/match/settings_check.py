@@ -43,6 +43,8 @@ def _check(ref: str, available: Collection[str]) -> tuple[str, str | None] | Non
 
 def _references(config: MatchConfig) -> Iterator[tuple[tuple[str | int, ...], str]]:
     for i, rule in enumerate(config.rules):
+        if rule.kind is not None:
+            yield ("rules", i, "kind"), "kind"
         for j, ref in enumerate(rule.equal):
             yield ("rules", i, "equal", j), ref
         for ref in rule.similar:

@@ -149,8 +149,6 @@ def _csv(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str | None]]]]
     """The header and the rows (with their line numbers) of a CSV file, read whole:
     `accord match run` holds every input in memory anyway."""
     content = path.read_bytes()
-    if not content.strip():
-        raise InputRejected(f"{path}: the file is empty", hint="a header row is needed")
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -159,13 +157,17 @@ def _csv(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str | None]]]]
             f"{path}: not UTF-8 at line {line} (byte {exc.start} of the file)",
             hint="save the file as UTF-8",
         ) from None
+    if not text.strip():
+        raise InputRejected(f"{path}: the file is empty", hint="a header row is needed")
     csv.field_size_limit(MAX_FIELD_BYTES)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        header = [h.strip() for h in next(reader)]
+        header = [h.strip() for h in next(reader, [])]
         rows = [(reader.line_num, list[str | None](row)) for row in reader if row]
     except csv.Error as exc:
         raise InputRejected(f"{path}:{reader.line_num}: {exc}") from None
+    if not any(header):
+        raise InputRejected(f"{path}: the file has no header row", hint="a header row is needed")
     duplicated = sorted({h for h in header if header.count(h) > 1})
     if duplicated:
         raise InputRejected(f"{path}: header repeats {', '.join(duplicated)}")
