@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accord.match.blocking import OversizedBlock, block, pairs_within, rule_key
+from accord.match.blocking import block, pairs_within, rule_key
 from accord.match.columns import Columns
+from accord.match.interface import OversizedBlock
 
 VALUES = [None, "x", "y", "z", "xy", "yx"]
 REFS = ["a", "b", "c", "a~prefix1", "b~last1"]

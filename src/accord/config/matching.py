@@ -138,7 +138,7 @@ class Thresholds(StrictModel):
 
 class Training(StrictModel):
     u_sample_pairs: int = Field(
-        2_000_000, ge=1_000, le=100_000_000, description="random pairs that estimate u"
+        1_000_000, ge=1_000, le=100_000_000, description="random pairs that estimate u"
     )
     max_iterations: int = Field(40, ge=1, le=1_000)
     tolerance: float = Field(1e-5, gt=0.0, le=0.1)

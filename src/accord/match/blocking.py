@@ -19,15 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accord.match.columns import Columns, IntArray
-
-
-@dataclass(frozen=True)
-class OversizedBlock:
-    """A blocking key shared by too many records to compare them all: reported, skipped."""
-
-    rule: str
-    key: str
-    size: int
+from accord.match.interface import OversizedBlock
 
 
 @dataclass

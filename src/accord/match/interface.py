@@ -7,9 +7,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from accord.config.matching import MatchConfig
-from accord.match.blocking import OversizedBlock
 
 __all__ = ["Link", "MatchRecord", "MatchResult", "Matcher", "OversizedBlock", "build_matcher"]
+
+
+@dataclass(frozen=True)
+class OversizedBlock:
+    """A blocking key shared by too many records to compare them all: reported, skipped."""
+
+    rule: str
+    key: str
+    size: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,6 @@ from rapidfuzz.distance import JaroWinkler
 from accord.config.matching import MatchConfig, MatchRule, ModelConfig
 from accord.match.blocking import (
     Blocked,
-    OversizedBlock,
     block,
     pairs_for_rule,
     pairs_within,
@@ -34,7 +33,7 @@ from accord.match.clusters import GuardedClusters, component_labels, groups_of
 from accord.match.columns import Columns, FloatArray, IntArray, split_ref
 from accord.match.comparisons import CompiledComparison
 from accord.match.features import FEATURES, SIMILARITY
-from accord.match.interface import Link, MatchRecord, MatchResult
+from accord.match.interface import Link, MatchRecord, MatchResult, OversizedBlock
 from accord.match.model import ModelParams, level_matrix, score
 from accord.match.training import train
 
