@@ -45,7 +45,12 @@ match_app = typer.Typer(
     help="The matching engine on its own: run it on plain files.", no_args_is_help=True
 )
 app.add_typer(audit_app, name="audit")
+review_app = typer.Typer(
+    help="The review queue: pairs the matcher is unsure of, for a steward to decide.",
+    no_args_is_help=True,
+)
 app.add_typer(match_app, name="match")
+app.add_typer(review_app, name="review")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 
@@ -216,6 +221,167 @@ def match_run(
             f"{block['key']!r}; the block was skipped (raise max_block_size to compare them)"
         )
     console.print(f"results in {out}/: clusters.csv, pairs.csv, model.json, report.json")
+
+
+def _record_key(value: str) -> tuple[str, str]:
+    system, sep, source_id = value.partition(":")
+    if not sep or not system or not source_id:
+        raise typer.BadParameter(f"{value!r}: write SYSTEM:SOURCE_ID, as in crm:003A0001")
+    return system, source_id
+
+
+@review_app.command("list")
+@reports_errors
+def review_list(
+    directory: ProjectDir,
+    status: Annotated[str, typer.Option(help="open, decided or withdrawn")] = "open",
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+) -> None:
+    """List pairs waiting for a decision, most likely matches first."""
+    from accord.steward import service  # noqa: PLC0415
+
+    workspace = open_workspace(directory)
+    with workspace.engine.connect() as conn:
+        page = service.queue(conn, cli_actor(), status=status, limit=limit, offset=offset)
+    rows = [
+        [
+            item["id"],
+            f"{item['left']['system']}:{item['left']['source_id']}",
+            f"{item['right']['system']}:{item['right']['source_id']}",
+            f"{item['probability']:.3f}",
+            item["reason"],
+        ]
+        for item in page.items
+    ]
+    console.print(
+        table(f"Review ({status}): {page.total:,}", ["id", "left", "right", "p", "why"], rows)
+    )
+    if page.total > offset + len(page.items):
+        console.print(f"more: --offset {offset + len(page.items)}")
+
+
+@review_app.command("show")
+@reports_errors
+def review_show(
+    directory: ProjectDir,
+    review_id: Annotated[int, typer.Argument(help="the id from `accord review list`")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Show a pair side by side with each comparison's level and match weight."""
+    from accord.steward import service  # noqa: PLC0415
+
+    workspace = open_workspace(directory)
+    with workspace.engine.connect() as conn:
+        item = service.review(conn, cli_actor(), review_id)
+    if as_json:
+        sys.stdout.write(json.dumps(item, default=str, indent=2) + "\n")
+        return
+    left, right = item["records"]
+    console.print(
+        f"[bold]review {review_id}[/]: probability {item['probability']:.3f} "
+        f"({item['reason']}), {item['status']}"
+    )
+    fields = sorted((left["data"] or {}).keys() | (right["data"] or {}).keys())
+    console.print(
+        table(
+            "Records",
+            [
+                "",
+                f"{left['system']}:{left['source_id']}",
+                f"{right['system']}:{right['source_id']}",
+            ],
+            [
+                [
+                    "customer",
+                    (left["golden"] or {}).get("golden_id"),
+                    (right["golden"] or {}).get("golden_id"),
+                ],
+                *[[f, (left["data"] or {}).get(f), (right["data"] or {}).get(f)] for f in fields],
+            ],
+        )
+    )
+    explanation = item["explanation"]
+    if explanation:
+        rows: list[list[Any]] = [["prior", "", "", "", f"{explanation['prior_weight']:+.2f}"]]
+        rows += [
+            [
+                row["comparison"] + ("*" if row["correlated_group"] is not None else ""),
+                row["left"],
+                row["right"],
+                row["level"],
+                f"{row['weight'] + row['term_frequency_adjustment']:+.2f}",
+            ]
+            for row in explanation["comparisons"]
+        ]
+        rows.append(["total", "", "", "", f"{explanation['match_weight']:+.2f}"])
+        console.print(
+            table("Match weights", ["comparison", "left", "right", "level", "weight"], rows)
+        )
+        if any(row["correlated_group"] is not None for row in explanation["comparisons"]):
+            console.print("* correlated: only the strongest agreement of the group counts")
+    if item["decision"]:
+        decision = item["decision"]
+        console.print(f"decided [bold]{decision['decision']}[/] by {decision['decided_by']}")
+
+
+@review_app.command("decide")
+@reports_errors
+def review_decide(
+    directory: ProjectDir,
+    review_id: Annotated[int, typer.Argument(help="the id from `accord review list`")],
+    decision: Annotated[str, typer.Argument(help="same or different")],
+    note: Annotated[str, typer.Option(help="why, for the audit log")] = "",
+    then_resolve: Annotated[
+        bool, typer.Option("--resolve/--no-resolve", help="resolve now so the decision shows")
+    ] = False,
+) -> None:
+    """Decide a queued pair: the same customer, or different customers. Every later
+    resolve honours it."""
+    from accord.steward import service  # noqa: PLC0415
+
+    workspace = open_workspace(directory)
+    with writing(workspace.engine) as conn:
+        decided = service.decide(conn, cli_actor(), review_id, decision, note)
+    console.print(
+        f"decided [bold]{decided['decision']}[/]: {':'.join(decided['left'])} and "
+        f"{':'.join(decided['right'])}"
+    )
+    _after_decision(workspace, then_resolve=then_resolve)
+
+
+@app.command()
+@reports_errors
+def unmerge(
+    directory: ProjectDir,
+    golden_id: Annotated[str, typer.Argument(help="the customer to split")],
+    records: Annotated[
+        list[str],
+        typer.Option("--record", help="SYSTEM:SOURCE_ID of a member to split out; repeat"),
+    ],
+    note: Annotated[str, typer.Option(help="why, for the audit log")] = "",
+    then_resolve: Annotated[
+        bool, typer.Option("--resolve/--no-resolve", help="resolve now so the split shows")
+    ] = True,
+) -> None:
+    """Split records out of a customer; they are never merged back with the rest."""
+    from accord.steward import service  # noqa: PLC0415
+
+    workspace = open_workspace(directory)
+    keys = [_record_key(value) for value in records]
+    with writing(workspace.engine) as conn:
+        result = service.split(conn, cli_actor(), golden_id, keys, note)
+    console.print(
+        f"{len(keys)} record(s) split out of {golden_id} ({result['decisions']} decisions)"
+    )
+    _after_decision(workspace, then_resolve=then_resolve)
+
+
+def _after_decision(workspace: Workspace, *, then_resolve: bool) -> None:
+    if then_resolve:
+        console.print(_resolve_table(_resolve(workspace)))
+    else:
+        console.print(f"it takes effect at the next [bold]accord resolve {workspace.root}[/]")
 
 
 @app.command()

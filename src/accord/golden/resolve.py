@@ -23,11 +23,14 @@ from accord.golden.survivorship import Member, Survivorship
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.match import Link, MatchRecord, build_matcher
 from accord.match.clusters import clusters as connected
+from accord.match.decisions import Decision, apply_decisions
 from accord.match.features import features_of
 from accord.match.interface import OversizedBlock
 from accord.store import golden as golden_store
 from accord.store import records as record_store
+from accord.store import stewardship
 from accord.store.engine import writing
+from accord.store.types import utcnow
 
 Progress = Callable[[str], None]  # called with the name of each stage as it starts
 WRITE_BATCH = 1000
@@ -40,7 +43,7 @@ class ResolveReport:
     links: int = 0
     links_by_rule: dict[str, int] = field(default_factory=dict)
     pairs_compared: int = 0
-    review: int = 0  # pairs the matcher was unsure of, or that would chain contradictions
+    review: int = 0  # pairs queued for a steward: unsure, or they would chain contradictions
     match_details: dict[str, Any] = field(default_factory=dict, repr=False)
     oversized_blocks: list[OversizedBlock] = field(default_factory=list)
     created: int = 0
@@ -73,6 +76,7 @@ def resolve(
             )
             for r in record_store.current_records(conn, project.config.entity)
         ]
+        decided = stewardship.decisions(conn)
     report.records = len(members)
 
     clock.start("match")
@@ -81,16 +85,36 @@ def resolve(
         for m in members
     ]
     result = build_matcher(project.config.match).link(match_records)
-    report.links = len(result.links)
-    report.links_by_rule = dict(Counter(link.rule for link in result.links))
+    index = {(m.system, m.source_id): i for i, m in enumerate(members)}
+    links, held = apply_decisions(
+        len(members),
+        result.links,
+        [
+            Decision(index[left], index[right], decision == "same")
+            for (left, right), decision in decided.items()
+            if left in index and right in index
+        ],
+    )
+    report.links = len(links)
+    report.links_by_rule = dict(Counter(link.rule for link in links))
     report.pairs_compared = result.pairs_compared
     report.oversized_blocks = result.oversized_blocks
-    report.review = len(result.review)
     report.match_details = result.details
+    review = [
+        {
+            "left": (members[link.left].system, members[link.left].source_id),
+            "right": (members[link.right].system, members[link.right].source_id),
+            "probability": link.score if link.score is not None else 1.0,
+            "weight": link.weight,
+            "reason": link.reason or "uncertain",
+            "explanation": link.explanation,
+        }
+        for link in [*result.review, *held]
+    ]
 
     clock.start("cluster")
-    groups = connected(len(members), ((link.left, link.right) for link in result.links))
-    evidence = _evidence(result.links, members)
+    groups = connected(len(members), ((link.left, link.right) for link in links))
+    evidence = _evidence(links, members)
 
     clock.start("survive")
     survivorship = Survivorship(project.config.survivorship, project.config.systems)
@@ -101,6 +125,8 @@ def resolve(
         versions.apply(conn, project, actor)
         keys = [[(members[i].system, members[i].source_id) for i in group] for group in groups]
         _write(conn, project, actor=actor, keys=keys, built=built, evidence=evidence, report=report)
+        queue = stewardship.sync_reviews(conn, review, utcnow())
+        report.review = queue["queued"]
     clock.stop()
     return report
 

@@ -30,6 +30,7 @@ class AuditAction(StrEnum):
     GOLDEN_UPDATED = "golden.updated"
     GOLDEN_MERGED = "golden.merged"
     GOLDEN_RETIRED = "golden.retired"
+    MATCH_DECIDED = "match.decided"
     USER_CREATED = "user.created"
     USER_SIGNED_IN = "user.signed_in"
     USER_SIGN_IN_FAILED = "user.sign_in_failed"

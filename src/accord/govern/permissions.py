@@ -15,6 +15,8 @@ class Permission(StrEnum):
     RECORDS_READ = "records:read"
     RECORDS_WRITE = "records:write"
     AUDIT_READ = "audit:read"
+    MATCHES_READ = "matches:read"
+    MATCHES_DECIDE = "matches:decide"
     USERS_MANAGE = "users:manage"
 
 
@@ -29,10 +31,21 @@ class Role(StrEnum):
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.STEWARD: frozenset(
-        {Permission.CUSTOMERS_READ, Permission.RECORDS_READ, Permission.AUDIT_READ}
+        {
+            Permission.CUSTOMERS_READ,
+            Permission.RECORDS_READ,
+            Permission.AUDIT_READ,
+            Permission.MATCHES_READ,
+            Permission.MATCHES_DECIDE,
+        }
     ),
     Role.OPERATOR: frozenset(
-        {Permission.CUSTOMERS_READ, Permission.RECORDS_READ, Permission.RECORDS_WRITE}
+        {
+            Permission.CUSTOMERS_READ,
+            Permission.RECORDS_READ,
+            Permission.RECORDS_WRITE,
+            Permission.MATCHES_READ,
+        }
     ),
     Role.VIEWER: frozenset({Permission.CUSTOMERS_READ}),
     Role.SYSTEM: frozenset({Permission.RECORDS_WRITE, Permission.RECORDS_READ}),

@@ -39,6 +39,7 @@ class Link:
     score: float | None = None  # match probability, for the learned engine
     weight: float | None = None  # match weight (log2 Bayes factor), for the learned engine
     reason: str | None = None  # for a pair held for review: why it was not linked
+    explanation: dict[str, Any] | None = None  # for review: the learned engine's explanation
 
 
 @dataclass

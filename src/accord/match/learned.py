@@ -34,7 +34,7 @@ from accord.match.columns import Columns, FloatArray, IntArray, split_ref
 from accord.match.comparisons import CompiledComparison
 from accord.match.features import FEATURES, SIMILARITY
 from accord.match.interface import Link, MatchRecord, MatchResult, OversizedBlock
-from accord.match.model import ModelParams, level_matrix, score
+from accord.match.model import ModelParams, explain_pairs, level_matrix, score
 from accord.match.training import train
 
 Progress = Callable[[str], None]
@@ -62,6 +62,8 @@ class LearnedResult:
     oversized: list[OversizedBlock]
     pairs_scored: int
     seconds: dict[str, float] = field(default_factory=dict)
+    # with `explain_review`, per review pair: its explanation (see model.explain)
+    review_explanations: list[dict[str, Any]] = field(default_factory=list)
 
 
 class LearnedEngine:
@@ -78,9 +80,11 @@ class LearnedEngine:
         systems: Sequence[str] | None = None,
         progress: Progress | None = None,
         params: ModelParams | None = None,
+        explain_review: bool = False,
     ) -> LearnedResult:
         """Resolve `columns`' records. `systems` names each record's source; `params`
-        reuses a trained model instead of training one."""
+        reuses a trained model instead of training one; `explain_review` explains every
+        pair that goes to review."""
         say = progress or (lambda _: None)
         clock = _Clock()
         sources = _codes(systems) if systems is not None else None
@@ -152,7 +156,19 @@ class LearnedEngine:
             for k in middle[np.argsort(-weights[middle], kind="stable")].tolist()
         ]
         clock.lap("clustering")
+        explanations: list[dict[str, Any]] = []
+        if explain_review and review:
+            say("explaining pairs for review")
+            explanations = explain_pairs(
+                params,
+                comparisons,
+                columns,
+                np.array([link.left for link in review], dtype=np.int64),
+                np.array([link.right for link in review], dtype=np.int64),
+            )
+            clock.lap("explaining")
         return LearnedResult(
+            review_explanations=explanations,
             clusters=clusters,
             links=links,
             review=review,
@@ -415,13 +431,19 @@ class LearnedMatcher:
             len(records),
         )
         result = self.engine.run(
-            columns, systems=[record.key[0] for record in records], progress=self.progress
+            columns,
+            systems=[record.key[0] for record in records],
+            progress=self.progress,
+            explain_review=True,
         )
         return MatchResult(
             links=[_as_link(link) for link in result.links],
             pairs_compared=result.pairs_scored,
             oversized_blocks=result.oversized,
-            review=[_as_link(link) for link in result.review],
+            review=[
+                _as_link(link, explanation)
+                for link, explanation in zip(result.review, result.review_explanations, strict=True)
+            ],
             details={
                 "model": result.params.to_dict() if result.params else None,
                 "blocking": result.blocking,
@@ -430,5 +452,13 @@ class LearnedMatcher:
         )
 
 
-def _as_link(link: ScoredLink) -> Link:
-    return Link(link.left, link.right, link.rule, link.probability, link.weight, link.reason)
+def _as_link(link: ScoredLink, explanation: dict[str, Any] | None = None) -> Link:
+    return Link(
+        link.left,
+        link.right,
+        link.rule,
+        link.probability,
+        link.weight,
+        link.reason,
+        explanation,
+    )

@@ -325,37 +325,57 @@ def explain(
 ) -> dict[str, Any]:
     """Every comparison's level and weight for one pair, the prior and the total: the
     data of a waterfall chart."""
-    pair_left = np.array([left], dtype=np.int64)
-    pair_right = np.array([right], dtype=np.int64)
-    levels = level_matrix(comparisons, pair_left, pair_right)
-    contributions = contribution_matrix(params, comparisons, columns, levels, pair_left)[0]
+    pairs = np.array([left], dtype=np.int64), np.array([right], dtype=np.int64)
+    return explain_pairs(params, comparisons, columns, *pairs)[0]
+
+
+def explain_pairs(
+    params: ModelParams,
+    comparisons: Sequence[CompiledComparison],
+    columns: Columns,
+    left: IntArray,
+    right: IntArray,
+) -> list[dict[str, Any]]:
+    """`explain` for many pairs at once: the levels and weights are computed for all of
+    them together."""
+    levels = level_matrix(comparisons, left, right)
+    contributions = contribution_matrix(params, comparisons, columns, levels, left)
+    totals = params.prior_weight + _combine(params, contributions)
     grouped = {name: i for i, group in enumerate(params.correlated) for name in group}
-    rows = []
-    for c, (p, comparison) in enumerate(zip(params.comparisons, comparisons, strict=True)):
-        level = int(levels[0, c])
-        base = float(p.weights()[level])
-        rows.append(
+    weights = [p.weights() for p in params.comparisons]
+    values = [columns.values(c.config.column) for c in comparisons]
+    out = []
+    for k, (a, b) in enumerate(zip(left.tolist(), right.tolist(), strict=True)):
+        rows = []
+        for c, p in enumerate(params.comparisons):
+            level = int(levels[k, c])
+            base = float(weights[c][level])
+            left_value, right_value = values[c][a], values[c][b]
+            rows.append(
+                {
+                    "comparison": p.name,
+                    "left": None if left_value is None else str(left_value),
+                    "right": None if right_value is None else str(right_value),
+                    "level": p.labels[level],
+                    "m": None if level == 0 else p.m[level],
+                    "u": None if level == 0 else p.u[level],
+                    "weight": round(base, 4),
+                    "term_frequency_adjustment": round(float(contributions[k, c]) - base, 4),
+                    "correlated_group": grouped.get(p.name),
+                }
+            )
+        total = float(totals[k])
+        out.append(
             {
-                "comparison": p.name,
-                "left": comparison.values_of(left),
-                "right": comparison.values_of(right),
-                "level": p.labels[level],
-                "m": None if level == 0 else p.m[level],
-                "u": None if level == 0 else p.u[level],
-                "weight": round(base, 4),
-                "term_frequency_adjustment": round(float(contributions[c]) - base, 4),
-                "correlated_group": grouped.get(p.name),
+                "prior": params.prior,
+                "prior_weight": round(params.prior_weight, 4),
+                "comparisons": rows,
+                "correlated": params.correlated,
+                "match_weight": round(total, 4),
+                "probability": 1.0 / (1.0 + 2.0 ** -max(min(total, 60.0), -60.0)),
             }
         )
-    total = params.prior_weight + float(_combine(params, contributions[None, :])[0])
-    return {
-        "prior": params.prior,
-        "prior_weight": round(params.prior_weight, 4),
-        "comparisons": rows,
-        "correlated": params.correlated,
-        "match_weight": round(total, 4),
-        "probability": 1.0 / (1.0 + 2.0 ** -max(min(total, 60.0), -60.0)),
-    }
+    return out
 
 
 def fresh_params(comparisons: Sequence[CompiledComparison], config: ModelConfig) -> ModelParams:

@@ -13,12 +13,19 @@ def _insert(conn: Connection, table: Table) -> Any:
     return dialect.insert(table)
 
 
-def upsert(conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str]) -> None:
-    """Insert `rows`, replacing the non-key columns of rows whose `keys` already exist."""
+def upsert(
+    conn: Connection,
+    table: Table,
+    rows: list[dict[str, Any]],
+    keys: list[str],
+    keep: tuple[str, ...] = (),
+) -> None:
+    """Insert `rows`, replacing the non-key columns of rows whose `keys` already exist,
+    except the columns in `keep`, which keep their stored values."""
     if not rows:
         return
     statement = _insert(conn, table)
-    updates = {c: statement.excluded[c] for c in rows[0] if c not in keys}
+    updates = {c: statement.excluded[c] for c in rows[0] if c not in keys and c not in keep}
     conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates), rows)
 
 

@@ -163,6 +163,44 @@ crosswalk = Table(
     Index(None, "golden_id"),
 )
 
+# Pairs the matcher was unsure of, or would not link because they contradict, waiting
+# for a steward. A pair is stored once, its two records in sorted order.
+match_review = Table(
+    "match_review",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("left_system", String(64), nullable=False),
+    Column("left_source_id", String(256), nullable=False),
+    Column("right_system", String(64), nullable=False),
+    Column("right_source_id", String(256), nullable=False),
+    Column("probability", Float, nullable=False),
+    Column("match_weight", Float),
+    Column("reason", String(200), nullable=False),
+    Column("explanation", Document, nullable=False),
+    Column("status", String(16), nullable=False),  # open, decided, withdrawn
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("left_system", "left_source_id", "right_system", "right_source_id"),
+    Index(None, "status", "probability"),
+)
+
+# A steward's decision about a pair, which every later resolve honours: `same` links the
+# two records whatever the matcher says; `different` never lets them share a customer.
+match_decision = Table(
+    "match_decision",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("left_system", String(64), nullable=False),
+    Column("left_source_id", String(256), nullable=False),
+    Column("right_system", String(64), nullable=False),
+    Column("right_source_id", String(256), nullable=False),
+    Column("decision", String(16), nullable=False),  # same, different
+    Column("note", Text, nullable=False),
+    Column("decided_by", String(200), nullable=False),
+    Column("decided_at", UTCDateTime, nullable=False),
+    UniqueConstraint("left_system", "left_source_id", "right_system", "right_source_id"),
+)
+
 # Append-only and hash-chained: each entry carries the hash of the one before.
 audit_log = Table(
     "audit_log",

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from accord.golden import customers
 from accord.govern import identity
+from accord.steward import service as steward
 from accord.store.engine import writing
 from accord.web.auth import SESSION_COOKIE, ActorDep, ConnDep, end_session, workspace
 from accord.workspace import Workspace
@@ -148,6 +149,108 @@ def get_source_record(
 ) -> dict[str, Any]:
     """A source record as the system sent it, every version, and its golden customer."""
     return customers.source_record(conn, actor, system, source_id)
+
+
+class RecordRef(BaseModel):
+    system: str = Field(min_length=1, max_length=64)
+    source_id: str = Field(min_length=1, max_length=256)
+
+
+class ReviewSummary(BaseModel):
+    id: int
+    left: RecordRef
+    right: RecordRef
+    probability: float = Field(description="the match probability the model gave the pair")
+    match_weight: float | None
+    reason: str = Field(description="uncertain, or contradicting <column>, or a steward hold")
+    status: str = Field(description="open, decided or withdrawn")
+    first_seen_at: datetime
+    updated_at: datetime
+
+
+class ReviewPage(BaseModel):
+    items: list[ReviewSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class Review(ReviewSummary):
+    explanation: dict[str, Any] = Field(
+        description="each comparison's values, level and match weight; the prior; the total"
+    )
+    records: list[dict[str, Any]]
+    decision: dict[str, Any] | None
+
+
+class DecisionIn(BaseModel):
+    decision: Literal["same", "different"]
+    note: str = Field("", max_length=2000)
+
+
+class DecisionOut(BaseModel):
+    left: list[str]
+    right: list[str]
+    decision: str
+    note: str
+    takes_effect: str = "at the next resolve"
+
+
+class SplitIn(BaseModel):
+    records: list[RecordRef] = Field(min_length=1, max_length=1000)
+    note: str = Field("", max_length=2000)
+
+
+class SplitOut(BaseModel):
+    golden_id: str
+    split_out: list[list[str]]
+    decisions: int
+    takes_effect: str = "at the next resolve"
+
+
+@router.get("/reviews", response_model=ReviewPage, tags=["stewardship"])
+def list_reviews(
+    actor: ActorDep,
+    conn: ConnDep,
+    status: Annotated[Literal["open", "decided", "withdrawn"], Query()] = "open",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> dict[str, Any]:
+    """Pairs waiting for a steward, most likely matches first."""
+    page = steward.queue(conn, actor, status=status, limit=limit, offset=offset)
+    return {"items": page.items, "total": page.total, "limit": page.limit, "offset": page.offset}
+
+
+@router.get("/reviews/{review_id}", response_model=Review, tags=["stewardship"])
+def get_review(review_id: int, actor: ActorDep, conn: ConnDep) -> dict[str, Any]:
+    """One pair: both records, their customers, the explanation, any decision."""
+    return steward.review(conn, actor, review_id)
+
+
+@router.post("/reviews/{review_id}/decision", response_model=DecisionOut, tags=["stewardship"])
+def decide_review(
+    review_id: int,
+    body: DecisionIn,
+    actor: ActorDep,
+    ws: Annotated[Workspace, Depends(workspace)],
+) -> dict[str, Any]:
+    """Decide a pair: the same customer, or different customers. Every later resolve
+    honours the decision."""
+    with writing(ws.engine) as conn:
+        return steward.decide(conn, actor, review_id, body.decision, body.note)
+
+
+@router.post("/customers/{golden_id}/split", response_model=SplitOut, tags=["stewardship"])
+def split_customer(
+    golden_id: str,
+    body: SplitIn,
+    actor: ActorDep,
+    ws: Annotated[Workspace, Depends(workspace)],
+) -> dict[str, Any]:
+    """Split member records out of a customer; they are never merged back with the rest."""
+    keys = [(ref.system, ref.source_id) for ref in body.records]
+    with writing(ws.engine) as conn:
+        return steward.split(conn, actor, golden_id, keys, body.note)
 
 
 def _summary(item: dict[str, Any]) -> CustomerSummary:

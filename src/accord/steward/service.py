@@ -1,0 +1,201 @@
+"""What a data steward does: read the review queue, look at a pair with its explanation,
+decide it (the same customer, or different customers), and split records out of a
+customer. Every call takes the acting identity; every decision is audited.
+
+A decision is stored and honoured by every later resolve: `same` links the pair whatever
+the matcher says, `different` keeps the two records in different customers however many
+other links would chain them together. Golden records change at the next resolve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Connection
+
+from accord.errors import Conflict, InputRejected, NotFound
+from accord.govern.audit import AuditAction, AuditEvent, record
+from accord.govern.permissions import Actor, Permission, require
+from accord.store import golden as golden_store
+from accord.store import records as record_store
+from accord.store import stewardship as store
+from accord.store.types import utcnow
+
+DecisionKind = Literal["same", "different"]
+DECISIONS: tuple[str, ...] = ("same", "different")
+MAX_PAGE = 200
+MAX_NOTE_CHARS = 2000
+Key = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class ReviewPage:
+    items: list[dict[str, Any]]
+    total: int
+    limit: int
+    offset: int
+
+
+def queue(
+    conn: Connection, actor: Actor, *, status: str = "open", limit: int = 50, offset: int = 0
+) -> ReviewPage:
+    """A page of the review queue, most likely matches first."""
+    require(actor, Permission.MATCHES_READ)
+    if status not in {"open", "decided", "withdrawn"}:
+        raise InputRejected(f"status must be open, decided or withdrawn, not {status!r}")
+    if not 1 <= limit <= MAX_PAGE:
+        raise InputRejected(f"limit must be between 1 and {MAX_PAGE}")
+    if offset < 0:
+        raise InputRejected("offset must not be negative")
+    items, total = store.list_reviews(conn, status, limit, offset)
+    return ReviewPage([_summary(item) for item in items], total, limit, offset)
+
+
+def review(conn: Connection, actor: Actor, review_id: int) -> dict[str, Any]:
+    """One pair: both records as they are now, their customers, the explanation, and
+    the decision if there is one."""
+    require(actor, Permission.MATCHES_READ)
+    item = store.get_review(conn, review_id)
+    if item is None:
+        raise NotFound(f"no review {review_id}", hint="list the queue for the ids")
+    out = _summary(item) | {"explanation": item["explanation"]}
+    out["records"] = [_record(conn, key) for key in _keys(item)]
+    out["decision"] = store.decision_of(conn, _pair(item))
+    return out
+
+
+def decide(
+    conn: Connection, actor: Actor, review_id: int, decision: str, note: str = ""
+) -> dict[str, Any]:
+    """Decide a queued pair; `conn` must be writing. Returns the decision."""
+    require(actor, Permission.MATCHES_DECIDE)
+    item = store.get_review(conn, review_id)
+    if item is None:
+        raise NotFound(f"no review {review_id}", hint="list the queue for the ids")
+    if item["status"] == "withdrawn":
+        raise Conflict(
+            f"review {review_id} was withdrawn: the latest resolve no longer doubts this pair",
+            hint="decide a pair directly with `accord review decide-pair` if you must",
+        )
+    return decide_pair(conn, actor, *_keys(item), decision=decision, note=note)
+
+
+def decide_pair(
+    conn: Connection, actor: Actor, left: Key, right: Key, *, decision: str, note: str = ""
+) -> dict[str, Any]:
+    """Decide any pair of records (they must exist); `conn` must be writing."""
+    require(actor, Permission.MATCHES_DECIDE)
+    _check_decision(decision, note)
+    if left == right:
+        raise InputRejected("a record is always the same customer as itself")
+    for key in (left, right):
+        if not record_store.source_record_versions(conn, *key):
+            raise NotFound(f"no record {key[1]!r} in {key[0]!r}")
+    pair = store.ordered(left, right)
+    now = utcnow()
+    store.record_decision(conn, pair, decision=decision, note=note, actor=actor.label, at=now)
+    store.close_reviews(conn, [pair], now)
+    record(
+        conn,
+        actor.label,
+        [
+            AuditEvent(
+                AuditAction.MATCH_DECIDED,
+                "pair",
+                _pair_label(pair),
+                {"decision": decision, "note": note},
+            )
+        ],
+    )
+    return {"left": list(pair[0]), "right": list(pair[1]), "decision": decision, "note": note}
+
+
+def split(
+    conn: Connection, actor: Actor, golden_id: str, records: list[Key], note: str = ""
+) -> dict[str, Any]:
+    """Split `records` out of a customer: each is decided different from every member
+    that stays; the records split out stay together. `conn` must be writing."""
+    require(actor, Permission.MATCHES_DECIDE)
+    row = golden_store.get(conn, golden_id)
+    if row is None or row["status"] != "active":
+        raise NotFound(f"no active customer {golden_id!r}")
+    members = [(m["system"], m["source_id"]) for m in golden_store.members(conn, golden_id)]
+    leaving = list(dict.fromkeys(records))
+    unknown = [key for key in leaving if key not in members]
+    if unknown:
+        raise InputRejected(
+            f"{', '.join(f'{s}:{i}' for s, i in unknown)} not in {golden_id}",
+            hint="the members are listed by `accord show DIR " + golden_id + "`",
+        )
+    staying = [key for key in members if key not in leaving]
+    if not leaving or not staying:
+        raise InputRejected("split out at least one member, and leave at least one")
+    decisions = [
+        decide_pair(
+            conn, actor, out, stay, decision="different", note=note or f"split from {golden_id}"
+        )
+        for out in leaving
+        for stay in staying
+    ]
+    decisions += [
+        decide_pair(
+            conn, actor, a, b, decision="same", note=note or f"split from {golden_id} together"
+        )
+        for i, a in enumerate(leaving)
+        for b in leaving[i + 1 :]
+    ]
+    return {
+        "golden_id": golden_id,
+        "split_out": [list(k) for k in leaving],
+        "decisions": len(decisions),
+    }
+
+
+def _check_decision(decision: str, note: str) -> None:
+    if decision not in DECISIONS:
+        raise InputRejected(f"decision must be 'same' or 'different', not {decision!r}")
+    if len(note) > MAX_NOTE_CHARS:
+        raise InputRejected(f"a note is at most {MAX_NOTE_CHARS} characters")
+
+
+def _keys(item: dict[str, Any]) -> tuple[Key, Key]:
+    return (
+        (item["left_system"], item["left_source_id"]),
+        (item["right_system"], item["right_source_id"]),
+    )
+
+
+def _pair(item: dict[str, Any]) -> tuple[Key, Key]:
+    return store.ordered(*_keys(item))
+
+
+def _pair_label(pair: tuple[Key, Key]) -> str:
+    return f"{pair[0][0]}:{pair[0][1]}|{pair[1][0]}:{pair[1][1]}"[:256]
+
+
+def _summary(item: dict[str, Any]) -> dict[str, Any]:
+    left, right = _keys(item)
+    return {
+        "id": item["id"],
+        "left": {"system": left[0], "source_id": left[1]},
+        "right": {"system": right[0], "source_id": right[1]},
+        "probability": item["probability"],
+        "match_weight": item["match_weight"],
+        "reason": item["reason"],
+        "status": item["status"],
+        "first_seen_at": item["first_seen_at"],
+        "updated_at": item["updated_at"],
+    }
+
+
+def _record(conn: Connection, key: Key) -> dict[str, Any]:
+    versions = record_store.source_record_versions(conn, *key)
+    link = golden_store.crosswalk_of(conn, *key)
+    latest = versions[0] if versions else {}
+    return {
+        "system": key[0],
+        "source_id": key[1],
+        "data": latest.get("data"),
+        "golden": link,
+    }

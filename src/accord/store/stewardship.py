@@ -1,0 +1,151 @@
+"""The review queue and steward decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select, tuple_, update
+
+from accord.store.dialect import upsert
+from accord.store.tables import match_decision, match_review
+
+Key = tuple[str, str]  # (system, source id)
+Pair = tuple[Key, Key]
+PAIR_COLUMNS = ["left_system", "left_source_id", "right_system", "right_source_id"]
+WRITE_BATCH = 1000
+
+
+def ordered(a: Key, b: Key) -> Pair:
+    """A pair in its stored order: the smaller key on the left."""
+    return (a, b) if a <= b else (b, a)
+
+
+def _pair_of(row: Any) -> Pair:
+    return (row.left_system, row.left_source_id), (row.right_system, row.right_source_id)
+
+
+def _pair_values(pair: Pair) -> dict[str, str]:
+    (left_system, left_id), (right_system, right_id) = ordered(*pair)
+    return {
+        "left_system": left_system,
+        "left_source_id": left_id,
+        "right_system": right_system,
+        "right_source_id": right_id,
+    }
+
+
+# ---- decisions
+
+
+def decisions(conn: Connection) -> dict[Pair, str]:
+    """Every decision in force: pair -> "same" or "different"."""
+    rows = conn.execute(select(match_decision))
+    return {_pair_of(r): r.decision for r in rows}
+
+
+def record_decision(
+    conn: Connection, pair: Pair, *, decision: str, note: str, actor: str, at: datetime
+) -> None:
+    """Decide a pair (a later decision about the same pair replaces the earlier one)."""
+    row = _pair_values(pair) | {
+        "decision": decision,
+        "note": note,
+        "decided_by": actor,
+        "decided_at": at,
+    }
+    upsert(conn, match_decision, [row], PAIR_COLUMNS)
+
+
+def decision_of(conn: Connection, pair: Pair) -> dict[str, Any] | None:
+    values = _pair_values(pair)
+    row = conn.execute(
+        select(match_decision).where(
+            *(match_decision.c[name] == value for name, value in values.items())
+        )
+    ).first()
+    return None if row is None else dict(row._mapping)
+
+
+# ---- the review queue
+
+
+def sync_reviews(conn: Connection, items: Sequence[dict[str, Any]], at: datetime) -> dict[str, int]:
+    """Make the open queue what the latest resolve found: new pairs are added, pairs
+    still uncertain are refreshed, open pairs no longer uncertain are withdrawn. Pairs a
+    steward already decided are not queued again. Returns counts."""
+    decided = set(decisions(conn))
+    wanted: dict[Pair, dict[str, Any]] = {}
+    for item in items:
+        pair = ordered(item["left"], item["right"])
+        if pair not in decided:
+            wanted[pair] = item
+    existing = {
+        _pair_of(r): (r.id, r.status)
+        for r in conn.execute(
+            select(match_review.c.id, match_review.c.status, *match_review.c[*PAIR_COLUMNS])
+        )
+    }
+    rows = [
+        _pair_values(pair)
+        | {
+            "probability": item["probability"],
+            "match_weight": item.get("weight"),
+            "reason": item["reason"],
+            "explanation": item.get("explanation") or {},
+            "status": "open",
+            "first_seen_at": at,
+            "updated_at": at,
+        }
+        for pair, item in wanted.items()
+        if existing.get(pair, (None, None))[1] != "decided"
+    ]
+    for start in range(0, len(rows), WRITE_BATCH):
+        batch = rows[start : start + WRITE_BATCH]
+        upsert(conn, match_review, batch, PAIR_COLUMNS, keep=("first_seen_at",))
+    new = sum(1 for pair in wanted if pair not in existing)
+    gone = [
+        review_id
+        for pair, (review_id, status) in existing.items()
+        if status == "open" and pair not in wanted
+    ]
+    for start in range(0, len(gone), WRITE_BATCH):
+        conn.execute(
+            update(match_review)
+            .where(match_review.c.id.in_(gone[start : start + WRITE_BATCH]))
+            .values(status="withdrawn", updated_at=at)
+        )
+    return {"queued": len(rows), "new": new, "withdrawn": len(gone)}
+
+
+def list_reviews(
+    conn: Connection, status: str = "open", limit: int = 50, offset: int = 0
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of the queue, most likely matches first, and the total."""
+    query = select(match_review).where(match_review.c.status == status)
+    total = conn.execute(
+        select(func.count()).select_from(match_review).where(match_review.c.status == status)
+    ).scalar_one()
+    rows = conn.execute(
+        query.order_by(match_review.c.probability.desc(), match_review.c.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [dict(r._mapping) for r in rows], int(total)
+
+
+def get_review(conn: Connection, review_id: int) -> dict[str, Any] | None:
+    row = conn.execute(select(match_review).where(match_review.c.id == review_id)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def close_reviews(conn: Connection, pairs: Sequence[Pair], at: datetime) -> None:
+    """Mark the reviews of these pairs decided."""
+    keys = [tuple(_pair_values(pair).values()) for pair in pairs]
+    for start in range(0, len(keys), WRITE_BATCH):
+        conn.execute(
+            update(match_review)
+            .where(tuple_(*match_review.c[*PAIR_COLUMNS]).in_(keys[start : start + WRITE_BATCH]))
+            .values(status="decided", updated_at=at)
+        )
