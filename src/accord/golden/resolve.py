@@ -144,11 +144,14 @@ def _write(
     """Keep golden ids, write changed golden records and links, retire ids, audit."""
     current = golden_store.crosswalk_map(conn)
     fingerprints = golden_store.active_fingerprints(conn)
+    previous_ids = golden_store.previous_ids(conn)
     ids = assign_ids(
         keys,
         {key: link[0] for key, link in current.items()},
         lambda n: golden_store.allocate_ids(conn, n),
         known_ids=set(fingerprints),
+        previous=dict(previous_ids),
+        restorable=golden_store.merged_ids(conn),
     )
     inserts, updates, events = [], [], []
     changed_ids = [
@@ -186,7 +189,9 @@ def _write(
             if probability is not None:
                 proof["probability"] = round(probability, 6)
             report.assignment[key] = golden_id
-            if current.get(key) != (golden_id, rule, proof):
+            was = current.get(key)
+            if was != (golden_id, rule, proof):
+                moved = was is not None and was[0] != golden_id
                 links.append(
                     {
                         "system": key[0],
@@ -195,6 +200,9 @@ def _write(
                         "rule": rule,
                         "score": probability,
                         "evidence": proof,
+                        "previous_golden_id": (
+                            was[0] if was is not None and moved else previous_ids.get(key)
+                        ),
                     }
                 )
     for start in range(0, len(links), WRITE_BATCH):
@@ -205,6 +213,10 @@ def _write(
         for old, new in sorted(ids.merged.items())
     ]
     events += [AuditEvent(AuditAction.GOLDEN_RETIRED, "golden", old) for old in sorted(ids.retired)]
+    events += [
+        AuditEvent(AuditAction.GOLDEN_RESTORED, "golden", restored)
+        for restored in sorted(ids.restored)
+    ]
     report.merged, report.retired = len(ids.merged), len(ids.retired)
     report.golden_records = len(keys)
     events.append(

@@ -30,6 +30,7 @@ class AuditAction(StrEnum):
     GOLDEN_UPDATED = "golden.updated"
     GOLDEN_MERGED = "golden.merged"
     GOLDEN_RETIRED = "golden.retired"
+    GOLDEN_RESTORED = "golden.restored"
     MATCH_DECIDED = "match.decided"
     USER_CREATED = "user.created"
     USER_SIGNED_IN = "user.signed_in"

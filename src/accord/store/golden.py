@@ -44,6 +44,22 @@ def crosswalk_map(conn: Connection) -> dict[Key, tuple[str, str, dict[str, Any]]
     return {(r.system, r.source_id): (r.golden_id, r.rule, r.evidence) for r in rows}
 
 
+def previous_ids(conn: Connection) -> dict[Key, str]:
+    """(system, source id) -> the golden id the record had before its last move."""
+    rows = conn.execute(
+        select(crosswalk.c.system, crosswalk.c.source_id, crosswalk.c.previous_golden_id).where(
+            crosswalk.c.previous_golden_id.is_not(None)
+        )
+    )
+    return {(r.system, r.source_id): r.previous_golden_id for r in rows}
+
+
+def merged_ids(conn: Connection) -> set[str]:
+    """Golden ids merged into others: a split may bring one back."""
+    rows = conn.execute(select(golden_record.c.golden_id).where(golden_record.c.status == "merged"))
+    return {r.golden_id for r in rows}
+
+
 def active_fingerprints(conn: Connection) -> dict[str, str]:
     rows = conn.execute(
         select(golden_record.c.golden_id, golden_record.c.fingerprint).where(

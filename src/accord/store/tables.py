@@ -160,6 +160,8 @@ crosswalk = Table(
     Column("evidence", Document, nullable=False),
     Column("decided_by", String(200), nullable=False),
     Column("decided_at", UTCDateTime, nullable=False),
+    # the golden id the record had before its last move: a split restores it if it can
+    Column("previous_golden_id", String(32)),
     Index(None, "golden_id"),
 )
 

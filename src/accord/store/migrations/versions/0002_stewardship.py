@@ -1,4 +1,4 @@
-"""stewardship: the review queue and steward decisions
+"""stewardship: the review queue, steward decisions, a record's previous golden id
 
 Revision ID: 0002
 Revises: 0001
@@ -30,6 +30,8 @@ def _pair_columns() -> list[sa.Column]:  # type: ignore[type-arg]
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("crosswalk", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("previous_golden_id", sa.String(length=32), nullable=True))
     op.create_table(
         "match_review",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -76,3 +78,5 @@ def downgrade() -> None:
     with op.batch_alter_table("match_review", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_match_review_status_probability"))
     op.drop_table("match_review")
+    with op.batch_alter_table("crosswalk", schema=None) as batch_op:
+        batch_op.drop_column("previous_golden_id")
