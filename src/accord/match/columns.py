@@ -123,6 +123,7 @@ class Columns:
             self._raw[name] = array
         self._values: dict[str, ObjectArray] = {}
         self._codes: dict[str, IntArray] = {}
+        self._distinct: dict[str, list[str]] = {}
         self._frequency: dict[str, FloatArray] = {}
         self._numbers: dict[str, FloatArray] = {}
         self._points: dict[str, FloatArray] = {}
@@ -149,12 +150,9 @@ class Columns:
             if base not in self._raw:
                 raise KeyError(ref)
             return self._raw[base]
-        derive = derivation(derived)
-        if derive is None:
-            raise KeyError(ref)
-        codes, distinct = self._factorize(base)
+        codes, distinct = self._factorize(ref)
         mapped = np.empty(len(distinct) + 1, dtype=object)
-        mapped[:-1] = [derive(v) for v in distinct]
+        mapped[:-1] = distinct
         mapped[-1] = None
         out: ObjectArray = mapped[codes]  # code -1 picks the trailing None
         self._values[ref] = out
@@ -162,20 +160,35 @@ class Columns:
 
     def codes(self, ref: str) -> IntArray:
         """Equal values, equal codes; -1 where there is no value."""
-        if ref not in self._codes:
-            self._codes[ref] = self._factorize(ref)[0]
-        return self._codes[ref]
+        return self._factorize(ref)[0]
 
     def _factorize(self, ref: str) -> tuple[IntArray, list[str]]:
-        values = self.values(ref)
+        """Codes per record and the distinct values they stand for. A plain column is
+        read once; a derived one is worked out on its base's distinct values only."""
+        if ref in self._distinct:
+            return self._codes[ref], self._distinct[ref]
+        base, derived = split_ref(ref)
         seen: dict[str, int] = {}
-        codes = np.fromiter(
-            (-1 if v is None else seen.setdefault(v, len(seen)) for v in values),
-            dtype=np.int64,
-            count=len(values),
-        )
-        self._codes[ref] = codes
-        return codes, list(seen)
+        if derived is None:
+            values = self.values(ref)
+            codes = np.fromiter(
+                (-1 if v is None else seen.setdefault(v, len(seen)) for v in values),
+                dtype=np.int64,
+                count=len(values),
+            )
+        else:
+            derive = derivation(derived)
+            if derive is None:
+                raise KeyError(ref)
+            base_codes, base_distinct = self._factorize(base)
+            table = np.empty(len(base_distinct) + 1, dtype=np.int64)
+            for position, value in enumerate(base_distinct):
+                result = derive(value)
+                table[position] = -1 if result is None else seen.setdefault(result, len(seen))
+            table[-1] = -1  # no base value, no derived value
+            codes = table[base_codes]
+        self._codes[ref], self._distinct[ref] = codes, list(seen)
+        return codes, self._distinct[ref]
 
     def frequency(self, ref: str) -> FloatArray:
         """Per record, the share of records with a value that have this value (0 if none)."""

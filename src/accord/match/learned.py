@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -42,8 +42,9 @@ SCORE_CHUNK = 2_000_000  # pairs scored at once: bounds the memory of the level 
 SYSTEM_COLUMN = "@system"
 
 
-@dataclass(frozen=True)
-class ScoredLink:
+class ScoredLink(NamedTuple):
+    """A link or a pair for review (a named tuple: millions are made at scale)."""
+
     left: int
     right: int
     rule: str  # a deterministic rule's name, or "model"
@@ -194,11 +195,11 @@ class LearnedEngine:
         pairs = np.array([(link.left, link.right) for link in candidates], dtype=np.int64)
         pairs = pairs.reshape(-1, 2)
         roots = component_labels(size, pairs[:, 0], pairs[:, 1])
-        flagged = self._contradicting(columns, comparisons, systems, roots)
+        flagged, known = self._contradicting(columns, comparisons, systems, roots)
         guard = GuardedClusters(
             size,
             self._guarded_values(columns, systems),
-            _contradiction_test(columns, comparisons),
+            _contradiction_test(columns, comparisons, known),
             {SYSTEM_COLUMN: frozenset(self.model.one_per_system)} if systems is not None else None,
         )
         links: list[ScoredLink] = []
@@ -220,13 +221,14 @@ class LearnedEngine:
         comparisons: Sequence[CompiledComparison],
         systems: Sequence[str] | None,
         roots: IntArray,
-    ) -> npt.NDArray[np.bool_]:
-        """Per root, whether its component holds values that contradict each other."""
+    ) -> tuple[npt.NDArray[np.bool_], dict[tuple[str, str, str], bool]]:
+        """Per root, whether its component holds values that contradict each other; and,
+        for the components that do, which pairs of values contradict."""
         flagged = np.zeros(len(roots), dtype=bool)
         in_cluster = np.bincount(roots, minlength=len(roots))[roots] > 1
         by_column = {c.config.column: c for c in comparisons}
-        guarded: list[tuple[IntArray, CompiledComparison | None]] = [
-            (columns.codes(ref), by_column.get(ref))
+        guarded: list[tuple[str, IntArray, CompiledComparison | None]] = [
+            (ref, columns.codes(ref), by_column.get(ref))
             for ref in self.config.conflicts
             if columns.has(ref)
         ]
@@ -239,7 +241,8 @@ class LearnedEngine:
             width = int(codes.max(initial=0)) + 1
             keys, counts = np.unique(roots[records] * width + codes[records], return_counts=True)
             flagged[keys[counts > 1] // width] = True
-        for codes, comparison in guarded:
+        checked = []
+        for ref, codes, comparison in guarded:
             records = np.flatnonzero(in_cluster & (codes >= 0))
             # one record per distinct value per component, then every pair of those
             key = roots[records] * (int(codes.max(initial=0)) + 1) + codes[records]
@@ -253,7 +256,21 @@ class LearnedEngine:
             else:
                 contradicting = comparison.levels(left, right) == comparison.else_level
             flagged[roots[left[contradicting]]] = True
-        return flagged
+            checked.append((ref, left, right, contradicting))
+        # what was found here, for the pairs of values the guard will ask about again
+        known: dict[tuple[str, str, str], bool] = {}
+        for ref, left, right, contradicting in checked:
+            values = columns.values(ref)
+            ask = flagged[roots[left]]
+            for a, b, verdict in zip(
+                values[left[ask]].tolist(),
+                values[right[ask]].tolist(),
+                contradicting[ask].tolist(),
+                strict=True,
+            ):
+                low, high = sorted((str(a), str(b)))
+                known[(ref, low, high)] = bool(verdict)
+        return flagged, known
 
     def _guarded_values(
         self, columns: Columns, systems: Sequence[str] | None
@@ -368,13 +385,16 @@ def _jaro_winkler(a: str, b: str) -> float:
 
 
 def _contradiction_test(
-    columns: Columns, comparisons: Sequence[CompiledComparison]
+    columns: Columns,
+    comparisons: Sequence[CompiledComparison],
+    known: dict[tuple[str, str, str], bool] | None = None,
 ) -> Callable[[str, int, int], bool]:
     """Two values of a guarded column contradict when the comparison on that column puts
     them at its `else` level (a typo is not a contradiction); without a comparison, when
-    they differ."""
+    they differ. The verdict depends on the two values only, so it is kept per pair of
+    values; `known` holds verdicts already worked out."""
     by_column = {c.config.column: c for c in comparisons}
-    seen: dict[tuple[str, str, str], bool] = {}
+    seen: dict[tuple[str, str, str], bool] = dict(known or {})
 
     def contradicts(column: str, a: int, b: int) -> bool:
         comparison = by_column.get(column)
