@@ -138,12 +138,22 @@ def _labels(clusters: list[list[int]]) -> dict[int, int]:
 def test_quality_against_the_truth(people: People, result: LearnedResult) -> None:
     assert people.size > 3_500
     scores = pairwise_scores(_labels(result.clusters), dict(enumerate(people.truth)))
-    # measured on this data (seed 7): precision 1.0, recall 0.972, F1 0.986
+    # measured on this data (seed 7): precision 1.0, recall 0.938, F1 0.968 (the prior
+    # is estimated over all pairs: 2,362 expected matching pairs against 2,397 true ones)
     assert scores.precision >= 0.99
-    assert scores.recall >= 0.95
-    assert scores.f1 >= 0.97
+    assert scores.recall >= 0.92
+    assert scores.f1 >= 0.96
     assert result.blocking["estimated_recall"] is not None
     assert 0.9 <= result.blocking["estimated_recall"] <= 1.0
+
+
+def test_the_prior_is_close_to_the_true_share_of_matching_pairs(
+    people: People, result: LearnedResult
+) -> None:
+    assert result.params is not None
+    true_pairs = pairwise_scores(dict(enumerate(people.truth)), dict(enumerate(people.truth)))
+    expected = result.params.training["expected_matches"]
+    assert abs(expected - true_pairs.true_pairs) <= 0.1 * true_pairs.true_pairs
 
 
 def test_every_record_is_in_exactly_one_cluster(people: People, result: LearnedResult) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
@@ -15,6 +16,7 @@ from accord.match.model import (
     EPSILON,
     ModelParams,
     Session,
+    combine,
     estimate_u,
     expectation_maximisation,
     fresh_params,
@@ -84,18 +86,23 @@ def train(
             never.append(p.name)
 
     say("estimating how often two records are one customer")
-    blocked_prior, iterations, converged = _blocked_prior(
-        params, comparisons, config, blocked=blocked, u_arrays=u_arrays, never=never, rng=rng
+    params.prior, iterations, converged = _prior(
+        params,
+        comparisons,
+        config,
+        blocked=blocked,
+        u_arrays=u_arrays,
+        never=never,
+        rng=rng,
+        possible=possible,
     )
-    expected_matches = blocked_prior * len(blocked)
-    params.prior = float(np.clip(expected_matches / possible, EPSILON / 1000, 0.5))
+    expected_matches = params.prior * possible
     params.training = {
         "records": size,
         "possible_pairs": possible,
         "blocked_pairs": len(blocked),
         "u_sample_pairs": len(sample[0]),
         "sessions": [asdict(s) for s in sessions],
-        "blocked_prior": round(blocked_prior, 6),
         "prior_iterations": iterations,
         "prior_converged": converged,
         "expected_matches": round(expected_matches, 1),
@@ -165,7 +172,7 @@ def _sessions(
     return sessions, estimates
 
 
-def _blocked_prior(
+def _prior(
     params: ModelParams,
     comparisons: Sequence[CompiledComparison],
     config: ModelConfig,
@@ -174,6 +181,7 @@ def _blocked_prior(
     u_arrays: list[FloatArray],
     never: list[str],
     rng: np.random.Generator,
+    possible: int,
 ) -> tuple[float, int, bool]:
     """The share of blocked pairs that are matches, by EM with m and u held. Comparisons
     no session could estimate (every blocking rule reads their columns) are learned here,
@@ -184,7 +192,7 @@ def _blocked_prior(
         chosen = rng.choice(len(left), training.max_pairs_per_session, replace=False)
         left, right = left[chosen], right[chosen]
     levels = level_matrix(comparisons, left, right)
-    m_all, blocked_prior, iterations, converged = expectation_maximisation(
+    m_all, _, iterations, converged = expectation_maximisation(
         levels,
         [np.asarray(p.m) for p in params.comparisons],
         u_arrays,
@@ -196,4 +204,29 @@ def _blocked_prior(
     )
     for p, learned in zip(params.comparisons, m_all, strict=True):
         p.m = learned.tolist()
-    return blocked_prior, iterations, converged
+    weights = combine(
+        np.column_stack([p.weights()[levels[:, c]] for c, p in enumerate(params.comparisons)]),
+        group_indexes([c.name for c in comparisons], config.correlated),
+    )
+    return global_prior(weights, len(blocked) / max(len(left), 1), possible), iterations, converged
+
+
+def global_prior(
+    weights: FloatArray, scale: float, possible: int, max_iterations: int = 200
+) -> float:
+    """The chance that two random records are one customer: the fixed point of
+    lambda = (expected matches among all pairs) / (all pairs), where the expected matches
+    are the match probabilities of the blocked pairs (`weights` of a sample of them,
+    each standing for `scale` pairs) under that same lambda, and pairs no blocking rule
+    lets through count as non-matches. This is EM for lambda over every pair, with m and
+    u held. (EM over the blocked pairs alone overstates it: inside a block on postcode,
+    agreeing on postcode looks like evidence for every pair.)"""
+    prior = min(0.5, max(len(weights) * scale / max(possible, 1), EPSILON / 1000))
+    for _ in range(max_iterations):
+        logit = math.log2(prior / (1 - prior))
+        expected = float((1.0 / (1.0 + np.exp2(-np.clip(logit + weights, -60, 60)))).sum())
+        updated = min(0.5, max(expected * scale / max(possible, 1), EPSILON / 1000))
+        if abs(updated - prior) <= 1e-4 * prior:
+            return updated
+        prior = updated
+    return prior
