@@ -7,7 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from accord.config.loader import Project, load_project
+from accord.config.loader import PROJECT_FILE, Project, load_project
+from accord.errors import Problem, ProjectInvalid
 from accord.settings import Settings
 from accord.store.engine import default_database_url, make_engine
 from accord.store.migrate import upgrade
@@ -29,7 +30,18 @@ class Workspace:
 
 
 def open_workspace(root: Path, settings: Settings | None = None) -> Workspace:
-    """Open the store of the project at `root`, creating or upgrading its schema."""
+    """Open the store of the project at `root`, creating or upgrading its schema. A
+    folder without accord.yaml is refused before anything is created in it."""
+    if not (root / PROJECT_FILE).is_file():
+        raise ProjectInvalid(
+            [
+                Problem(
+                    str(root.resolve() / PROJECT_FILE),
+                    "no accord.yaml here: this is not a project folder",
+                    "check the folder, or create a project with `accord init DIR`",
+                )
+            ]
+        )
     settings = settings or Settings()
     engine = make_engine(settings.database_url or default_database_url(root))
     upgrade(engine)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from accord.cli.output import (
     activity,
@@ -155,7 +156,7 @@ def _resolve(workspace: Workspace) -> ResolveReport:
     for block in report.oversized_blocks:
         errors.print(
             f"[yellow]warning:[/] rule {block.rule}: {block.size:,} records share "
-            f"{block.key!r}; the block was skipped (match.max_block_size)"
+            f"{escape(repr(block.key))}; the block was skipped (match.max_block_size)"
         )
     return report
 
@@ -217,8 +218,9 @@ def match_run(
     console.print(table("Matched", ["", "value"], rows))
     for block in report.oversized_blocks:
         errors.print(
-            f"[yellow]warning:[/] blocking rule {block['rule']}: {block['size']:,} records share "
-            f"{block['key']!r}; the block was skipped (raise max_block_size to compare them)"
+            f"[yellow]warning:[/] blocking rule {block['rule']}: {block['size']:,} records "
+            f"share {escape(repr(block['key']))}; the block was skipped (raise "
+            "max_block_size to compare them)"
         )
     console.print(f"results in {out}/: clusters.csv, pairs.csv, model.json, report.json")
 
@@ -322,7 +324,9 @@ def review_show(
             console.print("* correlated: only the strongest agreement of the group counts")
     if item["decision"]:
         decision = item["decision"]
-        console.print(f"decided [bold]{decision['decision']}[/] by {decision['decided_by']}")
+        console.print(
+            f"decided [bold]{decision['decision']}[/] by {escape(decision['decided_by'])}"
+        )
 
 
 @review_app.command("decide")
@@ -344,8 +348,34 @@ def review_decide(
     with writing(workspace.engine) as conn:
         decided = service.decide(conn, cli_actor(), review_id, decision, note)
     console.print(
-        f"decided [bold]{decided['decision']}[/]: {':'.join(decided['left'])} and "
-        f"{':'.join(decided['right'])}"
+        f"decided [bold]{decided['decision']}[/]: {escape(':'.join(decided['left']))} and "
+        f"{escape(':'.join(decided['right']))}"
+    )
+    _after_decision(workspace, then_resolve=then_resolve)
+
+
+@review_app.command("decide-pair")
+@reports_errors
+def review_decide_pair(
+    directory: ProjectDir,
+    left: Annotated[str, typer.Argument(help="SYSTEM:SOURCE_ID of one record")],
+    right: Annotated[str, typer.Argument(help="SYSTEM:SOURCE_ID of the other")],
+    decision: Annotated[str, typer.Argument(help="same or different")],
+    note: Annotated[str, typer.Option(help="why, for the audit log")] = "",
+    then_resolve: Annotated[
+        bool, typer.Option("--resolve/--no-resolve", help="resolve now so the decision shows")
+    ] = False,
+) -> None:
+    """Decide any pair of records, queued or not. Every later resolve honours it."""
+    from accord.steward import service  # noqa: PLC0415
+
+    workspace = open_workspace(directory)
+    keys = _record_key(left), _record_key(right)
+    with writing(workspace.engine) as conn:
+        decided = service.decide_pair(conn, cli_actor(), *keys, decision=decision, note=note)
+    console.print(
+        f"decided [bold]{decided['decision']}[/]: {escape(':'.join(decided['left']))} and "
+        f"{escape(':'.join(decided['right']))}"
     )
     _after_decision(workspace, then_resolve=then_resolve)
 
@@ -404,7 +434,7 @@ def show(
             f"{golden_id} is {customer['status']}" + (f": see [bold]{target}[/]" if target else "")
         )
         return
-    console.print(f"[bold]{customer['display_name']}[/]  {golden_id}")
+    console.print(f"[bold]{escape(customer['display_name'])}[/]  {golden_id}")
     lineage = customer["lineage"]
     console.print(
         table(

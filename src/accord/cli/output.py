@@ -125,11 +125,13 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
 
 
 def _cell(value: Any) -> str:
+    """A table cell: numbers formatted, text escaped (values come from source systems,
+    and `[b]` in a street name is text, not a style)."""
     if isinstance(value, float):
         return f"{value:,.3f}"
     if isinstance(value, int):
         return f"{value:,}"
-    return "" if value is None else str(value)
+    return "" if value is None else escape(str(value))
 
 
 @contextmanager

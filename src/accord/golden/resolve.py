@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -21,7 +21,7 @@ from accord.digest import digest
 from accord.golden.ids import assign_ids
 from accord.golden.survivorship import Member, Survivorship
 from accord.govern.audit import AuditAction, AuditEvent, record
-from accord.match import Link, MatchRecord, build_matcher
+from accord.match import Link, Matcher, MatchRecord, build_matcher
 from accord.match.clusters import clusters as connected
 from accord.match.decisions import Decision, apply_decisions
 from accord.match.features import features_of
@@ -84,7 +84,8 @@ def resolve(
         MatchRecord((m.system, m.source_id), m.data.get("kind"), features_of(m.data))
         for m in members
     ]
-    result = build_matcher(project.config.match).link(match_records)
+    matcher = build_matcher(project.config.match)
+    result = matcher.link(match_records)
     index = {(m.system, m.source_id): i for i, m in enumerate(members)}
     links, held = apply_decisions(
         len(members),
@@ -109,7 +110,7 @@ def resolve(
             "reason": link.reason or "uncertain",
             "explanation": link.explanation,
         }
-        for link in [*result.review, *held]
+        for link in [*result.review, *_explained(matcher, held)]
     ]
 
     clock.start("cluster")
@@ -268,6 +269,18 @@ def display_name(data: dict[str, Any]) -> str:
     else:
         parts = [data.get("given_name"), data.get("family_name")]
     return " ".join(str(p) for p in parts if p) or data.get("email") or "(no name)"
+
+
+def _explained(matcher: Matcher, links: list[Link]) -> list[Link]:
+    """The links, each with the matcher's explanation if it has none yet."""
+    missing = [i for i, link in enumerate(links) if link.explanation is None]
+    if not missing:
+        return links
+    found = matcher.explain([(links[i].left, links[i].right) for i in missing])
+    out = list(links)
+    for i, explanation in zip(missing, found, strict=True):
+        out[i] = replace(links[i], explanation=explanation)
+    return out
 
 
 def _evidence(

@@ -56,6 +56,11 @@ class Matcher(Protocol):
         """Every link found among `records`; pairs already linked may be left out."""
         ...
 
+    def explain(self, pairs: Sequence[tuple[int, int]]) -> list[dict[str, Any] | None]:
+        """After `link`, an explanation per pair of record indexes (None if the engine
+        has none to give)."""
+        ...
+
 
 def build_matcher(config: MatchConfig) -> Matcher:
     """The matcher the project's match settings ask for."""

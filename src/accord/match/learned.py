@@ -437,6 +437,19 @@ class LearnedMatcher:
     def __init__(self, config: MatchConfig, progress: Progress | None = None) -> None:
         self.engine = LearnedEngine(config)
         self.progress = progress
+        self._last: tuple[ModelParams | None, Columns] | None = None
+
+    def explain(self, pairs: Sequence[tuple[int, int]]) -> list[dict[str, Any] | None]:
+        """Explanations of pairs of the records last linked, with the model learned then."""
+        if self._last is None or not pairs:
+            return [None] * len(pairs)
+        params, columns = self._last
+        if params is None:
+            return [None] * len(pairs)
+        comparisons = [CompiledComparison(c, columns) for c in self.engine.model.comparisons]
+        left = np.array([a for a, _ in pairs], dtype=np.int64)
+        right = np.array([b for _, b in pairs], dtype=np.int64)
+        return list(explain_pairs(params, comparisons, columns, left, right))
 
     def link(self, records: Sequence[MatchRecord]) -> MatchResult:
         names = sorted({*FEATURES, "kind"} | {n for record in records for n in record.features})
@@ -456,6 +469,7 @@ class LearnedMatcher:
             progress=self.progress,
             explain_review=True,
         )
+        self._last = (result.params, columns)
         return MatchResult(
             links=[_as_link(link) for link in result.links],
             pairs_compared=result.pairs_scored,

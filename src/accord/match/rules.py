@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from itertools import combinations
+from typing import Any
 
 from accord.config.matching import MatchConfig, MatchRule
 from accord.match.clusters import DisjointSet
@@ -41,6 +42,10 @@ class RuleMatcher:
                         joined.union(left, right)
                         result.links.append(Link(left, right, rule.name))
         return result
+
+    def explain(self, pairs: Sequence[tuple[int, int]]) -> list[dict[str, Any] | None]:
+        """Rules say which rule linked a pair; they weigh no evidence to explain."""
+        return [None] * len(pairs)
 
     @staticmethod
     def _blocks(

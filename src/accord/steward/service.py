@@ -26,6 +26,7 @@ DecisionKind = Literal["same", "different"]
 DECISIONS: tuple[str, ...] = ("same", "different")
 MAX_PAGE = 200
 MAX_NOTE_CHARS = 2000
+MAX_ID = 2**63 - 1  # review ids are 64-bit
 Key = tuple[str, str]
 
 
@@ -56,7 +57,7 @@ def review(conn: Connection, actor: Actor, review_id: int) -> dict[str, Any]:
     """One pair: both records as they are now, their customers, the explanation, and
     the decision if there is one."""
     require(actor, Permission.MATCHES_READ)
-    item = store.get_review(conn, review_id)
+    item = store.get_review(conn, review_id) if 0 < review_id <= MAX_ID else None
     if item is None:
         raise NotFound(f"no review {review_id}", hint="list the queue for the ids")
     out = _summary(item) | {"explanation": item["explanation"]}
@@ -70,13 +71,13 @@ def decide(
 ) -> dict[str, Any]:
     """Decide a queued pair; `conn` must be writing. Returns the decision."""
     require(actor, Permission.MATCHES_DECIDE)
-    item = store.get_review(conn, review_id)
+    item = store.get_review(conn, review_id) if 0 < review_id <= MAX_ID else None
     if item is None:
         raise NotFound(f"no review {review_id}", hint="list the queue for the ids")
     if item["status"] == "withdrawn":
         raise Conflict(
             f"review {review_id} was withdrawn: the latest resolve no longer doubts this pair",
-            hint="decide a pair directly with `accord review decide-pair` if you must",
+            hint="to decide it anyway: `accord review decide-pair DIR SYS:ID SYS:ID ...`",
         )
     return decide_pair(conn, actor, *_keys(item), decision=decision, note=note)
 
