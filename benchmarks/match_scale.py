@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -24,17 +25,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from pipeline import machine  # noqa: E402  (benchmarks share the machine description)
-
-from accord.config.loader import load_project  # noqa: E402
-from accord.demo.generator import generate  # noqa: E402
-from accord.demo.run import inputs, read_truth, write_project  # noqa: E402
-from accord.intake.mapping import MappedRecord, RecordMapper  # noqa: E402
-from accord.intake.readers import SourceFile  # noqa: E402
-from accord.match.columns import Columns  # noqa: E402
-from accord.match.evaluate import bcubed_scores, pairwise_scores  # noqa: E402
-from accord.match.features import FEATURES, features_of  # noqa: E402
-from accord.match.learned import LearnedEngine  # noqa: E402
+from accord.config.loader import load_project
+from accord.demo.generator import generate
+from accord.demo.run import inputs, read_truth, write_project
+from accord.intake.mapping import MappedRecord, RecordMapper
+from accord.intake.readers import SourceFile
+from accord.match.columns import Columns
+from accord.match.evaluate import bcubed_scores, pairwise_scores
+from accord.match.features import FEATURES, features_of
+from accord.match.learned import LearnedEngine
+from pipeline import machine
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -52,6 +52,7 @@ def main() -> None:
 
     seconds: dict[str, float] = {}
     memory: dict[str, float] = {}
+    load_at_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "project"
         write_project(root)
@@ -75,7 +76,9 @@ def main() -> None:
         columns = Columns(table, len(keys))
         del table
         engine = LearnedEngine(project.config.match)
-        result = engine.run(columns, systems=systems, progress=lambda s: print("  ..", s, flush=True))
+        result = engine.run(
+            columns, systems=systems, progress=lambda s: print("  ..", s, flush=True)
+        )
         seconds["match_total"] = time.perf_counter() - started
         memory["peak_mib"] = peak_mib()
 
@@ -108,13 +111,28 @@ def main() -> None:
         "blocking": result.blocking,
         "oversized_blocks": len(result.oversized),
         "prior": result.params.prior if result.params else None,
-        "machine": machine(),
+        "machine": machine()
+        | {"load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg()},
     }
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"match-demo-{args.customers}.json"
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: report[k] for k in ("records", "pairwise", "bcubed", "seconds",
-                                            "match_stages_seconds", "memory")}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: report[k]
+                for k in (
+                    "records",
+                    "pairwise",
+                    "bcubed",
+                    "seconds",
+                    "match_stages_seconds",
+                    "memory",
+                )
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
 
 

@@ -279,9 +279,9 @@ def test_a_different_decision_between_unlinked_records_changes_nothing(
     assert (report.created, report.updated, report.unchanged) == (0, 0, 2)
 
 
-def test_recording_the_same_decision_again_changes_nothing(
-    resolved: Workspace, request: pytest.FixtureRequest
-) -> None:
+def test_recording_the_same_decision_again_changes_nothing(resolved: Workspace) -> None:
+    """Regression: decisions are read in pair order, so an upsert that moves the row on
+    PostgreSQL does not change which contradicting decision is set aside."""
     # three sames and a different cannot all hold: one `same` is set aside
     _decide(resolved, C1, C4, "different")
     _decide(resolved, C1, C2, "same")
@@ -289,15 +289,6 @@ def test_recording_the_same_decision_again_changes_nothing(
     first = _resolve(resolved)
     assert first.assignment[C1] != first.assignment[C4]
 
-    if resolved.engine.dialect.name == "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="store.stewardship.decisions() has no ORDER BY: on PostgreSQL an "
-                "upsert moves the row, so re-recording an identical `same` decision changes "
-                "which contradicting decision apply_decisions sets aside",
-            )
-        )
     _decide(resolved, C1, C2, "same")  # exactly what was decided before
     again = _resolve(resolved)
 

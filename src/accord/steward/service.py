@@ -105,7 +105,12 @@ def decide_pair(
                 AuditAction.MATCH_DECIDED,
                 "pair",
                 _pair_label(pair),
-                {"decision": decision, "note": note},
+                {
+                    "left": list(pair[0]),
+                    "right": list(pair[1]),
+                    "decision": decision,
+                    "note": note,
+                },
             )
         ],
     )

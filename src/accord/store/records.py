@@ -344,6 +344,8 @@ def source_record_versions(conn: Connection, system: str, source_id: str) -> lis
         )
         .join(canonical_record, canonical_record.c.source_record_id == source_record.c.id)
         .where(and_(source_record.c.system == system, source_record.c.source_id == source_id))
-        .order_by(source_record.c.version.desc())
+        # newest version first; of one version's canonical forms (one per mapping
+        # version), the latest made
+        .order_by(source_record.c.version.desc(), canonical_record.c.id.desc())
     )
     return [dict(r._mapping) for r in rows]

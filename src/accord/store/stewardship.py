@@ -41,7 +41,9 @@ def _pair_values(pair: Pair) -> dict[str, str]:
 
 def decisions(conn: Connection) -> dict[Pair, str]:
     """Every decision in force: pair -> "same" or "different"."""
-    rows = conn.execute(select(match_decision))
+    # in pair order, so that resolve meets contradicting decisions in the same order on
+    # every backend however often a decision is recorded again
+    rows = conn.execute(select(match_decision).order_by(*match_decision.c[*PAIR_COLUMNS]))
     return {_pair_of(r): r.decision for r in rows}
 
 
