@@ -180,3 +180,15 @@ def test_no_pairs_to_learn_from() -> None:
         block(empty, config.blocking, 200),
     )
     assert params.training == {"note": "no pairs to learn from", "possible_pairs": 0}
+
+
+@pytest.mark.parametrize("link_type", ["link_only", "dedupe_only"])
+def test_random_pairs_give_as_many_allowed_pairs_as_wanted(link_type: str) -> None:
+    """Regression: pairs the link type forbids were dropped after drawing, so a
+    link_only run got about half the u sample it asked for."""
+    sources = np.array([0] * 1_000 + [1] * 1_000, dtype=np.int64)
+    left, right = random_pairs(2_000, 50_000, np.random.default_rng(3), sources, link_type)
+    assert len(left) == 50_000
+    assert len(set(zip(left.tolist(), right.tolist(), strict=True))) == 50_000
+    same = sources[left] == sources[right]
+    assert bool(same.all()) if link_type == "dedupe_only" else not same.any()

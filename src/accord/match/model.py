@@ -40,6 +40,7 @@ from accord.match.comparisons import CompiledComparison
 LevelMatrix = npt.NDArray[np.int8]  # pairs x comparisons
 Progress = Callable[[str], None]
 
+MAX_DRAWS = 50  # rounds of random drawing for u before settling for fewer pairs
 # Probabilities are kept away from 0 and 1 so that every weight is finite.
 EPSILON = 1e-6
 MAX_WEIGHT = 30.0
@@ -129,34 +130,44 @@ def random_pairs(
     sources: IntArray | None = None,
     link_type: str = "dedupe_and_link",
 ) -> tuple[IntArray, IntArray]:
-    """Up to `wanted` distinct random pairs (every pair when there are fewer)."""
+    """Up to `wanted` distinct random pairs of the kind the link type allows (every such
+    pair when there are fewer)."""
+    filtered = sources is not None and link_type != "dedupe_and_link"
+
+    def allowed(left: IntArray, right: IntArray) -> npt.NDArray[np.bool_]:
+        if not filtered:
+            return np.ones(len(left), dtype=bool)
+        assert sources is not None  # noqa: S101  (filtered implies sources)
+        same: npt.NDArray[np.bool_] = sources[left] == sources[right]
+        return ~same if link_type == "link_only" else same
+
     total = size * (size - 1) // 2
     if total <= 2 * wanted:
-        # few pairs in all: take them all, or a sample of them without repeats
+        # few pairs in all: take every allowed one, or a sample of them without repeats
         left, right = np.triu_indices(size, 1)
-        left, right = left.astype(np.int64), right.astype(np.int64)
-        if total > wanted:
-            chosen = np.sort(rng.choice(total, wanted, replace=False))
+        keep = allowed(left, right)
+        left, right = left[keep].astype(np.int64), right[keep].astype(np.int64)
+        if len(left) > wanted:
+            chosen = np.sort(rng.choice(len(left), wanted, replace=False))
             left, right = left[chosen], right[chosen]
-    else:
-        # many pairs: draw with replacement and drop repeats, until there are enough
-        seen = np.zeros(0, dtype=np.int64)
-        while len(seen) < wanted:
-            draw = int((wanted - len(seen)) * 1.2) + 16
-            a = rng.integers(0, size, draw)
-            b = rng.integers(0, size, draw)
-            keep = a != b
-            codes = np.minimum(a, b)[keep] * size + np.maximum(a, b)[keep]
-            merged = np.concatenate([seen, codes])
-            _, first = np.unique(merged, return_index=True)
-            first.sort()  # keep the order drawn: a sorted sample would favour low ids
-            seen = merged[first]
-        left, right = seen // size, seen % size
-    if sources is not None and link_type != "dedupe_and_link":
-        same = sources[left] == sources[right]
-        keep = ~same if link_type == "link_only" else same
-        left, right = left[keep], right[keep]
-    return left[:wanted], right[:wanted]
+        return left, right
+    # many pairs: draw with replacement, keep the allowed ones, drop repeats, until there
+    # are enough (or the link type turns out to allow too few to find by drawing)
+    seen = np.zeros(0, dtype=np.int64)
+    for _ in range(MAX_DRAWS):
+        if len(seen) >= wanted:
+            break
+        draw = int((wanted - len(seen)) * 1.2) + 16
+        a = rng.integers(0, size, draw)
+        b = rng.integers(0, size, draw)
+        low, high = np.minimum(a, b), np.maximum(a, b)
+        keep = (a != b) & allowed(low, high)
+        merged = np.concatenate([seen, low[keep] * size + high[keep]])
+        _, first = np.unique(merged, return_index=True)
+        first.sort()  # keep the order drawn: a sorted sample would favour low ids
+        seen = merged[first]
+    seen = seen[:wanted]
+    return seen // size, seen % size
 
 
 @dataclass
