@@ -51,9 +51,9 @@ def rule_name(rule: Sequence[str]) -> str:
 def rule_key(columns: Columns, rule: Sequence[str]) -> IntArray:
     """One integer per record: equal when all of the rule's columns are equal; -1 when
     any of them is missing."""
-    key = columns.codes(rule[0]).copy()
+    key = columns.codes(rule[0]).astype(np.int64)
     for ref in rule[1:]:
-        codes = columns.codes(ref)
+        codes = columns.codes(ref).astype(np.int64)
         missing = (key < 0) | (codes < 0)
         combined = key * (int(codes.max(initial=0)) + 1) + codes
         _, dense = np.unique(combined, return_inverse=True)

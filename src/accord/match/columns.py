@@ -24,6 +24,7 @@ from accord import standardize as std
 
 ObjectArray = npt.NDArray[np.object_]
 IntArray = npt.NDArray[np.int64]
+CodeArray = npt.NDArray[np.int32]  # codes of values: 32 bits hold any column's distinct values
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -122,7 +123,7 @@ class Columns:
             array[:] = [v if v else None for v in values]
             self._raw[name] = array
         self._values: dict[str, ObjectArray] = {}
-        self._codes: dict[str, IntArray] = {}
+        self._codes: dict[str, CodeArray] = {}
         self._distinct: dict[str, list[str]] = {}
         self._frequency: dict[str, FloatArray] = {}
         self._numbers: dict[str, FloatArray] = {}
@@ -158,11 +159,11 @@ class Columns:
         self._values[ref] = out
         return out
 
-    def codes(self, ref: str) -> IntArray:
+    def codes(self, ref: str) -> CodeArray:
         """Equal values, equal codes; -1 where there is no value."""
         return self._factorize(ref)[0]
 
-    def _factorize(self, ref: str) -> tuple[IntArray, list[str]]:
+    def _factorize(self, ref: str) -> tuple[CodeArray, list[str]]:
         """Codes per record and the distinct values they stand for. A plain column is
         read once; a derived one is worked out on its base's distinct values only."""
         if ref in self._distinct:
@@ -173,7 +174,7 @@ class Columns:
             values = self.values(ref)
             codes = np.fromiter(
                 (-1 if v is None else seen.setdefault(v, len(seen)) for v in values),
-                dtype=np.int64,
+                dtype=np.int32,
                 count=len(values),
             )
         else:
@@ -181,7 +182,7 @@ class Columns:
             if derive is None:
                 raise KeyError(ref)
             base_codes, base_distinct = self._factorize(base)
-            table = np.empty(len(base_distinct) + 1, dtype=np.int64)
+            table = np.empty(len(base_distinct) + 1, dtype=np.int32)
             for position, value in enumerate(base_distinct):
                 result = derive(value)
                 table[position] = -1 if result is None else seen.setdefault(result, len(seen))

@@ -30,7 +30,7 @@ from accord.match.blocking import (
 )
 from accord.match.blocking import satisfies as shares_key
 from accord.match.clusters import GuardedClusters, component_labels, groups_of
-from accord.match.columns import Columns, FloatArray, IntArray, split_ref
+from accord.match.columns import CodeArray, Columns, IntArray, split_ref
 from accord.match.comparisons import CompiledComparison
 from accord.match.features import FEATURES, SIMILARITY
 from accord.match.interface import Link, MatchRecord, MatchResult, OversizedBlock
@@ -227,7 +227,7 @@ class LearnedEngine:
         flagged = np.zeros(len(roots), dtype=bool)
         in_cluster = np.bincount(roots, minlength=len(roots))[roots] > 1
         by_column = {c.config.column: c for c in comparisons}
-        guarded: list[tuple[str, IntArray, CompiledComparison | None]] = [
+        guarded: list[tuple[str, CodeArray, CompiledComparison | None]] = [
             (ref, columns.codes(ref), by_column.get(ref))
             for ref in self.config.conflicts
             if columns.has(ref)
@@ -235,11 +235,13 @@ class LearnedEngine:
         if systems is not None and self.model.one_per_system:
             # two records of a one-per-system system in one component contradict
             unique = set(self.model.one_per_system)
-            codes = _codes(systems)
-            codes[np.array([s not in unique for s in systems], dtype=bool)] = -1
-            records = np.flatnonzero(in_cluster & (codes >= 0))
-            width = int(codes.max(initial=0)) + 1
-            keys, counts = np.unique(roots[records] * width + codes[records], return_counts=True)
+            system_codes = _codes(systems)
+            system_codes[np.array([s not in unique for s in systems], dtype=bool)] = -1
+            records = np.flatnonzero(in_cluster & (system_codes >= 0))
+            width = int(system_codes.max(initial=0)) + 1
+            keys, counts = np.unique(
+                roots[records] * width + system_codes[records], return_counts=True
+            )
             flagged[keys[counts > 1] // width] = True
         checked = []
         for ref, codes, comparison in guarded:
@@ -288,10 +290,11 @@ def score_pairs(
     comparisons: Sequence[CompiledComparison],
     columns: Columns,
     blocked: Blocked,
-) -> tuple[FloatArray, FloatArray]:
-    """Match weight and probability of every blocked pair, a chunk at a time."""
-    weights = np.empty(len(blocked))
-    probabilities = np.empty(len(blocked))
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Match weight and probability of every blocked pair, a chunk at a time (kept in
+    float32: tens of millions of pairs, and seven digits are plenty)."""
+    weights = np.empty(len(blocked), dtype=np.float32)
+    probabilities = np.empty(len(blocked), dtype=np.float32)
     for start in range(0, len(blocked), SCORE_CHUNK):
         end = start + SCORE_CHUNK
         left, right = blocked.left[start:end], blocked.right[start:end]
