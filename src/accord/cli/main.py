@@ -161,6 +161,19 @@ def _resolve(workspace: Workspace) -> ResolveReport:
     return report
 
 
+def _model_rows(details: dict[str, Any]) -> list[list[Any]]:
+    """What the learned engine learned, in brief (nothing for the rules engine)."""
+    rows: list[list[Any]] = []
+    if details.get("blocking"):
+        rows.append(["pairs scored", details["blocking"]["pairs"]])
+        rows.append(["blocking recall (estimated)", details["blocking"]["estimated_recall"]])
+    model = details.get("model")
+    if model:
+        expected = model["training"].get("expected_matches")
+        rows.append(["matching pairs expected", None if expected is None else round(expected)])
+    return rows
+
+
 def _resolve_table(report: ResolveReport) -> Any:
     rows: list[list[Any]] = [
         ["records", report.records],
@@ -168,6 +181,7 @@ def _resolve_table(report: ResolveReport) -> Any:
         ["links", report.links],
         *[[f"  by {rule}", n] for rule, n in sorted(report.links_by_rule.items())],
         ["pairs held for review", report.review],
+        *_model_rows(report.match_details),
         ["created", report.created],
         ["updated", report.updated],
         ["unchanged", report.unchanged],
