@@ -35,6 +35,7 @@ lint: $(VENV)/.synced
 ## bench: reproducible benchmarks; results land in benchmarks/results/
 bench: $(VENV)/.synced
 	$(VENV)/bin/python benchmarks/pipeline.py
+	$(VENV)/bin/python benchmarks/match_scale.py --customers 200000
 
 format: $(VENV)/.synced
 	$(VENV)/bin/ruff format src tests benchmarks
