@@ -37,13 +37,16 @@ class Problem:
 class ProjectInvalid(AccordError):
     """The project folder has one or more problems; all of them are in `problems`."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(
+        self,
+        problems: list[Problem],
+        *,
+        what: str = "the project",
+        hint: str = "fix each one listed, then run `accord validate DIR` again",
+    ) -> None:
         self.problems = problems
         count = len(problems)
-        super().__init__(
-            f"the project has {count} problem{'s' if count != 1 else ''}",
-            hint="fix each one listed, then run `accord validate DIR` again",
-        )
+        super().__init__(f"{what} has {count} problem{'s' if count != 1 else ''}", hint=hint)
 
 
 class InputRejected(AccordError):

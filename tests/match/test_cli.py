@@ -378,7 +378,8 @@ def test_settings_naming_a_column_that_is_not_prepared(tmp_path: Path) -> None:
     )
     settings = _settings(tmp_path, text=text)
     output = _refused("--settings", settings, "--input", f"x={path}", "--out", tmp_path / "o")
-    assert "the project has 2 problems" in output
+    assert "the settings file has 2 problems" in output
+    assert "then run `accord match run` again" in output
     assert f"{settings} (model.blocking.1.0): no column 'phnoe'" in output
     assert "hint: did you mean 'phone'?" in output
     assert "(model.comparisons.3.levels.1): 'email~domian': no derivation 'domian'" in output
@@ -476,3 +477,19 @@ def test_parquet_rows_are_numbered_from_one(tmp_path: Path) -> None:
     table["id"] = ["1", "2", "1"]
     pq.write_table(pa.table(table), path)
     assert "appears twice (rows 1 and 3)" in _one_input(tmp_path, path)
+
+
+def test_link_only_with_one_input_is_refused(tmp_path: Path) -> None:
+    rows, _ = _rows(20)
+    only = _write_csv(tmp_path / "crm.csv", rows)
+    output = _refused(
+        "--settings",
+        _settings(tmp_path, "link_only"),
+        "--input",
+        f"crm={only}",
+        "--out",
+        tmp_path / "out",
+    )
+    assert "link_only" in output and "there is one input" in output
+    assert "give two or more --input" in output
+    assert not (tmp_path / "out").exists()

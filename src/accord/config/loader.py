@@ -28,6 +28,7 @@ from accord.model.customer import FIELDS_BY_NAME, FieldType
 M = typing.TypeVar("M", bound=BaseModel)
 
 PROJECT_FILE = "accord.yaml"
+SETTINGS_HINT = "fix each one listed, then run `accord match run` again"
 MAPPINGS_DIR = "mappings"
 MAX_PROJECT_FILE_BYTES = 1_048_576
 
@@ -129,12 +130,13 @@ def load_match_settings(path: Path) -> StandaloneSettings:
     problem with its line."""
     problems: list[Problem] = []
     if not path.is_file():
-        raise ProjectInvalid([Problem(str(path), "no such settings file")])
-    raw = _read_yaml(path, problems)
-    settings = _validate(StandaloneSettings, raw, path, problems)
-    if problems or settings is None:
-        raise ProjectInvalid(problems)
-    return settings
+        problems.append(Problem(str(path), "no such settings file"))
+    else:
+        raw = _read_yaml(path, problems)
+        settings = _validate(StandaloneSettings, raw, path, problems)
+        if not problems and settings is not None:
+            return settings
+    raise ProjectInvalid(problems, what="the settings file", hint=SETTINGS_HINT)
 
 
 def _read_yaml(path: Path, problems: list[Problem], *digests: Any) -> Any:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from accord import standardize as std
-from accord.config.loader import load_match_settings
+from accord.config.loader import SETTINGS_HINT, load_match_settings
 from accord.config.matching import ColumnPrep, StandaloneSettings
 from accord.errors import InputRejected, ProjectInvalid
 from accord.errors import Problem as SettingsProblem
@@ -73,7 +73,15 @@ def run(
                     "`accord match run` runs the learned engine",
                     "set `engine: learned` and give a `model` section",
                 )
-            ]
+            ],
+            what="the settings file",
+            hint=SETTINGS_HINT,
+        )
+    assert settings.model is not None  # noqa: S101  (the learned engine has a model)
+    if settings.model.link_type == "link_only" and len(inputs) < 2:
+        raise InputRejected(
+            "link_type is link_only, which links records across inputs, but there is one input",
+            hint="give two or more --input NAME=PATH, or set link_type: dedupe_only",
         )
     names = [name for name, _ in inputs]
     for name in names:
@@ -90,7 +98,9 @@ def run(
             [
                 SettingsProblem(f"{settings_path} ({'.'.join(map(str, p.loc))})", p.message, p.hint)
                 for p in problems
-            ]
+            ],
+            what="the settings file",
+            hint=SETTINGS_HINT,
         )
     say("standardizing")
     columns, invalid = _columns(settings, wanted, tables)
