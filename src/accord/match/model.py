@@ -41,6 +41,7 @@ LevelMatrix = npt.NDArray[np.int8]  # pairs x comparisons
 Progress = Callable[[str], None]
 
 MAX_DRAWS = 50  # rounds of random drawing for u before settling for fewer pairs
+ENUMERATE_LIMIT = 20_000_000  # pairs: below this, sample from the list of all of them
 # Probabilities are kept away from 0 and 1 so that every weight is finite.
 EPSILON = 1e-6
 MAX_WEIGHT = 30.0
@@ -123,6 +124,16 @@ def estimate_u(
     return out
 
 
+def total_pairs(size: int, sources: IntArray | None, link_type: str) -> int:
+    """How many pairs the link type allows among `size` records."""
+    every = size * (size - 1) // 2
+    if sources is None or link_type == "dedupe_and_link":
+        return every
+    counts = np.bincount(sources).astype(np.int64)
+    within = int((counts * (counts - 1) // 2).sum())
+    return every - within if link_type == "link_only" else within
+
+
 def random_pairs(
     size: int,
     wanted: int,
@@ -131,43 +142,75 @@ def random_pairs(
     link_type: str = "dedupe_and_link",
 ) -> tuple[IntArray, IntArray]:
     """Up to `wanted` distinct random pairs of the kind the link type allows (every such
-    pair when there are fewer)."""
-    filtered = sources is not None and link_type != "dedupe_and_link"
-
-    def allowed(left: IntArray, right: IntArray) -> npt.NDArray[np.bool_]:
-        if not filtered:
-            return np.ones(len(left), dtype=bool)
-        assert sources is not None  # noqa: S101  (filtered implies sources)
-        same: npt.NDArray[np.bool_] = sources[left] == sources[right]
-        return ~same if link_type == "link_only" else same
-
-    total = size * (size - 1) // 2
-    if total <= 2 * wanted:
+    pair when there are fewer), each allowed pair equally likely."""
+    if sources is None or link_type == "dedupe_and_link":
+        sources, link_type = None, "dedupe_and_link"
+    allowed = total_pairs(size, sources, link_type)
+    if allowed <= 2 * wanted and size * (size - 1) // 2 <= ENUMERATE_LIMIT:
         # few pairs in all: take every allowed one, or a sample of them without repeats
         left, right = np.triu_indices(size, 1)
-        keep = allowed(left, right)
-        left, right = left[keep].astype(np.int64), right[keep].astype(np.int64)
+        if sources is not None:
+            same = sources[left] == sources[right]
+            keep = ~same if link_type == "link_only" else same
+            left, right = left[keep], right[keep]
+        left, right = left.astype(np.int64), right.astype(np.int64)
         if len(left) > wanted:
             chosen = np.sort(rng.choice(len(left), wanted, replace=False))
             left, right = left[chosen], right[chosen]
         return left, right
-    # many pairs: draw with replacement, keep the allowed ones, drop repeats, until there
-    # are enough (or the link type turns out to allow too few to find by drawing)
+    draw = _pair_drawer(size, rng, sources, link_type)
     seen = np.zeros(0, dtype=np.int64)
     for _ in range(MAX_DRAWS):
-        if len(seen) >= wanted:
+        if len(seen) >= min(wanted, allowed):
             break
-        draw = int((wanted - len(seen)) * 1.2) + 16
-        a = rng.integers(0, size, draw)
-        b = rng.integers(0, size, draw)
+        a, b = draw(int((wanted - len(seen)) * 1.1) + 16)
         low, high = np.minimum(a, b), np.maximum(a, b)
-        keep = (a != b) & allowed(low, high)
-        merged = np.concatenate([seen, low[keep] * size + high[keep]])
+        merged = np.concatenate([seen, low * size + high])
         _, first = np.unique(merged, return_index=True)
         first.sort()  # keep the order drawn: a sorted sample would favour low ids
         seen = merged[first]
     seen = seen[:wanted]
     return seen // size, seen % size
+
+
+def _pair_drawer(
+    size: int, rng: np.random.Generator, sources: IntArray | None, link_type: str
+) -> Callable[[int], tuple[IntArray, IntArray]]:
+    """A function drawing n random allowed pairs (with repeats): any two records; two of
+    different sources (link_only); or two of the same source (dedupe_only), each
+    allowed pair equally likely."""
+    if sources is None:
+
+        def any_two(n: int) -> tuple[IntArray, IntArray]:
+            a = rng.integers(0, size, n)
+            b = (a + rng.integers(1, size, n)) % size  # never a itself
+            return a, b
+
+        return any_two
+    order = np.argsort(sources, kind="stable")
+    counts = np.bincount(sources).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    if link_type == "link_only":
+        weight = (counts * (size - counts)).astype(np.float64)
+    else:
+        weight = (counts * (counts - 1)).astype(np.float64)
+    share = weight / weight.sum()
+
+    def two(n: int) -> tuple[IntArray, IntArray]:
+        source = rng.choice(len(counts), n, p=share)
+        own = counts[source]
+        i = np.floor(rng.random(n) * own).astype(np.int64)
+        a = order[starts[source] + i]
+        if link_type == "link_only":
+            # a position among the records of every other source
+            r = np.floor(rng.random(n) * (size - own)).astype(np.int64)
+            r = np.where(r < starts[source], r, r + own)
+            return a, order[r]
+        j = np.floor(rng.random(n) * (own - 1)).astype(np.int64)
+        j = j + (j >= i)  # any other record of the same source
+        return a, order[starts[source] + j]
+
+    return two
 
 
 @dataclass

@@ -24,19 +24,10 @@ from accord.match.model import (
     initial_m,
     level_matrix,
     random_pairs,
+    total_pairs,
 )
 
 Progress = Callable[[str], None]
-
-
-def total_pairs(size: int, sources: IntArray | None, link_type: str) -> int:
-    """How many pairs the link type allows among `size` records."""
-    every = size * (size - 1) // 2
-    if sources is None or link_type == "dedupe_and_link":
-        return every
-    counts = np.bincount(sources).astype(np.int64)
-    within = int((counts * (counts - 1) // 2).sum())
-    return every - within if link_type == "link_only" else within
 
 
 def train(
