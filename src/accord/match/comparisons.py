@@ -159,6 +159,16 @@ def _within_km(columns: Columns, ref: str, param: Any, left: IntArray, right: In
     return out
 
 
+# The levels scored by a rapidfuzz scorer: scorer, scale of its scores, higher is closer.
+SCORERS: dict[str, tuple[Callable[..., float], float, bool]] = {
+    "jaro_winkler": (JaroWinkler.normalized_similarity, 1.0, True),
+    "jaro": (Jaro.normalized_similarity, 1.0, True),
+    "levenshtein": (Levenshtein.distance, 1.0, False),
+    "damerau_levenshtein": (OSA.distance, 1.0, False),
+    "token_sort": (fuzz.token_sort_ratio, 100.0, True),
+    "token_set": (fuzz.token_set_ratio, 100.0, True),
+}
+
 TESTS: dict[str, LevelTest] = {
     "exact": _exact,
     "jaro_winkler": _similarity(JaroWinkler.normalized_similarity),
@@ -221,13 +231,56 @@ class CompiledComparison:
         undecided = _present(self.columns, self.config.column, left, right)
         out[~undecided] = 0
         todo = np.flatnonzero(undecided)
+        scores: dict[tuple[str, str], npt.NDArray[np.float32]] = {}
         for number, level in enumerate(self.config.levels, start=1):
             if len(todo) == 0:
                 break
-            passed = self._passes(level, left[todo], right[todo])
+            if level.kind in SCORERS:
+                passed = self._scored(level, todo, left, right, scores)
+            else:
+                passed = self._passes(level, left[todo], right[todo])
             out[todo[passed]] = number
             todo = todo[~passed]
         return out
+
+    def _scored(
+        self,
+        level: Level,
+        todo: IntArray,
+        left: IntArray,
+        right: IntArray,
+        scores: dict[tuple[str, str], npt.NDArray[np.float32]],
+    ) -> Mask:
+        """A similarity level. Levels of one kind on one column share one computation:
+        the first computes the score of every pair still undecided, down to the loosest
+        of their thresholds; the others read it."""
+        ref = level.column or self.config.column
+        scorer, scale, at_least = SCORERS[level.kind]
+        key = (level.kind, ref)
+        if key not in scores:
+            params = [
+                other.param
+                for other in self.config.levels
+                if other.kind == level.kind and (other.column or self.config.column) == ref
+            ]
+            loosest = min(params) * scale - 1e-6 * scale if at_least else max(params)
+            full = np.full(len(left), np.nan, dtype=np.float32)
+            both = todo[_present(self.columns, ref, left[todo], right[todo])]
+            if len(both):
+                values = self.columns.values(ref)
+                full[both] = cpdist(
+                    values[left[both]],
+                    values[right[both]],
+                    scorer=scorer,
+                    score_cutoff=loosest,
+                    workers=-1 if len(both) >= PARALLEL_FROM else 1,
+                )
+            scores[key] = full
+        limit = np.float32(level.param * scale if at_least else level.param)
+        found = scores[key][todo]
+        with np.errstate(invalid="ignore"):
+            passed: Mask = found >= limit if at_least else found <= limit
+        return passed
 
     def _passes(self, level: Level, left: IntArray, right: IntArray) -> Mask:
         if level.kind == "all":
