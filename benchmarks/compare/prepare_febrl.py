@@ -61,9 +61,7 @@ def _as_input(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _truth(source: str, df: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame(
-        {"source": source, "id": df["id"], "entity": df["id"].map(entity_of)}
-    )
+    return pd.DataFrame({"source": source, "id": df["id"], "entity": df["id"].map(entity_of)})
 
 
 def prepare(out_dir: Path) -> dict[str, dict[str, int]]:
@@ -88,9 +86,7 @@ def prepare(out_dir: Path) -> dict[str, dict[str, int]]:
     summary["febrl4"] = {
         "records_a": len(a),
         "records_b": len(b),
-        "true_links": len(
-            set(a["id"].map(entity_of)) & set(b["id"].map(entity_of))
-        ),
+        "true_links": len(set(a["id"].map(entity_of)) & set(b["id"].map(entity_of))),
     }
     return summary
 

@@ -10,7 +10,8 @@ no-ssid: see VARIANTS) it runs
   --input NAME=PATH ... --out out/accord/<variant>/<set>` as a subprocess, and
 - Splink: `splink_side.py` with the same settings file and inputs, also as a subprocess,
 
-each `--repeats` times. Wall time is the whole subprocess (median of the repeats); peak
+each `--repeats` times, the two tools taking turns so that both see the same background
+load. Wall time is the whole subprocess (median of the repeats), as is CPU time; peak
 memory is the subprocess's maximum resident set size (os.wait4's ru_maxrss for that child
 alone, the per-child form of getrusage(RUSAGE_CHILDREN), maximum over the repeats). Splink's
 report also gives training + predict + cluster, and its total including imports.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import platform
@@ -33,7 +35,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,10 @@ DATA = HERE / "data"
 OUT = HERE / "out"
 RESULTS = REPO / "benchmarks" / "results" / "match-febrl.json"
 ACCORD = Path(os.environ.get("ACCORD_BIN", REPO / ".venv" / "bin" / "accord"))
+# Where Accord's code is read from: the work tree (src/, as installed in .venv), or with
+# --accord-snapshot a copy of src/ at HEAD, put first on the subprocess's PYTHONPATH, so
+# that edits made to src/ while the benchmark runs cannot mix two versions in one result.
+ACCORD_SRC: dict[str, Any] = {"path": REPO / "src", "env": None, "commit": None}
 
 # Settings variants, each a folder holding <data set>.yaml; both tools read the same file.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -174,7 +180,9 @@ def run_measured(cmd: list[str], log: Path) -> dict[str, Any]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w", encoding="utf-8") as handle:
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+        proc = subprocess.Popen(
+            cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO, env=ACCORD_SRC["env"]
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -183,45 +191,101 @@ def run_measured(cmd: list[str], log: Path) -> dict[str, Any]:
         raise RuntimeError(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{tail}")
     return {
         "wall_seconds": wall,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
         "peak_rss_mib": usage.ru_maxrss / 1024,  # Linux: KiB
-        "user_seconds": usage.ru_utime,
-        "system_seconds": usage.ru_stime,
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
 
 
 def tool_command(tool: str, settings: Path, spec: dict[str, Any], out: Path) -> list[str]:
     inputs = [f"--input={name}={path}" for name, path in spec["inputs"]]
     if tool == "accord":
-        return [str(ACCORD), "match", "run", "--settings", str(settings), *inputs,
-                "--out", str(out)]
-    return [sys.executable, str(HERE / "splink_side.py"), "--settings", str(settings),
-            *inputs, "--out", str(out)]
+        return [
+            str(ACCORD),
+            "match",
+            "run",
+            "--settings",
+            str(settings),
+            *inputs,
+            "--out",
+            str(out),
+        ]
+    return [
+        sys.executable,
+        str(HERE / "splink_side.py"),
+        "--settings",
+        str(settings),
+        *inputs,
+        "--out",
+        str(out),
+    ]
 
 
-def run_tool(
-    tool: str, variant: str, name: str, spec: dict[str, Any], repeats: int
-) -> dict[str, Any]:
+def run_tools(
+    tools: list[str], variant: str, name: str, spec: dict[str, Any], repeats: int
+) -> dict[str, dict[str, Any]]:
+    """Run each tool `repeats` times, the tools taking turns (A B A B ...) so that both
+    see the same background load on a shared machine; then score each tool's output."""
     settings = VARIANTS[variant]["folder"] / f"{name}.yaml"
-    out = OUT / tool / variant / name
-    runs = []
+    runs: dict[str, list[dict[str, Any]]] = {tool: [] for tool in tools}
+    failed: dict[str, str] = {}
     for i in range(repeats):
-        runs.append(run_measured(tool_command(tool, settings, spec, out), out.with_suffix(".log")))
-        print(f"  {variant:9} {name} {tool:6} run {i + 1}/{repeats}: "
-              f"{runs[-1]['wall_seconds']:.2f} s, {runs[-1]['peak_rss_mib']:.0f} MiB", flush=True)
+        for tool in tools:
+            if tool in failed:
+                continue
+            out = OUT / tool / variant / name
+            try:
+                run = run_measured(tool_command(tool, settings, spec, out), out.with_suffix(".log"))
+            except (RuntimeError, OSError) as exc:
+                print(f"  {variant:9} {name} {tool:6} failed: {exc}", file=sys.stderr)
+                failed[tool] = str(exc)
+                continue
+            run["in_process_seconds"] = _in_process(tool, out / "report.json")
+            runs[tool].append(run)
+            print(
+                f"  {variant:9} {name} {tool:6} run {i + 1}/{repeats}: "
+                f"{run['wall_seconds']:.2f} s, {run['cpu_seconds']:.2f} CPU s, "
+                f"{run['peak_rss_mib']:.0f} MiB",
+                flush=True,
+            )
+    results: dict[str, dict[str, Any]] = {}
+    for tool in tools:
+        if tool in failed:
+            results[tool] = {"error": failed[tool]}
+            continue
+        try:
+            results[tool] = _summarize(
+                tool, settings, spec, OUT / tool / variant / name, runs[tool]
+            )
+        except (OSError, ValueError) as exc:
+            results[tool] = {"error": str(exc)}
+    return results
+
+
+def _summarize(
+    tool: str, settings: Path, spec: dict[str, Any], out: Path, runs: list[dict[str, Any]]
+) -> dict[str, Any]:
     truth = read_truth(spec["truth"])
     quality = evaluate(read_clusters(out / "clusters.csv", set(truth)), truth, spec["link_type"])
     report_path = out / "report.json"
     report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.exists() else {}
+    model_path = out / "model.json"
+    if tool == "accord" and model_path.exists():
+        model = json.loads(model_path.read_text(encoding="utf-8"))
+        report["model_prior"] = model.get("prior")
+        report["model_training"] = model.get("training")
     return {
-        "command": " ".join(
-            tool_command(tool, settings, spec, out.relative_to(REPO))
-        ).replace(str(REPO) + "/", ""),
+        "command": " ".join(tool_command(tool, settings, spec, out.relative_to(REPO))).replace(
+            str(REPO) + "/", ""
+        ),
         "wall_seconds_median": statistics.median(r["wall_seconds"] for r in runs),
         "wall_seconds_runs": [round(r["wall_seconds"], 3) for r in runs],
+        "cpu_seconds_median": statistics.median(r["cpu_seconds"] for r in runs),
+        "cpu_seconds_runs": [round(r["cpu_seconds"], 3) for r in runs],
+        "in_process_seconds_median": statistics.median(r["in_process_seconds"] for r in runs),
+        "in_process_seconds_runs": [round(r["in_process_seconds"], 3) for r in runs],
         "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
-        "cpu_seconds_median": statistics.median(
-            r["user_seconds"] + r["system_seconds"] for r in runs
-        ),
+        "load_average_1min_runs": [r["load_average_1min"] for r in runs],
         "quality": quality,
         "tool_report": {k: report[k] for k in report if k not in {"oversized_blocks"}},
     }
@@ -239,13 +303,19 @@ def _read(path: str) -> str:
 
 def machine() -> dict[str, Any]:
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
-         if line.startswith("model name")),
+        (
+            line.split(":", 1)[1].strip()
+            for line in _read("/proc/cpuinfo").splitlines()
+            if line.startswith("model name")
+        ),
         platform.processor(),
     )
     mem_kib = next(
-        (int(line.split()[1]) for line in _read("/proc/meminfo").splitlines()
-         if line.startswith("MemTotal:")),
+        (
+            int(line.split()[1])
+            for line in _read("/proc/meminfo").splitlines()
+            if line.startswith("MemTotal:")
+        ),
         0,
     )
     return {
@@ -253,6 +323,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "memory_gib": round(mem_kib / 1024 / 1024, 1),
         "os": platform.platform(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -269,42 +340,108 @@ def versions() -> dict[str, Any]:
     )
     try:
         accord = json.loads(
-            subprocess.run([str(accord_python), "-c", probe], capture_output=True, text=True,
-                           check=True).stdout
+            subprocess.run(
+                [str(accord_python), "-c", probe],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=ACCORD_SRC["env"],
+            ).stdout
         )
     except (OSError, subprocess.CalledProcessError, json.JSONDecodeError) as exc:
         accord = {"error": str(exc)}
-    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
-                           capture_output=True, text=True).stdout.strip()
+    git = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        check=False,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+        check=False,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     return {
         "compare_python": platform.python_version(),
         "compare_packages": compare,
         "accord_env": accord,
-        "accord_commit": git + ("+uncommitted changes in src/" if dirty else ""),
+        "accord_commit": ACCORD_SRC["commit"]
+        if ACCORD_SRC["env"] is not None
+        else git + ("+uncommitted changes in src/" if dirty else ""),
+        "accord_code": "snapshot of HEAD" if ACCORD_SRC["env"] is not None else "work tree",
+        "accord_src_sha256": src_digest(),
     }
+
+
+def src_digest() -> str:
+    """A digest of the Accord code the runs use, to tell whether it changed during a run."""
+    digest = hashlib.sha256()
+    root = ACCORD_SRC["path"]
+    for path in sorted((root / "accord").rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def snapshot_accord_src() -> None:
+    """Run Accord from a copy of src/ at HEAD (see ACCORD_SRC)."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    target = OUT / f"accord-src-{commit}"
+    if not (target / "src" / "accord").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", "HEAD", "src"], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(target / "src"), env.get("PYTHONPATH", "")) if p
+    )
+    ACCORD_SRC.update(path=target / "src", env=env, commit=commit)
 
 
 # --- report --------------------------------------------------------------------------
 
 
+def _in_process(tool: str, report_path: Path) -> float:
+    """Seconds from reading the input to the clusters, as the tool itself timed them:
+    Accord's report total (read, block, train, score, cluster); Splink's load + training +
+    predict + cluster. Neither includes interpreter start-up, imports or writing outputs."""
+    try:
+        seconds = json.loads(report_path.read_text(encoding="utf-8")).get("seconds", {})
+    except (OSError, json.JSONDecodeError):
+        return float("nan")
+    if tool == "accord":
+        return float(seconds.get("total", float("nan")))
+    return float(seconds.get("load", float("nan")) + seconds.get("train_predict_cluster", 0.0))
+
+
 def table(results: dict[str, Any]) -> str:
-    head = ("| data set | settings | tool | pairwise P | pairwise R | pairwise F1 | B³ F1 "
-            "| wall s | peak MiB |")
-    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    head = (
+        "| data set | settings | tool | pairwise P | pairwise R | pairwise F1 | B³ F1 "
+        "| wall s | CPU s | in-process s | peak MiB |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, entry in results["datasets"].items():
         for variant, per_tool in entry["variants"].items():
             for tool, r in per_tool.items():
                 if "error" in r:
-                    lines.append(f"| {name} | {variant} | {tool} | error: "
-                                 f"{r['error'].splitlines()[0][:60]} | | | | | |")
+                    lines.append(
+                        f"| {name} | {variant} | {tool} | error: "
+                        f"{r['error'].splitlines()[0][:60]} | | | | | | | |"
+                    )
                     continue
                 q = r["quality"]
                 lines.append(
                     f"| {name} | {variant} | {tool} | {q['pairwise']['precision']:.4f} "
                     f"| {q['pairwise']['recall']:.4f} | {q['pairwise']['f1']:.4f} "
                     f"| {q['bcubed']['f1']:.4f} | {r['wall_seconds_median']:.2f} "
+                    f"| {r['cpu_seconds_median']:.2f} | {r['in_process_seconds_median']:.2f} "
                     f"| {r['peak_rss_mib']:.0f} |"
                 )
     return "\n".join(lines)
@@ -314,24 +451,40 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    parser.add_argument("--tools", nargs="+", default=["accord", "splink"],
-                        choices=["accord", "splink"])
+    parser.add_argument(
+        "--tools", nargs="+", default=["accord", "splink"], choices=["accord", "splink"]
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--table-only", action="store_true", help="print the table of an existing results file"
+    )
+    parser.add_argument(
+        "--accord-snapshot",
+        action="store_true",
+        help="run Accord from a copy of src/ at HEAD, not from the work tree",
+    )
     args = parser.parse_args()
+    if args.table_only:
+        print(table(json.loads(args.results.read_text(encoding="utf-8"))))
+        return
 
+    if args.accord_snapshot:
+        snapshot_accord_src()
     if not all(path.exists() for spec in DATASETS.values() for _, path in spec["inputs"]):
         subprocess.run([sys.executable, str(HERE / "prepare_febrl.py")], check=True)
 
     results: dict[str, Any] = {
         "benchmark": "match-febrl",
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "versions": versions(),
         "repeats": args.repeats,
         "variants": {
-            v: {"settings": str(VARIANTS[v]["folder"].relative_to(REPO)),
-                "about": VARIANTS[v]["about"]}
+            v: {
+                "settings": str(VARIANTS[v]["folder"].relative_to(REPO)),
+                "about": VARIANTS[v]["about"],
+            }
             for v in args.variants
         },
         "datasets": {},
@@ -344,15 +497,17 @@ def main() -> None:
             "variants": {},
         }
         for variant in args.variants:
-            per_tool = entry["variants"].setdefault(variant, {})
-            for tool in args.tools:
-                try:
-                    per_tool[tool] = run_tool(tool, variant, name, spec, args.repeats)
-                except (RuntimeError, OSError, ValueError) as exc:
-                    print(f"  {tool} {variant} {name} failed: {exc}", file=sys.stderr)
-                    per_tool[tool] = {"error": str(exc)}
+            entry["variants"][variant] = run_tools(args.tools, variant, name, spec, args.repeats)
         results["datasets"][name] = entry
 
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    if src_digest() != results["versions"]["accord_src_sha256"]:
+        results["versions"]["accord_src_changed_during_run"] = True
+        print(
+            "warning: Accord's code changed while the benchmark ran; the results mix two "
+            "versions (use --accord-snapshot)",
+            file=sys.stderr,
+        )
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print()

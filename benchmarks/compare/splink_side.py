@@ -114,9 +114,7 @@ def splink_settings(settings: dict[str, Any], source_names: list[str]) -> Settin
         levels = [cll.NullLevel(column_sql(column, columns))]
         levels += [_level(spec, column, columns, tf) for spec in comp["levels"]]
         levels.append(cll.ElseLevel())
-        comparisons.append(
-            cl.CustomComparison(levels, output_column_name=comp["name"])
-        )
+        comparisons.append(cl.CustomComparison(levels, output_column_name=comp["name"]))
     link_type = {"dedupe_and_link": "link_and_dedupe"}.get(
         model.get("link_type", "dedupe_and_link"), model.get("link_type")
     )
@@ -136,6 +134,31 @@ def splink_settings(settings: dict[str, Any], source_names: list[str]) -> Settin
     )
 
 
+class _ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.extend(line.strip() for line in record.getMessage().splitlines() if line.strip())
+
+    def summary(self) -> dict[str, str]:
+        """Per comparison, how much of max_pairs Splink's u sampling used."""
+        out: dict[str, str] = {}
+        name = None
+        chunks = 0
+        for line in self.lines:
+            found = re.match(r"Estimating u for: (\S+)", line)
+            if found:
+                name, chunks = found.group(1), 0
+                out[name] = "probe chunk only (~1% of max_pairs)"
+            elif name and re.match(r"Running chunk (\d+)/(\d+)", line):
+                chunks += 1
+                total = re.match(r"Running chunk (\d+)/(\d+)", line).group(2)
+                out[name] = f"{chunks} of {total} chunks of max_pairs"
+        return out
+
+
 def read_input(path: Path) -> pd.DataFrame:
     if path.suffix.lower() == ".parquet":
         df = pd.read_parquet(path)
@@ -147,45 +170,29 @@ def read_input(path: Path) -> pd.DataFrame:
     return df
 
 
-def run(settings_path: Path, inputs: list[tuple[str, Path]], out: Path) -> dict[str, Any]:
-    settings = yaml.safe_load(settings_path.read_text(encoding="utf-8"))
-    model = settings["model"]
-    thresholds = model.get("thresholds") or {}
-    link_at = float(thresholds.get("link", 0.95))
-    review_at = float(thresholds.get("review", 0.5))
+def train(linker: Linker, model: dict[str, Any], columns: dict[str, str]) -> dict[str, Any]:
+    """Unsupervised training: the prior, u by random sampling, m by EM per blocking rule."""
     training = model.get("training") or {}
-    id_column = settings.get("id_column", "id")
-    columns = {name: prep["from"] for name, prep in (settings.get("columns") or {}).items()}
-    seconds: dict[str, float] = {"import": IMPORTED - STARTED}
-
-    clock = time.perf_counter()
-    frames = []
-    for _, path in inputs:
-        df = read_input(path)
-        keep = [id_column, *dict.fromkeys(columns.values())] if columns else list(df.columns)
-        frames.append(df[keep])
-    db_api = DuckDBAPI()
-    tables = [
-        db_api.register(frame, dataset_display_name=name)
-        for (name, _), frame in zip(inputs, frames, strict=True)
-    ]
-    linker = Linker(
-        tables if len(tables) > 1 else tables[0],
-        splink_settings(settings, [name for name, _ in inputs]),
-        log_level=logging.WARNING,
-    )
-    seconds["load"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
     prior_rules = [r for r in SPLINK_PRIOR["rules"] if not columns or set(r) <= set(columns)]
     linker.training.estimate_probability_two_random_records_match(
         [block_on(*(column_sql(ref, columns) for ref in rule)) for rule in prior_rules],
         recall=SPLINK_PRIOR["recall"],
     )
-    linker.training.estimate_u_using_random_sampling(
-        max_pairs=float(training.get("u_sample_pairs", 2_000_000)),
-        seed=int(training.get("seed", 20261123)),
-    )
+    # Splink's u estimation stops early once every level has been seen 100 times
+    # (its default min_count_per_level); keep its log to record how far it went.
+    u_log = _ListHandler()
+    u_logger = logging.getLogger("splink.internals.estimate_u")
+    u_logger.addHandler(u_log)
+    u_logger.setLevel(logging.INFO)
+    u_logger.propagate = False
+    try:
+        linker.training.estimate_u_using_random_sampling(
+            max_pairs=float(training.get("u_sample_pairs", 2_000_000)),
+            seed=int(training.get("seed", 20261123)),
+        )
+    finally:
+        u_logger.removeHandler(u_log)
+        u_logger.propagate = True
     sessions = []
     for rule in model["blocking"]:
         session = linker.training.estimate_parameters_using_expectation_maximisation(
@@ -195,28 +202,30 @@ def run(settings_path: Path, inputs: list[tuple[str, Path]], out: Path) -> dict[
             {
                 "blocking_rule": " & ".join(rule),
                 "comparisons": [
-                    c.output_column_name
-                    for c in session.core_model_settings.comparisons
+                    c.output_column_name for c in session.core_model_settings.comparisons
                 ],
             }
         )
-    seconds["training"] = time.perf_counter() - clock
+    return {
+        "probability_two_random_records_match": (
+            linker._settings_obj._probability_two_random_records_match
+        ),
+        "prior": {"rules": prior_rules, "recall": SPLINK_PRIOR["recall"]},
+        "u_sampling": u_log.summary(),
+        "em_sessions": sessions,
+    }
 
-    clock = time.perf_counter()
-    predictions = linker.inference.predict(threshold_match_probability=review_at)
-    seconds["predict"] = time.perf_counter() - clock
 
-    clock = time.perf_counter()
-    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
-        predictions, threshold_match_probability=link_at
-    )
-    seconds["cluster"] = time.perf_counter() - clock
-    seconds["train_predict_cluster"] = (
-        seconds["training"] + seconds["predict"] + seconds["cluster"]
-    )
-    seconds["total_incl_import"] = time.perf_counter() - STARTED
-
-    clock = time.perf_counter()
+def write(
+    out: Path,
+    linker: Linker,
+    inputs: list[tuple[str, Path]],
+    id_column: str,
+    *,
+    predictions: Any,
+    clusters: Any,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """clusters.csv, pairs.csv and model.json, in the shape `accord match run` writes."""
     out.mkdir(parents=True, exist_ok=True)
     single = inputs[0][0] if len(inputs) == 1 else None
     cdf = clusters.as_pandas_dataframe()
@@ -241,19 +250,68 @@ def run(settings_path: Path, inputs: list[tuple[str, Path]], out: Path) -> dict[
     )
     pairs.to_csv(out / "pairs.csv", index=False)
     linker.misc.save_model_to_json(str(out / "model.json"), overwrite=True)
+    return cdf_out, pairs
+
+
+def run(settings_path: Path, inputs: list[tuple[str, Path]], out: Path) -> dict[str, Any]:
+    settings = yaml.safe_load(settings_path.read_text(encoding="utf-8"))
+    model = settings["model"]
+    thresholds = model.get("thresholds") or {}
+    link_at = float(thresholds.get("link", 0.95))
+    review_at = float(thresholds.get("review", 0.5))
+    id_column = settings.get("id_column", "id")
+    columns = {name: prep["from"] for name, prep in (settings.get("columns") or {}).items()}
+    seconds: dict[str, float] = {"import": IMPORTED - STARTED}
+
+    clock = time.perf_counter()
+    frames = []
+    for _, path in inputs:
+        df = read_input(path)
+        keep = [id_column, *dict.fromkeys(columns.values())] if columns else list(df.columns)
+        frames.append(df[keep])
+    db_api = DuckDBAPI()
+    tables = [
+        db_api.register(frame, dataset_display_name=name)
+        for (name, _), frame in zip(inputs, frames, strict=True)
+    ]
+    linker = Linker(
+        tables if len(tables) > 1 else tables[0],
+        splink_settings(settings, [name for name, _ in inputs]),
+        log_level=logging.WARNING,
+    )
+    seconds["load"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    trained = train(linker, model, columns)
+    seconds["training"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    predictions = linker.inference.predict(threshold_match_probability=review_at)
+    seconds["predict"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+        predictions, threshold_match_probability=link_at
+    )
+    seconds["cluster"] = time.perf_counter() - clock
+    seconds["train_predict_cluster"] = seconds["training"] + seconds["predict"] + seconds["cluster"]
+    seconds["total_incl_import"] = time.perf_counter() - STARTED
+
+    clock = time.perf_counter()
+    cdf_out, pairs = write(
+        out, linker, inputs, id_column, predictions=predictions, clusters=clusters
+    )
     seconds["write"] = time.perf_counter() - clock
 
     sizes = cdf_out.groupby("cluster_id").size()
     report = {
-        "records": int(len(cdf_out)),
-        "inputs": {name: int(len(frame)) for (name, _), frame in zip(inputs, frames, strict=True)},
-        "clusters": int(len(sizes)),
+        "records": len(cdf_out),
+        "inputs": {name: len(frame) for (name, _), frame in zip(inputs, frames, strict=True)},
+        "clusters": len(sizes),
         "multi_record_clusters": int((sizes > 1).sum()),
-        "pairs_at_or_above_review": int(len(pairs)),
+        "pairs_at_or_above_review": len(pairs),
         "pairs_at_or_above_link": int((pairs["probability"] >= link_at).sum()),
-        "probability_two_random_records_match": linker._settings_obj._probability_two_random_records_match,  # noqa: E501
-        "prior": {"rules": prior_rules, "recall": SPLINK_PRIOR["recall"]},
-        "em_sessions": sessions,
+        **trained,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
