@@ -361,11 +361,7 @@ def review_decide(
     workspace = open_workspace(directory)
     with writing(workspace.engine) as conn:
         decided = service.decide(conn, cli_actor(), review_id, decision, note)
-    console.print(
-        f"decided [bold]{decided['decision']}[/]: {escape(':'.join(decided['left']))} and "
-        f"{escape(':'.join(decided['right']))}"
-    )
-    _after_decision(workspace, then_resolve=then_resolve)
+    _after_decision(workspace, decided, then_resolve=then_resolve)
 
 
 @review_app.command("decide-pair")
@@ -387,11 +383,7 @@ def review_decide_pair(
     keys = _record_key(left), _record_key(right)
     with writing(workspace.engine) as conn:
         decided = service.decide_pair(conn, cli_actor(), *keys, decision=decision, note=note)
-    console.print(
-        f"decided [bold]{decided['decision']}[/]: {escape(':'.join(decided['left']))} and "
-        f"{escape(':'.join(decided['right']))}"
-    )
-    _after_decision(workspace, then_resolve=then_resolve)
+    _after_decision(workspace, decided, then_resolve=then_resolve)
 
 
 @app.command()
@@ -421,7 +413,14 @@ def unmerge(
     _after_decision(workspace, then_resolve=then_resolve)
 
 
-def _after_decision(workspace: Workspace, *, then_resolve: bool) -> None:
+def _after_decision(
+    workspace: Workspace, decided: dict[str, Any] | None = None, *, then_resolve: bool
+) -> None:
+    if decided is not None:
+        console.print(
+            f"decided [bold]{decided['decision']}[/]: {escape(':'.join(decided['left']))} and "
+            f"{escape(':'.join(decided['right']))}"
+        )
     if then_resolve:
         console.print(_resolve_table(_resolve(workspace)))
     else:
