@@ -165,16 +165,24 @@ crosswalk = Table(
     Index(None, "golden_id"),
 )
 
+
+def _pair_columns() -> list[Column[str]]:
+    """Two records (system, source id each), the smaller key on the left."""
+    return [
+        Column("left_system", String(64), nullable=False),
+        Column("left_source_id", String(256), nullable=False),
+        Column("right_system", String(64), nullable=False),
+        Column("right_source_id", String(256), nullable=False),
+    ]
+
+
 # Pairs the matcher was unsure of, or would not link because they contradict, waiting
 # for a steward. A pair is stored once, its two records in sorted order.
 match_review = Table(
     "match_review",
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("left_system", String(64), nullable=False),
-    Column("left_source_id", String(256), nullable=False),
-    Column("right_system", String(64), nullable=False),
-    Column("right_source_id", String(256), nullable=False),
+    *_pair_columns(),
     Column("probability", Float, nullable=False),
     Column("match_weight", Float),
     Column("reason", String(200), nullable=False),
@@ -192,10 +200,7 @@ match_decision = Table(
     "match_decision",
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("left_system", String(64), nullable=False),
-    Column("left_source_id", String(256), nullable=False),
-    Column("right_system", String(64), nullable=False),
-    Column("right_source_id", String(256), nullable=False),
+    *_pair_columns(),
     Column("decision", String(16), nullable=False),  # same, different
     Column("note", Text, nullable=False),
     Column("decided_by", String(200), nullable=False),
