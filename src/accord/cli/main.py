@@ -7,7 +7,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -25,13 +25,19 @@ from accord.cli.output import (
 from accord.config.loader import load_project
 from accord.config.scaffold import scaffold
 from accord.errors import InputRejected
-from accord.golden import customers
-from accord.golden.resolve import ResolveReport, resolve
-from accord.govern import audit, identity
 from accord.govern.permissions import Role, cli_actor
-from accord.intake.load import LoadReport, load_file
-from accord.store.engine import writing
-from accord.workspace import Workspace, open_workspace
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from sqlalchemy import Connection, Engine
+
+    from accord.golden.resolve import ResolveReport
+    from accord.intake.load import LoadReport
+    from accord.workspace import Workspace
+
+# The store, SQLAlchemy and the services load inside the commands that use them, so that
+# `accord --help` and `accord match run` (which needs none of them) start fast.
 
 app = typer.Typer(
     name="accord",
@@ -54,6 +60,19 @@ app.add_typer(match_app, name="match")
 app.add_typer(review_app, name="review")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+
+
+def open_workspace(directory: Path) -> Workspace:
+    from accord.workspace import open_workspace as open_project  # noqa: PLC0415
+
+    return open_project(directory)
+
+
+def writing(engine: Engine) -> AbstractContextManager[Connection]:
+    from accord.store.engine import writing as begin  # noqa: PLC0415
+
+    return begin(engine)
+
 
 ProjectDir = Annotated[
     Path,
@@ -105,6 +124,8 @@ def load(
 
 
 def _load_one(workspace: Workspace, system: str, path: Path) -> LoadReport:
+    from accord.intake.load import load_file  # noqa: PLC0415
+
     if not path.is_file():
         raise InputRejected(f"no file at {path}")
     with bytes_progress() as progress:
@@ -149,6 +170,8 @@ def resolve_command(directory: ProjectDir) -> None:
 
 
 def _resolve(workspace: Workspace) -> ResolveReport:
+    from accord.golden.resolve import resolve  # noqa: PLC0415
+
     with stages("resolve", STAGES) as on_stage:
         report = resolve(
             workspace.engine, workspace.project, actor=cli_actor().label, progress=on_stage
@@ -435,6 +458,8 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Print a golden record: each value with its lineage, and its member records."""
+    from accord.golden import customers  # noqa: PLC0415
+
     workspace = open_workspace(directory)
     with workspace.engine.connect() as conn:
         customer = customers.get(conn, cli_actor(), golden_id)
@@ -492,6 +517,8 @@ def search(
     limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
 ) -> None:
     """List golden customers whose name, email, phone, city or ids contain TEXT."""
+    from accord.golden import customers  # noqa: PLC0415
+
     workspace = open_workspace(directory)
     with workspace.engine.connect() as conn:
         page = customers.search(conn, cli_actor(), text, limit=limit)
@@ -517,6 +544,8 @@ def search(
 @reports_errors
 def audit_verify(directory: Annotated[Path, typer.Argument(file_okay=False)] = Path()) -> None:
     """Check the audit log's hash chain; name the first broken entry."""
+    from accord.govern import audit  # noqa: PLC0415
+
     workspace = open_workspace(directory)
     with workspace.engine.connect() as conn, count_progress() as progress:
         task = progress.add_task("verifying", total=audit.count(conn))
@@ -544,6 +573,8 @@ def users_add(
     ] = False,
 ) -> None:
     """Create a user; the password is asked for (or read from stdin), never an argument."""
+    from accord.govern import identity  # noqa: PLC0415
+
     if role is Role.SYSTEM:
         raise InputRejected("systems sign in with API keys: use `accord keys create`")
     if password_stdin:
@@ -563,6 +594,8 @@ def keys_create(
     system: Annotated[str, typer.Option("--system", "-s")],
 ) -> None:
     """Create an API key for a system; it is printed once and stored only as a hash."""
+    from accord.govern import identity  # noqa: PLC0415
+
     workspace = open_workspace(directory)
     workspace.project.mapping(system)
     with writing(workspace.engine) as conn:
@@ -627,6 +660,7 @@ def demo(
     """Generate the demo company, load its four systems, resolve, report, and serve."""
     from accord.demo.generator import generate  # noqa: PLC0415
     from accord.demo.run import inputs, score, write_project  # noqa: PLC0415
+    from accord.govern import identity  # noqa: PLC0415
 
     write_project(directory)
     data = directory / "data"
