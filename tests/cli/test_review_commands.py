@@ -510,3 +510,44 @@ def test_review_show_prints_values_as_they_are(
 
     assert result.exit_code == 0, result.exception
     assert street in result.output
+
+
+# ---- accord match model: what the learned engine learned at the last resolve
+
+
+def _models(project: Path) -> int:
+    with sqlite3.connect(project / ".accord" / "accord.sqlite3") as db:
+        count: int = db.execute("SELECT count(*) FROM match_model").fetchone()[0]
+    return count
+
+
+def test_match_model_shows_the_weights_and_the_blocking(learned: Path) -> None:
+    output = _run("match", "model", learned)
+    assert "prior" in output and "matching pairs" in output
+    for name in ("given_name", "family_name", "birth_date", "address", "else"):
+        assert name in output
+    assert "Blocking" in output and "kind+email" in output
+
+
+def test_match_model_as_json(learned: Path) -> None:
+    model = json.loads(_run("match", "model", learned, "--json"))
+    params = model["params"]
+    assert 0 < params["prior"] < 0.5
+    names = [c["name"] for c in params["comparisons"]]
+    assert names[:2] == ["given_name", "family_name"]
+    for comparison in params["comparisons"]:
+        assert len(comparison["levels"]) == len(comparison["m"]) == len(comparison["u"])
+        assert comparison["levels"][0] == "null" and comparison["levels"][-1] == "else"
+    assert model["blocking"]["pairs"] > 0
+
+
+def test_a_resolve_that_learns_the_same_keeps_one_model(learned: Path) -> None:
+    before = _models(learned)
+    assert before == 1
+    _run("resolve", learned)
+    assert _models(learned) == before  # the same data, the same seed: the same model
+
+
+def test_match_model_without_a_learned_engine(demo_project_dir: Path) -> None:
+    output = _run("match", "model", demo_project_dir, code=1)
+    assert "no learned model yet" in output and "engine: learned" in output

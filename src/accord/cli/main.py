@@ -215,6 +215,66 @@ def _resolve_table(report: ResolveReport) -> Any:
     return table("Resolved", ["", "count"], rows)
 
 
+@match_app.command("model")
+@reports_errors
+def match_model(
+    directory: ProjectDir,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """What the learned engine learned at the last resolve: each comparison's levels with
+    m, u and match weight, the prior, and the blocking report."""
+    from accord.store.stewardship import latest_model  # noqa: PLC0415
+
+    workspace = open_workspace(directory)
+    with workspace.engine.connect() as conn:
+        model = latest_model(conn)
+    if model is None:
+        errors.print(
+            "no learned model yet: set `match.engine: learned` and run "
+            f"[bold]accord resolve {escape(str(directory))}[/]"
+        )
+        raise typer.Exit(1)
+    if as_json:
+        sys.stdout.write(json.dumps(model, default=str, indent=2) + "\n")
+        return
+    params = model["params"]
+    training = params.get("training", {})
+    console.print(
+        f"learned {str(model['created_at'])[:19]}: prior {params['prior']:.3g} "
+        f"(about {training.get('expected_matches', 0):,.0f} matching pairs among "
+        f"{training.get('possible_pairs', 0):,} possible)"
+    )
+    rows: list[list[Any]] = []
+    for comparison in params["comparisons"]:
+        levels = comparison["levels"]
+        for number, label in enumerate(levels):
+            if number == 0:
+                continue
+            rows.append(
+                [
+                    comparison["name"] if number == 1 else "",
+                    label,
+                    f"{comparison['m'][number]:.4f}",
+                    f"{comparison['u'][number]:.6f}",
+                    f"{comparison['weights'][number]:+.2f}",
+                ]
+            )
+    console.print(table("Comparisons", ["comparison", "level", "m", "u", "weight"], rows))
+    blocking = model["blocking"]
+    if blocking:
+        console.print(
+            table(
+                f"Blocking: {blocking['pairs']:,} pairs, estimated recall "
+                f"{blocking.get('estimated_recall')}",
+                ["rule", "pairs", "new pairs", "largest block"],
+                [
+                    [r["rule"], r["pairs"], r["new_pairs"], r["largest_block"]]
+                    for r in blocking["rules"]
+                ],
+            )
+        )
+
+
 def _named_input(value: str) -> tuple[str, Path]:
     name, sep, path = value.partition("=")
     if not sep or not name or not path:

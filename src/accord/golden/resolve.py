@@ -128,6 +128,14 @@ def resolve(
         _write(conn, project, actor=actor, keys=keys, built=built, evidence=evidence, report=report)
         queue = stewardship.sync_reviews(conn, review, utcnow())
         report.review = queue["queued"]
+        if result.details.get("model"):
+            stewardship.save_model(
+                conn,
+                project_digest=project.digest,
+                params=result.details["model"],
+                blocking=result.details.get("blocking") or {},
+                at=utcnow(),
+            )
     clock.stop()
     return report
 

@@ -1,4 +1,4 @@
-"""The review queue and steward decisions."""
+"""The review queue, steward decisions, and the learned model they are judged by."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, tuple_, update
 
 from accord.store.dialect import upsert
-from accord.store.tables import match_decision, match_review
+from accord.store.tables import match_decision, match_model, match_review
 
 Key = tuple[str, str]  # (system, source id)
 Pair = tuple[Key, Key]
@@ -151,3 +151,31 @@ def close_reviews(conn: Connection, pairs: Sequence[Pair], at: datetime) -> None
             .where(tuple_(*match_review.c[*PAIR_COLUMNS]).in_(keys[start : start + WRITE_BATCH]))
             .values(status="decided", updated_at=at)
         )
+
+
+# ---- the learned model
+
+
+def save_model(
+    conn: Connection,
+    *,
+    project_digest: str,
+    params: dict[str, Any],
+    blocking: dict[str, Any],
+    at: datetime,
+) -> None:
+    """Keep what the learned engine learned at this resolve, unless it is what the last
+    resolve learned (a re-run over unchanged data writes nothing)."""
+    latest = latest_model(conn)
+    if latest is not None and (latest["params"], latest["blocking"]) == (params, blocking):
+        return
+    conn.execute(
+        match_model.insert().values(
+            created_at=at, project_digest=project_digest, params=params, blocking=blocking
+        )
+    )
+
+
+def latest_model(conn: Connection) -> dict[str, Any] | None:
+    row = conn.execute(select(match_model).order_by(match_model.c.id.desc()).limit(1)).first()
+    return None if row is None else dict(row._mapping)

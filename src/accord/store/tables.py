@@ -208,6 +208,18 @@ match_decision = Table(
     UniqueConstraint("left_system", "left_source_id", "right_system", "right_source_id"),
 )
 
+# What the learned engine learned at each resolve: the weights (m, u, prior), how it was
+# trained, and the blocking report. The latest explains the current links.
+match_model = Table(
+    "match_model",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("project_digest", String(64), nullable=False),
+    Column("params", Document, nullable=False),
+    Column("blocking", Document, nullable=False),
+)
+
 # Append-only and hash-chained: each entry carries the hash of the one before.
 audit_log = Table(
     "audit_log",
