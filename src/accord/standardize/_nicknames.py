@@ -65,6 +65,7 @@ ROOTS: dict[str, tuple[str, ...]] = {
     "friedrich": ("fritz",),
     "josef": ("sepp", "seppl", "beppo"),
     "franz": ("franzl",),
+    "ursula": ("uschi",),
     "heinrich": ("heinz", "hein", "heini"),
     "ludwig": ("lutz",),
     "wilhelm": ("willi",),
