@@ -121,3 +121,41 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]], *, gzipped: bool = False
     else:
         path.write_text(text, encoding="utf-8")
     return path
+
+
+def anna_chain_and_bob() -> list[dict[str, str]]:
+    """CRM rows: Anna three times, chained (C1 - C2 share an email, C2 - C3 a phone; C1
+    and C3 share nothing the rules link on), and Bob (C4), who shares nothing with anyone.
+    The rules engine puts C1-C3 in one customer. Used by the stewardship tests."""
+    return [
+        crm_row("C1", Email="anna@x.org", Phone="+49 30 1111111", BirthDate="", PostalCode="10115"),
+        crm_row(
+            "C2",
+            Email="anna@x.org",
+            Phone="+49 30 2222222",
+            BirthDate="",
+            PostalCode="20095",
+            City="Hamburg",
+            Street="Elbweg 2",
+        ),
+        crm_row(
+            "C3",
+            Email="schmidt@y.org",
+            Phone="+49 30 2222222",
+            BirthDate="",
+            PostalCode="80331",
+            City="München",
+            Street="Marienplatz 1",
+        ),
+        crm_row(
+            "C4",
+            FirstName="Bob",
+            LastName="Jones",
+            Email="bob@z.org",
+            Phone="+49 89 5555555",
+            BirthDate="1970-01-01",
+            PostalCode="50667",
+            City="Köln",
+            Street="Domplatz 1",
+        ),
+    ]

@@ -19,7 +19,7 @@ from accord.cli.main import app
 from accord.demo.generator import generate
 from accord.demo.run import inputs, write_project
 from accord.govern.permissions import cli_actor
-from tests.factories import crm_row, write_csv
+from tests.factories import anna_chain_and_bob, write_csv
 
 runner = CliRunner()
 
@@ -273,27 +273,7 @@ def test_a_held_model_link_is_queued_with_its_explanation(learned: Path) -> None
 
 def _chain() -> list[dict[str, str]]:
     """Anna three times: C1 - C2 share an email, C2 - C3 a phone; C1 and C3 nothing."""
-    return [
-        crm_row("C1", Email="anna@x.org", Phone="+49 30 1111111", BirthDate="", PostalCode="10115"),
-        crm_row(
-            "C2",
-            Email="anna@x.org",
-            Phone="+49 30 2222222",
-            BirthDate="",
-            PostalCode="20095",
-            City="Hamburg",
-            Street="Elbweg 2",
-        ),
-        crm_row(
-            "C3",
-            Email="schmidt@y.org",
-            Phone="+49 30 2222222",
-            BirthDate="",
-            PostalCode="80331",
-            City="München",
-            Street="Marienplatz 1",
-        ),
-    ]
+    return anna_chain_and_bob()[:3]
 
 
 @pytest.fixture

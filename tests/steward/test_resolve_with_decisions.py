@@ -23,8 +23,7 @@ from accord.store import stewardship
 from accord.store.engine import writing
 from accord.store.tables import crosswalk, golden_record, match_review
 from accord.workspace import Workspace
-from tests.factories import write_csv
-from tests.steward.test_service import anna_chain_and_bob
+from tests.factories import anna_chain_and_bob, write_csv
 
 STEWARD = Actor("user", "stewie", Role.STEWARD)
 C1, C2, C3, C4 = (("crm", f"C{i}") for i in range(1, 5))

@@ -19,7 +19,7 @@ from accord.store.engine import writing
 from accord.store.tables import audit_log, match_decision, match_review
 from accord.store.types import utcnow
 from accord.workspace import Workspace
-from tests.factories import crm_row, write_csv
+from tests.factories import anna_chain_and_bob, crm_row, write_csv
 
 VIEWER = Actor("user", "vera", Role.VIEWER, user_id=1)
 OPERATOR = Actor("user", "otto", Role.OPERATOR, user_id=2)
@@ -28,44 +28,6 @@ ADMIN = Actor("user", "ada", Role.ADMIN, user_id=4)
 SYSTEM = Actor("system", "crm", Role.SYSTEM)
 
 C1, C2, C3, C4 = (("crm", f"C{i}") for i in range(1, 5))
-
-
-def anna_chain_and_bob() -> list[dict[str, str]]:
-    """CRM rows: Anna three times, chained (C1 - C2 share an email, C2 - C3 a phone; C1
-    and C3 share nothing the rules link on), and Bob (C4), who shares nothing with anyone.
-    The rules engine puts C1-C3 in one customer. Also used by tests/steward and tests/web."""
-    return [
-        crm_row("C1", Email="anna@x.org", Phone="+49 30 1111111", BirthDate="", PostalCode="10115"),
-        crm_row(
-            "C2",
-            Email="anna@x.org",
-            Phone="+49 30 2222222",
-            BirthDate="",
-            PostalCode="20095",
-            City="Hamburg",
-            Street="Elbweg 2",
-        ),
-        crm_row(
-            "C3",
-            Email="schmidt@y.org",
-            Phone="+49 30 2222222",
-            BirthDate="",
-            PostalCode="80331",
-            City="München",
-            Street="Marienplatz 1",
-        ),
-        crm_row(
-            "C4",
-            FirstName="Bob",
-            LastName="Jones",
-            Email="bob@z.org",
-            Phone="+49 89 5555555",
-            BirthDate="1970-01-01",
-            PostalCode="50667",
-            City="Köln",
-            Street="Domplatz 1",
-        ),
-    ]
 
 
 @pytest.fixture

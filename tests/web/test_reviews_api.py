@@ -27,8 +27,7 @@ from accord.store.tables import audit_log
 from accord.store.types import utcnow
 from accord.web.app import create_app
 from accord.workspace import Workspace
-from tests.factories import write_csv
-from tests.steward.test_service import anna_chain_and_bob
+from tests.factories import anna_chain_and_bob, write_csv
 
 PASSWORD = "a long enough password"
 USERS = {

@@ -235,7 +235,7 @@ def match_model(
         )
         raise typer.Exit(1)
     if as_json:
-        sys.stdout.write(json.dumps(model, default=str, indent=2) + "\n")
+        _print_json(model)
         return
     params = model["params"]
     training = params.get("training", {})
@@ -273,6 +273,11 @@ def match_model(
                 ],
             )
         )
+
+
+def _print_json(value: Any) -> None:
+    """`--json` output: plain JSON on stdout, dates and the like as strings."""
+    sys.stdout.write(json.dumps(value, default=str, indent=2) + "\n")
 
 
 def _named_input(value: str) -> tuple[str, Path]:
@@ -374,7 +379,7 @@ def review_show(
     with workspace.engine.connect() as conn:
         item = service.review(conn, cli_actor(), review_id)
     if as_json:
-        sys.stdout.write(json.dumps(item, default=str, indent=2) + "\n")
+        _print_json(item)
         return
     left, right = item["records"]
     console.print(
@@ -524,7 +529,7 @@ def show(
     with workspace.engine.connect() as conn:
         customer = customers.get(conn, cli_actor(), golden_id)
     if as_json:
-        sys.stdout.write(json.dumps(customer, default=str, indent=2) + "\n")
+        _print_json(customer)
         return
     if customer["status"] != "active":
         target = customer.get("merged_into")

@@ -3,26 +3,17 @@ so permission checks cannot be skipped by a new endpoint."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
 
 from accord.errors import InputRejected, NotFound
 from accord.govern.permissions import Actor, Permission, require
+from accord.paging import Page, check_window
 from accord.store import golden as golden_store
 from accord.store import records as record_store
 
-MAX_PAGE = 200
 MAX_QUERY_CHARS = 200
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[dict[str, Any]]
-    total: int
-    limit: int
-    offset: int
 
 
 def search(
@@ -30,10 +21,7 @@ def search(
 ) -> Page:
     """Active golden customers whose name, email, phone, city or ids contain `text`."""
     require(actor, Permission.CUSTOMERS_READ)
-    if not 1 <= limit <= MAX_PAGE:
-        raise InputRejected(f"limit must be between 1 and {MAX_PAGE}")
-    if offset < 0:
-        raise InputRejected("offset must not be negative")
+    check_window(limit, offset)
     text = (text or "").strip()
     if len(text) > MAX_QUERY_CHARS:
         raise InputRejected(f"a search is at most {MAX_QUERY_CHARS} characters")

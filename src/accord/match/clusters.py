@@ -46,6 +46,8 @@ def clusters(size: int, links: Iterable[tuple[int, int]]) -> list[list[int]]:
     return sorted(groups.values(), key=lambda group: group[0])
 
 
+# A column's values by record: a list, or a numpy object array.
+ColumnValues = Sequence[str | None] | npt.NDArray[np.object_]
 # A cluster's signature: per guarded column, each distinct value and one record holding it.
 Signature = dict[str, dict[str, int]]
 # Whether two records' values of a column contradict each other.
@@ -64,7 +66,7 @@ class GuardedClusters:
     def __init__(
         self,
         size: int,
-        values: Mapping[str, Sequence[str | None]],
+        values: Mapping[str, ColumnValues],
         contradicts: Contradicts,
         unique: Mapping[str, frozenset[str]] | None = None,
     ) -> None:

@@ -164,6 +164,8 @@ SCORERS: dict[str, tuple[Callable[..., float], float, bool]] = {
     "jaro_winkler": (JaroWinkler.normalized_similarity, 1.0, True),
     "jaro": (Jaro.normalized_similarity, 1.0, True),
     "levenshtein": (Levenshtein.distance, 1.0, False),
+    # optimal string alignment: Damerau-Levenshtein where no substring is edited twice,
+    # the usual typo model, and bit-parallel in rapidfuzz (true DL is ten times slower)
     "damerau_levenshtein": (OSA.distance, 1.0, False),
     "token_sort": (fuzz.token_sort_ratio, 100.0, True),
     "token_set": (fuzz.token_set_ratio, 100.0, True),
@@ -171,14 +173,10 @@ SCORERS: dict[str, tuple[Callable[..., float], float, bool]] = {
 
 TESTS: dict[str, LevelTest] = {
     "exact": _exact,
-    "jaro_winkler": _similarity(JaroWinkler.normalized_similarity),
-    "jaro": _similarity(Jaro.normalized_similarity),
-    "levenshtein": _similarity(Levenshtein.distance, at_least=False),
-    # optimal string alignment: Damerau-Levenshtein where no substring is edited twice,
-    # the usual typo model, and bit-parallel in rapidfuzz (true DL is ten times slower)
-    "damerau_levenshtein": _similarity(OSA.distance, at_least=False),
-    "token_sort": _similarity(fuzz.token_sort_ratio, 100.0),
-    "token_set": _similarity(fuzz.token_set_ratio, 100.0),
+    **{
+        kind: _similarity(scorer, scale, at_least=at_least)
+        for kind, (scorer, scale, at_least) in SCORERS.items()
+    },
     "jaccard": _jaccard,
     "phonetic": _phonetic,
     "nickname": _derived_equal("root"),

@@ -36,10 +36,7 @@ def pairwise_scores(
 ) -> PairwiseScores:
     """Scores over the records both mappings know (record -> cluster label), counted
     without listing pairs: n records in a group make n*(n-1)/2 pairs."""
-    common = predicted.keys() & truth.keys()
-    predicted_sizes = Counter(predicted[r] for r in common)
-    truth_sizes = Counter(truth[r] for r in common)
-    both_sizes = Counter((predicted[r], truth[r]) for r in common)
+    _, predicted_sizes, truth_sizes, both_sizes = _sizes(predicted, truth)
     return PairwiseScores(
         true_pairs=sum(_pairs(n) for n in truth_sizes.values()),
         predicted_pairs=sum(_pairs(n) for n in predicted_sizes.values()),
@@ -49,6 +46,20 @@ def pairwise_scores(
 
 def _pairs(n: int) -> int:
     return n * (n - 1) // 2
+
+
+def _sizes(
+    predicted: Mapping[Record, Hashable], truth: Mapping[Record, Hashable]
+) -> tuple[int, Counter[Hashable], Counter[Hashable], Counter[tuple[Hashable, Hashable]]]:
+    """Over the records both mappings know: how many, the size of each predicted cluster,
+    of each true group, and of each (predicted cluster, true group) overlap."""
+    common = predicted.keys() & truth.keys()
+    return (
+        len(common),
+        Counter(predicted[r] for r in common),
+        Counter(truth[r] for r in common),
+        Counter((predicted[r], truth[r]) for r in common),
+    )
 
 
 @dataclass(frozen=True)
@@ -71,15 +82,12 @@ def bcubed_scores(
     predicted: Mapping[Record, Hashable], truth: Mapping[Record, Hashable]
 ) -> BCubedScores:
     """B-cubed over the records both mappings know, in one pass over counts."""
-    common = predicted.keys() & truth.keys()
-    if not common:
+    records, predicted_sizes, truth_sizes, both_sizes = _sizes(predicted, truth)
+    if not records:
         return BCubedScores(0, 1.0, 1.0)
-    predicted_sizes = Counter(predicted[r] for r in common)
-    truth_sizes = Counter(truth[r] for r in common)
-    both_sizes = Counter((predicted[r], truth[r]) for r in common)
     precision = recall = 0.0
     for (cluster, entity), overlap in both_sizes.items():
         # each of the `overlap` records in this cell scores overlap / cluster size
         precision += overlap * overlap / predicted_sizes[cluster]
         recall += overlap * overlap / truth_sizes[entity]
-    return BCubedScores(len(common), precision / len(common), recall / len(common))
+    return BCubedScores(records, precision / records, recall / records)

@@ -29,7 +29,7 @@ from accord.match.blocking import (
     rule_blocks,
 )
 from accord.match.blocking import satisfies as shares_key
-from accord.match.clusters import GuardedClusters, component_labels, groups_of
+from accord.match.clusters import ColumnValues, GuardedClusters, component_labels, groups_of
 from accord.match.columns import CodeArray, Columns, IntArray, split_ref
 from accord.match.comparisons import CompiledComparison
 from accord.match.features import FEATURES, SIMILARITY
@@ -276,9 +276,9 @@ class LearnedEngine:
 
     def _guarded_values(
         self, columns: Columns, systems: Sequence[str] | None
-    ) -> dict[str, Sequence[str | None]]:
-        guarded: dict[str, Sequence[str | None]] = {
-            ref: columns.values(ref).tolist() for ref in self.config.conflicts if columns.has(ref)
+    ) -> dict[str, ColumnValues]:
+        guarded: dict[str, ColumnValues] = {
+            ref: columns.values(ref) for ref in self.config.conflicts if columns.has(ref)
         }
         if systems is not None and self.model.one_per_system:
             guarded[SYSTEM_COLUMN] = list(systems)

@@ -9,7 +9,6 @@ other links would chain them together. Golden records change at the next resolve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import Connection
@@ -17,6 +16,7 @@ from sqlalchemy import Connection
 from accord.errors import Conflict, InputRejected, NotFound
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.govern.permissions import Actor, Permission, require
+from accord.paging import Page, check_window
 from accord.store import golden as golden_store
 from accord.store import records as record_store
 from accord.store import stewardship as store
@@ -24,33 +24,22 @@ from accord.store.types import utcnow
 
 DecisionKind = Literal["same", "different"]
 DECISIONS: tuple[str, ...] = ("same", "different")
-MAX_PAGE = 200
 MAX_NOTE_CHARS = 2000
 MAX_ID = 2**63 - 1  # review ids are 64-bit
 Key = tuple[str, str]
-
-
-@dataclass(frozen=True)
-class ReviewPage:
-    items: list[dict[str, Any]]
-    total: int
-    limit: int
-    offset: int
+Decided = list[tuple[tuple[Key, Key], str, str]]  # (pair, decision, note) each
 
 
 def queue(
     conn: Connection, actor: Actor, *, status: str = "open", limit: int = 50, offset: int = 0
-) -> ReviewPage:
+) -> Page:
     """A page of the review queue, most likely matches first."""
     require(actor, Permission.MATCHES_READ)
     if status not in {"open", "decided", "withdrawn"}:
         raise InputRejected(f"status must be open, decided or withdrawn, not {status!r}")
-    if not 1 <= limit <= MAX_PAGE:
-        raise InputRejected(f"limit must be between 1 and {MAX_PAGE}")
-    if offset < 0:
-        raise InputRejected("offset must not be negative")
+    check_window(limit, offset)
     items, total = store.list_reviews(conn, status, limit, offset)
-    return ReviewPage([_summary(item) for item in items], total, limit, offset)
+    return Page([_summary(item) for item in items], total, limit, offset)
 
 
 def review(conn: Connection, actor: Actor, review_id: int) -> dict[str, Any]:
@@ -91,12 +80,19 @@ def decide_pair(
     if left == right:
         raise InputRejected("a record is always the same customer as itself")
     for key in (left, right):
-        if not record_store.source_record_versions(conn, *key):
+        if not record_store.heads(conn, key[0], [key[1]]):
             raise NotFound(f"no record {key[1]!r} in {key[0]!r}")
     pair = store.ordered(left, right)
+    _store_decisions(conn, actor, [(pair, decision, note)])
+    return {"left": list(pair[0]), "right": list(pair[1]), "decision": decision, "note": note}
+
+
+def _store_decisions(conn: Connection, actor: Actor, decided: Decided) -> None:
+    """Store decisions (pair, decision, note), close their reviews, audit each: a few
+    batched statements however many pairs."""
     now = utcnow()
-    store.record_decision(conn, pair, decision=decision, note=note, actor=actor.label, at=now)
-    store.close_reviews(conn, [pair], now)
+    store.record_decisions(conn, decided, actor=actor.label, at=now)
+    store.close_reviews(conn, [pair for pair, _, _ in decided], now)
     record(
         conn,
         actor.label,
@@ -105,16 +101,11 @@ def decide_pair(
                 AuditAction.MATCH_DECIDED,
                 "pair",
                 _pair_label(pair),
-                {
-                    "left": list(pair[0]),
-                    "right": list(pair[1]),
-                    "decision": decision,
-                    "note": note,
-                },
+                {"left": list(pair[0]), "right": list(pair[1]), "decision": decision, "note": note},
             )
+            for pair, decision, note in decided
         ],
     )
-    return {"left": list(pair[0]), "right": list(pair[1]), "decision": decision, "note": note}
 
 
 def split(
@@ -137,24 +128,22 @@ def split(
     staying = [key for key in members if key not in leaving]
     if not leaving or not staying:
         raise InputRejected("split out at least one member, and leave at least one")
-    decisions = [
-        decide_pair(
-            conn, actor, out, stay, decision="different", note=note or f"split from {golden_id}"
-        )
-        for out in leaving
-        for stay in staying
+    _check_decision("different", note)
+    apart = note or f"split from {golden_id}"
+    together = note or f"split from {golden_id} together"
+    decided = [
+        (store.ordered(out, stay), "different", apart) for out in leaving for stay in staying
     ]
-    decisions += [
-        decide_pair(
-            conn, actor, a, b, decision="same", note=note or f"split from {golden_id} together"
-        )
+    decided += [
+        (store.ordered(a, b), "same", together)
         for i, a in enumerate(leaving)
         for b in leaving[i + 1 :]
     ]
+    _store_decisions(conn, actor, decided)
     return {
         "golden_id": golden_id,
         "split_out": [list(k) for k in leaving],
-        "decisions": len(decisions),
+        "decisions": len(decided),
     }
 
 

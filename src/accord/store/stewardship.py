@@ -51,13 +51,20 @@ def record_decision(
     conn: Connection, pair: Pair, *, decision: str, note: str, actor: str, at: datetime
 ) -> None:
     """Decide a pair (a later decision about the same pair replaces the earlier one)."""
-    row = _pair_values(pair) | {
-        "decision": decision,
-        "note": note,
-        "decided_by": actor,
-        "decided_at": at,
-    }
-    upsert(conn, match_decision, [row], PAIR_COLUMNS)
+    record_decisions(conn, [(pair, decision, note)], actor=actor, at=at)
+
+
+def record_decisions(
+    conn: Connection, decided: Sequence[tuple[Pair, str, str]], *, actor: str, at: datetime
+) -> None:
+    """Decide many pairs, (pair, decision, note) each, in batched statements."""
+    rows = [
+        _pair_values(pair)
+        | {"decision": decision, "note": note, "decided_by": actor, "decided_at": at}
+        for pair, decision, note in decided
+    ]
+    for start in range(0, len(rows), WRITE_BATCH):
+        upsert(conn, match_decision, rows[start : start + WRITE_BATCH], PAIR_COLUMNS)
 
 
 def decision_of(conn: Connection, pair: Pair) -> dict[str, Any] | None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -16,6 +17,7 @@ from accord.web.auth import SESSION_COOKIE, ActorDep, ConnDep, end_session, work
 from accord.workspace import Workspace
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
+Item = TypeVar("Item", bound=BaseModel)
 
 
 class Credentials(BaseModel):
@@ -40,11 +42,16 @@ class CustomerSummary(BaseModel):
     member_count: int
 
 
-class CustomerPage(BaseModel):
-    items: list[CustomerSummary]
+class Page(BaseModel, Generic[Item]):
+    """A page of a longer list: `total` items in all, these from `offset` on."""
+
+    items: list[Item]
     total: int
     limit: int
     offset: int
+
+
+CustomerPage = Page[CustomerSummary]
 
 
 class FieldLineage(BaseModel):
@@ -168,11 +175,7 @@ class ReviewSummary(BaseModel):
     updated_at: datetime
 
 
-class ReviewPage(BaseModel):
-    items: list[ReviewSummary]
-    total: int
-    limit: int
-    offset: int
+ReviewPage = Page[ReviewSummary]
 
 
 class Review(ReviewSummary):
@@ -217,8 +220,7 @@ def list_reviews(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> dict[str, Any]:
     """Pairs waiting for a steward, most likely matches first."""
-    page = steward.queue(conn, actor, status=status, limit=limit, offset=offset)
-    return {"items": page.items, "total": page.total, "limit": page.limit, "offset": page.offset}
+    return asdict(steward.queue(conn, actor, status=status, limit=limit, offset=offset))
 
 
 @router.get("/reviews/{review_id}", response_model=Review, tags=["stewardship"])
