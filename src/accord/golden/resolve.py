@@ -19,12 +19,14 @@ from accord.config import versions
 from accord.config.loader import Project
 from accord.digest import digest
 from accord.golden.ids import assign_ids
+from accord.golden.match_index import sync_index
 from accord.golden.survivorship import Member, Survivorship
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.match import Link, Matcher, MatchRecord, build_matcher
 from accord.match.clusters import clusters as connected
 from accord.match.decisions import Decision, apply_decisions
 from accord.match.features import features_of
+from accord.match.index import IndexPlan
 from accord.match.interface import OversizedBlock
 from accord.store import golden as golden_store
 from accord.store import records as record_store
@@ -34,6 +36,9 @@ from accord.store.types import utcnow
 
 Progress = Callable[[str], None]  # called with the name of each stage as it starts
 WRITE_BATCH = 1000
+Key = tuple[str, str]  # (system, source id)
+# per record, the link that put it in its customer: rule, partner, match probability
+Evidence = dict[Key, tuple[str, Key | None, float | None]]
 
 
 @dataclass
@@ -85,6 +90,8 @@ def resolve(
         for m in members
     ]
     matcher = build_matcher(project.config.match)
+    learned = project.config.match.engine == "learned"
+    plan = IndexPlan.of(project.config.match) if learned else None
     result = matcher.link(match_records)
     index = {(m.system, m.source_id): i for i, m in enumerate(members)}
     links, held = apply_decisions(
@@ -119,20 +126,42 @@ def resolve(
 
     clock.start("survive")
     survivorship = Survivorship(project.config.survivorship, project.config.systems)
-    built = [_golden_content(survivorship, [members[i] for i in group]) for group in groups]
+    built = [golden_content(survivorship, [members[i] for i in group]) for group in groups]
 
     clock.start("write")
     with writing(engine) as conn:
         versions.apply(conn, project, actor)
         keys = [[(members[i].system, members[i].source_id) for i in group] for group in groups]
-        _write(conn, project, actor=actor, keys=keys, built=built, evidence=evidence, report=report)
+        events = write_clusters(
+            conn,
+            actor=actor,
+            entity=project.config.entity,
+            keys=keys,
+            built=built,
+            evidence=evidence,
+            report=report,
+            scope=Scope.everything(conn),
+        )
+        report.golden_records = len(keys)
+        record(conn, actor, [*events, completed(project, report)])
+        if plan is not None:
+            sync_index(
+                conn,
+                plan,
+                [
+                    ((m.system, m.source_id), m.canonical_record_id, r.features | kind_of(r))
+                    for m, r in zip(members, match_records, strict=True)
+                ],
+                complete=True,
+            )
         queue = stewardship.sync_reviews(conn, review, utcnow())
         report.review = queue["queued"]
         if result.details.get("model"):
             stewardship.save_model(
                 conn,
                 project_digest=project.digest,
-                params=result.details["model"],
+                params=result.details["model"]
+                | {"settings_digest": plan.settings if plan else None},
                 blocking=result.details.get("blocking") or {},
                 at=utcnow(),
             )
@@ -140,27 +169,49 @@ def resolve(
     return report
 
 
-def _write(
+@dataclass
+class Scope:
+    """What a write may change, as it stands before: the crosswalk of the records in
+    scope, the fingerprints of the active golden records in scope (those left without a
+    cluster are merged or retired), each record's golden id before its last move, and
+    the merged ids a split may bring back. A full resolve's scope is everything."""
+
+    current: dict[Key, tuple[str, str, dict[str, Any]]]
+    fingerprints: dict[str, str]
+    previous: dict[Key, str]
+    restorable: set[str]
+
+    @classmethod
+    def everything(cls, conn: Connection) -> Scope:
+        return cls(
+            golden_store.crosswalk_map(conn),
+            golden_store.active_fingerprints(conn),
+            golden_store.previous_ids(conn),
+            golden_store.merged_ids(conn),
+        )
+
+
+def write_clusters(
     conn: Connection,
-    project: Project,
     *,
     actor: str,
-    keys: list[list[tuple[str, str]]],
+    entity: str,
+    keys: list[list[Key]],
     built: list[dict[str, Any]],
-    evidence: dict[tuple[str, str], tuple[str, tuple[str, str], float | None]],
+    evidence: Evidence,
     report: ResolveReport,
-) -> None:
-    """Keep golden ids, write changed golden records and links, retire ids, audit."""
-    current = golden_store.crosswalk_map(conn)
-    fingerprints = golden_store.active_fingerprints(conn)
-    previous_ids = golden_store.previous_ids(conn)
+    scope: Scope,
+) -> list[AuditEvent]:
+    """Keep golden ids, write changed golden records and links, retire ids; returns the
+    audit events (the caller records them with its own summary)."""
+    current, fingerprints, previous_ids = scope.current, scope.fingerprints, scope.previous
     ids = assign_ids(
         keys,
         {key: link[0] for key, link in current.items()},
         lambda n: golden_store.allocate_ids(conn, n),
         known_ids=set(fingerprints),
         previous=dict(previous_ids),
-        restorable=golden_store.merged_ids(conn),
+        restorable=scope.restorable,
     )
     inserts, updates, events = [], [], []
     changed_ids = [
@@ -170,7 +221,7 @@ def _write(
     ]
     previous = golden_store.data_of(conn, changed_ids)
     for golden_id, content in zip(ids.cluster_ids, built, strict=True):
-        row = content | {"golden_id": golden_id, "entity_type": project.config.entity}
+        row = content | {"golden_id": golden_id, "entity_type": entity}
         if golden_id in ids.new_ids:
             inserts.append(row)
             events.append(_event(AuditAction.GOLDEN_CREATED, golden_id, content))
@@ -186,7 +237,8 @@ def _write(
             )
         else:
             report.unchanged += 1
-    report.created, report.updated = len(inserts), len(updates)
+    report.created += len(inserts)
+    report.updated += len(updates)
     for start in range(0, max(len(inserts), len(updates)), WRITE_BATCH):
         golden_store.insert_golden(conn, inserts[start : start + WRITE_BATCH])
         golden_store.update_golden(conn, updates[start : start + WRITE_BATCH])
@@ -226,28 +278,34 @@ def _write(
         AuditEvent(AuditAction.GOLDEN_RESTORED, "golden", restored)
         for restored in sorted(ids.restored)
     ]
-    report.merged, report.retired = len(ids.merged), len(ids.retired)
-    report.golden_records = len(keys)
-    events.append(
-        AuditEvent(
-            AuditAction.RESOLVE_COMPLETED,
-            "project",
-            project.digest,
-            {
-                "records": report.records,
-                "golden_records": report.golden_records,
-                "created": report.created,
-                "updated": report.updated,
-                "merged": report.merged,
-                "retired": report.retired,
-                "links_by_rule": report.links_by_rule,
-            },
-        )
+    report.merged += len(ids.merged)
+    report.retired += len(ids.retired)
+    return events
+
+
+def completed(project: Project, report: ResolveReport, mode: str = "full") -> AuditEvent:
+    return AuditEvent(
+        AuditAction.RESOLVE_COMPLETED,
+        "project",
+        project.digest,
+        {
+            "mode": mode,
+            "records": report.records,
+            "golden_records": report.golden_records,
+            "created": report.created,
+            "updated": report.updated,
+            "merged": report.merged,
+            "retired": report.retired,
+            "links_by_rule": report.links_by_rule,
+        },
     )
-    record(conn, actor, events)
 
 
-def _golden_content(survivorship: Survivorship, members: Sequence[Member]) -> dict[str, Any]:
+def kind_of(record: MatchRecord) -> dict[str, str]:
+    return {"kind": record.kind} if record.kind else {}
+
+
+def golden_content(survivorship: Survivorship, members: Sequence[Member]) -> dict[str, Any]:
     data, lineage = survivorship.build(members)
     member_keys = sorted(f"{m.system}/{m.source_id}" for m in members)
     fingerprint = digest([data, lineage, member_keys])
@@ -291,12 +349,10 @@ def _explained(matcher: Matcher, links: list[Link]) -> list[Link]:
     return out
 
 
-def _evidence(
-    links: Sequence[Link], members: Sequence[Member]
-) -> dict[tuple[str, str], tuple[str, tuple[str, str], float | None]]:
+def _evidence(links: Sequence[Link], members: Sequence[Member]) -> Evidence:
     """For each linked record, the first link that joined it: its rule, its partner and,
     from the learned engine, the match probability."""
-    found: dict[tuple[str, str], tuple[str, tuple[str, str], float | None]] = {}
+    found: Evidence = {}
     for link in links:
         left, right = members[link.left], members[link.right]
         left_key, right_key = (left.system, left.source_id), (right.system, right.source_id)

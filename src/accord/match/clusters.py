@@ -107,6 +107,18 @@ class GuardedClusters:
                 for value_b, record_b in seen_b.items():
                     if value_a != value_b and self.contradicts(column, record_a, record_b):
                         return column
+        self._union(root_a, root_b)
+        return None
+
+    def join(self, left: int, right: int) -> None:
+        """Join the two clusters whatever they hold (records already known to belong
+        together)."""
+        root_a, root_b = self.forest.find(left), self.forest.find(right)
+        if root_a != root_b:
+            self._union(root_a, root_b)
+
+    def _union(self, root_a: int, root_b: int) -> None:
+        sig_a, sig_b = self._signature(root_a), self._signature(root_b)
         self.forest.union(root_a, root_b)
         root = self.forest.find(root_a)
         merged, other = (sig_a, sig_b) if root == root_a else (sig_b, sig_a)
@@ -116,7 +128,6 @@ class GuardedClusters:
                 target.setdefault(value, record)
         self.signatures[root] = merged
         self.signatures.pop(root_b if root == root_a else root_a, None)
-        return None
 
     def groups(self) -> list[list[int]]:
         found: dict[int, list[int]] = {}

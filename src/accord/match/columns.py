@@ -126,6 +126,7 @@ class Columns:
         self._codes: dict[str, CodeArray] = {}
         self._distinct: dict[str, list[str]] = {}
         self._frequency: dict[str, FloatArray] = {}
+        self._present: dict[str, int] = {}
         self._numbers: dict[str, FloatArray] = {}
         self._points: dict[str, FloatArray] = {}
 
@@ -201,7 +202,23 @@ class Columns:
             out = np.zeros(self.size)
             out[present] = counts[codes[present]] / total
             self._frequency[ref] = out
+            self._present.setdefault(ref, int(present.sum()))
         return self._frequency[ref]
+
+    def present(self, ref: str) -> int:
+        """How many records have a value in the column (the base of `frequency`)."""
+        if ref not in self._present:
+            self._present[ref] = int((self.codes(ref) >= 0).sum())
+        return self._present[ref]
+
+    def use_frequencies(self, ref: str, counts: Mapping[str, int], present: int) -> None:
+        """Take value frequencies from elsewhere (the match index, when these columns are a
+        few records matched against many): `counts` per value, over `present` records."""
+        total = max(present, 1)
+        self._frequency[ref] = np.array(
+            [0.0 if v is None else counts.get(str(v), 0) / total for v in self.values(ref)]
+        )
+        self._present[ref] = present
 
     def numbers(self, ref: str) -> FloatArray:
         """The column read as numbers; NaN where absent or not a number."""

@@ -12,7 +12,7 @@ trained on the records themselves, scoring, and clustering in three bands.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -285,6 +285,15 @@ class LearnedEngine:
         return guarded
 
 
+def record_columns(features: Sequence[Mapping[str, str | None]]) -> Columns:
+    """Records' match features (with `kind`) as columns: every known feature, and any
+    other the records carry."""
+    names = sorted({*FEATURES, "kind"} | {name for record in features for name in record})
+    return Columns(
+        {name: [record.get(name) for record in features] for name in names}, len(features)
+    )
+
+
 def score_pairs(
     params: ModelParams,
     comparisons: Sequence[CompiledComparison],
@@ -455,17 +464,7 @@ class LearnedMatcher:
         return list(explain_pairs(params, comparisons, columns, left, right))
 
     def link(self, records: Sequence[MatchRecord]) -> MatchResult:
-        names = sorted({*FEATURES, "kind"} | {n for record in records for n in record.features})
-        columns = Columns(
-            {
-                name: [
-                    record.kind if name == "kind" else record.features.get(name)
-                    for record in records
-                ]
-                for name in names
-            },
-            len(records),
-        )
+        columns = record_columns([record.features | {"kind": record.kind} for record in records])
         result = self.engine.run(
             columns,
             systems=[record.key[0] for record in records],

@@ -97,6 +97,27 @@ class ModelParams:
         }
 
 
+def params_from_dict(data: dict[str, Any]) -> ModelParams:
+    """A model as `ModelParams.to_dict` wrote it (kept in the store between resolves)."""
+    return ModelParams(
+        prior=float(data["prior"]),
+        comparisons=[
+            ComparisonParams(
+                name=c["name"],
+                labels=list(c["levels"]),
+                m=[float(x) for x in c["m"]],
+                u=[float(x) for x in c["u"]],
+                term_frequency=bool(c.get("term_frequency", False)),
+                exact_level=c.get("exact_level"),
+                estimated_in=int(c.get("estimated_in_sessions", 0)),
+            )
+            for c in data["comparisons"]
+        ],
+        correlated=[list(group) for group in data.get("correlated", [])],
+        training=dict(data.get("training", {})),
+    )
+
+
 def level_matrix(
     comparisons: Sequence[CompiledComparison], left: IntArray, right: IntArray
 ) -> LevelMatrix:
@@ -357,7 +378,7 @@ def tf_adjustment(
     common ones."""
     assert params.exact_level is not None  # noqa: S101  (only called for exact levels)
     frequency = columns.frequency(column)[records]
-    floor = 1.0 / max(int((columns.codes(column) >= 0).sum()), 1)
+    floor = 1.0 / max(columns.present(column), 1)
     u_exact = max(params.u[params.exact_level], EPSILON)
     adjusted: FloatArray = np.clip(
         np.log2(u_exact / np.maximum(frequency, floor)), -MAX_WEIGHT, MAX_WEIGHT

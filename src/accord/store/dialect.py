@@ -35,3 +35,18 @@ def insert_new(conn: Connection, table: Table, row: dict[str, Any]) -> bool:
     statement = _insert(conn, table).on_conflict_do_nothing()
     key = list(table.primary_key.columns)
     return conn.execute(statement.returning(*key), row).first() is not None
+
+
+def add_to(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str], column: str
+) -> None:
+    """Insert `rows`, or add their `column` to the stored value where `keys` exist."""
+    if not rows:
+        return
+    statement = _insert(conn, table)
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=keys, set_={column: table.c[column] + statement.excluded[column]}
+        ),
+        rows,
+    )

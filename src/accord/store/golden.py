@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, tuple_, update
 
 from accord.store.dialect import upsert
 from accord.store.records import LOOKUP_CHUNK
@@ -222,3 +222,39 @@ def crosswalk_of(conn: Connection, system: str, source_id: str) -> dict[str, Any
         ).where(crosswalk.c.system == system, crosswalk.c.source_id == source_id)
     ).first()
     return dict(row._mapping) if row is not None else None
+
+
+def crosswalk_for(conn: Connection, keys: Sequence[Key]) -> dict[Key, dict[str, Any]]:
+    """The crosswalk rows of these records: golden id, rule, evidence, previous id."""
+    found: dict[Key, dict[str, Any]] = {}
+    for start in range(0, len(keys), LOOKUP_CHUNK):
+        rows = conn.execute(
+            select(
+                crosswalk.c.system,
+                crosswalk.c.source_id,
+                crosswalk.c.golden_id,
+                crosswalk.c.rule,
+                crosswalk.c.evidence,
+                crosswalk.c.previous_golden_id,
+            ).where(
+                tuple_(crosswalk.c.system, crosswalk.c.source_id).in_(
+                    keys[start : start + LOOKUP_CHUNK]
+                )
+            )
+        )
+        found.update({(r.system, r.source_id): dict(r._mapping) for r in rows})
+    return found
+
+
+def status_of(conn: Connection, golden_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """golden id -> (status, fingerprint) for these ids."""
+    wanted = sorted(set(golden_ids))
+    found: dict[str, tuple[str, str]] = {}
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        rows = conn.execute(
+            select(
+                golden_record.c.golden_id, golden_record.c.status, golden_record.c.fingerprint
+            ).where(golden_record.c.golden_id.in_(wanted[start : start + LOOKUP_CHUNK]))
+        )
+        found.update({r.golden_id: (r.status, r.fingerprint) for r in rows})
+    return found

@@ -186,3 +186,81 @@ def save_model(
 def latest_model(conn: Connection) -> dict[str, Any] | None:
     row = conn.execute(select(match_model).order_by(match_model.c.id.desc()).limit(1)).first()
     return None if row is None else dict(row._mapping)
+
+
+def decisions_among(conn: Connection, keys: Sequence[Key]) -> dict[Pair, str]:
+    """The decisions about pairs of which both records are among `keys`."""
+    wanted = set(keys)
+    found: dict[Pair, str] = {}
+    listed = sorted(wanted)
+    for start in range(0, len(listed), WRITE_BATCH):
+        chunk = listed[start : start + WRITE_BATCH]
+        rows = conn.execute(
+            select(match_decision)
+            .where(tuple_(match_decision.c.left_system, match_decision.c.left_source_id).in_(chunk))
+            .order_by(*match_decision.c[*PAIR_COLUMNS])
+        )
+        for r in rows:
+            pair = _pair_of(r)
+            if pair[1] in wanted:
+                found[pair] = r.decision
+    return dict(sorted(found.items()))
+
+
+def queue_reviews(
+    conn: Connection, items: Sequence[dict[str, Any]], at: datetime, *, involving: Key
+) -> dict[str, int]:
+    """What incremental matching found about one record: its pairs in doubt are queued
+    (or refreshed), and its open pairs no longer in doubt are withdrawn. Pairs a steward
+    decided are not queued again."""
+    side = [
+        (match_review.c.left_system == involving[0])
+        & (match_review.c.left_source_id == involving[1]),
+        (match_review.c.right_system == involving[0])
+        & (match_review.c.right_source_id == involving[1]),
+    ]
+    existing = {
+        _pair_of(r): (r.id, r.status)
+        for r in conn.execute(
+            select(match_review.c.id, match_review.c.status, *match_review.c[*PAIR_COLUMNS]).where(
+                side[0] | side[1]
+            )
+        )
+    }
+    wanted = {ordered(item["left"], item["right"]): item for item in items}
+    decided = {
+        pair
+        for pair in wanted
+        if existing.get(pair, (None, None))[1] == "decided" or decision_of(conn, pair)
+    }
+    rows = [
+        _pair_values(pair)
+        | {
+            "probability": item["probability"],
+            "match_weight": item.get("weight"),
+            "reason": item["reason"],
+            "explanation": item.get("explanation") or {},
+            "status": "open",
+            "first_seen_at": at,
+            "updated_at": at,
+        }
+        for pair, item in wanted.items()
+        if pair not in decided
+    ]
+    upsert(conn, match_review, rows, PAIR_COLUMNS, keep=("first_seen_at",))
+    gone = [
+        review_id
+        for pair, (review_id, status) in existing.items()
+        if status == "open" and pair not in wanted
+    ]
+    if gone:
+        conn.execute(
+            update(match_review)
+            .where(match_review.c.id.in_(gone))
+            .values(status="withdrawn", updated_at=at)
+        )
+    return {
+        "queued": len(rows),
+        "new": sum(1 for pair in wanted if pair not in existing and pair not in decided),
+        "withdrawn": len(gone),
+    }

@@ -220,6 +220,52 @@ match_model = Table(
     Column("blocking", Document, nullable=False),
 )
 
+# The match index: what incremental matching needs to find and score a record's
+# candidates without reading every record. One entry per current record (its match
+# features), its blocking keys and term keys as 64-bit hashes, and how many entries
+# carry each key (block sizes, term frequencies, totals per column).
+match_entry = Table(
+    "match_entry",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("system", String(64), nullable=False),
+    Column("source_id", String(256), nullable=False),
+    Column("canonical_record_id", BigInteger, nullable=False),
+    Column("features", Document, nullable=False),
+    Column("digest", String(64), nullable=False),  # of the features and the match settings
+    UniqueConstraint("system", "source_id"),
+)
+
+match_key = Table(
+    "match_key",
+    metadata,
+    Column("key_hash", BigInteger, primary_key=True, autoincrement=False),
+    Column("entry_id", BigInteger, primary_key=True, autoincrement=False),
+    sqlite_with_rowid=False,
+)
+
+match_count = Table(
+    "match_count",
+    metadata,
+    Column("key_hash", BigInteger, primary_key=True, autoincrement=False),
+    Column("entries", BigInteger, nullable=False),
+)
+
+# Links between golden records that are not merges: a person is a contact of an
+# organization, an organization a subsidiary of another. `evidence` lists the source
+# records and fields that say so.
+relationship = Table(
+    "relationship",
+    metadata,
+    Column("from_golden_id", String(32), primary_key=True),
+    Column("to_golden_id", String(32), primary_key=True),
+    Column("type", String(32), primary_key=True),
+    Column("evidence", Document, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "to_golden_id"),
+)
+
 # Append-only and hash-chained: each entry carries the hash of the one before.
 audit_log = Table(
     "audit_log",

@@ -1,0 +1,361 @@
+"""Incremental resolve: each record that changed since it was last matched is matched
+against the customers already known, through the match index, with the model the last
+full resolve learned, and linked, merged or queued for review, without reading every
+record. Golden ids follow the same rules as a full resolve (`golden/ids.py`), applied to
+the customers the record touches.
+
+A full resolve (`golden/resolve.py`) builds the index and learns the model; this module
+refuses to run without them, or when the match settings changed since (the model and
+the index would answer for settings that no longer hold).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Engine
+
+from accord.config.loader import Project
+from accord.errors import Conflict
+from accord.golden.match_index import sync_index
+from accord.golden.resolve import (
+    Evidence,
+    Key,
+    Progress,
+    ResolveReport,
+    Scope,
+    completed,
+    golden_content,
+    write_clusters,
+)
+from accord.golden.survivorship import Member, Survivorship
+from accord.govern.audit import record
+from accord.match.columns import IntArray
+from accord.match.decisions import Decision
+from accord.match.features import features_of
+from accord.match.incremental import KEPT_RULE, LocalResult, NeighbourhoodScorer, Node
+from accord.match.index import IndexPlan, index_keys, total_key
+from accord.match.interface import Link, OversizedBlock
+from accord.match.learned import record_columns
+from accord.match.model import params_from_dict
+from accord.store import golden as golden_store
+from accord.store import match_index as index_store
+from accord.store import records as record_store
+from accord.store import stewardship
+from accord.store.engine import writing
+from accord.store.types import utcnow
+
+BATCH = 200  # records matched per transaction
+
+
+class IncrementalUnavailable(Conflict):
+    """There is no model or index to match against, or they were made for other settings."""
+
+
+@dataclass
+class Matched:
+    """What matching one record found (before anything is written)."""
+
+    record: Key
+    nodes: list[Node]
+    local: LocalResult | None  # None when the record's features did not change
+    candidates: int = 0
+    oversized: list[OversizedBlock] = field(default_factory=list)
+
+
+class IncrementalResolver:
+    """Matches records one at a time against the store, with the stored model."""
+
+    def __init__(self, project: Project, model: dict[str, Any] | None) -> None:
+        config = project.config.match
+        if config.engine != "learned" or config.model is None:
+            raise IncrementalUnavailable(
+                "incremental matching needs the learned engine (match.engine: learned)",
+                hint="run a full `accord resolve` instead",
+            )
+        self.plan = IndexPlan.of(config)
+        if model is None:
+            raise IncrementalUnavailable(
+                "there is no learned model to match against yet",
+                hint="run a full `accord resolve` first; it learns the model and builds the index",
+            )
+        if model["params"].get("settings_digest") != self.plan.settings:
+            raise IncrementalUnavailable(
+                "the match settings changed since the last full resolve",
+                hint="run a full `accord resolve` to learn the model and rebuild the index",
+            )
+        self.project = project
+        self.config = config
+        self.scorer = NeighbourhoodScorer(config, params_from_dict(model["params"]))
+        self.survivorship = Survivorship(project.config.survivorship, project.config.systems)
+
+    # ---- matching (reads only, apart from the record's own index entry)
+
+    def match(self, conn: Connection, current: record_store.CurrentRecord) -> Matched:
+        key = (current.system, current.source_id)
+        features = _features(current.data)
+        before = index_store.entry_of(conn, key)
+        old_golden = before[0].golden_id if before is not None else _golden_of(conn, key)
+        sync_index(conn, self.plan, [(key, current.canonical_record_id, features)], complete=False)
+        record = Node(key, features, old_golden)
+        if before is not None and before[0].features == features and old_golden is not None:
+            return Matched(key, [record], None)
+
+        keys = index_keys(self.plan, record_columns([features]))
+        blocks = keys.block_keys(0)
+        counts = index_store.counts(conn, [*keys.counted_keys(0)])
+        limit = self.config.max_block_size
+        usable = [k for k in blocks if counts.get(k, 0) <= limit]
+        oversized = [
+            OversizedBlock(name, "(from the index)", counts[k])
+            for (name, _), (block, present) in zip(self.plan.blocks, keys.blocks, strict=True)
+            if present[0] and counts.get(k := int(block[0]), 0) > limit
+        ]
+        candidates = [e for e in index_store.sharing(conn, usable) if e.key != key]
+        nodes = [record] + [Node(e.key, e.features, e.golden_id) for e in candidates]
+        columns = self.scorer.columns(nodes, self._frequencies(conn, nodes))
+        others = self.scorer.allowed(nodes, 0, list(range(1, len(nodes))))
+        scored = self.scorer.score(
+            columns,
+            _indexes([0] * len(others)),
+            _indexes(others),
+        )
+        decided = stewardship.decisions_among(conn, [key, *(node.key for node in nodes[1:])])
+        same_as = [
+            pair[1] if pair[0] == key else pair[0]
+            for pair, decision in decided.items()
+            if decision == "same" and key in pair
+        ]
+        touched = {
+            nodes[o].golden_id
+            for o, p in zip(others, scored.probability.tolist(), strict=True)
+            if p >= self.config.model.thresholds.link  # type: ignore[union-attr]
+        }
+        touched |= {g for g in _golden_ids(conn, same_as) if g}
+        if old_golden is not None:
+            touched.add(old_golden)
+        touched.discard(None)
+
+        # every member of every customer the record touches, so the guard sees them all
+        known = {node.key for node in nodes}
+        for entry in index_store.members_of(conn, sorted(g for g in touched if g)):
+            if entry.key not in known:
+                nodes.append(Node(entry.key, entry.features, entry.golden_id))
+                known.add(entry.key)
+        columns = self.scorer.columns(nodes, self._frequencies(conn, nodes))
+        regroup = [
+            i for i, node in enumerate(nodes) if i and old_golden and node.golden_id == old_golden
+        ]
+        index_of = {node.key: i for i, node in enumerate(nodes)}
+        decisions = [
+            Decision(index_of[a], index_of[b], decision == "same")
+            for (a, b), decision in stewardship.decisions_among(conn, list(index_of)).items()
+        ]
+        local = self.scorer.cluster(nodes, columns, record=0, regroup=regroup, decisions=decisions)
+        return Matched(key, nodes, local, len(candidates), oversized)
+
+    def _frequencies(
+        self, conn: Connection, nodes: Sequence[Node]
+    ) -> dict[str, tuple[dict[str, int], int]]:
+        """Per term-frequency column, how many entries hold each of the nodes' values, and
+        how many hold any value: the counts a full resolve would find."""
+        if not self.plan.terms:
+            return {}
+        columns = record_columns([node.features for node in nodes])
+        keys = index_keys(self.plan, columns)
+        wanted: list[int] = []
+        for term_keys, present in keys.terms:
+            wanted += [
+                int(k) for k, p in zip(term_keys.tolist(), present.tolist(), strict=True) if p
+            ]
+        wanted += keys.totals
+        counts = index_store.counts(conn, wanted)
+        out: dict[str, tuple[dict[str, int], int]] = {}
+        for column, (term_keys, present) in zip(self.plan.terms, keys.terms, strict=True):
+            values = columns.values(column)
+            per_value = {
+                str(values[i]): counts.get(int(term_keys[i]), 0)
+                for i in range(len(nodes))
+                if present[i]
+            }
+            out[column] = (per_value, counts.get(total_key(column), 0))
+        return out
+
+    # ---- writing
+
+    def apply(
+        self, conn: Connection, matched: Matched, *, actor: str, report: ResolveReport
+    ) -> list[Any]:
+        """Write what matching found: golden ids, golden records, crosswalk, reviews.
+        Returns the audit events."""
+        nodes = matched.nodes
+        links: list[Link] = []
+        if matched.local is None:
+            # the same features: only the values of the record's customer are rebuilt
+            golden = nodes[0].golden_id
+            members = index_store.members_of(conn, [golden]) if golden else []
+            keys = [sorted({nodes[0].key, *(entry.key for entry in members)})]
+        else:
+            links = matched.local.links
+            keys = [[nodes[i].key for i in group] for group in matched.local.groups]
+        crosswalk = golden_store.crosswalk_for(conn, [key for group in keys for key in group])
+        scope_ids = {row["golden_id"] for row in crosswalk.values()}
+        previous = {
+            key: row["previous_golden_id"]
+            for key, row in crosswalk.items()
+            if row["previous_golden_id"]
+        }
+        statuses = golden_store.status_of(conn, scope_ids | set(previous.values()))
+        scope = Scope(
+            current={
+                key: (row["golden_id"], row["rule"], row["evidence"])
+                for key, row in crosswalk.items()
+            },
+            fingerprints={
+                g: fingerprint
+                for g, (status, fingerprint) in statuses.items()
+                if g in scope_ids and status == "active"
+            },
+            previous=previous,
+            restorable={g for g in previous.values() if statuses.get(g, ("", ""))[0] == "merged"},
+        )
+        records = {
+            (r.system, r.source_id): r
+            for r in record_store.current_of(conn, [key for group in keys for key in group])
+        }
+        built = [
+            golden_content(self.survivorship, [_member(records[key]) for key in group])
+            for group in keys
+        ]
+        evidence = _evidence(nodes, links, scope)
+        events = write_clusters(
+            conn,
+            actor=actor,
+            entity=self.project.config.entity,
+            keys=keys,
+            built=built,
+            evidence=evidence,
+            report=report,
+            scope=scope,
+        )
+        if matched.local is not None:
+            review = [
+                {
+                    "left": nodes[link.left].key,
+                    "right": nodes[link.right].key,
+                    "probability": link.score if link.score is not None else 1.0,
+                    "weight": link.weight,
+                    "reason": link.reason or "uncertain",
+                    "explanation": link.explanation,
+                }
+                for link in matched.local.review
+            ]
+            queued = stewardship.queue_reviews(conn, review, utcnow(), involving=matched.record)
+            report.review += queued["queued"]
+            report.pairs_compared += matched.local.pairs_scored
+            report.links += sum(1 for link in links if link.rule != KEPT_RULE)
+            for link in links:
+                if link.rule != KEPT_RULE:
+                    report.links_by_rule[link.rule] = report.links_by_rule.get(link.rule, 0) + 1
+            report.oversized_blocks += matched.oversized
+        return events
+
+
+def resolve_changes(
+    engine: Engine,
+    project: Project,
+    *,
+    actor: str,
+    keys: Sequence[Key] | None = None,
+    progress: Progress | None = None,
+) -> ResolveReport:
+    """Match every record that changed since it was last matched (or only `keys`), one
+    at a time, and write the outcome, `BATCH` records per transaction."""
+    report = ResolveReport()
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        resolver = IncrementalResolver(project, stewardship.latest_model(conn))
+        pending = (
+            list(keys)
+            if keys is not None
+            else record_store.changed_since_matched(conn, project.config.entity)
+        )
+    report.records = len(pending)
+    for batch in _batches(pending, BATCH):
+        with writing(engine) as conn:
+            events: list[Any] = []
+            for current in record_store.current_of(conn, batch):
+                matched = resolver.match(conn, current)
+                events += resolver.apply(conn, matched, actor=actor, report=report)
+            if progress is not None:
+                progress(f"matched {len(report.assignment):,} records")
+            record(conn, actor, [*events, completed(project, report, mode="incremental")])
+    report.golden_records = len(set(report.assignment.values()))
+    report.seconds["incremental"] = time.perf_counter() - started
+    return report
+
+
+def _batches(items: Sequence[Key], size: int) -> Iterator[list[Key]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def _features(data: dict[str, Any]) -> dict[str, str]:
+    features = features_of(data)
+    if data.get("kind"):
+        features["kind"] = str(data["kind"])
+    return features
+
+
+def _golden_of(conn: Connection, key: Key) -> str | None:
+    row = golden_store.crosswalk_of(conn, *key)
+    return None if row is None else str(row["golden_id"])
+
+
+def _golden_ids(conn: Connection, keys: Sequence[Key]) -> list[str | None]:
+    found = golden_store.crosswalk_for(conn, list(keys))
+    return [found[k]["golden_id"] if k in found else None for k in keys]
+
+
+def _indexes(values: Sequence[int]) -> IntArray:
+    return np.array(values, dtype=np.int64)
+
+
+def _member(current: record_store.CurrentRecord) -> Member:
+    return Member(
+        current.system,
+        current.source_id,
+        current.source_record_id,
+        current.canonical_record_id,
+        current.mapping_version,
+        current.data,
+        current.received_at,
+    )
+
+
+def _evidence(nodes: Sequence[Node], links: Sequence[Link], scope: Scope) -> Evidence:
+    """Per record, the link that put it in its customer: records of customers kept whole
+    keep the evidence they had; the others take the first new link that reached them."""
+    found: Evidence = {}
+    kept = {i for link in links if link.rule == KEPT_RULE for i in (link.left, link.right)}
+    for i in sorted(kept):
+        key = nodes[i].key
+        if key in scope.current:
+            _, rule, proof = scope.current[key]
+            partner = proof.get("linked_to")
+            found[key] = (
+                rule,
+                (str(partner[0]), str(partner[1])) if partner else None,
+                proof.get("probability"),
+            )
+    for link in links:
+        if link.rule == KEPT_RULE:
+            continue
+        left, right = nodes[link.left].key, nodes[link.right].key
+        found.setdefault(left, (link.rule, right, link.score))
+        found.setdefault(right, (link.rule, left, link.score))
+    return found

@@ -1,0 +1,105 @@
+"""Keeping the match index in step with the records: a full resolve brings every entry up
+to date (and removes the entries of records that are gone); incremental matching updates
+the entry of each record it matches. Only what changed is written: a re-run over
+unchanged data writes nothing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from accord.match.index import IndexPlan, entry_digest, index_keys
+from accord.match.learned import record_columns
+from accord.store import match_index as store
+
+Key = tuple[str, str]
+
+
+@dataclass
+class IndexChange:
+    added: int = 0
+    rewritten: int = 0  # new features: keys replaced
+    moved: int = 0  # same features, a new canonical record
+    removed: int = 0
+
+
+def sync_index(
+    conn: Connection,
+    plan: IndexPlan,
+    records: Sequence[tuple[Key, int, dict[str, str]]],
+    *,
+    complete: bool,
+) -> IndexChange:
+    """Make the entries of `records` ((system, source id), canonical record id, match
+    features) current. With `complete`, `records` are all the records there are, and
+    entries of any other record are removed."""
+    change = IndexChange()
+    wanted = {
+        key: (canonical, features, entry_digest(plan, features))
+        for key, canonical, features in records
+    }
+    existing = store.digests(conn, None if complete else list(wanted))
+    new = [key for key in wanted if key not in existing]
+    rewrite = [key for key in wanted if key in existing and existing[key][1] != wanted[key][2]]
+    moved = [
+        key
+        for key in wanted
+        if key in existing
+        and existing[key][1] == wanted[key][2]
+        and existing[key][2] != wanted[key][0]
+    ]
+    removed = [key for key in existing if key not in wanted] if complete else []
+    deltas: Counter[int] = Counter()
+
+    old_ids = [existing[key][0] for key in [*rewrite, *removed]]
+    if old_ids:
+        old = store.features_of(conn, old_ids)
+        keys = index_keys(plan, record_columns([old[i] for i in old_ids]))
+        stale: list[tuple[int, int]] = []
+        for position, entry_id in enumerate(old_ids):
+            stale += [(k, entry_id) for k in keys.block_keys(position)]
+            deltas.update(dict.fromkeys(keys.counted_keys(position), -1))
+        store.remove_keys(conn, stale)
+    store.delete_entries(conn, [existing[key][0] for key in removed])
+    store.update_entries(
+        conn,
+        [
+            {
+                "id": existing[key][0],
+                "canonical_record_id": wanted[key][0],
+                "features": wanted[key][1],
+                "digest": wanted[key][2],
+            }
+            for key in [*rewrite, *moved]
+        ],
+    )
+    ids = store.insert_entries(
+        conn,
+        [
+            {
+                "system": key[0],
+                "source_id": key[1],
+                "canonical_record_id": wanted[key][0],
+                "features": wanted[key][1],
+                "digest": wanted[key][2],
+            }
+            for key in new
+        ],
+    )
+    fresh = [*rewrite, *new]
+    if fresh:
+        keys = index_keys(plan, record_columns([wanted[key][1] for key in fresh]))
+        added: list[tuple[int, int]] = []
+        for position, key in enumerate(fresh):
+            entry_id = existing[key][0] if key in existing else ids[key]
+            added += [(k, entry_id) for k in keys.block_keys(position)]
+            for k in keys.counted_keys(position):
+                deltas[k] += 1
+        store.add_keys(conn, added)
+    store.change_counts(conn, deltas)
+    change.added, change.rewritten = len(new), len(rewrite)
+    change.moved, change.removed = len(moved), len(removed)
+    return change

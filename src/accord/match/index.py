@@ -1,0 +1,135 @@
+"""The keys of the match index: how a record is found again without reading every record.
+
+Incremental matching (`golden/incremental.py`) asks the store for the records that share
+a blocking key with a new record, and for how common the new record's values are. Both
+questions are answered by 64-bit keys worked out here, the same way for one record and
+for a million:
+
+- a *block key* per blocking rule (and per deterministic rule's `equal` columns) whose
+  columns all have a value: two records share it exactly when the rule would put them
+  in one block (barring a 2^-64 collision, which costs a wasted comparison, not a link);
+- a *term key* per value of each term-frequency column, and a *total key* per such
+  column, whose counts give the value's frequency as the full engine computes it.
+
+A key hashes the rule's name with its values, so a key from one rule never meets one
+from another. The index is only valid for the match settings that built it: its entries
+carry the settings' digest, and matching refuses an index built under other settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from accord.config.matching import MatchConfig
+from accord.digest import canonical_json, digest
+from accord.match.columns import Columns
+
+KeyArray = npt.NDArray[np.int64]
+Mask = npt.NDArray[np.bool_]
+_SEPARATOR = "\x1f"
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    """Which keys the index holds, for one project's match settings."""
+
+    blocks: tuple[tuple[str, tuple[str, ...]], ...]  # (name, column references)
+    terms: tuple[str, ...]  # columns whose values' frequencies are counted
+    settings: str  # digest of the match settings
+
+    @classmethod
+    def of(cls, config: MatchConfig) -> IndexPlan:
+        blocks: list[tuple[str, tuple[str, ...]]] = []
+        terms: list[str] = []
+        if config.model is not None:
+            blocks += [("block:" + "+".join(rule), tuple(rule)) for rule in config.model.blocking]
+            terms = sorted({c.column for c in config.model.comparisons if c.term_frequency})
+        for rule in config.rules:
+            equal = (*rule.equal, "kind") if rule.kind is not None else tuple(rule.equal)
+            blocks.append(("rule:" + rule.name, equal))
+        return cls(tuple(blocks), tuple(terms), settings_digest(config))
+
+    @property
+    def columns(self) -> set[str]:
+        """Every column reference the keys read."""
+        return {ref for _, refs in self.blocks for ref in refs} | set(self.terms)
+
+
+def settings_digest(config: MatchConfig) -> str:
+    return digest(config.model_dump(mode="json"))
+
+
+def text_key(text: str) -> int:
+    """A signed 64-bit key for a text (the first 8 bytes of its BLAKE2b hash)."""
+    raw = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(raw, "big", signed=True)
+
+
+def total_key(column: str) -> int:
+    """The key whose count is the number of entries with a value in `column`."""
+    return text_key(f"total{_SEPARATOR}{column}")
+
+
+def _keys(name: str, columns: Columns, refs: Sequence[str]) -> tuple[KeyArray, Mask]:
+    """Per record, the key of `name` over the values of `refs`, and whether every one of
+    them has a value. Each distinct combination of values is hashed once."""
+    codes = [columns.codes(ref).astype(np.int64) for ref in refs]
+    present = np.ones(len(columns), dtype=bool)
+    for column_codes in codes:
+        present &= column_codes >= 0
+    keys = np.zeros(len(columns), dtype=np.int64)
+    records = np.flatnonzero(present)
+    if len(records) == 0:
+        return keys, present
+    combined = np.stack([c[records] for c in codes], axis=1)
+    distinct, inverse = np.unique(combined, axis=0, return_inverse=True)
+    values = [columns.values(ref) for ref in refs]
+    first = np.zeros(len(distinct), dtype=np.int64)
+    first[inverse.reshape(-1)] = records  # any record holding the combination will do
+    hashed = np.fromiter(
+        (text_key(_SEPARATOR.join([name, *(str(v[r]) for v in values)])) for r in first.tolist()),
+        dtype=np.int64,
+        count=len(distinct),
+    )
+    keys[records] = hashed[inverse.reshape(-1)]
+    return keys, present
+
+
+@dataclass
+class IndexKeys:
+    """The keys of a set of records (`columns`' rows)."""
+
+    blocks: list[tuple[KeyArray, Mask]]  # per block rule of the plan
+    terms: list[tuple[KeyArray, Mask]]  # per term column of the plan
+    totals: list[int]  # per term column
+
+    def block_keys(self, record: int) -> list[int]:
+        found = [int(keys[record]) for keys, present in self.blocks if present[record]]
+        return list(dict.fromkeys(found))  # a rule listed twice is one key
+
+    def counted_keys(self, record: int) -> list[int]:
+        """Every key whose count includes this record: its block keys, its term keys and
+        the totals of the columns it has a value in."""
+        out = self.block_keys(record)
+        for (keys, present), total in zip(self.terms, self.totals, strict=True):
+            if present[record]:
+                out += [int(keys[record]), total]
+        return out
+
+
+def index_keys(plan: IndexPlan, columns: Columns) -> IndexKeys:
+    blocks = [_keys(name, columns, refs) for name, refs in plan.blocks]
+    terms = [_keys("term:" + column, columns, [column]) for column in plan.terms]
+    return IndexKeys(blocks, terms, [total_key(column) for column in plan.terms])
+
+
+def entry_digest(plan: IndexPlan, features: dict[str, str]) -> str:
+    """What an index entry was built from: its features under these settings."""
+    return hashlib.sha256(
+        (plan.settings + _SEPARATOR + canonical_json(features)).encode()
+    ).hexdigest()

@@ -1,0 +1,267 @@
+"""The match index in the store: entries (a record's match features), block keys, and
+counts per key. See `match/index.py` for what the keys are."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, select, tuple_, update
+
+from accord.store.dialect import add_to
+from accord.store.records import LOOKUP_CHUNK
+from accord.store.tables import crosswalk, match_count, match_entry, match_key
+
+Key = tuple[str, str]  # (system, source id)
+WRITE_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    system: str
+    source_id: str
+    features: dict[str, str]
+    golden_id: str | None = None
+
+    @property
+    def key(self) -> Key:
+        return self.system, self.source_id
+
+
+def digests(conn: Connection, keys: Sequence[Key] | None = None) -> dict[Key, tuple[int, str, int]]:
+    """(system, source id) -> (entry id, digest, canonical record id) of every entry, or
+    of the entries of `keys`."""
+    query = select(
+        match_entry.c.id,
+        match_entry.c.system,
+        match_entry.c.source_id,
+        match_entry.c.digest,
+        match_entry.c.canonical_record_id,
+    )
+    if keys is None:
+        chunks = [query]
+    else:
+        chunks = [
+            query.where(
+                tuple_(match_entry.c.system, match_entry.c.source_id).in_(
+                    keys[start : start + LOOKUP_CHUNK]
+                )
+            )
+            for start in range(0, len(keys), LOOKUP_CHUNK)
+        ]
+    found: dict[Key, tuple[int, str, int]] = {}
+    for chunk in chunks:
+        for r in conn.execute(chunk):
+            found[(r.system, r.source_id)] = (r.id, r.digest, r.canonical_record_id)
+    return found
+
+
+def entry_of(conn: Connection, key: Key) -> tuple[Entry, str, int] | None:
+    """One record's entry, with its digest and canonical record id."""
+    row = conn.execute(
+        select(match_entry, crosswalk.c.golden_id)
+        .outerjoin(
+            crosswalk,
+            (crosswalk.c.system == match_entry.c.system)
+            & (crosswalk.c.source_id == match_entry.c.source_id),
+        )
+        .where(match_entry.c.system == key[0], match_entry.c.source_id == key[1])
+    ).first()
+    if row is None:
+        return None
+    entry = Entry(row.id, row.system, row.source_id, row.features, row.golden_id)
+    return entry, row.digest, row.canonical_record_id
+
+
+def features_of(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, str]]:
+    found: dict[int, dict[str, str]] = {}
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        rows = conn.execute(
+            select(match_entry.c.id, match_entry.c.features).where(
+                match_entry.c.id.in_(ids[start : start + LOOKUP_CHUNK])
+            )
+        )
+        found.update({r.id: r.features for r in rows})
+    return found
+
+
+def insert_entries(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[Key, int]:
+    """Add entries (system, source_id, canonical_record_id, features, digest); returns
+    their ids."""
+    ids: dict[Key, int] = {}
+    for start in range(0, len(rows), WRITE_BATCH):
+        batch = rows[start : start + WRITE_BATCH]
+        conn.execute(match_entry.insert(), list(batch))
+        keys = [(r["system"], r["source_id"]) for r in batch]
+        found = conn.execute(
+            select(match_entry.c.id, match_entry.c.system, match_entry.c.source_id).where(
+                tuple_(match_entry.c.system, match_entry.c.source_id).in_(keys)
+            )
+        )
+        ids.update({(r.system, r.source_id): r.id for r in found})
+    return ids
+
+
+def update_entries(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Rewrite entries by id: canonical_record_id, features, digest."""
+    statement = (
+        update(match_entry)
+        .where(match_entry.c.id == bindparam("b_id"))
+        .values(
+            canonical_record_id=bindparam("canonical_record_id"),
+            features=bindparam("features"),
+            digest=bindparam("digest"),
+        )
+    )
+    for start in range(0, len(rows), WRITE_BATCH):
+        conn.execute(
+            statement,
+            [
+                {
+                    "b_id": r["id"],
+                    "canonical_record_id": r["canonical_record_id"],
+                    "features": r["features"],
+                    "digest": r["digest"],
+                }
+                for r in rows[start : start + WRITE_BATCH]
+            ],
+        )
+
+
+def delete_entries(conn: Connection, ids: Sequence[int]) -> None:
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        conn.execute(
+            delete(match_entry).where(match_entry.c.id.in_(ids[start : start + LOOKUP_CHUNK]))
+        )
+
+
+def add_keys(conn: Connection, pairs: Sequence[tuple[int, int]]) -> None:
+    """Add (key hash, entry id) rows."""
+    for start in range(0, len(pairs), WRITE_BATCH * 10):
+        conn.execute(
+            match_key.insert(),
+            [{"key_hash": k, "entry_id": e} for k, e in pairs[start : start + WRITE_BATCH * 10]],
+        )
+
+
+def remove_keys(conn: Connection, pairs: Sequence[tuple[int, int]]) -> None:
+    for start in range(0, len(pairs), LOOKUP_CHUNK):
+        conn.execute(
+            delete(match_key).where(
+                tuple_(match_key.c.key_hash, match_key.c.entry_id).in_(
+                    pairs[start : start + LOOKUP_CHUNK]
+                )
+            )
+        )
+
+
+def change_counts(conn: Connection, deltas: Mapping[int, int]) -> None:
+    """Add each delta to its key's count; counts that reach zero are removed."""
+    rows = [{"key_hash": k, "entries": d} for k, d in deltas.items() if d]
+    for start in range(0, len(rows), WRITE_BATCH * 10):
+        add_to(conn, match_count, rows[start : start + WRITE_BATCH * 10], ["key_hash"], "entries")
+    emptied = [k for k, d in deltas.items() if d < 0]
+    for start in range(0, len(emptied), LOOKUP_CHUNK):
+        conn.execute(
+            delete(match_count).where(
+                match_count.c.key_hash.in_(emptied[start : start + LOOKUP_CHUNK]),
+                match_count.c.entries <= 0,
+            )
+        )
+
+
+def counts(conn: Connection, keys: Iterable[int]) -> dict[int, int]:
+    """How many entries carry each key (keys no entry carries are left out)."""
+    wanted = sorted(set(keys))
+    found: dict[int, int] = {}
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        rows = conn.execute(
+            select(match_count.c.key_hash, match_count.c.entries).where(
+                match_count.c.key_hash.in_(wanted[start : start + LOOKUP_CHUNK])
+            )
+        )
+        found.update({r.key_hash: r.entries for r in rows})
+    return found
+
+
+def _with_golden_ids(query: Any) -> Any:
+    return query.outerjoin(
+        crosswalk,
+        (crosswalk.c.system == match_entry.c.system)
+        & (crosswalk.c.source_id == match_entry.c.source_id),
+    )
+
+
+def sharing(conn: Connection, keys: Sequence[int]) -> list[Entry]:
+    """The entries that carry any of these block keys, each once, with golden ids."""
+    found: dict[int, Entry] = {}
+    for start in range(0, len(keys), LOOKUP_CHUNK):
+        ids = select(match_key.c.entry_id).where(
+            match_key.c.key_hash.in_(keys[start : start + LOOKUP_CHUNK])
+        )
+        rows = conn.execute(
+            _with_golden_ids(
+                select(
+                    match_entry.c.id,
+                    match_entry.c.system,
+                    match_entry.c.source_id,
+                    match_entry.c.features,
+                    crosswalk.c.golden_id,
+                )
+            ).where(match_entry.c.id.in_(ids))
+        )
+        for r in rows:
+            found[r.id] = Entry(r.id, r.system, r.source_id, r.features, r.golden_id)
+    return sorted(found.values(), key=lambda e: e.id)
+
+
+def members_of(conn: Connection, golden_ids: Sequence[str]) -> list[Entry]:
+    """The entries of every record linked to these golden ids."""
+    found: list[Entry] = []
+    wanted = sorted(set(golden_ids))
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        rows = conn.execute(
+            select(
+                match_entry.c.id,
+                match_entry.c.system,
+                match_entry.c.source_id,
+                match_entry.c.features,
+                crosswalk.c.golden_id,
+            )
+            .join(
+                crosswalk,
+                (crosswalk.c.system == match_entry.c.system)
+                & (crosswalk.c.source_id == match_entry.c.source_id),
+            )
+            .where(crosswalk.c.golden_id.in_(wanted[start : start + LOOKUP_CHUNK]))
+        )
+        found += [Entry(r.id, r.system, r.source_id, r.features, r.golden_id) for r in rows]
+    return sorted(found, key=lambda e: e.id)
+
+
+def entries_for(conn: Connection, keys: Sequence[Key]) -> dict[Key, Entry]:
+    """The entries of these records, with golden ids."""
+    found: dict[Key, Entry] = {}
+    for start in range(0, len(keys), LOOKUP_CHUNK):
+        rows = conn.execute(
+            _with_golden_ids(
+                select(
+                    match_entry.c.id,
+                    match_entry.c.system,
+                    match_entry.c.source_id,
+                    match_entry.c.features,
+                    crosswalk.c.golden_id,
+                )
+            ).where(
+                tuple_(match_entry.c.system, match_entry.c.source_id).in_(
+                    keys[start : start + LOOKUP_CHUNK]
+                )
+            )
+        )
+        for r in rows:
+            found[(r.system, r.source_id)] = Entry(
+                r.id, r.system, r.source_id, r.features, r.golden_id
+            )
+    return found
