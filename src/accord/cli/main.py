@@ -162,11 +162,37 @@ def _load_table(reports: list[LoadReport]) -> Any:
 
 @app.command("resolve")
 @reports_errors
-def resolve_command(directory: ProjectDir) -> None:
+def resolve_command(
+    directory: ProjectDir,
+    incremental: Annotated[
+        bool,
+        typer.Option(
+            "--incremental",
+            help="match only the records that changed since they were last matched, against "
+            "the stored index and model (a full resolve must have run first)",
+        ),
+    ] = False,
+) -> None:
     """Match every record and build golden records, keeping existing golden ids."""
     workspace = open_workspace(directory)
-    report = _resolve(workspace)
+    report = _resolve_changes(workspace) if incremental else _resolve(workspace)
     console.print(_resolve_table(report))
+
+
+def _resolve_changes(workspace: Workspace) -> ResolveReport:
+    from accord.golden.incremental import resolve_changes  # noqa: PLC0415
+
+    with count_progress() as progress:
+        task = progress.add_task("matching changed records", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = resolve_changes(
+            workspace.engine, workspace.project, actor=cli_actor().label, progress=on_progress
+        )
+    _warn_oversized(report)
+    return report
 
 
 def _resolve(workspace: Workspace) -> ResolveReport:
@@ -176,12 +202,16 @@ def _resolve(workspace: Workspace) -> ResolveReport:
         report = resolve(
             workspace.engine, workspace.project, actor=cli_actor().label, progress=on_stage
         )
+    _warn_oversized(report)
+    return report
+
+
+def _warn_oversized(report: ResolveReport) -> None:
     for block in report.oversized_blocks:
         errors.print(
             f"[yellow]warning:[/] rule {block.rule}: {block.size:,} records share "
             f"{escape(repr(block.key))}; the block was skipped (match.max_block_size)"
         )
-    return report
 
 
 def _model_rows(details: dict[str, Any]) -> list[list[Any]]:

@@ -12,7 +12,7 @@ the index would answer for settings that no longer hold).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,6 @@ from accord.golden.match_index import sync_index
 from accord.golden.resolve import (
     Evidence,
     Key,
-    Progress,
     ResolveReport,
     Scope,
     completed,
@@ -38,7 +37,7 @@ from accord.match.columns import IntArray
 from accord.match.decisions import Decision
 from accord.match.features import features_of
 from accord.match.incremental import KEPT_RULE, LocalResult, NeighbourhoodScorer, Node
-from accord.match.index import IndexPlan, index_keys, total_key
+from accord.match.index import IndexPlan, index_keys
 from accord.match.interface import Link, OversizedBlock
 from accord.match.learned import record_columns
 from accord.match.model import params_from_dict
@@ -100,53 +99,62 @@ class IncrementalResolver:
         features = _features(current.data)
         before = index_store.entry_of(conn, key)
         old_golden = before[0].golden_id if before is not None else _golden_of(conn, key)
-        sync_index(conn, self.plan, [(key, current.canonical_record_id, features)], complete=False)
+        sync_index(
+            conn,
+            self.plan,
+            [(key, current.canonical_record_id, features)],
+            complete=False,
+            existing={key: (before[0].id, before[1], before[2])} if before is not None else {},
+        )
         record = Node(key, features, old_golden)
         if before is not None and before[0].features == features and old_golden is not None:
             return Matched(key, [record], None)
 
-        keys = index_keys(self.plan, record_columns([features]))
-        blocks = keys.block_keys(0)
-        counts = index_store.counts(conn, [*keys.counted_keys(0)])
+        # the records sharing a usable block key (blocks over the size limit are skipped,
+        # as in a full resolve)
+        own = record_columns([features])
+        keys = index_keys(self.plan, own)
+        counts = index_store.counts(conn, keys.counted_keys(0))
         limit = self.config.max_block_size
-        usable = [k for k in blocks if counts.get(k, 0) <= limit]
+        usable = [k for k in keys.block_keys(0) if counts.get(k, 0) <= limit]
         oversized = [
-            OversizedBlock(name, "(from the index)", counts[k])
-            for (name, _), (block, present) in zip(self.plan.blocks, keys.blocks, strict=True)
+            OversizedBlock(
+                name.partition(":")[2], "|".join(str(own.values(ref)[0]) for ref in refs), counts[k]
+            )
+            for (name, refs), (block, present) in zip(self.plan.blocks, keys.blocks, strict=True)
             if present[0] and counts.get(k := int(block[0]), 0) > limit
         ]
         candidates = [e for e in index_store.sharing(conn, usable) if e.key != key]
         nodes = [record] + [Node(e.key, e.features, e.golden_id) for e in candidates]
-        columns = self.scorer.columns(nodes, self._frequencies(conn, nodes))
+        columns = self.scorer.columns(nodes, self._frequencies(conn, nodes, counts))
         others = self.scorer.allowed(nodes, 0, list(range(1, len(nodes))))
-        scored = self.scorer.score(
-            columns,
-            _indexes([0] * len(others)),
-            _indexes(others),
-        )
-        decided = stewardship.decisions_among(conn, [key, *(node.key for node in nodes[1:])])
-        same_as = [
-            pair[1] if pair[0] == key else pair[0]
-            for pair, decision in decided.items()
-            if decision == "same" and key in pair
-        ]
+        scored = self.scorer.score(columns, _indexes([0] * len(others)), _indexes(others))
+
+        # the customers the record touches: those it links to, those a steward said it
+        # belongs with, and its own
+        link_at = self.scorer.model.thresholds.link
         touched = {
             nodes[o].golden_id
             for o, p in zip(others, scored.probability.tolist(), strict=True)
-            if p >= self.config.model.thresholds.link  # type: ignore[union-attr]
+            if p >= link_at
         }
-        touched |= {g for g in _golden_ids(conn, same_as) if g}
-        if old_golden is not None:
-            touched.add(old_golden)
-        touched.discard(None)
+        same_as = [
+            pair[1] if pair[0] == key else pair[0]
+            for pair, decision in stewardship.decisions_involving(conn, key).items()
+            if decision == "same"
+        ]
+        touched |= set(_golden_ids(conn, same_as))
+        touched.add(old_golden)
+        wanted = sorted(g for g in touched if g)
 
-        # every member of every customer the record touches, so the guard sees them all
+        # every member of those customers, so that the guard sees them all
         known = {node.key for node in nodes}
-        for entry in index_store.members_of(conn, sorted(g for g in touched if g)):
+        for entry in index_store.members_of(conn, wanted) if wanted else []:
             if entry.key not in known:
                 nodes.append(Node(entry.key, entry.features, entry.golden_id))
                 known.add(entry.key)
-        columns = self.scorer.columns(nodes, self._frequencies(conn, nodes))
+        if len(nodes) > len(candidates) + 1:
+            columns = self.scorer.columns(nodes, self._frequencies(conn, nodes, counts))
         regroup = [
             i for i, node in enumerate(nodes) if i and old_golden and node.golden_id == old_golden
         ]
@@ -159,30 +167,33 @@ class IncrementalResolver:
         return Matched(key, nodes, local, len(candidates), oversized)
 
     def _frequencies(
-        self, conn: Connection, nodes: Sequence[Node]
+        self, conn: Connection, nodes: Sequence[Node], known: dict[int, int]
     ) -> dict[str, tuple[dict[str, int], int]]:
         """Per term-frequency column, how many entries hold each of the nodes' values, and
-        how many hold any value: the counts a full resolve would find."""
+        how many hold any value: the counts a full resolve would find. `known` are counts
+        read already (keys missing from it are read, and added to it)."""
         if not self.plan.terms:
             return {}
         columns = record_columns([node.features for node in nodes])
-        keys = index_keys(self.plan, columns)
-        wanted: list[int] = []
+        keys = index_keys(self.plan, columns, blocks=False)
+        wanted: set[int] = set(keys.totals)
         for term_keys, present in keys.terms:
-            wanted += [
-                int(k) for k, p in zip(term_keys.tolist(), present.tolist(), strict=True) if p
-            ]
-        wanted += keys.totals
-        counts = index_store.counts(conn, wanted)
+            wanted.update(term_keys[present].tolist())
+        missing = wanted - known.keys()
+        if missing:
+            found = index_store.counts(conn, missing)
+            known.update({k: found.get(k, 0) for k in missing})
         out: dict[str, tuple[dict[str, int], int]] = {}
-        for column, (term_keys, present) in zip(self.plan.terms, keys.terms, strict=True):
+        for column, (term_keys, present), total in zip(
+            self.plan.terms, keys.terms, keys.totals, strict=True
+        ):
             values = columns.values(column)
             per_value = {
-                str(values[i]): counts.get(int(term_keys[i]), 0)
+                str(values[i]): known.get(int(term_keys[i]), 0)
                 for i in range(len(nodes))
                 if present[i]
             }
-            out[column] = (per_value, counts.get(total_key(column), 0))
+            out[column] = (per_value, known.get(total, 0))
         return out
 
     # ---- writing
@@ -261,7 +272,8 @@ class IncrementalResolver:
             for link in links:
                 if link.rule != KEPT_RULE:
                     report.links_by_rule[link.rule] = report.links_by_rule.get(link.rule, 0) + 1
-            report.oversized_blocks += matched.oversized
+            seen = {(b.rule, b.key) for b in report.oversized_blocks}
+            report.oversized_blocks += [b for b in matched.oversized if (b.rule, b.key) not in seen]
         return events
 
 
@@ -271,7 +283,7 @@ def resolve_changes(
     *,
     actor: str,
     keys: Sequence[Key] | None = None,
-    progress: Progress | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ResolveReport:
     """Match every record that changed since it was last matched (or only `keys`), one
     at a time, and write the outcome, `BATCH` records per transaction."""
@@ -285,15 +297,19 @@ def resolve_changes(
             else record_store.changed_since_matched(conn, project.config.entity)
         )
     report.records = len(pending)
+    if progress is not None:
+        progress(0, len(pending))
+    done = 0
     for batch in _batches(pending, BATCH):
         with writing(engine) as conn:
             events: list[Any] = []
             for current in record_store.current_of(conn, batch):
                 matched = resolver.match(conn, current)
                 events += resolver.apply(conn, matched, actor=actor, report=report)
-            if progress is not None:
-                progress(f"matched {len(report.assignment):,} records")
             record(conn, actor, [*events, completed(project, report, mode="incremental")])
+        done += len(batch)
+        if progress is not None:
+            progress(done, len(pending))
     report.golden_records = len(set(report.assignment.values()))
     report.seconds["incremental"] = time.perf_counter() - started
     return report
@@ -316,9 +332,10 @@ def _golden_of(conn: Connection, key: Key) -> str | None:
     return None if row is None else str(row["golden_id"])
 
 
-def _golden_ids(conn: Connection, keys: Sequence[Key]) -> list[str | None]:
-    found = golden_store.crosswalk_for(conn, list(keys))
-    return [found[k]["golden_id"] if k in found else None for k in keys]
+def _golden_ids(conn: Connection, keys: Sequence[Key]) -> set[str]:
+    if not keys:
+        return set()
+    return {row["golden_id"] for row in golden_store.crosswalk_for(conn, list(keys)).values()}
 
 
 def _indexes(values: Sequence[int]) -> IntArray:

@@ -32,16 +32,19 @@ def sync_index(
     records: Sequence[tuple[Key, int, dict[str, str]]],
     *,
     complete: bool,
+    existing: dict[Key, tuple[int, str, int]] | None = None,
 ) -> IndexChange:
     """Make the entries of `records` ((system, source id), canonical record id, match
     features) current. With `complete`, `records` are all the records there are, and
-    entries of any other record are removed."""
+    entries of any other record are removed. `existing` are the records' entries (id,
+    digest, canonical record id) when the caller has read them already."""
     change = IndexChange()
     wanted = {
         key: (canonical, features, entry_digest(plan, features))
         for key, canonical, features in records
     }
-    existing = store.digests(conn, None if complete else list(wanted))
+    if existing is None:
+        existing = store.digests(conn, None if complete else list(wanted))
     new = [key for key in wanted if key not in existing]
     rewrite = [key for key in wanted if key in existing and existing[key][1] != wanted[key][2]]
     moved = [

@@ -32,6 +32,7 @@ from accord.match.columns import Columns
 KeyArray = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
 _SEPARATOR = "\x1f"
+SMALL = 64  # records: fewer than this are keyed one by one
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ def total_key(column: str) -> int:
 def _keys(name: str, columns: Columns, refs: Sequence[str]) -> tuple[KeyArray, Mask]:
     """Per record, the key of `name` over the values of `refs`, and whether every one of
     them has a value. Each distinct combination of values is hashed once."""
+    if len(columns) <= SMALL:
+        return _few_keys(name, columns, refs)
     codes = [columns.codes(ref).astype(np.int64) for ref in refs]
     present = np.ones(len(columns), dtype=bool)
     for column_codes in codes:
@@ -97,6 +100,20 @@ def _keys(name: str, columns: Columns, refs: Sequence[str]) -> tuple[KeyArray, M
         count=len(distinct),
     )
     keys[records] = hashed[inverse.reshape(-1)]
+    return keys, present
+
+
+def _few_keys(name: str, columns: Columns, refs: Sequence[str]) -> tuple[KeyArray, Mask]:
+    """`_keys` for a handful of records (incremental matching), without numpy's set
+    operations, which cost more than they save on a few values."""
+    values = [columns.values(ref) for ref in refs]
+    keys = np.zeros(len(columns), dtype=np.int64)
+    present = np.zeros(len(columns), dtype=bool)
+    for record in range(len(columns)):
+        parts = [column[record] for column in values]
+        if all(part is not None for part in parts):
+            keys[record] = text_key(_SEPARATOR.join([name, *(str(part) for part in parts)]))
+            present[record] = True
     return keys, present
 
 
@@ -122,10 +139,11 @@ class IndexKeys:
         return out
 
 
-def index_keys(plan: IndexPlan, columns: Columns) -> IndexKeys:
-    blocks = [_keys(name, columns, refs) for name, refs in plan.blocks]
+def index_keys(plan: IndexPlan, columns: Columns, *, blocks: bool = True) -> IndexKeys:
+    """The records' keys; without `blocks`, only their term and total keys."""
+    block_keys = [_keys(name, columns, refs) for name, refs in plan.blocks] if blocks else []
     terms = [_keys("term:" + column, columns, [column]) for column in plan.terms]
-    return IndexKeys(blocks, terms, [total_key(column) for column in plan.terms])
+    return IndexKeys(block_keys, terms, [total_key(column) for column in plan.terms])
 
 
 def entry_digest(plan: IndexPlan, features: dict[str, str]) -> str:

@@ -188,6 +188,20 @@ def latest_model(conn: Connection) -> dict[str, Any] | None:
     return None if row is None else dict(row._mapping)
 
 
+def decisions_involving(conn: Connection, key: Key) -> dict[Pair, str]:
+    """The decisions about pairs one of whose records is `key`."""
+    rows = conn.execute(
+        select(match_decision).where(
+            ((match_decision.c.left_system == key[0]) & (match_decision.c.left_source_id == key[1]))
+            | (
+                (match_decision.c.right_system == key[0])
+                & (match_decision.c.right_source_id == key[1])
+            )
+        )
+    )
+    return {_pair_of(r): r.decision for r in rows}
+
+
 def decisions_among(conn: Connection, keys: Sequence[Key]) -> dict[Pair, str]:
     """The decisions about pairs of which both records are among `keys`."""
     wanted = set(keys)

@@ -192,6 +192,7 @@ match_review = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("left_system", "left_source_id", "right_system", "right_source_id"),
     Index(None, "status", "probability"),
+    Index(None, "right_system", "right_source_id"),  # a record's pairs, from either side
 )
 
 # A steward's decision about a pair, which every later resolve honours: `same` links the
@@ -206,6 +207,7 @@ match_decision = Table(
     Column("decided_by", String(200), nullable=False),
     Column("decided_at", UTCDateTime, nullable=False),
     UniqueConstraint("left_system", "left_source_id", "right_system", "right_source_id"),
+    Index(None, "right_system", "right_source_id"),
 )
 
 # What the learned engine learned at each resolve: the weights (m, u, prior), how it was

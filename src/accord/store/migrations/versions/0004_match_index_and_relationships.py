@@ -62,9 +62,19 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_relationship_to_golden_id"), "relationship", ["to_golden_id"], unique=False
     )
+    # a record's reviews and decisions, whichever side of the pair it is on
+    for table in ("match_review", "match_decision"):
+        op.create_index(
+            op.f(f"ix_{table}_right_system_right_source_id"),
+            table,
+            ["right_system", "right_source_id"],
+            unique=False,
+        )
 
 
 def downgrade() -> None:
+    for table in ("match_review", "match_decision"):
+        op.drop_index(op.f(f"ix_{table}_right_system_right_source_id"), table_name=table)
     op.drop_index(op.f("ix_relationship_to_golden_id"), table_name="relationship")
     op.drop_table("relationship")
     op.drop_table("match_count")
