@@ -245,6 +245,57 @@ def _resolve_table(report: ResolveReport) -> Any:
     return table("Resolved", ["", "count"], rows)
 
 
+def _print_explanation(explanation: dict[str, Any]) -> None:
+    """The match weights of a pair, comparison by comparison (a waterfall as a table)."""
+    rows: list[list[Any]] = [["prior", "", "", "", f"{explanation['prior_weight']:+.2f}"]]
+    rows += [
+        [
+            row["comparison"] + ("*" if row["correlated_group"] is not None else ""),
+            row["left"],
+            row["right"],
+            row["level"],
+            f"{row['weight'] + row['term_frequency_adjustment']:+.2f}",
+        ]
+        for row in explanation["comparisons"]
+    ]
+    rows.append(["total", "", "", "", f"{explanation['match_weight']:+.2f}"])
+    console.print(table("Match weights", ["comparison", "left", "right", "level", "weight"], rows))
+    if any(row["correlated_group"] is not None for row in explanation["comparisons"]):
+        console.print("* correlated: only the strongest agreement of the group counts")
+
+
+@match_app.command("explain")
+@reports_errors
+def match_explain(
+    directory: ProjectDir,
+    left: Annotated[str, typer.Argument(help="SYSTEM:SOURCE_ID of one record")],
+    right: Annotated[str, typer.Argument(help="SYSTEM:SOURCE_ID of the other")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Why the model thinks two records are, or are not, one customer: each comparison's
+    level and match weight, the prior and the total, with the last full resolve's model."""
+    from accord.steward import service  # noqa: PLC0415
+
+    workspace = open_workspace(directory)
+    with workspace.engine.connect() as conn:
+        found = service.explain_pair(
+            conn, cli_actor(), workspace.project, _record_key(left), _record_key(right)
+        )
+    if as_json:
+        _print_json(found)
+        return
+    explanation = found["explanation"]
+    same = found["golden_ids"][0] is not None and found["golden_ids"][0] == found["golden_ids"][1]
+    console.print(
+        f"[bold]{escape(left)}[/] and [bold]{escape(right)}[/]: probability "
+        f"{explanation['probability']:.3f}; customers "
+        f"{' and '.join(str(g) for g in found['golden_ids'])}" + (" (the same)" if same else "")
+    )
+    _print_explanation(explanation)
+    if found["decision"]:
+        console.print(f"a steward decided [bold]{found['decision']['decision']}[/]")
+
+
 @match_app.command("model")
 @reports_errors
 def match_model(
@@ -435,25 +486,8 @@ def review_show(
             ],
         )
     )
-    explanation = item["explanation"]
-    if explanation:
-        rows: list[list[Any]] = [["prior", "", "", "", f"{explanation['prior_weight']:+.2f}"]]
-        rows += [
-            [
-                row["comparison"] + ("*" if row["correlated_group"] is not None else ""),
-                row["left"],
-                row["right"],
-                row["level"],
-                f"{row['weight'] + row['term_frequency_adjustment']:+.2f}",
-            ]
-            for row in explanation["comparisons"]
-        ]
-        rows.append(["total", "", "", "", f"{explanation['match_weight']:+.2f}"])
-        console.print(
-            table("Match weights", ["comparison", "left", "right", "level", "weight"], rows)
-        )
-        if any(row["correlated_group"] is not None for row in explanation["comparisons"]):
-            console.print("* correlated: only the strongest agreement of the group counts")
+    if item["explanation"]:
+        _print_explanation(item["explanation"])
     if item["decision"]:
         decision = item["decision"]
         console.print(

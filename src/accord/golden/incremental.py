@@ -20,7 +20,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine
 
 from accord.config.loader import Project
-from accord.errors import Conflict
+from accord.errors import Conflict, NotFound
 from accord.golden.match_index import sync_index
 from accord.golden.resolve import (
     Evidence,
@@ -165,6 +165,22 @@ class IncrementalResolver:
         ]
         local = self.scorer.cluster(nodes, columns, record=0, regroup=regroup, decisions=decisions)
         return Matched(key, nodes, local, len(candidates), oversized)
+
+    def explain(self, conn: Connection, left: Key, right: Key) -> dict[str, Any]:
+        """Every comparison's values, level and match weight for any two records, the
+        prior and the total, with the stored model and the index's value frequencies."""
+        entries = index_store.entries_for(conn, [left, right])
+        missing = [key for key in (left, right) if key not in entries]
+        if missing:
+            raise NotFound(
+                " and ".join(f"no record {key[1]!r} in {key[0]!r}" for key in missing)
+                + " in the match index",
+                hint="check the system and id; a record loaded since the last resolve is "
+                "indexed by the next one (`accord resolve DIR --incremental`)",
+            )
+        nodes = [Node(key, entries[key].features, entries[key].golden_id) for key in (left, right)]
+        columns = self.scorer.columns(nodes, self._frequencies(conn, nodes, {}))
+        return self.scorer.explain(columns, [(0, 1)])[0]
 
     def _frequencies(
         self, conn: Connection, nodes: Sequence[Node], known: dict[int, int]

@@ -13,7 +13,9 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection
 
+from accord.config.loader import Project
 from accord.errors import Conflict, InputRejected, NotFound
+from accord.golden.incremental import IncrementalResolver
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.govern.permissions import Actor, Permission, require
 from accord.paging import Page, check_window
@@ -144,6 +146,28 @@ def split(
         "golden_id": golden_id,
         "split_out": [list(k) for k in leaving],
         "decisions": len(decided),
+    }
+
+
+def explain_pair(
+    conn: Connection, actor: Actor, project: Project, left: Key, right: Key
+) -> dict[str, Any]:
+    """Why the model thinks two records are (or are not) one customer: every comparison's
+    values, level, m, u and match weight, the prior and the total (the data of a
+    waterfall chart), for any two records, with the model of the last full resolve.
+    Says too which customers they are in and what a steward decided about them."""
+    require(actor, Permission.MATCHES_READ)
+    if left == right:
+        raise InputRejected("a record is always the same customer as itself")
+    resolver = IncrementalResolver(project, store.latest_model(conn))
+    explanation = resolver.explain(conn, left, right)
+    golden = [golden_store.crosswalk_of(conn, *key) for key in (left, right)]
+    return {
+        "left": {"system": left[0], "source_id": left[1]},
+        "right": {"system": right[0], "source_id": right[1]},
+        "golden_ids": [None if g is None else g["golden_id"] for g in golden],
+        "decision": store.decision_of(conn, store.ordered(left, right)),
+        "explanation": explanation,
     }
 
 

@@ -229,6 +229,33 @@ def get_review(review_id: int, actor: ActorDep, conn: ConnDep) -> dict[str, Any]
     return steward.review(conn, actor, review_id)
 
 
+class PairExplanation(BaseModel):
+    left: RecordRef
+    right: RecordRef
+    golden_ids: list[str | None] = Field(description="each record's customer")
+    decision: dict[str, Any] | None = Field(description="a steward's decision, if any")
+    explanation: dict[str, Any] = Field(
+        description="each comparison's values, level, m, u and match weight; the prior; "
+        "the total and the probability (the data of a waterfall chart)"
+    )
+
+
+@router.get("/match/explain", response_model=PairExplanation, tags=["stewardship"])
+def explain_pair(
+    actor: ActorDep,
+    conn: ConnDep,
+    ws: Annotated[Workspace, Depends(workspace)],
+    left_system: Annotated[str, Query(min_length=1, max_length=64)],
+    left_id: Annotated[str, Query(min_length=1, max_length=256)],
+    right_system: Annotated[str, Query(min_length=1, max_length=64)],
+    right_id: Annotated[str, Query(min_length=1, max_length=256)],
+) -> dict[str, Any]:
+    """Why the model thinks any two records are, or are not, one customer."""
+    return steward.explain_pair(
+        conn, actor, ws.project, (left_system, left_id), (right_system, right_id)
+    )
+
+
 @router.post("/reviews/{review_id}/decision", response_model=DecisionOut, tags=["stewardship"])
 def decide_review(
     review_id: int,
