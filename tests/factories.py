@@ -25,6 +25,7 @@ CRM_COLUMNS = [
     "BirthDate",
     "VatNumber",
     "LastModified",
+    "ParentId",
 ]
 
 

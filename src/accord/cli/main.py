@@ -636,6 +636,33 @@ def show(
             ],
         )
     )
+    if customer["relationships"]:
+        console.print(
+            table(
+                "Relationships",
+                ["", "customer", "name", "stated by"],
+                [
+                    [
+                        _relationship_label(r["type"], r["direction"]),
+                        r["golden_id"],
+                        r["display_name"],
+                        ", ".join(f"{e['system']}:{e['source_id']}" for e in r["evidence"][:3])
+                        + (" ..." if len(r["evidence"]) > 3 else ""),
+                    ]
+                    for r in customer["relationships"]
+                ],
+            )
+        )
+
+
+def _relationship_label(kind: str, direction: str) -> str:
+    labels = {
+        ("contact_of", "outgoing"): "contact of",
+        ("contact_of", "incoming"): "has contact",
+        ("subsidiary_of", "outgoing"): "subsidiary of",
+        ("subsidiary_of", "incoming"): "parent of",
+    }
+    return labels.get((kind, direction), f"{kind} ({direction})")
 
 
 @app.command()

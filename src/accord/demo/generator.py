@@ -85,7 +85,7 @@ MANIFEST_FILE: Final = "manifest.json"
 CRM_COLUMNS: Final = (
     "Id", "RecordType", "FirstName", "LastName", "AccountName", "AccountId", "Email",
     "Phone", "Street", "PostalCode", "City", "Country", "Status", "BirthDate", "VatNumber",
-    "LastModified",
+    "LastModified", "ParentId",
 )  # fmt: skip
 # KTOKD is SAP's account group: PERS for a person, FIRM for an organization.
 ERP_CUSTOMER_COLUMNS: Final = (
@@ -624,7 +624,7 @@ class _Org:
     __slots__ = (
         "address", "base", "billing_mailbox", "contacts", "crm_account_id", "domain",
         "industry", "legal_form", "legal_spellings", "lifecycle", "mail_pattern", "old_address",
-        "party_id", "phone", "pool", "shared_mailbox", "vat",
+        "parent", "party_id", "phone", "pool", "shared_mailbox", "vat",
     )  # fmt: skip
 
     def __init__(self, party_id: str, pool: _CountryPool) -> None:
@@ -645,6 +645,7 @@ class _Org:
         self.lifecycle = _CUSTOMER
         self.crm_account_id = ""
         self.contacts: list[_Person] = []
+        self.parent: _Org | None = None  # the group company this one is a subsidiary of
 
     def name(self) -> str:
         return f"{self.base} {self.industry}".rstrip()
@@ -1150,6 +1151,7 @@ class _Generator:
         org = _Org(self.new_party_id(), pool)
         language = pool.language
         if parent is not None:
+            org.parent = parent
             org.base = parent.base
             org.industry = parent.industry
             while org.industry == parent.industry:
@@ -1321,6 +1323,7 @@ class _Generator:
                 birth,
                 "",
                 self.timestamp(modified),
+                "",
             ]
         )
         self.truth("crm", record_id, person.party_id, "person")
@@ -1394,6 +1397,8 @@ class _Generator:
                 "",
                 vat,
                 self.timestamp(modified),
+                # Salesforce's parent account, where the group company is in the CRM too
+                org.parent.crm_account_id if org.parent is not None else "",
             ]
         )
         self.truth("crm", record_id, org.party_id, "organization")

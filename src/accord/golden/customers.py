@@ -12,6 +12,7 @@ from accord.govern.permissions import Actor, Permission, require
 from accord.paging import Page, check_window
 from accord.store import golden as golden_store
 from accord.store import records as record_store
+from accord.store import relationships as relationship_store
 
 MAX_QUERY_CHARS = 200
 
@@ -36,7 +37,9 @@ def get(conn: Connection, actor: Actor, golden_id: str) -> dict[str, Any]:
     row = golden_store.get(conn, golden_id)
     if row is None:
         raise NotFound(f"no customer {golden_id!r}")
-    row["members"] = golden_store.members(conn, golden_id) if row["status"] == "active" else []
+    active = row["status"] == "active"
+    row["members"] = golden_store.members(conn, golden_id) if active else []
+    row["relationships"] = relationship_store.of_customer(conn, golden_id) if active else []
     return row
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine
 from accord.config.loader import Project
 from accord.errors import Conflict, NotFound
 from accord.golden.match_index import sync_index
+from accord.golden.relationships import refresh
 from accord.golden.resolve import (
     Evidence,
     Key,
@@ -269,6 +270,8 @@ class IncrementalResolver:
             report=report,
             scope=scope,
         )
+        touched = {report.assignment[key] for group in keys for key in group}
+        refresh(conn, touched | scope_ids, [key for group in keys for key in group], utcnow())
         if matched.local is not None:
             review = [
                 {

@@ -20,6 +20,7 @@ from accord.config.loader import Project
 from accord.digest import digest
 from accord.golden.ids import assign_ids
 from accord.golden.match_index import sync_index
+from accord.golden.relationships import sync_all
 from accord.golden.survivorship import Member, Survivorship
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.match import Link, Matcher, MatchRecord, build_matcher
@@ -56,6 +57,8 @@ class ResolveReport:
     unchanged: int = 0
     merged: int = 0
     retired: int = 0
+    relationships: int = 0  # contact of, subsidiary of: links between customers
+    dangling_references: int = 0  # references to records Accord does not hold
     seconds: dict[str, float] = field(default_factory=dict)
     # (system, source id) -> golden id, for evaluation against ground truth
     assignment: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
@@ -143,6 +146,10 @@ def resolve(
             scope=Scope.everything(conn),
         )
         report.golden_records = len(keys)
+        found, _ = sync_all(
+            conn, (((m.system, m.source_id), m.data) for m in members), report.assignment, utcnow()
+        )
+        report.relationships, report.dangling_references = len(found.found), found.dangling
         record(conn, actor, [*events, completed(project, report)])
         if plan is not None:
             sync_index(

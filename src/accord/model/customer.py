@@ -80,6 +80,18 @@ CUSTOMER_FIELDS: tuple[CanonicalField, ...] = (
         tuple(LifecycleStatus),
     ),
     CanonicalField(
+        "account_ref",
+        FieldType.STRING,
+        "for a contact: the id, in the same system, of the organization it is a contact of",
+        input_only=True,
+    ),
+    CanonicalField(
+        "parent_ref",
+        FieldType.STRING,
+        "for an organization: the id, in the same system, of its parent company",
+        input_only=True,
+    ),
+    CanonicalField(
         "source_updated_at",
         FieldType.TIMESTAMP,
         "when the source system last changed the record; used by most-recent survivorship",

@@ -78,6 +78,16 @@ class Member(BaseModel):
     data: dict[str, Any]
 
 
+class Relationship(BaseModel):
+    type: str = Field(description="contact_of or subsidiary_of")
+    direction: str = Field(
+        description="outgoing (this customer is the contact or subsidiary) or incoming"
+    )
+    golden_id: str = Field(description="the other customer")
+    display_name: str
+    evidence: list[dict[str, str]] = Field(description="the source records and fields")
+
+
 class Customer(BaseModel):
     golden_id: str
     status: str = Field(description="active, merged (see merged_into) or retired")
@@ -86,6 +96,7 @@ class Customer(BaseModel):
     data: dict[str, Any]
     lineage: dict[str, FieldLineage]
     members: list[Member]
+    relationships: list[Relationship]
     created_at: datetime
     updated_at: datetime
 

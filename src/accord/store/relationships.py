@@ -1,0 +1,103 @@
+"""Relationships between golden records (contact of, subsidiary of)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, or_, select, tuple_
+
+from accord.store.dialect import upsert
+from accord.store.records import LOOKUP_CHUNK
+from accord.store.tables import golden_record, relationship
+
+Edge = tuple[str, str, str]  # (from golden id, to golden id, type)
+COLUMNS = ["from_golden_id", "to_golden_id", "type"]
+
+
+def current(conn: Connection, golden_ids: Iterable[str] | None = None) -> dict[Edge, Any]:
+    """Every stored relationship (or those touching `golden_ids`) with its evidence."""
+    query = select(relationship)
+    if golden_ids is None:
+        chunks = [query]
+    else:
+        wanted = sorted(set(golden_ids))
+        chunks = [
+            query.where(
+                or_(
+                    relationship.c.from_golden_id.in_(wanted[start : start + LOOKUP_CHUNK]),
+                    relationship.c.to_golden_id.in_(wanted[start : start + LOOKUP_CHUNK]),
+                )
+            )
+            for start in range(0, len(wanted), LOOKUP_CHUNK)
+        ]
+    found: dict[Edge, Any] = {}
+    for chunk in chunks:
+        for r in conn.execute(chunk):
+            found[(r.from_golden_id, r.to_golden_id, r.type)] = r.evidence
+    return found
+
+
+def sync(
+    conn: Connection, wanted: Mapping[Edge, Any], existing: Mapping[Edge, Any], at: datetime
+) -> dict[str, int]:
+    """Make the `existing` relationships what is `wanted`: new ones added, changed
+    evidence rewritten, the rest removed. Returns counts."""
+    rows = [
+        {
+            "from_golden_id": edge[0],
+            "to_golden_id": edge[1],
+            "type": edge[2],
+            "evidence": evidence,
+            "created_at": at,
+            "updated_at": at,
+        }
+        for edge, evidence in sorted(wanted.items())
+        if existing.get(edge) != evidence
+    ]
+    for start in range(0, len(rows), 1000):
+        upsert(conn, relationship, rows[start : start + 1000], COLUMNS, keep=("created_at",))
+    gone = [edge for edge in existing if edge not in wanted]
+    for start in range(0, len(gone), LOOKUP_CHUNK):
+        conn.execute(
+            delete(relationship).where(
+                tuple_(*relationship.c[*COLUMNS]).in_(gone[start : start + LOOKUP_CHUNK])
+            )
+        )
+    return {
+        "added": sum(1 for edge in wanted if edge not in existing),
+        "changed": sum(1 for edge in wanted if edge in existing and existing[edge] != wanted[edge]),
+        "removed": len(gone),
+    }
+
+
+def of_customer(conn: Connection, golden_id: str) -> list[dict[str, Any]]:
+    """A customer's relationships both ways, with the other customer's name."""
+    out: list[dict[str, Any]] = []
+    for direction, own, other in (
+        ("outgoing", relationship.c.from_golden_id, relationship.c.to_golden_id),
+        ("incoming", relationship.c.to_golden_id, relationship.c.from_golden_id),
+    ):
+        rows = conn.execute(
+            select(
+                relationship.c.type,
+                other.label("other"),
+                golden_record.c.display_name,
+                relationship.c.evidence,
+            )
+            .join(golden_record, golden_record.c.golden_id == other)
+            .where(own == golden_id)
+            .order_by(relationship.c.type, other)
+        )
+        out += [
+            {
+                "type": r.type,
+                "direction": direction,
+                "golden_id": r.other,
+                "display_name": r.display_name,
+                "evidence": r.evidence,
+            }
+            for r in rows
+        ]
+    return out
