@@ -4,6 +4,7 @@ systems' own reference fields, through the crosswalk, never as merges."""
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -141,7 +142,10 @@ def test_the_demo_company_resolves_with_its_contacts_and_group_companies(
     # a second resolve over the same data rewrites nothing
     def written() -> set[tuple[object, ...]]:
         with ws.engine.connect() as conn:
-            return {tuple(r) for r in conn.execute(select(relationship))}
+            return {
+                (r.from_golden_id, r.to_golden_id, r.type, json.dumps(r.evidence), r.updated_at)
+                for r in conn.execute(select(relationship))
+            }
 
     before = written()
     again = resolve(ws.engine, ws.project, actor="test")
