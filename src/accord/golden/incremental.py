@@ -127,7 +127,8 @@ class IncrementalResolver:
         ]
         candidates = [e for e in index_store.sharing(conn, usable) if e.key != key]
         nodes = [record] + [Node(e.key, e.features, e.golden_id) for e in candidates]
-        columns = self.scorer.columns(nodes, self._frequencies(conn, nodes, counts))
+        # value frequencies matter on the left of a pair only: the record, here
+        columns = self.scorer.columns(nodes, self._frequencies(conn, nodes[:1], counts))
         others = self.scorer.allowed(nodes, 0, list(range(1, len(nodes))))
         scored = self.scorer.score(columns, _indexes([0] * len(others)), _indexes(others))
 
@@ -154,17 +155,22 @@ class IncrementalResolver:
             if entry.key not in known:
                 nodes.append(Node(entry.key, entry.features, entry.golden_id))
                 known.add(entry.key)
-        if len(nodes) > len(candidates) + 1:
-            columns = self.scorer.columns(nodes, self._frequencies(conn, nodes, counts))
         regroup = [
             i for i, node in enumerate(nodes) if i and old_golden and node.golden_id == old_golden
         ]
+        if len(nodes) > len(candidates) + 1 or regroup:
+            # frequencies for the left of every pair: the record, and the members of its
+            # old customer (scored among themselves)
+            left_side = [nodes[0], *(nodes[i] for i in regroup)]
+            columns = self.scorer.columns(nodes, self._frequencies(conn, left_side, counts))
         index_of = {node.key: i for i, node in enumerate(nodes)}
         decisions = [
             Decision(index_of[a], index_of[b], decision == "same")
             for (a, b), decision in stewardship.decisions_among(conn, list(index_of)).items()
         ]
-        local = self.scorer.cluster(nodes, columns, record=0, regroup=regroup, decisions=decisions)
+        local = self.scorer.cluster(
+            nodes, columns, record=0, regroup=regroup, decisions=decisions, prescored=scored
+        )
         return Matched(key, nodes, local, len(candidates), oversized)
 
     def explain(self, conn: Connection, left: Key, right: Key) -> dict[str, Any]:

@@ -79,6 +79,7 @@ class NeighbourhoodScorer:
         self.config = config
         self.model = config.model
         self.params = params
+        self._compiled: tuple[Columns, list[CompiledComparison]] | None = None
 
     def columns(
         self, nodes: Sequence[Node], frequencies: Mapping[str, tuple[Mapping[str, int], int]]
@@ -98,7 +99,14 @@ class NeighbourhoodScorer:
         return ScoredPairs(left, right, scored.weight, scored.probability)
 
     def compile(self, columns: Columns) -> list[CompiledComparison]:
-        return [CompiledComparison(c, columns) for c in self.model.comparisons]
+        """The comparisons bound to `columns` (bound once per columns: the bindings keep
+        the scores they computed)."""
+        if self._compiled is None or self._compiled[0] is not columns:
+            self._compiled = (
+                columns,
+                [CompiledComparison(c, columns) for c in self.model.comparisons],
+            )
+        return self._compiled[1]
 
     def explain(self, columns: Columns, pairs: Sequence[tuple[int, int]]) -> list[dict[str, Any]]:
         if not pairs:
@@ -125,10 +133,13 @@ class NeighbourhoodScorer:
         record: int,
         regroup: Sequence[int],
         decisions: Sequence[Decision],
+        prescored: ScoredPairs | None = None,
     ) -> LocalResult:
         """Cluster the neighbourhood: `nodes[record]` is the record that changed;
         `regroup` are the other members of the customer it was in (scored among
-        themselves again); every other node's customer is kept whole."""
+        themselves again); every other node's customer is kept whole. `prescored` are
+        scores of some of the record's pairs already worked out (with the same model and
+        the same frequencies on the record's side)."""
         thresholds = self.model.thresholds
         size = len(nodes)
         others = self.allowed(nodes, record, [i for i in range(size) if i != record])
@@ -136,7 +147,7 @@ class NeighbourhoodScorer:
         pairs += [(a, b) for i, a in enumerate(regroup) for b in regroup[i + 1 :]]
         left = np.array([a for a, _ in pairs], dtype=np.int64)
         right = np.array([b for _, b in pairs], dtype=np.int64)
-        scored = self.score(columns, left, right)
+        scored = self._score_reusing(columns, left, right, prescored)
 
         candidates = self._candidates(columns, pairs, scored)
 
@@ -201,6 +212,33 @@ class NeighbourhoodScorer:
             for link, explanation in zip(review, explanations, strict=True)
         ]
         return LocalResult(groups, links, review, len(pairs))
+
+    def _score_reusing(
+        self, columns: Columns, left: IntArray, right: IntArray, prescored: ScoredPairs | None
+    ) -> ScoredPairs:
+        if prescored is None or len(prescored.left) == 0:
+            return self.score(columns, left, right)
+        known = {
+            (a, b): k
+            for k, (a, b) in enumerate(
+                zip(prescored.left.tolist(), prescored.right.tolist(), strict=True)
+            )
+        }
+        at = np.array(
+            [known.get((a, b), -1) for a, b in zip(left.tolist(), right.tolist(), strict=True)],
+            dtype=np.int64,
+        )
+        weight = np.empty(len(left), dtype=np.float64)
+        probability = np.empty(len(left), dtype=np.float64)
+        have = at >= 0
+        weight[have] = prescored.weight[at[have]]
+        probability[have] = prescored.probability[at[have]]
+        todo = np.flatnonzero(~have)
+        if len(todo):
+            rest = self.score(columns, left[todo], right[todo])
+            weight[todo] = rest.weight
+            probability[todo] = rest.probability
+        return ScoredPairs(left, right, weight, probability)
 
     def _candidates(
         self, columns: Columns, pairs: Sequence[tuple[int, int]], scored: ScoredPairs
