@@ -134,12 +134,8 @@ class IncrementalResolver:
 
         # the customers the record touches: those it links to, those a steward said it
         # belongs with, and its own
-        link_at = self.scorer.model.thresholds.link
-        touched = {
-            nodes[o].golden_id
-            for o, p in zip(others, scored.probability.tolist(), strict=True)
-            if p >= link_at
-        }
+        linked = self.scorer.links_of_record(columns, [(0, o) for o in others], scored)
+        touched = {nodes[o].golden_id for o in linked}
         same_as = [
             pair[1] if pair[0] == key else pair[0]
             for pair, decision in stewardship.decisions_involving(conn, key).items()
@@ -171,6 +167,13 @@ class IncrementalResolver:
         local = self.scorer.cluster(
             nodes, columns, record=0, regroup=regroup, decisions=decisions, prescored=scored
         )
+        # candidates of customers the record does not touch were only looked at: their
+        # customers are not all here, and are not written
+        local.groups = [
+            group
+            for group in local.groups
+            if any(i == 0 or nodes[i].golden_id in touched for i in group)
+        ]
         return Matched(key, nodes, local, len(candidates), oversized)
 
     def explain(self, conn: Connection, left: Key, right: Key) -> dict[str, Any]:

@@ -213,6 +213,20 @@ class NeighbourhoodScorer:
         ]
         return LocalResult(groups, links, review, len(pairs))
 
+    def links_of_record(
+        self, columns: Columns, pairs: Sequence[tuple[int, int]], scored: ScoredPairs
+    ) -> set[int]:
+        """The other records of `pairs` the record would link to, by a deterministic rule or
+        above the link threshold (before the guard)."""
+        return (
+            {
+                link.right if link.left == pairs[0][0] else link.left
+                for link in self._candidates(columns, pairs, scored)
+            }
+            if pairs
+            else set()
+        )
+
     def _score_reusing(
         self, columns: Columns, left: IntArray, right: IntArray, prescored: ScoredPairs | None
     ) -> ScoredPairs:
