@@ -973,6 +973,7 @@ def measure(
     copy of the store (so that the store stays as built)."""
     with engine.connect() as conn:
         resolver = IncrementalResolver(project, stewardship.latest_model(conn))
+    load_at_start = os.getloadavg()
     first, last = args.warmup, args.warmup + args.measure
     warm, measured, writes = records[:first], records[first:last], records[last:]
     with steps.step("warm-up (not counted)"):
@@ -1029,7 +1030,9 @@ def measure(
         "joined_a_known_customer": round(joined / len(found), 3),
         "write_path": written,
         "profile": profiled,
-        "machine": machine() | dialect_versions | {"load_average_at_end": os.getloadavg()},
+        "machine": machine()
+        | dialect_versions
+        | {"load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg()},
     }
 
 

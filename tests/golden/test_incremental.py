@@ -141,6 +141,29 @@ CRAFTED = [
         PostalCode="83026",
         City="Rosenheim",
     ),
+    # one customer only because T-RZ has something of each of the other two
+    _contact("T-RX", "Ludmila", "Oberhauser", Email="ludmila.oberhauser@gmx.de"),
+    _contact(
+        "T-RY",
+        "",
+        "Oberhauser",
+        Phone="+49 8651 5550133",
+        BirthDate="1983-06-19",
+        Street="Salzburger Straße 8",
+        PostalCode="83435",
+        City="Bad Reichenhall",
+    ),
+    _contact(
+        "T-RZ",
+        "Ludmila",
+        "Oberhauser",
+        Email="ludmila.oberhauser@gmx.de",
+        Phone="+49 8651 5550133",
+        BirthDate="1983-06-19",
+        Street="Salzburger Straße 8",
+        PostalCode="83435",
+        City="Bad Reichenhall",
+    ),
     # a customer of three records, and one of two
     _contact("T-M1", "Hedwig", "Sauerbier", Email="hedwig.sauerbier@web.de", **HEDWIG),
     _contact("T-M2", "Hedwig", "Sauerbier", Email="hedwig.sauerbier@web.de", **HEDWIG),
@@ -568,13 +591,25 @@ def test_a_changed_record_leaves_its_customer_and_the_others_keep_theirs(
     assert (moved["member_count"], moved["display_name"]) == (1, "Bernhardine Zwieselbrunn")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="golden/incremental.py: the changed record's group always comes first "
-    "(node 0), so in a two-record customer the record that changed keeps the id and the "
-    "unchanged one gets a new id; golden/ids.py gives ties to the cluster whose smallest "
-    "member key comes first, as a full resolve does",
-)
+def test_a_changed_record_that_held_its_customer_together_leaves_it_split(
+    based: Based,
+) -> None:
+    customer = based.golden_of("T-RZ")
+    assert based.golden_of("T-RX") == based.golden_of("T-RY") == customer
+
+    report = based.add([_contact("T-RZ", "Bernhardine", "Zwieselbrunn", **NEW_VERSION)])
+
+    # the two left behind are scored again, and have too little in common
+    assert len({based.golden_of("T-RX"), based.golden_of("T-RY"), based.golden_of("T-RZ")}) == 3
+    assert customer in {based.golden_of("T-RX"), based.golden_of("T-RY"), based.golden_of("T-RZ")}
+    assert report.created == 2
+    with based.engine.connect() as conn:
+        for source_id in ("T-RX", "T-RY", "T-RZ"):
+            golden_id = based.golden_of(source_id)
+            members = customers.get(conn, STEWARD, golden_id)["members"]
+            assert [m["source_id"] for m in members] == [source_id]
+
+
 def test_a_changed_record_leaving_a_two_record_customer_leaves_the_id_behind(
     based: Based,
 ) -> None:
@@ -915,3 +950,6 @@ def test_a_new_record_in_a_block_over_the_limit_is_reported_and_not_compared(
     assert report.created == 1
     neighbours = {based.golden_of(f"T-OV{i}") for i in range(5)}
     assert based.golden_of("T-OV9") not in neighbours
+    # a full resolve now skips the block too, and names it the same way
+    full = resolve(engine, project, actor="test")
+    assert OversizedBlock(*block, 6) in full.oversized_blocks

@@ -74,7 +74,7 @@ def test_the_demo_plan_keys_every_blocking_rule_term_column_and_deterministic_ru
     assert {"kind", "email~local", "family_name~metaphone"} <= PLAN.columns
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(st.lists(record_strategy, min_size=SMALL + 1, max_size=SMALL + 30))
 def test_a_record_has_the_same_keys_alone_as_among_many(records: list[dict[str, str]]) -> None:
     many = record_columns(records)
@@ -101,7 +101,7 @@ def test_a_record_has_the_same_keys_alone_as_among_many(records: list[dict[str, 
         assert batch.block_keys(i) == alone.block_keys(0), record
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(st.lists(record_strategy, min_size=2, max_size=SMALL + 20))
 def test_records_share_a_block_key_exactly_when_the_blocking_puts_them_together(
     records: list[dict[str, str]],

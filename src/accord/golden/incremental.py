@@ -238,7 +238,12 @@ class IncrementalResolver:
             keys = [sorted({nodes[0].key, *(entry.key for entry in members)})]
         else:
             links = matched.local.links
-            keys = [[nodes[i].key for i in group] for group in matched.local.groups]
+            # in key order, as a full resolve has them: id ties go to the cluster whose
+            # smallest member key comes first (golden/ids.py), not to the record that changed
+            keys = sorted(
+                (sorted(nodes[i].key for i in group) for group in matched.local.groups),
+                key=lambda group: group[0],
+            )
         crosswalk = golden_store.crosswalk_for(conn, [key for group in keys for key in group])
         scope_ids = {row["golden_id"] for row in crosswalk.values()}
         previous = {
