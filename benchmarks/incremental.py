@@ -105,6 +105,7 @@ RECORDS_PER_CUSTOMER = 2.6  # the demo makes ~2.71 source records per customer
 RECEIVED_AT = datetime(2026, 11, 1, tzinfo=UTC)  # every record's arrival: reproducible rows
 ACTOR = "bench"
 TARGET_MS = 20.0
+SQL_TIMED_WRITES = 100  # the write path's last records, run again with SQL timing
 HELD_BUDGET = 2_700  # held-out records the demo data is sized for (warm-up, timed, writes)
 INSERT_BATCH = 5_000
 
@@ -138,6 +139,14 @@ def progress_bar() -> Progress:
 
 
 def tracked(items: Sequence[T], description: str) -> Iterator[T]:
+    if not sys.stdout.isatty():  # a log: a line every tenth of the way
+        started, step = time.perf_counter(), max(1, len(items) // 10)
+        for done, item in enumerate(items, 1):
+            yield item
+            if done % step == 0 or done == len(items):
+                elapsed = time.perf_counter() - started
+                print(f"  {description}: {done:,}/{len(items):,} in {elapsed:.1f} s", flush=True)
+        return
     with progress_bar() as bar:
         task = bar.add_task(description, total=len(items))
         for item in items:
@@ -649,33 +658,23 @@ def write_path(
         "total": [],
     }
     report = ResolveReport()
+    timed = records[:-SQL_TIMED_WRITES] if len(records) > SQL_TIMED_WRITES else records
+    rest = records[len(timed) :]
     with engine.connect() as conn:
         conn.execution_options(accord_write=True)
-        for current in tracked(records, "match + apply + commit"):
-            t0 = time.perf_counter()
-            transaction = conn.begin()
-            conn.exec_driver_sql("SELECT 1")  # SQLite's BEGIN IMMEDIATE runs here
-            t1 = time.perf_counter()
-            matched = resolver.match(conn, current)
-            t2 = time.perf_counter()
-            events = resolver.apply(conn, matched, actor=ACTOR, report=report)
-            t3 = time.perf_counter()
-            audit(conn, ACTOR, events)
-            t4 = time.perf_counter()
-            transaction.commit()
-            t5 = time.perf_counter()
-            for name, (a, b) in {
-                "begin": (t0, t1),
-                "match": (t1, t2),
-                "apply": (t2, t3),
-                "audit": (t3, t4),
-                "commit": (t4, t5),
-                "total": (t0, t5),
-            }.items():
-                parts[name].append((b - a) * 1000)
+        for current in tracked(timed, "match + apply + commit"):
+            for name, ms in write_one(conn, resolver, current, report).items():
+                parts[name].append(ms)
+        sql: list[dict[str, Any]] = []
+        if rest:
+            with sql_timing(engine, len(rest)) as sql:
+                for current in tracked(rest, "the same, timing SQL statements"):
+                    write_one(conn, resolver, current, report)
     return {
-        "records": len(records),
+        "records": len(timed),
         "ms": {name: percentiles(values) for name, values in parts.items()},
+        "sql_timed_records": len(rest),
+        "sql": sql,
         "outcome": {
             "created": report.created,
             "updated": report.updated,
@@ -683,6 +682,38 @@ def write_path(
             "links": report.links,
             "review": report.review,
         },
+    }
+
+
+def write_one(
+    conn: Connection,
+    resolver: IncrementalResolver,
+    current: record_store.CurrentRecord,
+    report: ResolveReport,
+) -> dict[str, float]:
+    """Match, apply, audit and commit one record; the time of each part, in ms."""
+    t0 = time.perf_counter()
+    transaction = conn.begin()
+    conn.exec_driver_sql("SELECT 1")  # SQLite's BEGIN IMMEDIATE runs here
+    t1 = time.perf_counter()
+    matched = resolver.match(conn, current)
+    t2 = time.perf_counter()
+    events = resolver.apply(conn, matched, actor=ACTOR, report=report)
+    t3 = time.perf_counter()
+    audit(conn, ACTOR, events)
+    t4 = time.perf_counter()
+    transaction.commit()
+    t5 = time.perf_counter()
+    return {
+        name: (b - a) * 1000
+        for name, (a, b) in {
+            "begin": (t0, t1),
+            "match": (t1, t2),
+            "apply": (t2, t3),
+            "audit": (t3, t4),
+            "commit": (t4, t5),
+            "total": (t0, t5),
+        }.items()
     }
 
 
@@ -731,6 +762,25 @@ def profile(
     by_cumulative = sorted(table, key=lambda r: -r["cumulative_ms"])[:40]
     by_own = sorted(table, key=lambda r: -r["own_ms"])[:25]
 
+    with sql_timing(engine, len(records)) as sql:
+        sql_times, _ = match_rolled_back(engine, resolver, records, "timing SQL statements")
+    return {
+        "records": len(records),
+        "match_ms_while_timing_stages": percentiles(stage_times),
+        "stages": by_stage,
+        "match_ms_under_cprofile": percentiles(times),
+        "match_ms_while_timing_sql": percentiles(sql_times),
+        "sql_execute_ms_per_record": round(sum(row["ms_per_record"] for row in sql), 3),
+        "sql": sql,
+        "by_cumulative": by_cumulative,
+        "by_own_time": by_own,
+    }
+
+
+@contextmanager
+def sql_timing(engine: Engine, records: int) -> Iterator[list[dict[str, Any]]]:
+    """While inside, time each SQL statement's execution (fetching excluded) by the
+    Accord function that issued it; the list is filled, per record, on the way out."""
     statements: Counter[str] = Counter()
     seconds: Counter[str] = Counter()
     started: list[float] = []
@@ -744,32 +794,22 @@ def profile(
         statements[caller] += 1
         seconds[caller] += elapsed
 
+    found: list[dict[str, Any]] = []
     event.listen(engine, "before_cursor_execute", before)
     event.listen(engine, "after_cursor_execute", after)
     try:
-        sql_times, _ = match_rolled_back(engine, resolver, records, "timing SQL statements")
+        yield found
     finally:
         event.remove(engine, "before_cursor_execute", before)
         event.remove(engine, "after_cursor_execute", after)
-    sql = [
-        {
-            "issued_by": caller,
-            "statements_per_record": round(statements[caller] / len(records), 2),
-            "ms_per_record": round(seconds[caller] * per_record, 3),
-        }
-        for caller in sorted(seconds, key=lambda c: -seconds[c])
-    ]
-    return {
-        "records": len(records),
-        "match_ms_while_timing_stages": percentiles(stage_times),
-        "stages": by_stage,
-        "match_ms_under_cprofile": percentiles(times),
-        "match_ms_while_timing_sql": percentiles(sql_times),
-        "sql_execute_ms_per_record": round(sum(seconds.values()) * per_record, 3),
-        "sql": sql,
-        "by_cumulative": by_cumulative,
-        "by_own_time": by_own,
-    }
+        found += [
+            {
+                "issued_by": caller,
+                "statements_per_record": round(statements[caller] / records, 2),
+                "ms_per_record": round(seconds[caller] * 1000 / records, 3),
+            }
+            for caller in sorted(seconds, key=lambda c: -seconds[c])
+        ]
 
 
 # What `IncrementalResolver.match` calls, by where `match` looks them up: (owner, name).
@@ -857,17 +897,26 @@ def versions_of(engine: Engine) -> dict[str, str]:
 
 
 def commit_of() -> str:
+    """The commit the code under measurement comes from (read at the start: the source
+    may change while a long run goes on), marked `+dirty` when src/ has changes."""
     try:
-        out = subprocess.run(
+        head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
             capture_output=True,
             text=True,
             check=True,
             cwd=Path(__file__).parent,
-        )
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent.parent,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return out.stdout.strip()
+    return f"{head}+dirty" if changes else head
 
 
 def arguments() -> argparse.Namespace:
@@ -892,26 +941,29 @@ def arguments() -> argparse.Namespace:
 
 def main() -> None:
     args = arguments()
+    commit = commit_of()
     args.data.mkdir(parents=True, exist_ok=True)
     steps = Steps()
     root = args.data / "project"
     write_project(root)
     project = load_project(root)
     held_count = args.warmup + args.measure + args.writes
+    # the known records follow the held-out budget in a seeded shuffle: the same store
+    # for any split of the budget into warm-up, timed and write-path records
+    held_region = max(held_count, HELD_BUDGET)
     with steps.step("demo data: generate and map"):
-        sources = demo_records(
-            root, args.data, args.seed, args.records + max(held_count, HELD_BUDGET)
-        )
-    if len(sources) < args.records + held_count:
+        sources = demo_records(root, args.data, args.seed, args.records + held_region)
+    if len(sources) < args.records + held_region:
         raise SystemExit(f"only {len(sources):,} records; raise RECORDS_PER_CUSTOMER's margin")
     order = list(range(len(sources)))
     random.Random(args.seed).shuffle(order)  # noqa: S311 - a reproducible sample
     held = order[:held_count]
-    known = sorted(order[held_count : held_count + args.records])
+    known = sorted(order[held_region : held_region + args.records])
 
     marker = args.data / f"store-{args.backend}-{args.records}.json"
     built = json.loads(marker.read_text()) if marker.exists() else None
-    reuse = bool(args.reuse and built and (built["seed"], built["held"]) == (args.seed, held_count))
+    same = built is not None and (built["seed"], built["held"]) == (args.seed, held_region)
+    reuse = bool(args.reuse and same)
     engine, label = open_store(args, args.data, fresh=not reuse)
     if built is not None and reuse:
         print(f"reusing the store built before: {label}")
@@ -924,7 +976,8 @@ def main() -> None:
         )
         built = {
             "seed": args.seed,
-            "held": held_count,
+            "held": held_region,
+            "commit": commit,
             "store": label,
             "built": made,
             "build_seconds": dict(list(steps.seconds.items())[1:]),  # after the demo data
@@ -944,12 +997,13 @@ def main() -> None:
         "build": {
             "seconds": built["build_seconds"],
             "total_seconds": built["build_total_seconds"],
+            "commit": built.get("commit"),
             "resolve": built["built"],
         },
         "size": built["size"],
         "steps_seconds": steps.seconds,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "commit": commit_of(),
+        "commit": commit,
         "date": time.strftime("%Y-%m-%d"),
     }
     RESULTS.mkdir(exist_ok=True)
@@ -1027,6 +1081,7 @@ def measure(
             "p99": int(np.percentile(neighbourhood, 99)),
             "max": max(neighbourhood),
         },
+        "match_ms_by_candidates": by_candidates(times, candidates),
         "joined_a_known_customer": round(joined / len(found), 3),
         "write_path": written,
         "profile": profiled,
@@ -1034,6 +1089,17 @@ def measure(
         | dialect_versions
         | {"load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg()},
     }
+
+
+def by_candidates(times: Sequence[float], candidates: Sequence[int]) -> list[dict[str, Any]]:
+    """Match time by how many candidates the record had."""
+    out = []
+    for low, high in ((0, 0), (1, 5), (6, 20), (21, 50), (51, 100), (101, 10**9)):
+        chosen = [t for t, c in zip(times, candidates, strict=True) if low <= c <= high]
+        if chosen:
+            label = f"{low}-{high}" if high < 10**9 else f"{low}+"
+            out.append({"candidates": label, "records": len(chosen)} | percentiles(chosen))
+    return out
 
 
 def writable_copy(engine: Engine) -> Engine:
