@@ -9,18 +9,22 @@ resolves the others (`--records` of them) with the learned engine, in memory. Th
 is then filled as a full resolve would leave it: source, canonical and head rows for
 every record, golden records built by survivorship from the engine's clusters, the
 crosswalk with each record's evidence, the review queue, some steward decisions, the
-learned model (with the settings digest), and the match index, written by `sync_index`
-itself. The build is timed step by step.
+learned model (with the settings digest), and the match index: written by `sync_index`
+itself on SQLite; on PostgreSQL (where `sync_index` at 1 M takes hours) copied in with
+the same rows, checked against `sync_index` on a sample in every build. The build is
+timed step by step.
 
 Then each held-out record is matched with `IncrementalResolver.match` in a transaction
 that is rolled back (every measurement sees exactly `--records` known records), after a
-warm-up; and, on other held-out records, the write path (match, apply, audit, commit) is
-timed per record, committed. A profile of `match` (cProfile, and time per SQL statement)
-follows. Writes benchmarks/results/incremental-<backend>-<records>.json.
+warm-up. A profile of `match` follows: time per stage, cProfile, time per SQL statement.
+On other held-out records, the write path (match, apply, audit, commit) is timed per
+record, committed, in a copy of the store. Writes
+benchmarks/results/incremental-<backend>-<records>.json.
 
-Generated data, mapped records and the built store are kept in `--data` (a folder under
+Generated data, mapped records and the built stores are kept in `--data` (a folder under
 the system's temporary directory by default); `--reuse` measures a store built before
-instead of building it again (a store the write path changed is always rebuilt).
+instead of building it again (the write path writes to a copy: the store stays as
+built); `--resume-index` finishes a build that stopped in its index step.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from sqlalchemy import Connection, Engine, Table, event, func, select, text, update
+from sqlalchemy import Connection, Engine, Table, delete, event, func, select, text, update
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -77,7 +81,7 @@ from accord.intake.mapping import MappedRecord, RecordMapper
 from accord.intake.readers import SourceFile
 from accord.match.features import features_of
 from accord.match.incremental import NeighbourhoodScorer
-from accord.match.index import IndexPlan
+from accord.match.index import IndexPlan, entry_digest, index_keys
 from accord.match.learned import LearnedEngine, LearnedResult, record_columns
 from accord.store import records as record_store
 from accord.store import stewardship
@@ -108,6 +112,7 @@ TARGET_MS = 20.0
 SQL_TIMED_WRITES = 100  # the write path's last records, run again with SQL timing
 HELD_BUDGET = 2_700  # held-out records the demo data is sized for (warm-up, timed, writes)
 INSERT_BATCH = 5_000
+VERIFY = 10_000  # records whose bulk index rows are checked against sync_index
 
 Key = tuple[str, str]
 T = TypeVar("T")
@@ -291,6 +296,7 @@ def build_store(
     held: list[int],
     steps: Steps,
     seed: int,
+    bulk: bool,
 ) -> dict[str, Any]:
     """Fill the store as a full resolve of the `known` records would leave it, with the
     `held` records loaded but not yet matched. Returns what was built."""
@@ -355,21 +361,7 @@ def build_store(
                 at=utcnow(),
             )
 
-    with steps.step("match index: sync_index(..., complete=True)"):
-        with writing(engine) as conn:
-            change = sync_index(
-                conn,
-                plan,
-                [
-                    ((sources[i].system, sources[i].source_id), ids[i], f)
-                    for i, f in zip(known, features, strict=True)
-                ],
-                complete=True,
-            )
-        print(f"  {change.added:,} entries")
-    with steps.step("settle (SQLite: checkpoint the WAL; PostgreSQL: VACUUM ANALYZE)"):
-        settle(engine)
-    return {
+    made = {
         "customers": len(result.clusters),
         "links": len(result.links),
         "review_pairs": queued["queued"],
@@ -377,6 +369,161 @@ def build_store(
         "pairs_scored": result.pairs_scored,
         "engine_seconds": result.seconds,
     }
+    del result
+    build_index(engine, plan, index_records(sources, known, ids, features), bulk, steps)
+    return made
+
+
+def resume_index(
+    engine: Engine,
+    project: Project,
+    sources: list[Source],
+    *,
+    known: list[int],
+    held: list[int],
+    args: argparse.Namespace,
+    steps: Steps,
+) -> dict[str, Any]:
+    """The index step of a build that stopped there: the rest of the store is as
+    `build_store` left it."""
+    with engine.connect() as conn:
+        entries = conn.execute(select(func.count()).select_from(match_entry)).scalar_one()
+        customers = conn.execute(select(func.count()).select_from(golden_record)).scalar_one()
+    if entries or not customers:
+        raise SystemExit("--resume-index: the store should have customers and no index")
+    ids = {position: number for number, position in enumerate(sorted([*known, *held]), 1)}
+    with steps.step("features of the known records"):
+        features = [match_features(sources[i].data) for i in known]
+    build_index(
+        engine,
+        IndexPlan.of(project.config.match),
+        index_records(sources, known, ids, features),
+        args.index == "bulk",
+        steps,
+    )
+    return {"customers": customers, "resumed": "the steps before the index ran before"}
+
+
+def index_records(
+    sources: list[Source], known: list[int], ids: dict[int, int], features: list[dict[str, str]]
+) -> list[tuple[Key, int, dict[str, str]]]:
+    """What a full resolve hands `sync_index`: key, canonical record id, features."""
+    return [(key_of(sources[i]), ids[i], f) for i, f in zip(known, features, strict=True)]
+
+
+def build_index(
+    engine: Engine,
+    plan: IndexPlan,
+    records: list[tuple[Key, int, dict[str, str]]],
+    bulk: bool,
+    steps: Steps,
+) -> None:
+    """The match index of the known records: `sync_index(..., complete=True)` itself, or
+    (`bulk`, PostgreSQL) the same rows copied in, after checking on a sample that they
+    are what `sync_index` writes."""
+    if not bulk:
+        with steps.step("match index: sync_index(..., complete=True)"):
+            with writing(engine) as conn:
+                change = sync_index(conn, plan, records, complete=True)
+            print(f"  {change.added:,} entries")
+    else:
+        with steps.step(f"match index: bulk rows checked against sync_index on {VERIFY:,}"):
+            verify_bulk(engine, plan, records[:VERIFY])
+        with (
+            steps.step("match index: bulk rows (COPY), as sync_index writes them"),
+            writing(engine) as conn,
+        ):
+            bulk_index(conn, plan, records)
+    with steps.step("settle (SQLite: checkpoint the WAL; PostgreSQL: VACUUM ANALYZE)"):
+        settle(engine)
+
+
+def index_rows(
+    plan: IndexPlan, records: Sequence[tuple[Key, int, dict[str, str]]], first_id: int = 1
+) -> tuple[list[tuple[Any, ...]], list[tuple[int, int]], dict[int, int]]:
+    """The rows `sync_index` writes into an empty index for `records`: entries (id,
+    system, source id, canonical record id, features, digest; ids in record order, as
+    the inserts hand them out), (key, entry id) pairs and counts per key."""
+    entries = [
+        (first_id + n, key[0], key[1], canonical, features, entry_digest(plan, features))
+        for n, (key, canonical, features) in enumerate(records)
+    ]
+    keys = index_keys(plan, record_columns([features for _, _, features in records]))
+    pairs: list[tuple[int, int]] = []
+    counted: Counter[int] = Counter()
+    for position in range(len(records)):
+        pairs += [(k, first_id + position) for k in keys.block_keys(position)]
+        counted.update(keys.counted_keys(position))
+    return entries, pairs, {k: n for k, n in counted.items() if n}
+
+
+def bulk_index(
+    conn: Connection, plan: IndexPlan, records: Sequence[tuple[Key, int, dict[str, str]]]
+) -> None:
+    """Copy the index rows in (PostgreSQL), and move the entry id sequence past them."""
+    entries, pairs, counted = index_rows(plan, records)
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    columns = "id, system, source_id, canonical_record_id, features, digest"
+    with cursor.copy(f"COPY match_entry ({columns}) FROM STDIN") as copy:
+        for entry_id, system, source_id, canonical, features, entry in tracked(entries, "entries"):
+            copy.write_row((entry_id, system, source_id, canonical, json.dumps(features), entry))
+    with cursor.copy("COPY match_key (key_hash, entry_id) FROM STDIN") as copy:
+        for pair in tracked(pairs, "block keys"):
+            copy.write_row(pair)
+    with cursor.copy("COPY match_count (key_hash, entries) FROM STDIN") as copy:
+        for row in counted.items():
+            copy.write_row(row)
+    cursor.close()
+    conn.execute(
+        text(
+            "SELECT setval(pg_get_serial_sequence('match_entry', 'id'), "
+            "(SELECT max(id) FROM match_entry))"
+        )
+    )
+    print(f"  {len(entries):,} entries, {len(pairs):,} block keys, {len(counted):,} counts")
+
+
+def index_content(conn: Connection) -> tuple[list[tuple[Any, ...]], set[Any], set[Any]]:
+    """The index as rows that do not depend on where the entry ids start: entries in id
+    order, (key, record) pairs, counts."""
+    entries = conn.execute(
+        select(
+            match_entry.c.id,
+            match_entry.c.system,
+            match_entry.c.source_id,
+            match_entry.c.canonical_record_id,
+            match_entry.c.features,
+            match_entry.c.digest,
+        ).order_by(match_entry.c.id)
+    ).all()
+    record_of = {row.id: (row.system, row.source_id) for row in entries}
+    pairs = {(row.key_hash, record_of[row.entry_id]) for row in conn.execute(select(match_key))}
+    counted = {tuple(row) for row in conn.execute(select(match_count))}
+    return [tuple(row)[1:] for row in entries], pairs, counted
+
+
+def verify_bulk(
+    engine: Engine, plan: IndexPlan, sample: Sequence[tuple[Key, int, dict[str, str]]]
+) -> None:
+    """Write the sample's index with `sync_index`, then with `bulk_index`, each in a
+    transaction rolled back, and require the same rows (ids in the same order)."""
+    found = []
+    for writer in ("sync_index", "bulk"):
+        with engine.connect() as conn:
+            transaction = conn.begin()
+            if writer == "sync_index":
+                sync_index(conn, plan, sample, complete=True)
+            else:
+                conn.execute(delete(match_entry))  # nothing there; ids start at 1
+                bulk_index(conn, plan, sample)
+            found.append(index_content(conn))
+            transaction.rollback()
+    if found[0] != found[1]:
+        raise SystemExit("the bulk index rows differ from what sync_index writes")
+    entries, pairs, counted = found[0]
+    print(
+        f"  the same rows: {len(entries):,} entries, {len(pairs):,} keys, {len(counted):,} counts"
+    )
 
 
 def utcnow() -> datetime:
@@ -936,7 +1083,23 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--profile", type=int, default=300, help="records profiled (0: none)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--reuse", action="store_true", help="reuse a store built before")
-    return parser.parse_args()
+    parser.add_argument(
+        "--index",
+        choices=["sync", "bulk"],
+        help="build the index with sync_index itself, or copy in the same rows (checked "
+        "against sync_index on a sample; PostgreSQL only); by default sync on SQLite, "
+        "bulk on PostgreSQL",
+    )
+    parser.add_argument(
+        "--resume-index",
+        action="store_true",
+        help="continue a build that stopped in the index step (the rest is in the store)",
+    )
+    args = parser.parse_args()
+    args.index = args.index or ("sync" if args.backend == "sqlite" else "bulk")
+    if args.index == "bulk" and args.backend == "sqlite":
+        parser.error("--index bulk is for PostgreSQL")
+    return args
 
 
 def main() -> None:
@@ -964,21 +1127,35 @@ def main() -> None:
     built = json.loads(marker.read_text()) if marker.exists() else None
     same = built is not None and (built["seed"], built["held"]) == (args.seed, held_region)
     reuse = bool(args.reuse and same)
-    engine, label = open_store(args, args.data, fresh=not reuse)
+    engine, label = open_store(args, args.data, fresh=not (reuse or args.resume_index))
     if built is not None and reuse:
         print(f"reusing the store built before: {label}")
     else:
         marker.unlink(missing_ok=True)
-        print(f"building the store: {label}")
         started = time.perf_counter()
-        made = build_store(
-            engine, project, sources, known=known, held=held, steps=steps, seed=args.seed
-        )
+        if args.resume_index:
+            print(f"building the index of the store built before: {label}")
+            made = resume_index(
+                engine, project, sources, known=known, held=held, args=args, steps=steps
+            )
+        else:
+            print(f"building the store: {label}")
+            made = build_store(
+                engine,
+                project,
+                sources,
+                known=known,
+                held=held,
+                steps=steps,
+                seed=args.seed,
+                bulk=args.index == "bulk",
+            )
         built = {
             "seed": args.seed,
             "held": held_region,
             "commit": commit,
             "store": label,
+            "index": args.index,
             "built": made,
             "build_seconds": dict(list(steps.seconds.items())[1:]),  # after the demo data
             "build_total_seconds": round(time.perf_counter() - started, 1),
