@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Table, and_, false, or_
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -50,3 +51,16 @@ def add_to(
         ),
         rows,
     )
+
+
+def keys_in(first: Any, second: Any, keys: Sequence[tuple[Any, Any]]) -> Any:
+    """`(first, second) IN keys`, written so both backends use an index on (first,
+    second): one `first = ? AND second IN (...)` per distinct first value. (SQLite scans
+    the whole table for a row-value IN list of more than one pair; PostgreSQL plans a long
+    one as an OR of every pair.)"""
+    grouped: dict[Any, list[Any]] = {}
+    for a, b in keys:
+        grouped.setdefault(a, []).append(b)
+    if not grouped:
+        return false()
+    return or_(*(and_(first == a, second.in_(bs)) for a, bs in grouped.items()))

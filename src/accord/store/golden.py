@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, tuple_, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
-from accord.store.dialect import upsert
+from accord.store.dialect import keys_in, upsert
 from accord.store.records import LOOKUP_CHUNK
 from accord.store.tables import canonical_record, counter, crosswalk, golden_record, record_head
 from accord.store.types import utcnow
@@ -237,8 +237,8 @@ def crosswalk_for(conn: Connection, keys: Sequence[Key]) -> dict[Key, dict[str, 
                 crosswalk.c.evidence,
                 crosswalk.c.previous_golden_id,
             ).where(
-                tuple_(crosswalk.c.system, crosswalk.c.source_id).in_(
-                    keys[start : start + LOOKUP_CHUNK]
+                keys_in(
+                    crosswalk.c.system, crosswalk.c.source_id, keys[start : start + LOOKUP_CHUNK]
                 )
             )
         )

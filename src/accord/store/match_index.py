@@ -7,9 +7,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, select, tuple_, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
-from accord.store.dialect import add_to
+from accord.store.dialect import add_to, keys_in
 from accord.store.records import LOOKUP_CHUNK
 from accord.store.tables import crosswalk, match_count, match_entry, match_key
 
@@ -45,8 +45,10 @@ def digests(conn: Connection, keys: Sequence[Key] | None = None) -> dict[Key, tu
     else:
         chunks = [
             query.where(
-                tuple_(match_entry.c.system, match_entry.c.source_id).in_(
-                    keys[start : start + LOOKUP_CHUNK]
+                keys_in(
+                    match_entry.c.system,
+                    match_entry.c.source_id,
+                    keys[start : start + LOOKUP_CHUNK],
                 )
             )
             for start in range(0, len(keys), LOOKUP_CHUNK)
@@ -97,7 +99,7 @@ def insert_entries(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[Key
         keys = [(r["system"], r["source_id"]) for r in batch]
         found = conn.execute(
             select(match_entry.c.id, match_entry.c.system, match_entry.c.source_id).where(
-                tuple_(match_entry.c.system, match_entry.c.source_id).in_(keys)
+                keys_in(match_entry.c.system, match_entry.c.source_id, keys)
             )
         )
         ids.update({(r.system, r.source_id): r.id for r in found})
@@ -150,8 +152,8 @@ def remove_keys(conn: Connection, pairs: Sequence[tuple[int, int]]) -> None:
     for start in range(0, len(pairs), LOOKUP_CHUNK):
         conn.execute(
             delete(match_key).where(
-                tuple_(match_key.c.key_hash, match_key.c.entry_id).in_(
-                    pairs[start : start + LOOKUP_CHUNK]
+                keys_in(
+                    match_key.c.key_hash, match_key.c.entry_id, pairs[start : start + LOOKUP_CHUNK]
                 )
             )
         )
@@ -255,8 +257,10 @@ def entries_for(conn: Connection, keys: Sequence[Key]) -> dict[Key, Entry]:
                     crosswalk.c.golden_id,
                 )
             ).where(
-                tuple_(match_entry.c.system, match_entry.c.source_id).in_(
-                    keys[start : start + LOOKUP_CHUNK]
+                keys_in(
+                    match_entry.c.system,
+                    match_entry.c.source_id,
+                    keys[start : start + LOOKUP_CHUNK],
                 )
             )
         )

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, select, tuple_, update
 
-from accord.store.dialect import upsert
+from accord.store.dialect import keys_in, upsert
 from accord.store.tables import (
     canonical_record,
     load,
@@ -326,8 +326,10 @@ def current_of(conn: Connection, keys: Sequence[tuple[str, str]]) -> list[Curren
     for start in range(0, len(keys), LOOKUP_CHUNK):
         rows = conn.execute(
             _current().where(
-                tuple_(record_head.c.system, record_head.c.source_id).in_(
-                    keys[start : start + LOOKUP_CHUNK]
+                keys_in(
+                    record_head.c.system,
+                    record_head.c.source_id,
+                    keys[start : start + LOOKUP_CHUNK],
                 )
             )
         )

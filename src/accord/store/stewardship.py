@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, tuple_, update
 
-from accord.store.dialect import upsert
+from accord.store.dialect import keys_in, upsert
 from accord.store.tables import match_decision, match_model, match_review
 
 Key = tuple[str, str]  # (system, source id)
@@ -211,7 +211,7 @@ def decisions_among(conn: Connection, keys: Sequence[Key]) -> dict[Pair, str]:
         chunk = listed[start : start + WRITE_BATCH]
         rows = conn.execute(
             select(match_decision)
-            .where(tuple_(match_decision.c.left_system, match_decision.c.left_source_id).in_(chunk))
+            .where(keys_in(match_decision.c.left_system, match_decision.c.left_source_id, chunk))
             .order_by(*match_decision.c[*PAIR_COLUMNS])
         )
         for r in rows:
