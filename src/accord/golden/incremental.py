@@ -106,6 +106,7 @@ class IncrementalResolver:
             [(key, current.canonical_record_id, features)],
             complete=False,
             existing={key: (before[0].id, before[1], before[2])} if before is not None else {},
+            stored_features={before[0].id: before[0].features} if before is not None else None,
         )
         record = Node(key, features, old_golden)
         if before is not None and before[0].features == features and old_golden is not None:
@@ -244,7 +245,8 @@ class IncrementalResolver:
                 (sorted(nodes[i].key for i in group) for group in matched.local.groups),
                 key=lambda group: group[0],
             )
-        crosswalk = golden_store.crosswalk_for(conn, [key for group in keys for key in group])
+        every = [key for group in keys for key in group]
+        crosswalk = golden_store.crosswalk_for(conn, every)
         scope_ids = {row["golden_id"] for row in crosswalk.values()}
         previous = {
             key: row["previous_golden_id"]
@@ -265,10 +267,7 @@ class IncrementalResolver:
             previous=previous,
             restorable={g for g in previous.values() if statuses.get(g, ("", ""))[0] == "merged"},
         )
-        records = {
-            (r.system, r.source_id): r
-            for r in record_store.current_of(conn, [key for group in keys for key in group])
-        }
+        records = {(r.system, r.source_id): r for r in record_store.current_of(conn, every)}
         built = [
             golden_content(self.survivorship, [_member(records[key]) for key in group])
             for group in keys
@@ -284,8 +283,14 @@ class IncrementalResolver:
             report=report,
             scope=scope,
         )
-        touched = {report.assignment[key] for group in keys for key in group}
-        refresh(conn, touched | scope_ids, [key for group in keys for key in group], utcnow())
+        now_in = {key: report.assignment[key] for key in every}
+        refresh(
+            conn,
+            set(now_in.values()) | scope_ids,
+            {key: records[key].data for key in every},
+            now_in,
+            utcnow(),
+        )
         if matched.local is not None:
             review = [
                 {

@@ -6,7 +6,7 @@ unchanged data writes nothing."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -33,11 +33,13 @@ def sync_index(
     *,
     complete: bool,
     existing: dict[Key, tuple[int, str, int]] | None = None,
+    stored_features: Mapping[int, dict[str, str]] | None = None,
 ) -> IndexChange:
     """Make the entries of `records` ((system, source id), canonical record id, match
     features) current. With `complete`, `records` are all the records there are, and
     entries of any other record are removed. `existing` are the records' entries (id,
-    digest, canonical record id) when the caller has read them already."""
+    digest, canonical record id), and `stored_features` their features by entry id,
+    when the caller has read them already."""
     change = IndexChange()
     wanted = {
         key: (canonical, features, entry_digest(plan, features))
@@ -59,7 +61,8 @@ def sync_index(
 
     old_ids = [existing[key][0] for key in [*rewrite, *removed]]
     if old_ids:
-        old = store.features_of(conn, old_ids)
+        known = stored_features or {}
+        old = dict(known) | store.features_of(conn, [i for i in old_ids if i not in known])
         keys = index_keys(plan, record_columns([old[i] for i in old_ids]))
         stale: list[tuple[int, int]] = []
         for position, entry_id in enumerate(old_ids):

@@ -82,29 +82,37 @@ def sync_all(
     return found, store.sync(conn, found.found, store.current(conn), at)
 
 
-def refresh(conn: Connection, golden_ids: Iterable[str], keys: Iterable[Key], at: datetime) -> None:
+def refresh(
+    conn: Connection,
+    golden_ids: Iterable[str],
+    records: Mapping[Key, Mapping[str, Any]],
+    golden_of: Mapping[Key, str],
+    at: datetime,
+) -> None:
     """After incremental matching changed the customers `golden_ids` (including ids merged
-    away) and the records `keys`: the relationships touching those customers, worked out
-    again from the records that state them. A reference to one of these records from a
-    record that is not among them and not already the evidence of a relationship (a
-    contact loaded before its account) is found by the next full resolve."""
+    away) and the `records` in them (canonical data, and their golden ids as now
+    written): the relationships touching those customers, worked out again from the
+    records that state them. A reference to one of these records from a record that is
+    not among them and not already the evidence of a relationship (a contact loaded
+    before its account) is found by the next full resolve."""
     affected = set(golden_ids)
     existing = store.current(conn, affected)
-    stating = set(keys) | {
-        (e["system"], e["source_id"]) for evidence in existing.values() for e in evidence
-    }
-    records = [
-        ((r.system, r.source_id), r.data) for r in record_store.current_of(conn, sorted(stating))
-    ]
+    stating = dict(records)
+    cited = {(e["system"], e["source_id"]) for evidence in existing.values() for e in evidence}
+    for r in record_store.current_of(conn, sorted(cited - stating.keys())):
+        stating[(r.system, r.source_id)] = r.data
     targets = {
         (key[0], str(data[field]))
-        for key, data in records
+        for key, data in stating.items()
         for field in REFERENCES
         if data.get(field)
     }
-    crosswalk = golden_store.crosswalk_for(conn, sorted(stating | targets))
-    golden_of = {key: row["golden_id"] for key, row in crosswalk.items()}
-    found = relationships(records, golden_of)
+    known = dict(golden_of)
+    missing = sorted((stating.keys() | targets) - known.keys())
+    known.update(
+        {key: row["golden_id"] for key, row in golden_store.crosswalk_for(conn, missing).items()}
+    )
+    found = relationships(stating.items(), known)
     wanted = {
         edge: evidence
         for edge, evidence in found.found.items()

@@ -22,7 +22,7 @@ full resolve) and clusters the neighbourhood again, as the full engine would:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -67,7 +67,6 @@ class LocalResult:
     links: list[Link]  # links that formed the groups (kept, steward, rule, model)
     review: list[Link]  # pairs for a steward, with explanations
     pairs_scored: int
-    seconds: dict[str, float] = field(default_factory=dict)
 
 
 class NeighbourhoodScorer:

@@ -63,18 +63,11 @@ def digests(conn: Connection, keys: Sequence[Key] | None = None) -> dict[Key, tu
 def entry_of(conn: Connection, key: Key) -> tuple[Entry, str, int] | None:
     """One record's entry, with its digest and canonical record id."""
     row = conn.execute(
-        select(match_entry, crosswalk.c.golden_id)
-        .outerjoin(
-            crosswalk,
-            (crosswalk.c.system == match_entry.c.system)
-            & (crosswalk.c.source_id == match_entry.c.source_id),
+        _entries(match_entry.c.digest, match_entry.c.canonical_record_id).where(
+            match_entry.c.system == key[0], match_entry.c.source_id == key[1]
         )
-        .where(match_entry.c.system == key[0], match_entry.c.source_id == key[1])
     ).first()
-    if row is None:
-        return None
-    entry = Entry(row.id, row.system, row.source_id, row.features, row.golden_id)
-    return entry, row.digest, row.canonical_record_id
+    return None if row is None else (_entry(row), row.digest, row.canonical_record_id)
 
 
 def features_of(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, str]]:
@@ -92,16 +85,12 @@ def features_of(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, str
 def insert_entries(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[Key, int]:
     """Add entries (system, source_id, canonical_record_id, features, digest); returns
     their ids."""
+    statement = match_entry.insert().returning(
+        match_entry.c.id, match_entry.c.system, match_entry.c.source_id
+    )
     ids: dict[Key, int] = {}
     for start in range(0, len(rows), WRITE_BATCH):
-        batch = rows[start : start + WRITE_BATCH]
-        conn.execute(match_entry.insert(), list(batch))
-        keys = [(r["system"], r["source_id"]) for r in batch]
-        found = conn.execute(
-            select(match_entry.c.id, match_entry.c.system, match_entry.c.source_id).where(
-                keys_in(match_entry.c.system, match_entry.c.source_id, keys)
-            )
-        )
+        found = conn.execute(statement, list(rows[start : start + WRITE_BATCH]))
         ids.update({(r.system, r.source_id): r.id for r in found})
     return ids
 
@@ -188,12 +177,24 @@ def counts(conn: Connection, keys: Iterable[int]) -> dict[int, int]:
     return found
 
 
-def _with_golden_ids(query: Any) -> Any:
-    return query.outerjoin(
+def _entries(*extra: Any) -> Any:
+    """Entries with their golden ids (none for a record not linked yet)."""
+    return select(
+        match_entry.c.id,
+        match_entry.c.system,
+        match_entry.c.source_id,
+        match_entry.c.features,
+        crosswalk.c.golden_id,
+        *extra,
+    ).outerjoin(
         crosswalk,
         (crosswalk.c.system == match_entry.c.system)
         & (crosswalk.c.source_id == match_entry.c.source_id),
     )
+
+
+def _entry(row: Any) -> Entry:
+    return Entry(row.id, row.system, row.source_id, row.features, row.golden_id)
 
 
 def sharing(conn: Connection, keys: Sequence[int]) -> list[Entry]:
@@ -203,19 +204,8 @@ def sharing(conn: Connection, keys: Sequence[int]) -> list[Entry]:
         ids = select(match_key.c.entry_id).where(
             match_key.c.key_hash.in_(keys[start : start + LOOKUP_CHUNK])
         )
-        rows = conn.execute(
-            _with_golden_ids(
-                select(
-                    match_entry.c.id,
-                    match_entry.c.system,
-                    match_entry.c.source_id,
-                    match_entry.c.features,
-                    crosswalk.c.golden_id,
-                )
-            ).where(match_entry.c.id.in_(ids))
-        )
-        for r in rows:
-            found[r.id] = Entry(r.id, r.system, r.source_id, r.features, r.golden_id)
+        for row in conn.execute(_entries().where(match_entry.c.id.in_(ids))):
+            found[row.id] = _entry(row)
     return sorted(found.values(), key=lambda e: e.id)
 
 
@@ -225,21 +215,9 @@ def members_of(conn: Connection, golden_ids: Sequence[str]) -> list[Entry]:
     wanted = sorted(set(golden_ids))
     for start in range(0, len(wanted), LOOKUP_CHUNK):
         rows = conn.execute(
-            select(
-                match_entry.c.id,
-                match_entry.c.system,
-                match_entry.c.source_id,
-                match_entry.c.features,
-                crosswalk.c.golden_id,
-            )
-            .join(
-                crosswalk,
-                (crosswalk.c.system == match_entry.c.system)
-                & (crosswalk.c.source_id == match_entry.c.source_id),
-            )
-            .where(crosswalk.c.golden_id.in_(wanted[start : start + LOOKUP_CHUNK]))
+            _entries().where(crosswalk.c.golden_id.in_(wanted[start : start + LOOKUP_CHUNK]))
         )
-        found += [Entry(r.id, r.system, r.source_id, r.features, r.golden_id) for r in rows]
+        found += [_entry(row) for row in rows]
     return sorted(found, key=lambda e: e.id)
 
 
@@ -247,25 +225,9 @@ def entries_for(conn: Connection, keys: Sequence[Key]) -> dict[Key, Entry]:
     """The entries of these records, with golden ids."""
     found: dict[Key, Entry] = {}
     for start in range(0, len(keys), LOOKUP_CHUNK):
+        chunk = keys[start : start + LOOKUP_CHUNK]
         rows = conn.execute(
-            _with_golden_ids(
-                select(
-                    match_entry.c.id,
-                    match_entry.c.system,
-                    match_entry.c.source_id,
-                    match_entry.c.features,
-                    crosswalk.c.golden_id,
-                )
-            ).where(
-                keys_in(
-                    match_entry.c.system,
-                    match_entry.c.source_id,
-                    keys[start : start + LOOKUP_CHUNK],
-                )
-            )
+            _entries().where(keys_in(match_entry.c.system, match_entry.c.source_id, chunk))
         )
-        for r in rows:
-            found[(r.system, r.source_id)] = Entry(
-                r.id, r.system, r.source_id, r.features, r.golden_id
-            )
+        found.update({(row.system, row.source_id): _entry(row) for row in rows})
     return found

@@ -97,16 +97,7 @@ def sync_reviews(conn: Connection, items: Sequence[dict[str, Any]], at: datetime
         )
     }
     rows = [
-        _pair_values(pair)
-        | {
-            "probability": item["probability"],
-            "match_weight": item.get("weight"),
-            "reason": item["reason"],
-            "explanation": item.get("explanation") or {},
-            "status": "open",
-            "first_seen_at": at,
-            "updated_at": at,
-        }
+        _review_row(pair, item, at)
         for pair, item in wanted.items()
         if existing.get(pair, (None, None))[1] != "decided"
     ]
@@ -119,13 +110,31 @@ def sync_reviews(conn: Connection, items: Sequence[dict[str, Any]], at: datetime
         for pair, (review_id, status) in existing.items()
         if status == "open" and pair not in wanted
     ]
-    for start in range(0, len(gone), WRITE_BATCH):
+    _withdraw(conn, gone, at)
+    return {"queued": len(rows), "new": new, "withdrawn": len(gone)}
+
+
+def _withdraw(conn: Connection, review_ids: Sequence[int], at: datetime) -> None:
+    """Open reviews no longer in doubt leave the queue (they are kept, as withdrawn)."""
+    for start in range(0, len(review_ids), WRITE_BATCH):
         conn.execute(
             update(match_review)
-            .where(match_review.c.id.in_(gone[start : start + WRITE_BATCH]))
+            .where(match_review.c.id.in_(review_ids[start : start + WRITE_BATCH]))
             .values(status="withdrawn", updated_at=at)
         )
-    return {"queued": len(rows), "new": new, "withdrawn": len(gone)}
+
+
+def _review_row(pair: Pair, item: dict[str, Any], at: datetime) -> dict[str, Any]:
+    """An open review of `pair`, from what a resolve found about it."""
+    return _pair_values(pair) | {
+        "probability": item["probability"],
+        "match_weight": item.get("weight"),
+        "reason": item["reason"],
+        "explanation": item.get("explanation") or {},
+        "status": "open",
+        "first_seen_at": at,
+        "updated_at": at,
+    }
 
 
 def list_reviews(
@@ -242,37 +251,18 @@ def queue_reviews(
         )
     }
     wanted = {ordered(item["left"], item["right"]): item for item in items}
+    ruled = decisions_involving(conn, involving)
     decided = {
-        pair
-        for pair in wanted
-        if existing.get(pair, (None, None))[1] == "decided" or decision_of(conn, pair)
+        pair for pair in wanted if existing.get(pair, (None, None))[1] == "decided" or pair in ruled
     }
-    rows = [
-        _pair_values(pair)
-        | {
-            "probability": item["probability"],
-            "match_weight": item.get("weight"),
-            "reason": item["reason"],
-            "explanation": item.get("explanation") or {},
-            "status": "open",
-            "first_seen_at": at,
-            "updated_at": at,
-        }
-        for pair, item in wanted.items()
-        if pair not in decided
-    ]
+    rows = [_review_row(pair, item, at) for pair, item in wanted.items() if pair not in decided]
     upsert(conn, match_review, rows, PAIR_COLUMNS, keep=("first_seen_at",))
     gone = [
         review_id
         for pair, (review_id, status) in existing.items()
         if status == "open" and pair not in wanted
     ]
-    if gone:
-        conn.execute(
-            update(match_review)
-            .where(match_review.c.id.in_(gone))
-            .values(status="withdrawn", updated_at=at)
-        )
+    _withdraw(conn, gone, at)
     return {
         "queued": len(rows),
         "new": sum(1 for pair in wanted if pair not in existing and pair not in decided),
