@@ -961,15 +961,13 @@ def sql_timing(engine: Engine, records: int) -> Iterator[list[dict[str, Any]]]:
 
 # What `IncrementalResolver.match` calls, by where `match` looks them up: (owner, name).
 STAGES: list[tuple[Any, str]] = [
-    (golden_incremental.index_store, "entry_of"),
-    (golden_incremental, "_golden_of"),
+    (golden_incremental.index_store, "lookup"),
     (golden_incremental, "sync_index"),
     (golden_incremental, "record_columns"),
     (golden_incremental, "index_keys"),
     (golden_incremental.index_store, "counts"),
     (golden_incremental.index_store, "sharing"),
     (golden_incremental.index_store, "members_of"),
-    (golden_incremental.stewardship, "decisions_involving"),
     (golden_incremental.stewardship, "decisions_among"),
     (golden_incremental, "_golden_ids"),
     (IncrementalResolver, "_frequencies"),

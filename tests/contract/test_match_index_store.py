@@ -249,7 +249,8 @@ def test_sharing_members_of_and_entries_for_read_what_was_written(engine: Engine
         by_term = store.sharing(conn, [_term_key(ANNA, "email"), total_key("email")])
         members = store.members_of(conn, ["G1", "G1", "G3"])
         found = store.entries_for(conn, [A, C, ("crm", "nobody")])
-        own = store.entry_of(conn, B)
+        own = store.lookup(conn, B)
+        new = store.lookup(conn, ("crm", "nobody"))
         features = store.features_of(conn, [e.id for e in shared])
 
     assert [(e.key, e.features, e.golden_id) for e in shared] == [
@@ -264,8 +265,15 @@ def test_sharing_members_of_and_entries_for_read_what_was_written(engine: Engine
         A: (ANNA, "G1"),
         C: (BOB, "G2"),
     }
-    assert own is not None
-    assert (own[0].key, own[0].features, own[0].golden_id, own[2]) == (B, ANNE, "G1", 2)
+    assert own.entry is not None
+    assert (own.entry.key, own.entry.features, own.golden_id, own.canonical_record_id) == (
+        B,
+        ANNE,
+        "G1",
+        2,
+    )
+    assert own.digest is not None
+    assert new == store.Lookup(None, None, None, None)
     assert sorted(features.values(), key=str) == sorted([ANNA, ANNE, BOB], key=str)
 
 
@@ -274,7 +282,18 @@ def test_entries_without_a_crosswalk_row_have_no_golden_id(engine: Engine) -> No
     with engine.connect() as conn:
         shared = store.sharing(conn, [_block_key(ANNA, "block:kind+email")])
         assert store.members_of(conn, ["G1"]) == []
+        unlinked = store.lookup(conn, A)
     assert [(e.key, e.golden_id) for e in shared] == [(A, None), (B, None)]
+    assert unlinked.entry is not None and unlinked.golden_id is None
+
+
+def test_a_linked_record_without_an_entry_is_looked_up_by_its_golden_id(engine: Engine) -> None:
+    _sync(engine, [(A, 1, ANNA)], complete=True)
+    with writing(engine) as conn:
+        _link(conn, {"G1": [A], "G2": [C]})
+    with engine.connect() as conn:
+        found = store.lookup(conn, C)
+    assert found == store.Lookup(None, None, None, "G2")
 
 
 def test_reads_and_writes_of_more_than_a_chunk(engine: Engine) -> None:
@@ -368,3 +387,17 @@ def test_any_sequence_of_changes_keeps_the_counts_of_a_recount(
             _sync(engine, [(k, c, f) for k, (c, f) in state.items()], complete=True)
         assert _entries(engine) == state
         assert_recounts(engine)
+
+
+def test_keys_planned_by_the_caller_are_the_keys_written(engine: Engine) -> None:
+    """Incremental matching works out a record's keys before it syncs the record's entry
+    and passes them on: the index is the same as when sync_index works them out."""
+    _sync(engine, [(A, 1, ANNA), (B, 2, BOB)], complete=True)
+    # B changes (its keys are rewritten), C is new, A is unchanged
+    records = [(A, 1, ANNA), (B, 3, ANNE), (C, 4, BOB)]
+    planned = index_keys(PLAN, record_columns([features for _, _, features in records]))
+    with writing(engine) as conn:
+        change = sync_index(conn, PLAN, records, complete=False, planned=planned)
+    assert (change.added, change.rewritten) == (1, 1)
+    assert_recounts(engine)
+    assert _entries(engine) == {A: (1, ANNA), B: (3, ANNE), C: (4, BOB)}

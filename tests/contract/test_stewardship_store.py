@@ -21,6 +21,7 @@ A = ("crm", "C1")
 B = ("crm", "C2")
 C = ("erp", "0001")
 D = ("billing", "BA-1")
+E = ("service", "S9")
 
 
 def _item(
@@ -278,3 +279,23 @@ def test_an_empty_queue(engine: Engine, status: str) -> None:
     with engine.connect() as conn:
         assert stewardship.list_reviews(conn, status) == ([], 0)
         assert stewardship.decisions(conn) == {}
+
+
+def test_decisions_among_and_involving_one_record(engine: Engine) -> None:
+    _decide(engine, (A, B), "same")
+    _decide(engine, (C, A), "different")  # stored as (A, C): "crm" < "erp"
+    _decide(engine, (D, C), "same")  # D = billing sorts first
+    _decide(engine, (E, B), "different")
+    with engine.connect() as conn:
+        among = stewardship.decisions_among(conn, [A, B, C])
+        with_d = stewardship.decisions_among(conn, [A, B], involving=D)
+        with_e = stewardship.decisions_among(conn, [A], involving=E)
+        involving_c = stewardship.decisions_involving(conn, C)
+        nothing = stewardship.decisions_among(conn, [])
+    assert among == {(A, B): "same", (A, C): "different"}
+    # D's own decisions, wherever D sorts, and the pairs among A, B (and D)
+    assert with_d == {(A, B): "same", (D, C): "same"}
+    # E sorts last: its decision is found from the right-hand side
+    assert with_e == {(B, E): "different"}
+    assert involving_c == {(A, C): "different", (D, C): "same"}
+    assert nothing == {}

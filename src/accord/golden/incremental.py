@@ -98,25 +98,30 @@ class IncrementalResolver:
     def match(self, conn: Connection, current: record_store.CurrentRecord) -> Matched:
         key = (current.system, current.source_id)
         features = _features(current.data)
-        before = index_store.entry_of(conn, key)
-        old_golden = before[0].golden_id if before is not None else _golden_of(conn, key)
+        before = index_store.lookup(conn, key)
+        old_golden = before.golden_id
+        entry = before.entry
+        own = record_columns([features])
+        keys = index_keys(self.plan, own)
         sync_index(
             conn,
             self.plan,
             [(key, current.canonical_record_id, features)],
             complete=False,
-            existing={key: (before[0].id, before[1], before[2])} if before is not None else {},
-            stored_features={before[0].id: before[0].features} if before is not None else None,
+            existing={}
+            if entry is None
+            else {key: (entry.id, str(before.digest), int(before.canonical_record_id or 0))},
+            stored_features=None if entry is None else {entry.id: entry.features},
+            planned=keys,
         )
         record = Node(key, features, old_golden)
-        if before is not None and before[0].features == features and old_golden is not None:
+        if entry is not None and entry.features == features and old_golden is not None:
             return Matched(key, [record], None)
 
         # the records sharing a usable block key (blocks over the size limit are skipped,
-        # as in a full resolve)
-        own = record_columns([features])
-        keys = index_keys(self.plan, own)
-        counts = index_store.counts(conn, keys.counted_keys(0))
+        # as in a full resolve); the record's value frequencies are read in the same
+        # statement as its block sizes
+        counts = index_store.counts(conn, [*keys.counted_keys(0), *keys.totals])
         limit = self.config.max_block_size
         usable = [k for k in keys.block_keys(0) if counts.get(k, 0) <= limit]
         oversized = [
@@ -128,30 +133,34 @@ class IncrementalResolver:
         ]
         candidates = [e for e in index_store.sharing(conn, usable) if e.key != key]
         nodes = [record] + [Node(e.key, e.features, e.golden_id) for e in candidates]
+        index_of = {node.key: i for i, node in enumerate(nodes)}
         # value frequencies matter on the left of a pair only: the record, here
         columns = self.scorer.columns(nodes, self._frequencies(conn, nodes[:1], counts))
         others = self.scorer.allowed(nodes, 0, list(range(1, len(nodes))))
         scored = self.scorer.score(columns, _indexes([0] * len(others)), _indexes(others))
 
-        # the customers the record touches: those it links to, those a steward said it
-        # belongs with, and its own
+        # the customers the record touches: those it links to, its own, and those a
+        # steward said it belongs with. Every member of them is read, so that the guard
+        # sees them all, and the steward decisions among them (and the record's own) in
+        # one statement; a "same" decision naming a customer not read yet (rare) reads
+        # that customer and the decisions again.
         linked = self.scorer.links_of_record(columns, [(0, o) for o in others], scored)
-        touched = {nodes[o].golden_id for o in linked}
+        # (None stands for records not linked to any customer yet)
+        touched: set[str | None] = {nodes[o].golden_id for o in linked} | {old_golden}
+        self._add_members(conn, nodes, index_of, {g for g in touched if g})
+        decided = stewardship.decisions_among(conn, list(index_of), involving=key)
         same_as = [
             pair[1] if pair[0] == key else pair[0]
-            for pair, decision in stewardship.decisions_involving(conn, key).items()
-            if decision == "same"
+            for pair, decision in decided.items()
+            if decision == "same" and key in pair
         ]
-        touched |= set(_golden_ids(conn, same_as))
-        touched.add(old_golden)
-        wanted = sorted(g for g in touched if g)
-
-        # every member of those customers, so that the guard sees them all
-        known = {node.key for node in nodes}
-        for entry in index_store.members_of(conn, wanted) if wanted else []:
-            if entry.key not in known:
-                nodes.append(Node(entry.key, entry.features, entry.golden_id))
-                known.add(entry.key)
+        named = {nodes[index_of[other]].golden_id for other in same_as if other in index_of}
+        named |= _golden_ids(conn, [other for other in same_as if other not in index_of])
+        beyond = {g for g in named if g is not None and g not in touched}
+        if beyond:
+            touched |= beyond
+            self._add_members(conn, nodes, index_of, beyond)
+            decided = stewardship.decisions_among(conn, list(index_of), involving=key)
         regroup = [
             i for i, node in enumerate(nodes) if i and old_golden and node.golden_id == old_golden
         ]
@@ -160,10 +169,10 @@ class IncrementalResolver:
             # old customer (scored among themselves)
             left_side = [nodes[0], *(nodes[i] for i in regroup)]
             columns = self.scorer.columns(nodes, self._frequencies(conn, left_side, counts))
-        index_of = {node.key: i for i, node in enumerate(nodes)}
         decisions = [
             Decision(index_of[a], index_of[b], decision == "same")
-            for (a, b), decision in stewardship.decisions_among(conn, list(index_of)).items()
+            for (a, b), decision in decided.items()
+            if a in index_of and b in index_of
         ]
         local = self.scorer.cluster(
             nodes, columns, record=0, regroup=regroup, decisions=decisions, prescored=scored
@@ -176,6 +185,18 @@ class IncrementalResolver:
             if any(i == 0 or nodes[i].golden_id in touched for i in group)
         ]
         return Matched(key, nodes, local, len(candidates), oversized)
+
+    @staticmethod
+    def _add_members(
+        conn: Connection, nodes: list[Node], index_of: dict[Key, int], golden_ids: set[str]
+    ) -> None:
+        """Add every member of these customers that is not among `nodes` yet."""
+        if not golden_ids:
+            return
+        for entry in index_store.members_of(conn, sorted(golden_ids)):
+            if entry.key not in index_of:
+                index_of[entry.key] = len(nodes)
+                nodes.append(Node(entry.key, entry.features, entry.golden_id))
 
     def explain(self, conn: Connection, left: Key, right: Key) -> dict[str, Any]:
         """Every comparison's values, level and match weight for any two records, the
@@ -363,11 +384,6 @@ def _features(data: dict[str, Any]) -> dict[str, str]:
     if data.get("kind"):
         features["kind"] = str(data["kind"])
     return features
-
-
-def _golden_of(conn: Connection, key: Key) -> str | None:
-    row = golden_store.crosswalk_of(conn, *key)
-    return None if row is None else str(row["golden_id"])
 
 
 def _golden_ids(conn: Connection, keys: Sequence[Key]) -> set[str]:

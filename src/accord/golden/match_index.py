@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
-from accord.match.index import IndexPlan, entry_digest, index_keys
+from accord.match.index import IndexKeys, IndexPlan, entry_digest, index_keys
 from accord.match.learned import record_columns
 from accord.store import match_index as store
 
@@ -34,12 +34,13 @@ def sync_index(
     complete: bool,
     existing: dict[Key, tuple[int, str, int]] | None = None,
     stored_features: Mapping[int, dict[str, str]] | None = None,
+    planned: IndexKeys | None = None,
 ) -> IndexChange:
     """Make the entries of `records` ((system, source id), canonical record id, match
     features) current. With `complete`, `records` are all the records there are, and
     entries of any other record are removed. `existing` are the records' entries (id,
-    digest, canonical record id), and `stored_features` their features by entry id,
-    when the caller has read them already."""
+    digest, canonical record id), `stored_features` their features by entry id, and
+    `planned` the keys of `records` (in their order), when the caller has them already."""
     change = IndexChange()
     wanted = {
         key: (canonical, features, entry_digest(plan, features))
@@ -97,9 +98,15 @@ def sync_index(
     )
     fresh = [*rewrite, *new]
     if fresh:
-        keys = index_keys(plan, record_columns([wanted[key][1] for key in fresh]))
+        if planned is None:
+            keys = index_keys(plan, record_columns([wanted[key][1] for key in fresh]))
+            positions = list(range(len(fresh)))
+        else:
+            keys = planned
+            order = {key: position for position, (key, _, _) in enumerate(records)}
+            positions = [order[key] for key in fresh]
         added: list[tuple[int, int]] = []
-        for position, key in enumerate(fresh):
+        for position, key in zip(positions, fresh, strict=True):
             entry_id = existing[key][0] if key in existing else ids[key]
             added += [(k, entry_id) for k in keys.block_keys(position)]
             for k in keys.counted_keys(position):

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, literal, select, update
 
 from accord.store.dialect import add_to, keys_in
 from accord.store.records import LOOKUP_CHUNK
@@ -60,14 +60,45 @@ def digests(conn: Connection, keys: Sequence[Key] | None = None) -> dict[Key, tu
     return found
 
 
-def entry_of(conn: Connection, key: Key) -> tuple[Entry, str, int] | None:
-    """One record's entry, with its digest and canonical record id."""
+@dataclass(frozen=True)
+class Lookup:
+    """What the store knows of one record before it is matched: its entry (with digest
+    and canonical record id) if it has one, and its golden id if it is linked."""
+
+    entry: Entry | None
+    digest: str | None
+    canonical_record_id: int | None
+    golden_id: str | None
+
+
+def lookup(conn: Connection, key: Key) -> Lookup:
+    """One record's entry and golden id, in one statement (a new record has a golden id
+    but no entry until it is first matched; an entry may not be linked yet)."""
+    golden = (
+        select(crosswalk.c.golden_id)
+        .where(crosswalk.c.system == key[0], crosswalk.c.source_id == key[1])
+        .scalar_subquery()
+    )
+    one = select(literal(1).label("one")).subquery()
     row = conn.execute(
-        _entries(match_entry.c.digest, match_entry.c.canonical_record_id).where(
-            match_entry.c.system == key[0], match_entry.c.source_id == key[1]
+        select(
+            golden.label("golden_id"),
+            match_entry.c.id,
+            match_entry.c.system,
+            match_entry.c.source_id,
+            match_entry.c.features,
+            match_entry.c.digest,
+            match_entry.c.canonical_record_id,
+        ).select_from(
+            one.outerjoin(
+                match_entry,
+                and_(match_entry.c.system == key[0], match_entry.c.source_id == key[1]),
+            )
         )
-    ).first()
-    return None if row is None else (_entry(row), row.digest, row.canonical_record_id)
+    ).one()
+    if row.id is None:
+        return Lookup(None, None, None, row.golden_id)
+    return Lookup(_entry(row), row.digest, row.canonical_record_id, row.golden_id)
 
 
 def features_of(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, str]]:
@@ -168,11 +199,7 @@ def counts(conn: Connection, keys: Iterable[int]) -> dict[int, int]:
     wanted = sorted(set(keys))
     found: dict[int, int] = {}
     for start in range(0, len(wanted), LOOKUP_CHUNK):
-        rows = conn.execute(
-            select(match_count.c.key_hash, match_count.c.entries).where(
-                match_count.c.key_hash.in_(wanted[start : start + LOOKUP_CHUNK])
-            )
-        )
+        rows = conn.execute(_COUNTS, {"keys": wanted[start : start + LOOKUP_CHUNK]})
         found.update({r.key_hash: r.entries for r in rows})
     return found
 
@@ -197,14 +224,26 @@ def _entry(row: Any) -> Entry:
     return Entry(row.id, row.system, row.source_id, row.features, row.golden_id)
 
 
+# The statements incremental matching runs for every record, built once (a list is bound
+# as one expanding parameter).
+_COUNTS = select(match_count.c.key_hash, match_count.c.entries).where(
+    match_count.c.key_hash.in_(bindparam("keys", expanding=True))
+)
+_SHARING = _entries().where(
+    match_entry.c.id.in_(
+        select(match_key.c.entry_id).where(
+            match_key.c.key_hash.in_(bindparam("keys", expanding=True))
+        )
+    )
+)
+_MEMBERS = _entries().where(crosswalk.c.golden_id.in_(bindparam("golden_ids", expanding=True)))
+
+
 def sharing(conn: Connection, keys: Sequence[int]) -> list[Entry]:
     """The entries that carry any of these block keys, each once, with golden ids."""
     found: dict[int, Entry] = {}
     for start in range(0, len(keys), LOOKUP_CHUNK):
-        ids = select(match_key.c.entry_id).where(
-            match_key.c.key_hash.in_(keys[start : start + LOOKUP_CHUNK])
-        )
-        for row in conn.execute(_entries().where(match_entry.c.id.in_(ids))):
+        for row in conn.execute(_SHARING, {"keys": list(keys[start : start + LOOKUP_CHUNK])}):
             found[row.id] = _entry(row)
     return sorted(found.values(), key=lambda e: e.id)
 
@@ -214,9 +253,7 @@ def members_of(conn: Connection, golden_ids: Sequence[str]) -> list[Entry]:
     found: list[Entry] = []
     wanted = sorted(set(golden_ids))
     for start in range(0, len(wanted), LOOKUP_CHUNK):
-        rows = conn.execute(
-            _entries().where(crosswalk.c.golden_id.in_(wanted[start : start + LOOKUP_CHUNK]))
-        )
+        rows = conn.execute(_MEMBERS, {"golden_ids": wanted[start : start + LOOKUP_CHUNK]})
         found += [_entry(row) for row in rows]
     return sorted(found, key=lambda e: e.id)
 

@@ -211,21 +211,31 @@ def decisions_involving(conn: Connection, key: Key) -> dict[Pair, str]:
     return {_pair_of(r): r.decision for r in rows}
 
 
-def decisions_among(conn: Connection, keys: Sequence[Key]) -> dict[Pair, str]:
-    """The decisions about pairs of which both records are among `keys`."""
+def decisions_among(
+    conn: Connection, keys: Sequence[Key], *, involving: Key | None = None
+) -> dict[Pair, str]:
+    """The decisions about pairs of which both records are among `keys`, and, with
+    `involving`, also every decision about that record (whoever the other record is), in
+    the same statement."""
     wanted = set(keys)
+    if involving is not None:
+        wanted.add(involving)
     found: dict[Pair, str] = {}
     listed = sorted(wanted)
     for start in range(0, len(listed), WRITE_BATCH):
         chunk = listed[start : start + WRITE_BATCH]
+        condition = keys_in(match_decision.c.left_system, match_decision.c.left_source_id, chunk)
+        if involving is not None:
+            condition = condition | (
+                (match_decision.c.right_system == involving[0])
+                & (match_decision.c.right_source_id == involving[1])
+            )
         rows = conn.execute(
-            select(match_decision)
-            .where(keys_in(match_decision.c.left_system, match_decision.c.left_source_id, chunk))
-            .order_by(*match_decision.c[*PAIR_COLUMNS])
+            select(match_decision).where(condition).order_by(*match_decision.c[*PAIR_COLUMNS])
         )
         for r in rows:
             pair = _pair_of(r)
-            if pair[1] in wanted:
+            if pair[1] in wanted or involving in pair:
                 found[pair] = r.decision
     return dict(sorted(found.items()))
 
