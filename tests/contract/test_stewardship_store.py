@@ -299,3 +299,32 @@ def test_decisions_among_and_involving_one_record(engine: Engine) -> None:
     assert with_e == {(B, E): "different"}
     assert involving_c == {(A, C): "different", (D, C): "same"}
     assert nothing == {}
+
+
+def _queue(engine: Engine, items: list[dict[str, Any]], involving: Any, at: datetime = T0) -> Any:
+    with writing(engine) as conn:
+        return stewardship.queue_reviews(conn, items, at, involving=involving)
+
+
+def test_queue_reviews_never_queues_a_pair_with_a_decision(engine: Engine) -> None:
+    # decided without a review (from the CLI, say), with C on the right-hand side
+    _decide(engine, (C, A), "different")
+
+    counts = _queue(engine, [_item(C, A), _item(C, D)], involving=C)
+
+    assert counts == {"queued": 1, "new": 1, "withdrawn": 0}
+    assert set(_reviews(engine)) == {(D, C)}
+
+
+def test_queue_reviews_withdraws_the_records_open_pairs_no_longer_in_doubt(
+    engine: Engine,
+) -> None:
+    _sync(engine, [_item(A, C), _item(C, D), _item(A, B)], T0)
+
+    counts = _queue(engine, [_item(C, D)], involving=C, at=T1)
+
+    assert counts == {"queued": 1, "new": 0, "withdrawn": 1}
+    reviews = _reviews(engine)
+    assert reviews[(A, C)]["status"] == "withdrawn"
+    assert reviews[(D, C)]["status"] == "open"
+    assert reviews[(A, B)]["status"] == "open"  # not about C: left alone

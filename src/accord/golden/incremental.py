@@ -34,6 +34,7 @@ from accord.golden.resolve import (
 )
 from accord.golden.survivorship import Member, Survivorship
 from accord.govern.audit import record
+from accord.match.blocking import describe_key
 from accord.match.columns import IntArray
 from accord.match.decisions import Decision
 from accord.match.features import features_of
@@ -125,9 +126,7 @@ class IncrementalResolver:
         limit = self.config.max_block_size
         usable = [k for k in keys.block_keys(0) if counts.get(k, 0) <= limit]
         oversized = [
-            OversizedBlock(
-                name.partition(":")[2], "|".join(str(own.values(ref)[0]) for ref in refs), counts[k]
-            )
+            OversizedBlock(name.partition(":")[2], describe_key(own, refs, 0), counts[k])
             for (name, refs), (block, present) in zip(self.plan.blocks, keys.blocks, strict=True)
             if present[0] and counts.get(k := int(block[0]), 0) > limit
         ]

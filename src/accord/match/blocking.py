@@ -88,7 +88,7 @@ def rule_blocks(columns: Columns, rule: Sequence[str], max_block_size: int) -> R
     sizes = np.diff(np.concatenate([starts, [len(order)]])).astype(np.int64)
     too_big = sizes > max_block_size
     oversized = [
-        OversizedBlock(name, _describe_key(columns, rule, int(order[start])), int(size))
+        OversizedBlock(name, describe_key(columns, rule, int(order[start])), int(size))
         for start, size in zip(starts[too_big], sizes[too_big], strict=True)
     ]
     if too_big.any():
@@ -175,7 +175,9 @@ def block(
     )
 
 
-def _describe_key(columns: Columns, rule: Sequence[str], record: int) -> str:
+def describe_key(columns: Columns, rule: Sequence[str], record: int) -> str:
+    """A block's values as a report shows them: the record's values of the rule's
+    columns, cut to 80 characters."""
     return "|".join(str(columns.values(ref)[record]) for ref in rule)[:80]
 
 
