@@ -74,6 +74,7 @@ from accord.digest import digest as content_digest
 from accord.golden import incremental as golden_incremental
 from accord.golden.incremental import IncrementalResolver, Matched
 from accord.golden.match_index import sync_index
+from accord.golden.relationships import referenced_employers
 from accord.golden.resolve import ResolveReport, golden_content
 from accord.golden.survivorship import Member, Survivorship
 from accord.govern.audit import record as audit
@@ -182,7 +183,8 @@ def demo_records(project_root: Path, data: Path, seed: int, needed: int) -> list
     row of a repeated source id is kept and rows that do not map are left out."""
     customers = math.ceil(needed / RECORDS_PER_CUSTOMER)
     files = data / f"demo-{seed}-{customers}"
-    cache = data / f"mapped-{seed}-{customers}.pickle"
+    # the mapped records depend on the mappings: the project's digest is in the name
+    cache = data / f"mapped-{seed}-{customers}-{load_project(project_root).digest[:12]}.pickle"
     if cache.exists():
         print(f"reading mapped records from {cache} ...", flush=True)
         with cache.open("rb") as handle:
@@ -233,9 +235,16 @@ def _map_system(job: tuple[Path, str, Path]) -> list[Source]:
     return found
 
 
-def match_features(data: dict[str, Any]) -> dict[str, str]:
+def known_features(sources: Sequence[Source], known: Sequence[int]) -> list[dict[str, str]]:
+    """The features of the known records, as a full resolve of them works them out (a
+    contact's employer from its account among them)."""
+    employers = referenced_employers((key_of(sources[i]), sources[i].data) for i in known)
+    return [match_features(sources[i].data, employers.get(key_of(sources[i]))) for i in known]
+
+
+def match_features(data: dict[str, Any], employer: str | None = None) -> dict[str, str]:
     """A record's features as the index holds them: `features_of` and the kind."""
-    features = features_of(data)
+    features = features_of(data, employer)
     if data.get("kind"):
         features["kind"] = str(data["kind"])
     return features
@@ -307,7 +316,7 @@ def build_store(
     versions = {system: project.mapping(system).version for system in project.config.systems}
 
     with steps.step("features of the known records"):
-        features = [match_features(sources[i].data) for i in known]
+        features = known_features(sources, known)
     with steps.step("learned engine on the known records (train, score, cluster)"):
         result = LearnedEngine(config).run(
             record_columns(features),
@@ -393,7 +402,7 @@ def resume_index(
         raise SystemExit("--resume-index: the store should have customers and no index")
     ids = {position: number for number, position in enumerate(sorted([*known, *held]), 1)}
     with steps.step("features of the known records"):
-        features = [match_features(sources[i].data) for i in known]
+        features = known_features(sources, known)
     build_index(
         engine,
         IndexPlan.of(project.config.match),

@@ -140,13 +140,17 @@ def read_features(
     project: Any, data: Path
 ) -> tuple[list[tuple[str, str]], list[str], dict[str, list[str | None]]]:
     """Every record's key, system and features, as columns. Values are interned per
-    column, so a million records with forty thousand surnames hold forty thousand strings."""
+    column, so a million records with forty thousand surnames hold forty thousand strings.
+    A contact's employer is its account's name (`referenced_employers`, as a resolve
+    does), filled in once every record is read."""
     names = [*FEATURES, "kind"]
     table: dict[str, list[str | None]] = {name: [] for name in names}
     interned: dict[str, dict[str, str]] = {name: {} for name in names}
     keys: list[tuple[str, str]] = []
     systems: list[str] = []
     latest: dict[tuple[str, str], int] = {}
+    organizations: dict[tuple[str, str], str] = {}  # (system, source id) -> name
+    references: dict[int, tuple[str, str]] = {}  # position -> the account it references
     for system, path in inputs(data):
         mapping = project.mapping(system)
         mapper = RecordMapper(mapping, project.config.systems[system])
@@ -173,6 +177,21 @@ def read_features(
                 table[name][position] = (
                     None if value is None else interned[name].setdefault(value, value)
                 )
+            if mapped.data.get("kind") == "organization" and mapped.data.get("organization_name"):
+                organizations[key] = str(mapped.data["organization_name"])
+            references.pop(position, None)
+            # the condition of `referenced_employers`, which needs every record at once
+            if (
+                mapped.data.get("account_ref")
+                and mapped.data.get("kind") == "person"
+                and not mapped.data.get("employer")
+            ):
+                references[position] = (system, str(mapped.data["account_ref"]))
+    for position, account in references.items():
+        name = organizations.get(account)
+        if name is not None:
+            value = features_of({}, employer=name)["employer"]
+            table["employer"][position] = interned["employer"].setdefault(value, value)
     return keys, systems, table
 
 

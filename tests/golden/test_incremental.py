@@ -42,10 +42,12 @@ from accord.govern import audit
 from accord.govern.permissions import Actor, Role
 from accord.intake.load import load_file
 from accord.match.evaluate import pairwise_scores
+from accord.match.features import features_of
 from accord.match.index import IndexPlan, entry_digest, index_keys
 from accord.match.interface import OversizedBlock
 from accord.match.learned import record_columns
 from accord.steward import service
+from accord.store import match_index as index_store
 from accord.store import stewardship
 from accord.store.engine import writing
 from accord.store.tables import (
@@ -58,6 +60,7 @@ from accord.store.tables import (
     match_review,
     metadata,
     record_head,
+    relationship,
 )
 from accord.workspace import open_workspace
 from tests.factories import crm_row, write_csv
@@ -953,3 +956,71 @@ def test_a_new_record_in_a_block_over_the_limit_is_reported_and_not_compared(
     # a full resolve now skips the block too, and names it the same way
     full = resolve(engine, project, actor="test")
     assert OversizedBlock(*block, 6) in full.oversized_blocks
+
+
+# ---- 10. employers: a contact's account name, and contacts found by company name
+
+
+def _employer_edges(engine: Engine) -> dict[Key, tuple[str, str]]:
+    """The stating record of every contact found by employer name -> its edge."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(relationship)).all()
+    return {
+        (e["system"], e["source_id"]): (r.from_golden_id, r.to_golden_id)
+        for r in rows
+        for e in r.evidence
+        if e["field"] == "employer"
+    }
+
+
+def test_a_new_contact_is_matched_with_its_accounts_name_as_its_employer(based: Based) -> None:
+    with (based.demo.data / "crm.csv").open(newline="", encoding="utf-8") as handle:
+        account = next(row for row in csv.DictReader(handle) if row["RecordType"] == "Account")
+    based.add([_contact("T-EMP1", "Quirin", "Oberhauser", AccountId=account["Id"])])
+    with based.engine.connect() as conn:
+        looked_up = index_store.lookup(conn, ("crm", "T-EMP1"))
+    assert looked_up.entry is not None
+    entry = looked_up.entry.features
+    company = features_of({"organization_name": account["AccountName"]})["organization_name"]
+    assert entry["employer"] == company
+    # the same features a full resolve gives it: nothing to rewrite
+    with _writes(based.engine) as seen:
+        resolve(based.engine, based.project, actor="test")
+    assert not [s for s in seen if "MATCH_ENTRY" in s]
+
+
+def test_contacts_found_by_company_name_follow_incremental_changes(based: Based) -> None:
+    service = dict(inputs(based.demo.data))[HELD_OUT]
+    load_file(based.engine, based.project, HELD_OUT, service, actor="test")
+    resolve_changes(based.engine, based.project, actor="test")
+    # new contacts by name need every organization: an incremental resolve leaves them
+    assert _employer_edges(based.engine) == {}
+    resolve(based.engine, based.project, actor="test")
+    found = _employer_edges(based.engine)
+    assert found
+    with service.open(newline="", encoding="utf-8") as handle:
+        rows = {row["requester_id"]: row for row in csv.DictReader(handle)}
+    stating = next(key for key in sorted(found) if key[1] in rows)
+    row = rows[stating[1]]
+
+    def new_version(**values: str) -> ResolveReport:
+        path = (
+            based.folder
+            / f"service-{len(values)}-{sha256(repr(values).encode()).hexdigest()[:8]}.csv"
+        )
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(row))
+            writer.writeheader()
+            writer.writerow(row | values)
+        load_file(based.engine, based.project, HELD_OUT, path, actor="test")
+        return resolve_changes(based.engine, based.project, actor="test")
+
+    # another phone: the record is matched again, and the contact stays
+    new_version(phone="+49 30 5550123")
+    assert _employer_edges(based.engine).get(stating) == (
+        based.golden_of(stating[1], HELD_OUT),
+        found[stating][1],
+    )
+    # another company, one Accord does not know: the contact goes
+    new_version(organization="Nirgendwo Holding")
+    assert stating not in _employer_edges(based.engine)

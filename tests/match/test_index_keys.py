@@ -69,7 +69,14 @@ def test_the_demo_plan_keys_every_blocking_rule_term_column_and_deterministic_ru
         for rule in CONFIG.model.blocking  # type: ignore[union-attr]
     ]
     assert ("rule:same_tax_id", ("tax_id", "kind")) in PLAN.blocks  # the rule's kind is a key
-    assert PLAN.terms == ("email", "family_name", "given_name", "organization_name", "phone")
+    assert PLAN.terms == (
+        "email",
+        "employer",
+        "family_name",
+        "given_name",
+        "organization_name",
+        "phone",
+    )
     assert PLAN.settings == settings_digest(CONFIG)
     assert {"kind", "email~local", "family_name~metaphone"} <= PLAN.columns
 
@@ -164,6 +171,7 @@ def test_a_record_missing_any_column_of_a_rule_has_no_key_for_it(
         "birth_date": "1985-04-12",
         "postcode": "10115",
         "organization_name": "acme",
+        "employer": "acme",
     }
     position = [n for n, _ in PLAN.blocks].index(name)
     keys = index_keys(PLAN, _alone(full))

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine
 from accord.config.loader import Project
 from accord.errors import Conflict, NotFound
 from accord.golden.match_index import sync_index
-from accord.golden.relationships import refresh
+from accord.golden.relationships import referenced_employer, refresh
 from accord.golden.resolve import (
     Evidence,
     Key,
@@ -98,7 +98,7 @@ class IncrementalResolver:
 
     def match(self, conn: Connection, current: record_store.CurrentRecord) -> Matched:
         key = (current.system, current.source_id)
-        features = _features(current.data)
+        features = _features(current.data, referenced_employer(conn, key, current.data))
         before = index_store.lookup(conn, key)
         old_golden = before.golden_id
         entry = before.entry
@@ -378,8 +378,8 @@ def _batches(items: Sequence[Key], size: int) -> Iterator[list[Key]]:
         yield list(items[start : start + size])
 
 
-def _features(data: dict[str, Any]) -> dict[str, str]:
-    features = features_of(data)
+def _features(data: dict[str, Any], employer: str | None = None) -> dict[str, str]:
+    features = features_of(data, employer)
     if data.get("kind"):
         features["kind"] = str(data["kind"])
     return features

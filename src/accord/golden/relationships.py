@@ -8,6 +8,12 @@ through the crosswalk to the golden customer that record belongs to, so a relati
 always joins golden customers, whichever system said so, and survives merges: when two
 accounts merge, their contacts are contacts of the merged customer.
 
+A person's `employer`, a company named in free text (the service desk's organization
+field), states a contact too, when exactly one customer is an organization of that name
+or of a name beginning with it (compared as company-name keys: case, accents and legal
+form apart). A name that fits several organizations is counted as ambiguous and left
+out; one that fits none, as unknown.
+
 A reference to a record Accord does not hold (the account was never loaded, or it was
 quarantined) is counted as dangling, not guessed. A reference inside one customer (a
 contact merged with its own account) is not a relationship.
@@ -22,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from accord import standardize as std
 from accord.store import golden as golden_store
 from accord.store import records as record_store
 from accord.store import relationships as store
@@ -38,18 +45,26 @@ class Relationships:
     # (from golden id, to golden id, type) -> the source records and fields that say so
     found: dict[tuple[str, str, str], list[dict[str, str]]] = field(default_factory=dict)
     dangling: int = 0  # references to records Accord does not hold
+    ambiguous_employers: int = 0  # employer names that fit several organizations
+    unknown_employers: int = 0  # employer names that fit no organization
 
     def add(self, edge: tuple[str, str, str], evidence: dict[str, str]) -> None:
         self.found.setdefault(edge, []).append(evidence)
 
 
 def relationships(
-    records: Iterable[tuple[Key, Mapping[str, Any]]], golden_of: Mapping[Key, str]
+    records: Iterable[tuple[Key, Mapping[str, Any]]],
+    golden_of: Mapping[Key, str],
+    *,
+    by_name: bool = True,
 ) -> Relationships:
     """The relationships stated by `records` ((system, source id), canonical data),
-    between the golden customers `golden_of` assigns."""
+    between the golden customers `golden_of` assigns. `by_name`: also the contacts
+    stated by employer names, matched against the organizations among `records` (so
+    `records` must be all of them)."""
+    listed = list(records)
     out = Relationships()
-    for key, data in records:
+    for key, data in listed:
         source = golden_of.get(key)
         if source is None:
             continue
@@ -65,9 +80,95 @@ def relationships(
                     (source, target, kind),
                     {"system": key[0], "source_id": key[1], "field": ref_field, "ref": str(ref)},
                 )
+    if by_name:
+        _by_employer(listed, golden_of, out)
     for evidence in out.found.values():
-        evidence.sort(key=lambda e: (e["system"], e["source_id"], e["field"]))
+        evidence.sort(key=_evidence_order)
     return out
+
+
+def _by_employer(
+    records: list[tuple[Key, Mapping[str, Any]]], golden_of: Mapping[Key, str], out: Relationships
+) -> None:
+    """Contacts stated by a person's employer name: to the one customer that is an
+    organization of that name, or whose name begins with it (a name typed short fits the
+    whole group: "Provenceservice" is as much "Provenceservice Immobilier" as the parent,
+    so with both there it is ambiguous). The evidence names the organization record
+    matched, so that an incremental resolve can follow it like a reference."""
+    fitting: dict[str, dict[str, Key]] = {}  # name or its first words -> golden id -> record
+    for key, data in records:
+        golden = golden_of.get(key)
+        if golden and data.get("kind") == "organization" and data.get("organization_name"):
+            words = _name_key(data["organization_name"]).split()
+            for end in range(1, len(words) + 1):
+                named = fitting.setdefault(" ".join(words[:end]), {})
+                named[golden] = min(named.get(golden, key), key)
+    for key, data in records:
+        employer = data.get("employer")
+        source = golden_of.get(key)
+        if not employer or source is None or data.get("kind") != "person":
+            continue
+        fits = fitting.get(_name_key(employer), {})
+        if len(fits) > 1:
+            out.ambiguous_employers += 1
+        elif not fits:
+            out.unknown_employers += 1
+        else:
+            ((target, matched),) = fits.items()
+            if target != source:
+                out.add((source, target, "contact_of"), _employer_evidence(key, data, matched))
+
+
+def _employer_evidence(key: Key, data: Mapping[str, Any], matched: Key) -> dict[str, str]:
+    return {
+        "system": key[0],
+        "source_id": key[1],
+        "field": "employer",
+        "name": str(data["employer"]),
+        "matched_system": matched[0],
+        "matched_source_id": matched[1],
+    }
+
+
+def _name_key(name: Any) -> str:
+    return std.company_name(str(name)).key
+
+
+def _evidence_order(evidence: Mapping[str, str]) -> tuple[str, str, str]:
+    return evidence["system"], evidence["source_id"], evidence["field"]
+
+
+def referenced_employers(records: Iterable[tuple[Key, Mapping[str, Any]]]) -> dict[Key, str]:
+    """Per person record that names no employer itself but references its account
+    (`account_ref`), the name of that account, when the account is among `records`: the
+    employer the person's match features carry. (A CRM contact rarely repeats its
+    account's name; the service desk writes the company into its own field.)"""
+    listed = list(records)
+    names = {
+        key: str(data["organization_name"])
+        for key, data in listed
+        if data.get("kind") == "organization" and data.get("organization_name")
+    }
+    out: dict[Key, str] = {}
+    for key, data in listed:
+        ref = data.get("account_ref")
+        if ref and data.get("kind") == "person" and not data.get("employer"):
+            name = names.get((key[0], str(ref)))
+            if name:
+                out[key] = name
+    return out
+
+
+def referenced_employer(conn: Connection, key: Key, data: Mapping[str, Any]) -> str | None:
+    """`referenced_employers` for one record, reading its account from the store."""
+    ref = data.get("account_ref")
+    if not ref or data.get("kind") != "person" or data.get("employer"):
+        return None
+    account = (key[0], str(ref))
+    found = referenced_employers(
+        [(account, r.data) for r in record_store.current_of(conn, [account])] + [(key, data)]
+    )
+    return found.get(key)
 
 
 def sync_all(
@@ -94,7 +195,9 @@ def refresh(
     written): the relationships touching those customers, worked out again from the
     records that state them. A reference to one of these records from a record that is
     not among them and not already the evidence of a relationship (a contact loaded
-    before its account) is found by the next full resolve."""
+    before its account) is found by the next full resolve. So are new contacts by
+    employer name, which need every organization to be matched against; those found
+    before follow the organization record they were matched to."""
     affected = set(golden_ids)
     existing = store.current(conn, affected)
     stating = dict(records)
@@ -107,14 +210,26 @@ def refresh(
         for field in REFERENCES
         if data.get(field)
     }
+    # a contact found by employer name follows the organization record it was matched to
+    by_name = [e for evidence in existing.values() for e in evidence if e["field"] == "employer"]
+    targets |= {(e["matched_system"], e["matched_source_id"]) for e in by_name}
     known = dict(golden_of)
     missing = sorted((stating.keys() | targets) - known.keys())
     known.update(
         {key: row["golden_id"] for key, row in golden_store.crosswalk_for(conn, missing).items()}
     )
-    found = relationships(stating.items(), known)
+    found = relationships(stating.items(), known, by_name=False)
+    for e in by_name:
+        key = (e["system"], e["source_id"])
+        data = stating.get(key)
+        source = known.get(key)
+        target = known.get((e["matched_system"], e["matched_source_id"]))
+        if data is None or data.get("employer") != e["name"] or data.get("kind") != "person":
+            continue  # the record names another employer now: the next full resolve looks
+        if source and target and source != target:
+            found.add((source, target, "contact_of"), dict(e))
     wanted = {
-        edge: evidence
+        edge: sorted(evidence, key=_evidence_order)
         for edge, evidence in found.found.items()
         if edge[0] in affected or edge[1] in affected
     }

@@ -20,7 +20,7 @@ from accord.config.loader import Project
 from accord.digest import digest
 from accord.golden.ids import assign_ids
 from accord.golden.match_index import sync_index
-from accord.golden.relationships import sync_all
+from accord.golden.relationships import referenced_employers, sync_all
 from accord.golden.survivorship import Member, Survivorship
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.match import Link, Matcher, MatchRecord, build_matcher
@@ -59,6 +59,7 @@ class ResolveReport:
     retired: int = 0
     relationships: int = 0  # contact of, subsidiary of: links between customers
     dangling_references: int = 0  # references to records Accord does not hold
+    ambiguous_employers: int = 0  # employer names that fit several organizations
     seconds: dict[str, float] = field(default_factory=dict)
     # (system, source id) -> golden id, for evaluation against ground truth
     assignment: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
@@ -88,8 +89,13 @@ def resolve(
     report.records = len(members)
 
     clock.start("match")
+    employers = referenced_employers(((m.system, m.source_id), m.data) for m in members)
     match_records = [
-        MatchRecord((m.system, m.source_id), m.data.get("kind"), features_of(m.data))
+        MatchRecord(
+            (m.system, m.source_id),
+            m.data.get("kind"),
+            features_of(m.data, employers.get((m.system, m.source_id))),
+        )
         for m in members
     ]
     matcher = build_matcher(project.config.match)
@@ -150,6 +156,7 @@ def resolve(
             conn, (((m.system, m.source_id), m.data) for m in members), report.assignment, utcnow()
         )
         report.relationships, report.dangling_references = len(found.found), found.dangling
+        report.ambiguous_employers = found.ambiguous_employers
         record(conn, actor, [*events, completed(project, report)])
         if plan is not None:
             sync_index(

@@ -24,11 +24,16 @@ FEATURES: tuple[str, ...] = (
     "person_name",
     "full_name",
     "organization_name",
+    "employer",
 )
 
 
-def features_of(data: dict[str, Any]) -> dict[str, str]:
+def features_of(data: dict[str, Any], employer: str | None = None) -> dict[str, str]:
     """The match features of one canonical customer record; absent values are left out.
+
+    `employer` is a person's employer from elsewhere (the name of the account the record
+    references, see `golden.relationships.referenced_employers`), used when the record
+    names none itself; it is compared as a company name key, like `organization_name`.
 
     Names are compared as keys (case, accents and punctuation folded); `person_name` is
     "given root|family", with the given name's nickname resolved (Bill -> william), for
@@ -57,6 +62,9 @@ def features_of(data: dict[str, Any]) -> dict[str, str]:
         out["full_name"] = f"{given} {family}".strip()
     if data.get("organization_name"):
         out["organization_name"] = std.company_name(data["organization_name"]).key
+    works_for = data.get("employer") or employer
+    if works_for:
+        out["employer"] = std.company_name(str(works_for)).key
     return {k: v for k, v in out.items() if v}
 
 
@@ -86,6 +94,7 @@ SIMILARITY: dict[str, Callable[[str, str], float]] = {
     "family_name": _jaro_winkler,
     "person_name": _person_name,
     "organization_name": _token_sort,
+    "employer": _token_sort,
     "street": _token_sort,
     "city": _jaro_winkler,
     "email": _exact,

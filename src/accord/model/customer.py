@@ -65,6 +65,11 @@ CUSTOMER_FIELDS: tuple[CanonicalField, ...] = (
         "organization_name", FieldType.COMPANY_NAME, "an organization's name, legal form apart"
     ),
     CanonicalField("legal_form", FieldType.STRING, "GmbH, Ltd, Inc, SA...: normalized"),
+    CanonicalField(
+        "employer",
+        FieldType.STRING,
+        "for a person: the organization they work for, by name, as the source wrote it",
+    ),
     CanonicalField("birth_date", FieldType.DATE, "a person's date of birth"),
     CanonicalField("email", FieldType.EMAIL, "an email address"),
     CanonicalField("phone", FieldType.PHONE, "a phone number, stored in E.164"),

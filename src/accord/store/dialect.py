@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, false, or_
+from sqlalchemy import Connection, Table, and_, any_, bindparam, false, or_
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -64,3 +64,13 @@ def keys_in(first: Any, second: Any, keys: Sequence[tuple[Any, Any]]) -> Any:
     if not grouped:
         return false()
     return or_(*(and_(first == a, second.in_(bs)) for a, bs in grouped.items()))
+
+
+def one_of(column: Any, name: str, dialect: str) -> Any:
+    """`column IN :name`, the list bound as one parameter. On PostgreSQL that is
+    `column = ANY(:name)` with an array, so the statement's text is the same whatever the
+    list's length, and psycopg prepares it once it has run a few times (PostgreSQL then
+    skips parsing and planning); on SQLite, an expanding `IN` list."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))

@@ -3,13 +3,14 @@ counts per key. See `match/index.py` for what the keys are."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, literal, select, update
 
-from accord.store.dialect import add_to, keys_in
+from accord.store.dialect import add_to, keys_in, one_of
 from accord.store.records import LOOKUP_CHUNK
 from accord.store.tables import crosswalk, match_count, match_entry, match_key
 
@@ -199,7 +200,9 @@ def counts(conn: Connection, keys: Iterable[int]) -> dict[int, int]:
     wanted = sorted(set(keys))
     found: dict[int, int] = {}
     for start in range(0, len(wanted), LOOKUP_CHUNK):
-        rows = conn.execute(_COUNTS, {"keys": wanted[start : start + LOOKUP_CHUNK]})
+        rows = conn.execute(
+            _statements(conn.dialect.name).counts, {"keys": wanted[start : start + LOOKUP_CHUNK]}
+        )
         found.update({r.key_hash: r.entries for r in rows})
     return found
 
@@ -224,26 +227,34 @@ def _entry(row: Any) -> Entry:
     return Entry(row.id, row.system, row.source_id, row.features, row.golden_id)
 
 
-# The statements incremental matching runs for every record, built once (a list is bound
-# as one expanding parameter).
-_COUNTS = select(match_count.c.key_hash, match_count.c.entries).where(
-    match_count.c.key_hash.in_(bindparam("keys", expanding=True))
-)
-_SHARING = _entries().where(
-    match_entry.c.id.in_(
-        select(match_key.c.entry_id).where(
-            match_key.c.key_hash.in_(bindparam("keys", expanding=True))
-        )
+@dataclass(frozen=True)
+class _Statements:
+    """The statements incremental matching runs for every record, built once per
+    dialect, each list bound as one parameter (`dialect.one_of`)."""
+
+    counts: Any
+    sharing: Any
+    members: Any
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    keys = one_of(match_key.c.key_hash, "keys", dialect)
+    return _Statements(
+        counts=select(match_count.c.key_hash, match_count.c.entries).where(
+            one_of(match_count.c.key_hash, "keys", dialect)
+        ),
+        sharing=_entries().where(match_entry.c.id.in_(select(match_key.c.entry_id).where(keys))),
+        members=_entries().where(one_of(crosswalk.c.golden_id, "golden_ids", dialect)),
     )
-)
-_MEMBERS = _entries().where(crosswalk.c.golden_id.in_(bindparam("golden_ids", expanding=True)))
 
 
 def sharing(conn: Connection, keys: Sequence[int]) -> list[Entry]:
     """The entries that carry any of these block keys, each once, with golden ids."""
     found: dict[int, Entry] = {}
     for start in range(0, len(keys), LOOKUP_CHUNK):
-        for row in conn.execute(_SHARING, {"keys": list(keys[start : start + LOOKUP_CHUNK])}):
+        chunk = {"keys": list(keys[start : start + LOOKUP_CHUNK])}
+        for row in conn.execute(_statements(conn.dialect.name).sharing, chunk):
             found[row.id] = _entry(row)
     return sorted(found.values(), key=lambda e: e.id)
 
@@ -253,7 +264,10 @@ def members_of(conn: Connection, golden_ids: Sequence[str]) -> list[Entry]:
     found: list[Entry] = []
     wanted = sorted(set(golden_ids))
     for start in range(0, len(wanted), LOOKUP_CHUNK):
-        rows = conn.execute(_MEMBERS, {"golden_ids": wanted[start : start + LOOKUP_CHUNK]})
+        rows = conn.execute(
+            _statements(conn.dialect.name).members,
+            {"golden_ids": wanted[start : start + LOOKUP_CHUNK]},
+        )
         found += [_entry(row) for row in rows]
     return sorted(found, key=lambda e: e.id)
 

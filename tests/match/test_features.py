@@ -1,0 +1,20 @@
+"""Match features of canonical records: what the matcher compares."""
+
+from __future__ import annotations
+
+from accord.match.features import features_of
+
+
+def test_an_employer_is_compared_as_a_company_name_key() -> None:
+    own = features_of({"kind": "person", "family_name": "Weber", "employer": "ACME GmbH"})
+    typed = features_of({"kind": "person", "family_name": "Weber", "employer": "Acme"})
+    assert own["employer"] == typed["employer"] == "acme"  # legal form and case apart
+
+
+def test_an_employer_from_elsewhere_fills_in_only_when_the_record_names_none() -> None:
+    contact = {"kind": "person", "family_name": "Weber", "account_ref": "001A"}
+    assert features_of(contact, employer="Globex Ltd")["employer"] == "globex"
+    named = contact | {"employer": "Initech"}
+    assert features_of(named, employer="Globex Ltd")["employer"] == "initech"
+    assert "employer" not in features_of(contact)
+    assert "employer" not in features_of(contact, employer="")
