@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,12 +45,15 @@ def add_to(
     """Insert `rows`, or add their `column` to the stored value where `keys` exist."""
     if not rows:
         return
-    statement = _insert(conn, table)
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=keys, set_={column: table.c[column] + statement.excluded[column]}
-        ),
-        rows,
+    conn.execute(_add_to(conn.dialect.name, table, tuple(keys), column), rows)
+
+
+@functools.cache
+def _add_to(dialect: str, table: Table, keys: tuple[str, ...], column: str) -> Any:
+    """`add_to`'s statement, built once (incremental matching runs it for every record)."""
+    statement = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=list(keys), set_={column: table.c[column] + statement.excluded[column]}
     )
 
 

@@ -75,31 +75,37 @@ class Lookup:
 def lookup(conn: Connection, key: Key) -> Lookup:
     """One record's entry and golden id, in one statement (a new record has a golden id
     but no entry until it is first matched; an entry may not be linked yet)."""
-    golden = (
-        select(crosswalk.c.golden_id)
-        .where(crosswalk.c.system == key[0], crosswalk.c.source_id == key[1])
-        .scalar_subquery()
-    )
-    one = select(literal(1).label("one")).subquery()
-    row = conn.execute(
-        select(
-            golden.label("golden_id"),
-            match_entry.c.id,
-            match_entry.c.system,
-            match_entry.c.source_id,
-            match_entry.c.features,
-            match_entry.c.digest,
-            match_entry.c.canonical_record_id,
-        ).select_from(
-            one.outerjoin(
-                match_entry,
-                and_(match_entry.c.system == key[0], match_entry.c.source_id == key[1]),
-            )
-        )
-    ).one()
+    row = conn.execute(_LOOKUP, {"system": key[0], "source_id": key[1]}).one()
     if row.id is None:
         return Lookup(None, None, None, row.golden_id)
     return Lookup(_entry(row), row.digest, row.canonical_record_id, row.golden_id)
+
+
+_LOOKUP = select(
+    select(crosswalk.c.golden_id)
+    .where(
+        crosswalk.c.system == bindparam("system"),
+        crosswalk.c.source_id == bindparam("source_id"),
+    )
+    .scalar_subquery()
+    .label("golden_id"),
+    match_entry.c.id,
+    match_entry.c.system,
+    match_entry.c.source_id,
+    match_entry.c.features,
+    match_entry.c.digest,
+    match_entry.c.canonical_record_id,
+).select_from(
+    select(literal(1).label("one"))
+    .subquery()
+    .outerjoin(
+        match_entry,
+        and_(
+            match_entry.c.system == bindparam("system"),
+            match_entry.c.source_id == bindparam("source_id"),
+        ),
+    )
+)
 
 
 def features_of(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, str]]:
@@ -114,15 +120,17 @@ def features_of(conn: Connection, ids: Sequence[int]) -> dict[int, dict[str, str
     return found
 
 
+_INSERT_ENTRIES = match_entry.insert().returning(
+    match_entry.c.id, match_entry.c.system, match_entry.c.source_id
+)
+
+
 def insert_entries(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[Key, int]:
     """Add entries (system, source_id, canonical_record_id, features, digest); returns
     their ids."""
-    statement = match_entry.insert().returning(
-        match_entry.c.id, match_entry.c.system, match_entry.c.source_id
-    )
     ids: dict[Key, int] = {}
     for start in range(0, len(rows), WRITE_BATCH):
-        found = conn.execute(statement, list(rows[start : start + WRITE_BATCH]))
+        found = conn.execute(_INSERT_ENTRIES, list(rows[start : start + WRITE_BATCH]))
         ids.update({(r.system, r.source_id): r.id for r in found})
     return ids
 

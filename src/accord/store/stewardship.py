@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, tuple_, update
 
-from accord.store.dialect import keys_in, upsert
+from accord.store.dialect import one_of, upsert
 from accord.store.tables import match_decision, match_model, match_review
 
 Key = tuple[str, str]  # (system, source id)
@@ -223,21 +224,42 @@ def decisions_among(
     found: dict[Pair, str] = {}
     listed = sorted(wanted)
     for start in range(0, len(listed), WRITE_BATCH):
-        chunk = listed[start : start + WRITE_BATCH]
-        condition = keys_in(match_decision.c.left_system, match_decision.c.left_source_id, chunk)
+        by_system: dict[str, list[str]] = {}
+        for system, source_id in listed[start : start + WRITE_BATCH]:
+            by_system.setdefault(system, []).append(source_id)
+        params: dict[str, Any] = {}
+        for i, (system, ids) in enumerate(by_system.items()):
+            params[f"system{i}"], params[f"ids{i}"] = system, ids
         if involving is not None:
-            condition = condition | (
-                (match_decision.c.right_system == involving[0])
-                & (match_decision.c.right_source_id == involving[1])
-            )
-        rows = conn.execute(
-            select(match_decision).where(condition).order_by(*match_decision.c[*PAIR_COLUMNS])
-        )
-        for r in rows:
+            params["right_system"], params["right_source_id"] = involving
+        statement = _decisions_among(conn.dialect.name, len(by_system), involving is not None)
+        for r in conn.execute(statement, params):
             pair = _pair_of(r)
             if pair[1] in wanted or involving in pair:
                 found[pair] = r.decision
     return dict(sorted(found.items()))
+
+
+@functools.cache
+def _decisions_among(dialect: str, systems: int, involving: bool) -> Any:
+    """The statement of `decisions_among` for keys of this many systems, built once: one
+    indexed `left_system = ? AND left_source_id IN (...)` per system."""
+    c = match_decision.c
+    condition = or_(
+        *(
+            and_(
+                c.left_system == bindparam(f"system{i}"),
+                one_of(c.left_source_id, f"ids{i}", dialect),
+            )
+            for i in range(systems)
+        )
+    )
+    if involving:
+        condition = condition | (
+            (c.right_system == bindparam("right_system"))
+            & (c.right_source_id == bindparam("right_source_id"))
+        )
+    return select(c.decision, *c[*PAIR_COLUMNS]).where(condition)
 
 
 def queue_reviews(
