@@ -142,6 +142,14 @@ def test_a_short_name_that_begins_several_organizations_names_is_ambiguous() -> 
     assert alone.unknown_employers == 1
 
 
+def test_an_employer_that_names_no_company_states_nothing() -> None:
+    golden_of = {("service", "S1"): "G1", ("crm", "A1"): "G2"}
+    records = [(("service", "S1"), _person(employer="SAS")), (("crm", "A1"), _org("Sas Group"))]
+    found = relationships(records, golden_of)
+    assert found.found == {}
+    assert (found.ambiguous_employers, found.unknown_employers) == (0, 0)
+
+
 def test_employer_names_are_matched_only_when_asked_and_only_for_people() -> None:
     golden_of = {("service", "S1"): "G1", ("crm", "A1"): "G2", ("crm", "A3"): "G3"}
     records = [

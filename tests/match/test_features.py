@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from accord.match.features import features_of
 
 
@@ -18,3 +22,15 @@ def test_an_employer_from_elsewhere_fills_in_only_when_the_record_names_none() -
     assert features_of(named, employer="Globex Ltd")["employer"] == "initech"
     assert "employer" not in features_of(contact)
     assert "employer" not in features_of(contact, employer="")
+
+
+@pytest.mark.parametrize("typed", ["GmbH", "Sas", "-", "   ", "Ltd."])
+def test_an_employer_that_names_no_company_is_left_out(typed: str) -> None:
+    assert "employer" not in features_of({"kind": "person", "employer": typed})
+    assert "employer" not in features_of({"kind": "person"}, employer=typed)
+
+
+@given(st.text(max_size=40))
+def test_any_employer_text_gives_a_key_or_none(typed: str) -> None:
+    found = features_of({"kind": "person", "family_name": "Weber", "employer": typed})
+    assert found.get("employer", "x")  # never an empty key

@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from accord import standardize as std
+from accord.match.features import company_key
 from accord.store import golden as golden_store
 from accord.store import records as record_store
 from accord.store import relationships as store
@@ -99,7 +99,7 @@ def _by_employer(
     for key, data in records:
         golden = golden_of.get(key)
         if golden and data.get("kind") == "organization" and data.get("organization_name"):
-            words = _name_key(data["organization_name"]).split()
+            words = (_name_key(data["organization_name"]) or "").split()
             for end in range(1, len(words) + 1):
                 named = fitting.setdefault(" ".join(words[:end]), {})
                 named[golden] = min(named.get(golden, key), key)
@@ -108,7 +108,10 @@ def _by_employer(
         source = golden_of.get(key)
         if not employer or source is None or data.get("kind") != "person":
             continue
-        fits = fitting.get(_name_key(employer), {})
+        name = _name_key(employer)
+        if name is None:
+            continue  # free text that names no company ("GmbH", "-")
+        fits = fitting.get(name, {})
         if len(fits) > 1:
             out.ambiguous_employers += 1
         elif not fits:
@@ -130,8 +133,8 @@ def _employer_evidence(key: Key, data: Mapping[str, Any], matched: Key) -> dict[
     }
 
 
-def _name_key(name: Any) -> str:
-    return std.company_name(str(name)).key
+def _name_key(name: Any) -> str | None:
+    return company_key(str(name))
 
 
 def _evidence_order(evidence: Mapping[str, str]) -> tuple[str, str, str]:

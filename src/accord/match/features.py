@@ -64,8 +64,18 @@ def features_of(data: dict[str, Any], employer: str | None = None) -> dict[str, 
         out["organization_name"] = std.company_name(data["organization_name"]).key
     works_for = data.get("employer") or employer
     if works_for:
-        out["employer"] = std.company_name(str(works_for)).key
+        out["employer"] = company_key(str(works_for)) or ""
     return {k: v for k, v in out.items() if v}
+
+
+def company_key(name: str) -> str | None:
+    """A company name's key (case, accents, punctuation and legal form apart), or None
+    for free text that names no company ("GmbH", "-"): an employer typed by hand is
+    compared when it can be, and otherwise left out."""
+    try:
+        return std.company_name(name).key
+    except std.InvalidValue:
+        return None
 
 
 def _person_name(a: str, b: str) -> float:
