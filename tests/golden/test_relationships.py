@@ -7,10 +7,13 @@ import csv
 import json
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
+from typer.testing import CliRunner
 
+from accord.cli.main import app
 from accord.demo.generator import generate
 from accord.demo.run import inputs, read_truth, write_project
 from accord.golden import customers
@@ -206,27 +209,9 @@ def _crosswalk_columns() -> list[object]:
     return [crosswalk.c.system, crosswalk.c.source_id, crosswalk.c.golden_id]
 
 
-def test_the_demo_company_resolves_with_its_contacts_and_group_companies(
-    demo: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("ACCORD_DATABASE_URL", raising=False)
-    data, project = demo
-    ws = open_workspace(project)
-    for system, path in inputs(data):
-        load_file(ws.engine, ws.project, system, path, actor="test")
-    report = resolve(ws.engine, ws.project, actor="test")
-    assert report.relationships > 0
-
-    with ws.engine.connect() as conn:
-        stored = {
-            (r.from_golden_id, r.to_golden_id, r.type): r.evidence
-            for r in conn.execute(select(relationship))
-        }
-    assert len(stored) == report.relationships
-    kinds = Counter(kind for _, _, kind in stored)
-    assert kinds["contact_of"] > 0
-    assert kinds["subsidiary_of"] > 0
-
+def _measured(
+    data: Path, stored: dict[tuple[str, str, str], Any], engine: Engine
+) -> tuple[tuple[float, float], tuple[float, float]]:
     # measured against the generator's ground truth, twice. Inference: is what each
     # piece of evidence says (this record's party is a contact of that record's party)
     # true, and is each true relationship said by some evidence?
@@ -252,7 +237,7 @@ def test_the_demo_company_resolves_with_its_contacts_and_group_companies(
     inference = (said[True] / sum(said.values()), len(found_pairs & reachable) / len(reachable))
     # Customers: the same between golden customers (each party's main one), which also
     # counts what matching split or merged
-    main = _golden_of_parties(ws.engine, data)
+    main = _golden_of_parties(engine, data)
     truth = set()
     for a_party, b_party, kind in true_pairs:
         a, b = main.get(a_party), main.get(b_party)
@@ -260,6 +245,31 @@ def test_the_demo_company_resolves_with_its_contacts_and_group_companies(
             truth.add((a, b, kind))
     correct = len(truth & stored.keys())
     by_customer = (correct / len(stored), correct / len(truth))
+    return inference, by_customer
+
+
+def test_the_demo_company_resolves_with_its_contacts_and_group_companies(
+    demo: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ACCORD_DATABASE_URL", raising=False)
+    data, project = demo
+    ws = open_workspace(project)
+    for system, path in inputs(data):
+        load_file(ws.engine, ws.project, system, path, actor="test")
+    report = resolve(ws.engine, ws.project, actor="test")
+    assert report.relationships > 0
+
+    with ws.engine.connect() as conn:
+        stored = {
+            (r.from_golden_id, r.to_golden_id, r.type): r.evidence
+            for r in conn.execute(select(relationship))
+        }
+    assert len(stored) == report.relationships
+    kinds = Counter(kind for _, _, kind in stored)
+    assert kinds["contact_of"] > 0
+    assert kinds["subsidiary_of"] > 0
+
+    inference, by_customer = _measured(data, stored, ws.engine)
     assert inference[0] >= 0.97
     assert inference[1] >= 0.9  # the CRM's references and the service desk's company names
     assert by_customer[0] >= 0.9
@@ -289,3 +299,12 @@ def test_the_demo_company_resolves_with_its_contacts_and_group_companies(
     again = resolve(ws.engine, ws.project, actor="test")
     assert again.relationships == report.relationships
     assert written() == before
+
+    # `accord show` says which contacts were found by company name
+    by_name = next(
+        edge for edge, evidence in stored.items() if any(e["field"] == "employer" for e in evidence)
+    )
+    shown = CliRunner().invoke(app, ["show", str(project), by_name[0]], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "contact of" in shown.output
+    assert "(company name)" in shown.output

@@ -646,13 +646,19 @@ def show(
                         _relationship_label(r["type"], r["direction"]),
                         r["golden_id"],
                         r["display_name"],
-                        ", ".join(f"{e['system']}:{e['source_id']}" for e in r["evidence"][:3])
+                        ", ".join(_stated_by(e) for e in r["evidence"][:3])
                         + (" ..." if len(r["evidence"]) > 3 else ""),
                     ]
                     for r in customer["relationships"]
                 ],
             )
         )
+
+
+def _stated_by(evidence: dict[str, str]) -> str:
+    """A relationship's evidence, briefly: the record, and how it said so when by name."""
+    record = f"{evidence['system']}:{evidence['source_id']}"
+    return f"{record} (company name)" if evidence.get("field") == "employer" else record
 
 
 def _relationship_label(kind: str, direction: str) -> str:
