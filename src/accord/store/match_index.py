@@ -215,20 +215,25 @@ def counts(conn: Connection, keys: Iterable[int]) -> dict[int, int]:
     return found
 
 
-def _entries(*extra: Any) -> Any:
-    """Entries with their golden ids (none for a record not linked yet)."""
-    return select(
+def _entries(*extra: Any, linked: bool = False) -> Any:
+    """Entries with their golden ids (none for a record not linked yet); with `linked`,
+    only linked entries, joined from the crosswalk's side (SQLite does not turn the outer
+    join into an inner one for a condition on the golden id, and would scan every
+    entry)."""
+    columns = select(
         match_entry.c.id,
         match_entry.c.system,
         match_entry.c.source_id,
         match_entry.c.features,
         crosswalk.c.golden_id,
         *extra,
-    ).outerjoin(
-        crosswalk,
-        (crosswalk.c.system == match_entry.c.system)
-        & (crosswalk.c.source_id == match_entry.c.source_id),
     )
+    on = (crosswalk.c.system == match_entry.c.system) & (
+        crosswalk.c.source_id == match_entry.c.source_id
+    )
+    if linked:
+        return columns.select_from(crosswalk.join(match_entry, on))
+    return columns.outerjoin(crosswalk, on)
 
 
 def _entry(row: Any) -> Entry:
@@ -253,7 +258,7 @@ def _statements(dialect: str) -> _Statements:
             one_of(match_count.c.key_hash, "keys", dialect)
         ),
         sharing=_entries().where(match_entry.c.id.in_(select(match_key.c.entry_id).where(keys))),
-        members=_entries().where(one_of(crosswalk.c.golden_id, "golden_ids", dialect)),
+        members=_entries(linked=True).where(one_of(crosswalk.c.golden_id, "golden_ids", dialect)),
     )
 
 
