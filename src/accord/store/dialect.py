@@ -78,3 +78,39 @@ def one_of(column: Any, name: str, dialect: str) -> Any:
     if dialect == "postgresql":
         return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
     return column.in_(bindparam(name, expanding=True))
+
+
+def insert_many(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    add_on_conflict: tuple[Sequence[str], str] | None = None,
+) -> None:
+    """Insert many rows of plain values (`columns` in order). With `add_on_conflict`
+    (key columns, counter column), a row whose key exists adds its counter to the stored
+    one. On SQLite the rows go straight to the driver's `executemany`: SQLAlchemy's
+    per-row parameter handling costs several times the insert itself, and a resolve
+    writes millions of index rows. On PostgreSQL through SQLAlchemy, which sends them as
+    multi-row VALUES."""
+    if not rows:
+        return
+    names = [table.c[name].name for name in columns]  # our own tables' columns only
+    if conn.dialect.name != "sqlite":
+        dicts = [dict(zip(names, row, strict=True)) for row in rows]
+        if add_on_conflict is None:
+            conn.execute(table.insert(), dicts)
+        else:
+            add_to(conn, table, dicts, list(add_on_conflict[0]), add_on_conflict[1])
+        return
+    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
+    if add_on_conflict is not None:
+        keys, counter = add_on_conflict
+        counter = table.c[counter].name
+        keys = [table.c[key].name for key in keys]
+        sql += (
+            f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+            f"{counter} = {table.name}.{counter} + excluded.{counter}"
+        )
+    conn.exec_driver_sql(sql, list(rows))

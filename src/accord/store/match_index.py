@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, literal, select, update
 
-from accord.store.dialect import add_to, keys_in, one_of
+from accord.store.dialect import insert_many, keys_in, one_of
 from accord.store.records import LOOKUP_CHUNK
 from accord.store.tables import crosswalk, match_count, match_entry, match_key
 
@@ -171,9 +171,8 @@ def delete_entries(conn: Connection, ids: Sequence[int]) -> None:
 def add_keys(conn: Connection, pairs: Sequence[tuple[int, int]]) -> None:
     """Add (key hash, entry id) rows."""
     for start in range(0, len(pairs), WRITE_BATCH * 10):
-        conn.execute(
-            match_key.insert(),
-            [{"key_hash": k, "entry_id": e} for k, e in pairs[start : start + WRITE_BATCH * 10]],
+        insert_many(
+            conn, match_key, ["key_hash", "entry_id"], pairs[start : start + WRITE_BATCH * 10]
         )
 
 
@@ -190,9 +189,15 @@ def remove_keys(conn: Connection, pairs: Sequence[tuple[int, int]]) -> None:
 
 def change_counts(conn: Connection, deltas: Mapping[int, int]) -> None:
     """Add each delta to its key's count; counts that reach zero are removed."""
-    rows = [{"key_hash": k, "entries": d} for k, d in deltas.items() if d]
+    rows = [(k, d) for k, d in deltas.items() if d]
     for start in range(0, len(rows), WRITE_BATCH * 10):
-        add_to(conn, match_count, rows[start : start + WRITE_BATCH * 10], ["key_hash"], "entries")
+        insert_many(
+            conn,
+            match_count,
+            ["key_hash", "entries"],
+            rows[start : start + WRITE_BATCH * 10],
+            add_on_conflict=(["key_hash"], "entries"),
+        )
     emptied = [k for k, d in deltas.items() if d < 0]
     for start in range(0, len(emptied), LOOKUP_CHUNK):
         conn.execute(
