@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from accord.config.loader import load_project
 from accord.demo.generator import generate
 from accord.demo.run import inputs, read_truth, write_project
+from accord.golden.relationships import referenced_employers
 from accord.intake.mapping import MappedRecord, RecordMapper
 from accord.intake.readers import SourceFile
 from accord.match.columns import Columns
@@ -149,8 +150,8 @@ def read_features(
     keys: list[tuple[str, str]] = []
     systems: list[str] = []
     latest: dict[tuple[str, str], int] = {}
-    organizations: dict[tuple[str, str], str] = {}  # (system, source id) -> name
-    references: dict[int, tuple[str, str]] = {}  # position -> the account it references
+    # what `referenced_employers` reads, kept for the records it reads it from only
+    referencing: dict[tuple[str, str], dict[str, Any]] = {}
     for system, path in inputs(data):
         mapping = project.mapping(system)
         mapper = RecordMapper(mapping, project.config.systems[system])
@@ -177,21 +178,18 @@ def read_features(
                 table[name][position] = (
                     None if value is None else interned[name].setdefault(value, value)
                 )
-            if mapped.data.get("kind") == "organization" and mapped.data.get("organization_name"):
-                organizations[key] = str(mapped.data["organization_name"])
-            references.pop(position, None)
-            # the condition of `referenced_employers`, which needs every record at once
-            if (
-                mapped.data.get("account_ref")
-                and mapped.data.get("kind") == "person"
-                and not mapped.data.get("employer")
-            ):
-                references[position] = (system, str(mapped.data["account_ref"]))
-    for position, account in references.items():
-        name = organizations.get(account)
-        if name is not None:
-            value = features_of({}, employer=name)["employer"]
-            table["employer"][position] = interned["employer"].setdefault(value, value)
+            slim = {
+                name: mapped.data[name]
+                for name in ("kind", "organization_name", "account_ref", "employer")
+                if mapped.data.get(name)
+            }
+            if slim.get("organization_name") or slim.get("account_ref"):
+                referencing[key] = slim
+            else:
+                referencing.pop(key, None)
+    for key, name in referenced_employers(referencing.items()).items():
+        value = features_of({}, employer=name)["employer"]
+        table["employer"][latest[key]] = interned["employer"].setdefault(value, value)
     return keys, systems, table
 
 

@@ -66,6 +66,9 @@ class Matched:
     local: LocalResult | None  # None when the record's features did not change
     candidates: int = 0
     oversized: list[OversizedBlock] = field(default_factory=list)
+    # the steward decisions read while matching: among the neighbourhood, and every one
+    # about the record (what queuing its reviews needs)
+    decided: dict[stewardship.Pair, str] = field(default_factory=dict)
 
 
 class IncrementalResolver:
@@ -183,7 +186,7 @@ class IncrementalResolver:
             for group in local.groups
             if any(i == 0 or nodes[i].golden_id in touched for i in group)
         ]
-        return Matched(key, nodes, local, len(candidates), oversized)
+        return Matched(key, nodes, local, len(candidates), oversized, decided)
 
     @staticmethod
     def _add_members(
@@ -323,7 +326,9 @@ class IncrementalResolver:
                 }
                 for link in matched.local.review
             ]
-            queued = stewardship.queue_reviews(conn, review, utcnow(), involving=matched.record)
+            queued = stewardship.queue_reviews(
+                conn, review, utcnow(), involving=matched.record, ruled=matched.decided
+            )
             report.review += queued["queued"]
             report.pairs_compared += matched.local.pairs_scored
             report.links += sum(1 for link in links if link.rule != KEPT_RULE)

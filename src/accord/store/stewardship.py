@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -263,11 +263,17 @@ def _decisions_among(dialect: str, systems: int, involving: bool) -> Any:
 
 
 def queue_reviews(
-    conn: Connection, items: Sequence[dict[str, Any]], at: datetime, *, involving: Key
+    conn: Connection,
+    items: Sequence[dict[str, Any]],
+    at: datetime,
+    *,
+    involving: Key,
+    ruled: Mapping[Pair, str] | None = None,
 ) -> dict[str, int]:
     """What incremental matching found about one record: its pairs in doubt are queued
     (or refreshed), and its open pairs no longer in doubt are withdrawn. Pairs a steward
-    decided are not queued again."""
+    decided are not queued again; `ruled` are the decisions about the record, when the
+    caller has read them already."""
     side = [
         (match_review.c.left_system == involving[0])
         & (match_review.c.left_source_id == involving[1]),
@@ -283,7 +289,8 @@ def queue_reviews(
         )
     }
     wanted = {ordered(item["left"], item["right"]): item for item in items}
-    ruled = decisions_involving(conn, involving)
+    if ruled is None:
+        ruled = decisions_involving(conn, involving)
     decided = {
         pair for pair in wanted if existing.get(pair, (None, None))[1] == "decided" or pair in ruled
     }
