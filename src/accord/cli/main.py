@@ -78,7 +78,6 @@ ProjectDir = Annotated[
     Path,
     typer.Argument(help="the project folder (holds accord.yaml)", file_okay=False),
 ]
-STAGES = ["read", "match", "cluster", "survive", "write"]
 
 
 @app.command()
@@ -196,7 +195,7 @@ def _resolve_changes(workspace: Workspace) -> ResolveReport:
 
 
 def _resolve(workspace: Workspace) -> ResolveReport:
-    from accord.golden.resolve import resolve  # noqa: PLC0415
+    from accord.golden.resolve import STAGES, resolve  # noqa: PLC0415
 
     with stages("resolve", STAGES) as on_stage:
         report = resolve(

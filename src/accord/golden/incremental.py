@@ -301,7 +301,7 @@ class IncrementalResolver:
             actor=actor,
             entity=self.project.config.entity,
             keys=keys,
-            built=built,
+            content=built.__getitem__,
             evidence=evidence,
             report=report,
             scope=scope,

@@ -9,6 +9,7 @@ the winner in the lineage.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +32,7 @@ class Member:
     data: dict[str, Any]
     received_at: datetime
 
-    @property
+    @functools.cached_property
     def observed_at(self) -> str:
         """When the value was true at the source, as ISO text (comparable, stored in lineage)."""
         updated = self.data.get("source_updated_at")
@@ -52,17 +53,20 @@ class Survivorship:
 
     def build(self, members: Sequence[Member]) -> tuple[dict[str, Any], dict[str, Any]]:
         """The golden values and, per field, their lineage."""
+        # Newest first, then by system and source id: the order within a source rank,
+        # worked out once for every field.
+        ordered = sorted(members, key=lambda m: (m.system, m.source_id))
+        ordered.sort(key=lambda m: m.observed_at, reverse=True)
         data: dict[str, Any] = {}
         lineage: dict[str, Any] = {}
         for field in PUBLISHED_FIELDS:
-            ranks = self._priority[field]
-            unlisted = len(ranks)
-            candidates = [m for m in members if m.data.get(field) not in (None, "")]
+            candidates = [m for m in ordered if m.data.get(field) not in (None, "")]
             if not candidates:
                 continue
-            candidates.sort(key=lambda m: (m.system, m.source_id))
-            candidates.sort(key=lambda m: m.observed_at, reverse=True)
-            candidates.sort(key=lambda m: ranks.get(m.system, unlisted))
+            ranks = self._priority[field]
+            unlisted = len(ranks)
+            if len(candidates) > 1:
+                candidates.sort(key=lambda m: ranks.get(m.system, unlisted))
             winner = candidates[0]
             value = winner.data[field]
             data[field] = value
@@ -76,7 +80,9 @@ class Survivorship:
                 "observed_at": winner.observed_at,
                 "rule": _deciding_rule(candidates, ranks, unlisted, field),
                 "candidates": len(candidates),
-                "alternatives": _alternatives(candidates, value, field),
+                "alternatives": _alternatives(candidates, value, field)
+                if len(candidates) > 1
+                else [],
             }
         return data, lineage
 
