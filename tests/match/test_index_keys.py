@@ -109,6 +109,28 @@ def test_a_record_has_the_same_keys_alone_as_among_many(records: list[dict[str, 
 
 
 @settings(max_examples=30, deadline=None)
+@given(st.lists(record_strategy, min_size=1, max_size=SMALL + 20), st.data())
+def test_keys_of_many_records_at_once_are_those_of_each_record(
+    records: list[dict[str, str]], data: st.DataObject
+) -> None:
+    # what a full resolve writes (block_pairs, counts) is what incremental matching
+    # writes record by record (block_keys, counted_keys), for any subset of the records
+    keys = index_keys(PLAN, record_columns(records))
+    chosen = data.draw(st.lists(st.integers(0, len(records) - 1), unique=True))
+    positions = np.array(chosen, dtype=np.int64)
+    block, owners = keys.block_pairs(positions)
+    assert sorted(zip(block.tolist(), owners.tolist(), strict=True)) == sorted(
+        (key, n) for n, i in enumerate(chosen) for key in keys.block_keys(i)
+    )
+    found, counts = keys.counts(positions)
+    expected: dict[int, int] = {}
+    for i in chosen:
+        for key in keys.counted_keys(i):
+            expected[key] = expected.get(key, 0) + 1
+    assert dict(zip(found.tolist(), counts.tolist(), strict=True)) == expected
+
+
+@settings(max_examples=30, deadline=None)
 @given(st.lists(record_strategy, min_size=2, max_size=SMALL + 20))
 def test_records_share_a_block_key_exactly_when_the_blocking_puts_them_together(
     records: list[dict[str, str]],

@@ -9,6 +9,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Connection
 
 from accord.match.index import IndexKeys, IndexPlan, entry_digest, index_keys
@@ -65,11 +67,9 @@ def sync_index(
         known = stored_features or {}
         old = dict(known) | store.features_of(conn, [i for i in old_ids if i not in known])
         keys = index_keys(plan, record_columns([old[i] for i in old_ids]))
-        stale: list[tuple[int, int]] = []
-        for position, entry_id in enumerate(old_ids):
-            stale += [(k, entry_id) for k in keys.block_keys(position)]
-            deltas.update(dict.fromkeys(keys.counted_keys(position), -1))
-        store.remove_keys(conn, stale)
+        everyone = np.arange(len(old_ids), dtype=np.int64)
+        store.remove_keys(conn, _key_rows(keys, everyone, np.array(old_ids)))
+        _add(deltas, *keys.counts(everyone), sign=-1)
     store.delete_entries(conn, [existing[key][0] for key in removed])
     store.update_entries(
         conn,
@@ -105,14 +105,26 @@ def sync_index(
             keys = planned
             order = {key: position for position, (key, _, _) in enumerate(records)}
             positions = [order[key] for key in fresh]
-        added: list[tuple[int, int]] = []
-        for position, key in zip(positions, fresh, strict=True):
-            entry_id = existing[key][0] if key in existing else ids[key]
-            added += [(k, entry_id) for k in keys.block_keys(position)]
-            for k in keys.counted_keys(position):
-                deltas[k] += 1
-        store.add_keys(conn, added)
+        chosen = np.array(positions, dtype=np.int64)
+        entry_ids = np.array([existing[key][0] if key in existing else ids[key] for key in fresh])
+        store.add_keys(conn, _key_rows(keys, chosen, entry_ids))
+        _add(deltas, *keys.counts(chosen), sign=1)
     store.change_counts(conn, deltas)
     change.added, change.rewritten = len(new), len(rewrite)
     change.moved, change.removed = len(moved), len(removed)
     return change
+
+
+def _key_rows(
+    keys: IndexKeys, records: npt.NDArray[np.int64], entry_ids: npt.NDArray[np.int64]
+) -> list[tuple[int, int]]:
+    """(block key, entry id) rows of `records`, whose entries are `entry_ids` (in order)."""
+    block, owners = keys.block_pairs(records)
+    return list(zip(block.tolist(), entry_ids[owners].tolist(), strict=True))
+
+
+def _add(
+    deltas: Counter[int], keys: npt.NDArray[np.int64], counts: npt.NDArray[np.int64], *, sign: int
+) -> None:
+    for key, count in zip(keys.tolist(), counts.tolist(), strict=True):
+        deltas[key] += sign * count

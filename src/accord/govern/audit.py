@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 
 from accord.digest import digest
+from accord.store.dialect import insert_rows
 from accord.store.tables import audit_log, counter
 from accord.store.types import utcnow
 
@@ -90,7 +91,7 @@ def record(conn: Connection, actor: str, events: Sequence[AuditEvent]) -> None:
         }
         row["hash"] = prev_hash = entry_hash(row)
         rows.append(row)
-    conn.execute(audit_log.insert(), rows)
+    insert_rows(conn, audit_log, rows)
 
 
 def entry_hash(row: dict[str, Any]) -> str:

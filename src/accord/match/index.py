@@ -138,6 +138,27 @@ class IndexKeys:
                 out += [int(keys[record]), total]
         return out
 
+    def block_pairs(self, records: KeyArray) -> tuple[KeyArray, KeyArray]:
+        """The block keys of many records at once, as (keys, owners): `owners[i]` is the
+        position in `records` of the record holding `keys[i]`. A rule listed twice gives
+        one key; the pairs come sorted by key."""
+        keys = [k[records][p[records]] for k, p in self.blocks]
+        owners = [np.flatnonzero(p[records]) for _, p in self.blocks]
+        if not keys:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        pairs = np.unique(np.stack([np.concatenate(keys), np.concatenate(owners)], axis=1), axis=0)
+        return pairs[:, 0], pairs[:, 1]
+
+    def counts(self, records: KeyArray) -> tuple[KeyArray, KeyArray]:
+        """How many of `records` each key's count includes, as (keys, counts): what
+        `counted_keys` gives record by record, for many at once."""
+        parts = [self.block_pairs(records)[0]]
+        for (keys, present), total in zip(self.terms, self.totals, strict=True):
+            holding = present[records]
+            parts += [keys[records][holding], np.full(int(holding.sum()), total, dtype=np.int64)]
+        found, counts = np.unique(np.concatenate(parts), return_counts=True)
+        return found, counts.astype(np.int64)
+
 
 def index_keys(plan: IndexPlan, columns: Columns, *, blocks: bool = True) -> IndexKeys:
     """The records' keys; without `blocks`, only their term and total keys."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, any_, bindparam, false, or_
@@ -80,6 +80,52 @@ def one_of(column: Any, name: str, dialect: str) -> Any:
     return column.in_(bindparam(name, expanding=True))
 
 
+def insert_rows(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    replace_on: Sequence[str] | None = None,
+) -> None:
+    """Insert `rows` (dicts with the same keys); with `replace_on` (key columns), a row
+    whose key exists replaces the stored values of its other columns. On SQLite the rows
+    go straight to the driver's `executemany`, each value converted by its column's type
+    as SQLAlchemy would (JSON, UTC datetimes), one column at a time: SQLAlchemy's per-row
+    parameter handling costs several times the insert itself, and a resolve writes
+    millions of rows. On PostgreSQL through SQLAlchemy, which sends multi-row VALUES."""
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        if replace_on is None:
+            conn.execute(table.insert(), list(rows))
+        else:
+            upsert(conn, table, [dict(r) for r in rows], list(replace_on))
+        return
+    names = list(rows[0])
+    values = []
+    for name in names:
+        column = [row[name] for row in rows]
+        kind = table.c[name].type.dialect_impl(conn.dialect)
+        process = kind.bind_processor(conn.dialect)
+        values.append([process(v) for v in column] if process is not None else column)
+    sql = _insert_sql(table, names)
+    if replace_on is not None:
+        keys = [table.c[key].name for key in replace_on]
+        others = [name for name in names if name not in keys]
+        sql += f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET " + ", ".join(
+            f"{name} = excluded.{name}" for name in others
+        )
+    conn.exec_driver_sql(sql, list(zip(*values, strict=True)))
+
+
+def _insert_sql(table: Table, names: Sequence[str]) -> str:
+    columns = [table.c[name].name for name in names]  # our own tables' columns only
+    return (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' for _ in columns)})"
+    )
+
+
 def insert_many(
     conn: Connection,
     table: Table,
@@ -104,7 +150,7 @@ def insert_many(
         else:
             add_to(conn, table, dicts, list(add_on_conflict[0]), add_on_conflict[1])
         return
-    sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
+    sql = _insert_sql(table, names)
     if add_on_conflict is not None:
         keys, counter = add_on_conflict
         counter = table.c[counter].name

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine, create_engine, event
 
 from accord.errors import AccordError
@@ -25,6 +27,7 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
+            json_serializer=json_text,
             connect_args={"check_same_thread": False, "timeout": 30},
             # Let us issue BEGIN ourselves so that a write transaction takes its lock
             # at the start instead of failing to upgrade a read lock half-way.
@@ -39,11 +42,34 @@ def make_engine(url: str) -> Engine:
                 f"unsupported PostgreSQL driver in {_redact(url)}",
                 hint="use postgresql+psycopg://user@host:5432/dbname (psycopg 3)",
             )
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, json_serializer=json_text)
     raise AccordError(
         f"unsupported database URL {_redact(url)}",
         hint="use sqlite:///path/to/file.sqlite3 or postgresql+psycopg://user@host/db",
     )
+
+
+_ORJSON_OPTIONS = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's value as text, as the standard library writes it, but through
+    orjson where that gives the same document: several times faster on the large
+    documents a resolve writes (golden records and their lineage). The standard library
+    takes over for what orjson declines (integers beyond 64 bits) and wherever orjson
+    wrote a null, since orjson also writes NaN and infinities as null, which the standard
+    library keeps. So both refuse the same values (datetimes, sets) and read back the
+    same. (Reading stays with the standard library, which keeps integers of any size
+    exact where orjson would turn them into floats.)"""
+    try:
+        text = orjson.dumps(value, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(value, ensure_ascii=False)
+    if b"null" in text:
+        return json.dumps(value, ensure_ascii=False)
+    return text.decode()
 
 
 def _configure_sqlite(dbapi_connection: sqlite3.Connection, _record: Any) -> None:

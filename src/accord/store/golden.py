@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
-from accord.store.dialect import keys_in, upsert
+from accord.store.dialect import insert_rows, keys_in
 from accord.store.records import LOOKUP_CHUNK
 from accord.store.tables import canonical_record, counter, crosswalk, golden_record, record_head
 from accord.store.types import utcnow
@@ -85,8 +85,9 @@ def data_of(conn: Connection, golden_ids: Sequence[str]) -> dict[str, dict[str, 
 def insert_golden(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         now = utcnow()
-        conn.execute(
-            golden_record.insert(),
+        insert_rows(
+            conn,
+            golden_record,
             [r | {"status": "active", "created_at": now, "updated_at": now} for r in rows],
         )
 
@@ -145,11 +146,11 @@ def link(conn: Connection, rows: Sequence[dict[str, Any]], decided_by: str) -> N
     if not rows:
         return
     now = utcnow()
-    upsert(
+    insert_rows(
         conn,
         crosswalk,
         [r | {"decided_by": decided_by, "decided_at": now} for r in rows],
-        keys=["system", "source_id"],
+        replace_on=["system", "source_id"],
     )
 
 

@@ -8,14 +8,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, literal, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, literal, select, update
 
-from accord.store.dialect import insert_many, keys_in, one_of
+from accord.store.dialect import insert_many, insert_rows, keys_in, one_of
 from accord.store.records import LOOKUP_CHUNK
 from accord.store.tables import crosswalk, match_count, match_entry, match_key
 
 Key = tuple[str, str]  # (system, source id)
 WRITE_BATCH = 1000
+_FEW = 8  # rows: up to this many are inserted with RETURNING, one statement
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,14 @@ def insert_entries(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[Key
     """Add entries (system, source_id, canonical_record_id, features, digest); returns
     their ids."""
     ids: dict[Key, int] = {}
+    if conn.dialect.name == "sqlite" and len(rows) > _FEW:
+        # Many rows: ids above the largest, given here, so that the rows can go to the
+        # driver's executemany (which returns nothing). The resolve holds the write lock.
+        first = conn.execute(select(func.coalesce(func.max(match_entry.c.id), 0))).scalar_one()
+        numbered = [row | {"id": first + 1 + n} for n, row in enumerate(rows)]
+        for start in range(0, len(numbered), WRITE_BATCH * 10):
+            insert_rows(conn, match_entry, numbered[start : start + WRITE_BATCH * 10])
+        return {(row["system"], row["source_id"]): row["id"] for row in numbered}
     for start in range(0, len(rows), WRITE_BATCH):
         found = conn.execute(_INSERT_ENTRIES, list(rows[start : start + WRITE_BATCH]))
         ids.update({(r.system, r.source_id): r.id for r in found})
