@@ -5,19 +5,18 @@ unchanged data writes nothing."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 from sqlalchemy import Connection
 
-from accord.match.index import IndexKeys, IndexPlan, entry_digest, index_keys
+from accord.match.index import IndexKeys, IndexPlan, KeyArray, entry_digest, index_keys
 from accord.match.learned import record_columns
 from accord.store import match_index as store
 
 Key = tuple[str, str]
+_BATCH = 10_000  # index rows made at a time
 
 
 @dataclass
@@ -60,7 +59,7 @@ def sync_index(
         and existing[key][2] != wanted[key][0]
     ]
     removed = [key for key in existing if key not in wanted] if complete else []
-    deltas: Counter[int] = Counter()
+    counted: list[tuple[KeyArray, KeyArray]] = []  # (keys, how many entries more or fewer)
 
     old_ids = [existing[key][0] for key in [*rewrite, *removed]]
     if old_ids:
@@ -69,7 +68,8 @@ def sync_index(
         keys = index_keys(plan, record_columns([old[i] for i in old_ids]))
         everyone = np.arange(len(old_ids), dtype=np.int64)
         store.remove_keys(conn, _key_rows(keys, everyone, np.array(old_ids)))
-        _add(deltas, *keys.counts(everyone), sign=-1)
+        found, fewer = keys.counts(everyone)
+        counted.append((found, -fewer))
     store.delete_entries(conn, [existing[key][0] for key in removed])
     store.update_entries(
         conn,
@@ -85,7 +85,7 @@ def sync_index(
     )
     ids = store.insert_entries(
         conn,
-        [
+        (
             {
                 "system": key[0],
                 "source_id": key[1],
@@ -94,7 +94,7 @@ def sync_index(
                 "digest": wanted[key][2],
             }
             for key in new
-        ],
+        ),
     )
     fresh = [*rewrite, *new]
     if fresh:
@@ -108,23 +108,32 @@ def sync_index(
         chosen = np.array(positions, dtype=np.int64)
         entry_ids = np.array([existing[key][0] if key in existing else ids[key] for key in fresh])
         store.add_keys(conn, _key_rows(keys, chosen, entry_ids))
-        _add(deltas, *keys.counts(chosen), sign=1)
-    store.change_counts(conn, deltas)
+        counted.append(keys.counts(chosen))
+    store.change_counts(conn, _summed(counted))
     change.added, change.rewritten = len(new), len(rewrite)
     change.moved, change.removed = len(moved), len(removed)
     return change
 
 
-def _key_rows(
-    keys: IndexKeys, records: npt.NDArray[np.int64], entry_ids: npt.NDArray[np.int64]
-) -> list[tuple[int, int]]:
-    """(block key, entry id) rows of `records`, whose entries are `entry_ids` (in order)."""
+def _key_rows(keys: IndexKeys, records: KeyArray, entry_ids: KeyArray) -> Iterator[tuple[int, int]]:
+    """(block key, entry id) rows of `records`, whose entries are `entry_ids` (in order),
+    made a batch at a time (a full resolve has millions)."""
     block, owners = keys.block_pairs(records)
-    return list(zip(block.tolist(), entry_ids[owners].tolist(), strict=True))
+    owned = entry_ids[owners]
+    for start in range(0, len(block), _BATCH):
+        end = start + _BATCH
+        yield from zip(block[start:end].tolist(), owned[start:end].tolist(), strict=True)
 
 
-def _add(
-    deltas: Counter[int], keys: npt.NDArray[np.int64], counts: npt.NDArray[np.int64], *, sign: int
-) -> None:
-    for key, count in zip(keys.tolist(), counts.tolist(), strict=True):
-        deltas[key] += sign * count
+def _summed(counted: list[tuple[KeyArray, KeyArray]]) -> Iterator[tuple[int, int]]:
+    """(key, change) for every key, the changes of each key added up."""
+    if not counted:
+        return
+    keys = np.concatenate([k for k, _ in counted])
+    changes = np.concatenate([c for _, c in counted])
+    distinct, inverse = np.unique(keys, return_inverse=True)
+    total = np.zeros(len(distinct), dtype=np.int64)
+    np.add.at(total, inverse.reshape(-1), changes)
+    for start in range(0, len(distinct), _BATCH):
+        end = start + _BATCH
+        yield from zip(distinct[start:end].tolist(), total[start:end].tolist(), strict=True)

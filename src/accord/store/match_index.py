@@ -4,6 +4,7 @@ counts per key. See `match/index.py` for what the keys are."""
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -126,21 +127,27 @@ _INSERT_ENTRIES = match_entry.insert().returning(
 )
 
 
-def insert_entries(conn: Connection, rows: Sequence[dict[str, Any]]) -> dict[Key, int]:
+def insert_entries(conn: Connection, rows: Iterable[dict[str, Any]]) -> dict[Key, int]:
     """Add entries (system, source_id, canonical_record_id, features, digest); returns
-    their ids."""
+    their ids. `rows` are taken a batch at a time, so a generator is never all in memory."""
     ids: dict[Key, int] = {}
-    if conn.dialect.name == "sqlite" and len(rows) > _FEW:
+    pending = iter(rows)
+    batch = list(itertools.islice(pending, _FEW + 1))
+    if conn.dialect.name == "sqlite" and len(batch) > _FEW:
         # Many rows: ids above the largest, given here, so that the rows can go to the
         # driver's executemany (which returns nothing). The resolve holds the write lock.
-        first = conn.execute(select(func.coalesce(func.max(match_entry.c.id), 0))).scalar_one()
-        numbered = [row | {"id": first + 1 + n} for n, row in enumerate(rows)]
-        for start in range(0, len(numbered), WRITE_BATCH * 10):
-            insert_rows(conn, match_entry, numbered[start : start + WRITE_BATCH * 10])
-        return {(row["system"], row["source_id"]): row["id"] for row in numbered}
-    for start in range(0, len(rows), WRITE_BATCH):
-        found = conn.execute(_INSERT_ENTRIES, list(rows[start : start + WRITE_BATCH]))
+        next_id = conn.execute(select(func.coalesce(func.max(match_entry.c.id), 0))).scalar_one()
+        while batch:
+            numbered = [row | {"id": next_id + 1 + n} for n, row in enumerate(batch)]
+            insert_rows(conn, match_entry, numbered)
+            ids.update({(row["system"], row["source_id"]): row["id"] for row in numbered})
+            next_id += len(batch)
+            batch = list(itertools.islice(pending, WRITE_BATCH * 10))
+        return ids
+    while batch:
+        found = conn.execute(_INSERT_ENTRIES, batch)
         ids.update({(r.system, r.source_id): r.id for r in found})
+        batch = list(itertools.islice(pending, WRITE_BATCH))
     return ids
 
 
@@ -177,37 +184,36 @@ def delete_entries(conn: Connection, ids: Sequence[int]) -> None:
         )
 
 
-def add_keys(conn: Connection, pairs: Sequence[tuple[int, int]]) -> None:
-    """Add (key hash, entry id) rows."""
-    for start in range(0, len(pairs), WRITE_BATCH * 10):
-        insert_many(
-            conn, match_key, ["key_hash", "entry_id"], pairs[start : start + WRITE_BATCH * 10]
-        )
+def add_keys(conn: Connection, pairs: Iterable[tuple[int, int]]) -> None:
+    """Add (key hash, entry id) rows, taken a batch at a time."""
+    pending = iter(pairs)
+    while batch := list(itertools.islice(pending, WRITE_BATCH * 10)):
+        insert_many(conn, match_key, ["key_hash", "entry_id"], batch)
 
 
-def remove_keys(conn: Connection, pairs: Sequence[tuple[int, int]]) -> None:
-    for start in range(0, len(pairs), LOOKUP_CHUNK):
+def remove_keys(conn: Connection, pairs: Iterable[tuple[int, int]]) -> None:
+    pending = iter(pairs)
+    while batch := list(itertools.islice(pending, LOOKUP_CHUNK)):
         conn.execute(
-            delete(match_key).where(
-                keys_in(
-                    match_key.c.key_hash, match_key.c.entry_id, pairs[start : start + LOOKUP_CHUNK]
-                )
-            )
+            delete(match_key).where(keys_in(match_key.c.key_hash, match_key.c.entry_id, batch))
         )
 
 
-def change_counts(conn: Connection, deltas: Mapping[int, int]) -> None:
-    """Add each delta to its key's count; counts that reach zero are removed."""
-    rows = [(k, d) for k, d in deltas.items() if d]
-    for start in range(0, len(rows), WRITE_BATCH * 10):
+def change_counts(conn: Connection, deltas: Mapping[int, int] | Iterable[tuple[int, int]]) -> None:
+    """Add each delta to its key's count ((key, delta) pairs, or a mapping of them);
+    counts that reach zero are removed."""
+    pending = iter(deltas.items() if isinstance(deltas, Mapping) else deltas)
+    emptied: list[int] = []
+    while chunk := list(itertools.islice(pending, WRITE_BATCH * 10)):
+        batch = [(k, d) for k, d in chunk if d]
         insert_many(
             conn,
             match_count,
             ["key_hash", "entries"],
-            rows[start : start + WRITE_BATCH * 10],
+            batch,
             add_on_conflict=(["key_hash"], "entries"),
         )
-    emptied = [k for k, d in deltas.items() if d < 0]
+        emptied += [k for k, d in batch if d < 0]
     for start in range(0, len(emptied), LOOKUP_CHUNK):
         conn.execute(
             delete(match_count).where(
