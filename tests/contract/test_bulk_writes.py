@@ -2,7 +2,7 @@
 (`store.engine.json_text`), the same on SQLite and PostgreSQL: a row
 written through the driver's executemany reads back, and is stored, exactly as the same
 row written through SQLAlchemy; with `replace_on`, a row whose key exists replaces the
-stored values."""
+stored values, but for the columns kept."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ json_values = st.recursive(
     max_leaves=8,
 )
 NOW = datetime(2026, 11, 23, 7, 30, 1, 123456, tzinfo=UTC)
+LATER = NOW + timedelta(hours=1)
 
 
 def _golden(golden_id: str, data: Any, at: datetime) -> dict[str, Any]:
@@ -82,8 +83,12 @@ def test_a_bulk_row_reads_back_as_a_row_written_through_sqlalchemy(
         assert stored[0] == stored[1]
 
 
-def test_replace_on_replaces_the_other_columns_of_an_existing_key(engine: Engine) -> None:
-    def link(source_id: str, golden_id: str, score: float | None) -> dict[str, Any]:
+def test_replace_on_replaces_the_other_columns_of_an_existing_key_but_those_kept(
+    engine: Engine,
+) -> None:
+    def link(
+        source_id: str, golden_id: str, score: float | None, at: datetime = NOW
+    ) -> dict[str, Any]:
         return {
             "system": "crm",
             "source_id": source_id,
@@ -93,7 +98,7 @@ def test_replace_on_replaces_the_other_columns_of_an_existing_key(engine: Engine
             "evidence": {"linked_to": ["erp", "7"]} if score else {},
             "previous_golden_id": None,
             "decided_by": "test",
-            "decided_at": NOW,
+            "decided_at": at,
         }
 
     with writing(engine) as conn:
@@ -102,8 +107,9 @@ def test_replace_on_replaces_the_other_columns_of_an_existing_key(engine: Engine
         insert_rows(
             conn,
             crosswalk,
-            [link("2", "C0000002", 0.97), link("3", "C0000002", None)],
+            [link("2", "C0000002", 0.97, LATER), link("3", "C0000002", None, LATER)],
             replace_on=["system", "source_id"],
+            keep=["decided_at"],
         )
     with engine.connect() as conn:
         rows = conn.execute(
@@ -112,12 +118,13 @@ def test_replace_on_replaces_the_other_columns_of_an_existing_key(engine: Engine
                 crosswalk.c.golden_id,
                 crosswalk.c.score,
                 crosswalk.c.evidence,
+                crosswalk.c.decided_at,
             ).order_by(crosswalk.c.source_id)
         ).all()
     assert [tuple(r) for r in rows] == [
-        ("1", "C0000001", 0.9, {"linked_to": ["erp", "7"]}),
-        ("2", "C0000002", 0.97, {"linked_to": ["erp", "7"]}),
-        ("3", "C0000002", None, {}),
+        ("1", "C0000001", 0.9, {"linked_to": ["erp", "7"]}, NOW),
+        ("2", "C0000002", 0.97, {"linked_to": ["erp", "7"]}, NOW),  # replaced, but kept
+        ("3", "C0000002", None, {}, LATER),
     ]
 
 

@@ -86,9 +86,11 @@ def insert_rows(
     rows: Sequence[Mapping[str, Any]],
     *,
     replace_on: Sequence[str] | None = None,
+    keep: Sequence[str] = (),
 ) -> None:
     """Insert `rows` (dicts with the same keys); with `replace_on` (key columns), a row
-    whose key exists replaces the stored values of its other columns. On SQLite the rows
+    whose key exists replaces the stored values of its other columns, except those in
+    `keep`. On SQLite the rows
     go straight to the driver's `executemany`, each value converted by its column's type
     as SQLAlchemy would (JSON, UTC datetimes), one column at a time: SQLAlchemy's per-row
     parameter handling costs several times the insert itself, and a resolve writes
@@ -99,7 +101,7 @@ def insert_rows(
         if replace_on is None:
             conn.execute(table.insert(), list(rows))
         else:
-            upsert(conn, table, [dict(r) for r in rows], list(replace_on))
+            upsert(conn, table, [dict(r) for r in rows], list(replace_on), tuple(keep))
         return
     names = list(rows[0])
     values = []
@@ -111,7 +113,7 @@ def insert_rows(
     sql = _insert_sql(table, names)
     if replace_on is not None:
         keys = [table.c[key].name for key in replace_on]
-        others = [name for name in names if name not in keys]
+        others = [name for name in names if name not in keys and name not in keep]
         sql += f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET " + ", ".join(
             f"{name} = excluded.{name}" for name in others
         )

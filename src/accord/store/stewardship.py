@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, tuple_, update
 
-from accord.store.dialect import one_of, upsert
+from accord.store.dialect import insert_rows, one_of, upsert
 from accord.store.tables import match_decision, match_model, match_review
 
 Key = tuple[str, str]  # (system, source id)
@@ -104,7 +104,7 @@ def sync_reviews(conn: Connection, items: Sequence[dict[str, Any]], at: datetime
     ]
     for start in range(0, len(rows), WRITE_BATCH):
         batch = rows[start : start + WRITE_BATCH]
-        upsert(conn, match_review, batch, PAIR_COLUMNS, keep=("first_seen_at",))
+        insert_rows(conn, match_review, batch, replace_on=PAIR_COLUMNS, keep=("first_seen_at",))
     new = sum(1 for pair in wanted if pair not in existing)
     gone = [
         review_id
