@@ -16,6 +16,7 @@ import platform
 import resource
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,38 @@ def machine() -> dict[str, Any]:
     }
 
 
+class StageMemory:
+    """The process's peak resident memory in each stage of a resolve, sampled four
+    times a second on a thread of its own (`stage` is the resolve's progress callback)."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[str, int] = {}
+        self.current = "before"
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def stage(self, name: str) -> None:
+        self.current = name
+
+    def stop(self) -> None:
+        self.running = False
+        self.thread.join()
+
+    def _sample(self) -> None:
+        while self.running:
+            mib = _rss_mib()
+            self.peaks[self.current] = max(self.peaks.get(self.current, 0), mib)
+            time.sleep(0.25)
+
+
+def _rss_mib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
 def run(customers: int, seed: int, postgres_url: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "project"
@@ -92,10 +125,13 @@ def run(customers: int, seed: int, postgres_url: str | None) -> dict[str, Any]:
                 "seconds": round(report.seconds, 3),
                 "records_per_second": round(report.read / report.seconds),
             }
-        resolved = resolve(engine, workspace.project, actor="bench")
+        memory = StageMemory()
+        resolved = resolve(engine, workspace.project, actor="bench", progress=memory.stage)
+        memory.stage("rerun")
         again_started = time.perf_counter()
         rerun = resolve(engine, workspace.project, actor="bench")
         rerun_seconds = time.perf_counter() - again_started
+        memory.stop()
         scores = score(resolved.assignment, data)
         engine.dispose()
 
@@ -121,6 +157,8 @@ def run(customers: int, seed: int, postgres_url: str | None) -> dict[str, Any]:
             "seconds_by_stage": {k: round(v, 3) for k, v in resolved.seconds.items()},
             "seconds": round(sum(resolved.seconds.values()), 2),
             "rerun_seconds_nothing_changed": round(rerun_seconds, 2),
+            "rerun_seconds_by_stage": {k: round(v, 3) for k, v in rerun.seconds.items()},
+            "peak_rss_mib_by_stage": memory.peaks,
             "rerun_writes": rerun.created + rerun.updated + rerun.merged + rerun.retired,
         },
         "quality": {

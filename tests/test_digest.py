@@ -60,10 +60,27 @@ def test_canonical_json_is_the_standard_librarys(value: Any) -> None:
     assert digest(value) == expected_digest
 
 
+# floats of every size, as orjson's and the standard library's formats part at 1e-4
+# and 1e16: mantissa times a power of ten
+floats_of_any_size = st.builds(
+    lambda mantissa, power: mantissa * 10.0**power,
+    st.floats(min_value=-10, max_value=10, allow_nan=False),
+    st.integers(min_value=-320, max_value=300),
+)
+
+
+@settings(max_examples=2000)
+@given(st.lists(floats_of_any_size | st.floats(), min_size=1, max_size=3))
+def test_floats_of_any_size_hash_as_the_standard_library_writes_them(value: list[float]) -> None:
+    assert canonical_json(value) == standard(value)
+    assert canonical_json({"p": value[0]}) == standard({"p": value[0]})
+
+
 @pytest.mark.parametrize(
     "value",
     [
         {"probability": 1e-07, "weight": 1e16, "m": 0.1},
+        [1e-05, -5.5e-05, 0.0001, 0.00012, 1e15, 1e16, 123456789012345678.0, 5e-324],
         {"at": float("nan"), "worst": float("-inf")},
         {"big": 2**64, "small": -(2**63) - 1},
         {10: "a", 9: "b"},  # sorted as numbers by the standard library

@@ -161,3 +161,14 @@ def test_json_columns_refuse_what_the_standard_library_refuses(value: Any) -> No
         json.dumps(value)
     with pytest.raises(TypeError):
         json_text(value)
+
+
+def test_a_write_transaction_can_have_a_larger_page_cache_for_its_length(
+    sqlite_engine: Engine,
+) -> None:
+    with writing(sqlite_engine, cache_mib=64) as conn:
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -64 * 1024
+        insert_rows(conn, golden_record, [_golden("C0000001", 1, NOW)])
+    with sqlite_engine.connect() as conn:  # back to the default, and committed
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -2000
+        assert _read(sqlite_engine, "C0000001")["data"] == {"value": 1}

@@ -21,6 +21,7 @@ from accord.match.index import (
     SMALL,
     IndexKeys,
     IndexPlan,
+    _distinct_rows,
     _few_keys,
     _keys,
     entry_digest,
@@ -265,3 +266,21 @@ def test_entry_digest_changes_with_the_settings_and_the_features() -> None:
     assert entry_digest(PLAN, features) not in digests
     assert len(digests) == len(changed)
     assert IndexPlan.of(CONFIG.model_copy()).settings == PLAN.settings  # same settings, same
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=40))
+def test_distinct_combinations_are_found_with_folded_codes_and_without(
+    rows: list[tuple[int, int]],
+) -> None:
+    # codes too large to fold into one integer take numpy's row comparison instead
+    small = [np.array([r[i] for r in rows], dtype=np.int64) for i in range(2)]
+    large = [small[0] * 2**40, small[1] * 2**40]
+    for codes in (small, large):
+        first, inverse = _distinct_rows(codes)
+        combinations = [tuple(int(c[i]) for c in codes) for i in range(len(rows))]
+        assert len(first) == len(set(combinations))
+        for row, combination in enumerate(combinations):
+            held = first[inverse[row]]
+            assert combinations[held] == combination
+            assert held == combinations.index(combination)  # the first row holding it

@@ -38,6 +38,7 @@ from accord.store.types import utcnow
 
 Progress = Callable[[str], None]  # called with the name of each stage as it starts
 WRITE_BATCH = 1000
+WRITE_CACHE_MIB = 256  # SQLite's page cache while a resolve writes (see store.engine.writing)
 Key = tuple[str, str]  # (system, source id)
 # per record, the link that put it in its customer: rule, partner, match probability
 Evidence = dict[Key, tuple[str, Key | None, float | None]]
@@ -104,7 +105,7 @@ def resolve(
         keys = [[(members[i].system, members[i].source_id) for i in group] for group in groups]
         matched.links = []  # let them go: the clusters are all that is needed now
 
-        with writing(engine) as conn:
+        with writing(engine, cache_mib=WRITE_CACHE_MIB) as conn:
             versions.apply(conn, project, actor)
             clock.start("index")
             if matched.index is not None:

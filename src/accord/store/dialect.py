@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, any_, bindparam, false, or_
@@ -109,7 +110,13 @@ def insert_rows(
         column = [row[name] for row in rows]
         kind = table.c[name].type.dialect_impl(conn.dialect)
         process = kind.bind_processor(conn.dialect)
-        values.append([process(v) for v in column] if process is not None else column)
+        if process is None:
+            values.append(column)
+        elif isinstance(column[0], datetime):  # mostly one time for all rows: convert it once
+            converted = {value: process(value) for value in set(column)}
+            values.append([converted[value] for value in column])
+        else:
+            values.append([process(value) for value in column])
     sql = _insert_sql(table, names)
     if replace_on is not None:
         keys = [table.c[key].name for key in replace_on]
