@@ -211,11 +211,14 @@ def _match(
         }
     entries = None
     if plan is not None:
-        entries = [
-            ((m.system, m.source_id), m.canonical_record_id, r.features | kind_of(r))
-            for m, r in zip(members, match_records, strict=True)
-        ]
-    return _Matched(links, review, (plan, entries) if plan and entries is not None else None, model)
+        entries = (
+            plan,
+            [
+                ((m.system, m.source_id), m.canonical_record_id, r.features | kind_of(r))
+                for m, r in zip(members, match_records, strict=True)
+            ],
+        )
+    return _Matched(links, review, entries, model)
 
 
 @dataclass
