@@ -135,6 +135,9 @@ def _insert_sql(table: Table, names: Sequence[str]) -> str:
     )
 
 
+_COPY_FROM = 100  # rows: fewer (incremental matching's) are inserted with VALUES
+
+
 def insert_many(
     conn: Connection,
     table: Table,
@@ -147,11 +150,21 @@ def insert_many(
     (key columns, counter column), a row whose key exists adds its counter to the stored
     one. On SQLite the rows go straight to the driver's `executemany`: SQLAlchemy's
     per-row parameter handling costs several times the insert itself, and a resolve
-    writes millions of index rows. On PostgreSQL through SQLAlchemy, which sends them as
-    multi-row VALUES."""
+    writes millions of index rows. On PostgreSQL, plain inserts of many rows go through
+    COPY, the rest through SQLAlchemy (multi-row VALUES)."""
     if not rows:
         return
     names = [table.c[name].name for name in columns]  # our own tables' columns only
+    if conn.dialect.name == "postgresql" and add_on_conflict is None and len(rows) >= _COPY_FROM:
+        # COPY, in the connection's transaction: many times faster than multi-row VALUES
+        driver: Any = conn.connection.driver_connection
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        return
     if conn.dialect.name != "sqlite":
         dicts = [dict(zip(names, row, strict=True)) for row in rows]
         if add_on_conflict is None:
