@@ -236,6 +236,21 @@ def test_counts_never_go_negative_and_rows_reaching_zero_are_deleted(engine: Eng
     assert rows == []
 
 
+def test_many_counts_at_once_add_up_as_a_few_do(engine: Engine) -> None:
+    # many rows go another way (COPY through a temporary table on PostgreSQL), more than
+    # once in one transaction, and the same way when the transaction is a new one
+    many = range(1, 1_001)
+    with writing(engine) as conn:
+        store.change_counts(conn, dict.fromkeys(many, 2))
+        store.change_counts(conn, [(k, -1) for k in many if k % 2] + [(5_000, 7)])
+        store.change_counts(conn, {2: 1})
+    with writing(engine) as conn:
+        store.change_counts(conn, [(k, -1) for k in many if k % 3 == 0])
+        found = store.counts(conn, [*many, 5_000])
+    expected = {k: 2 - (k % 2) + (k == 2) - (k % 3 == 0) for k in many}
+    assert found == {k: n for k, n in expected.items() if n > 0} | {5_000: 7}
+
+
 def test_sharing_members_of_and_entries_for_read_what_was_written(engine: Engine) -> None:
     _sync(engine, [(A, 1, ANNA), (B, 2, ANNE), (C, 3, BOB)], complete=True)
     with writing(engine) as conn:

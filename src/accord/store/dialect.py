@@ -138,6 +138,40 @@ def _insert_sql(table: Table, names: Sequence[str]) -> str:
 _COPY_FROM = 100  # rows: fewer (incremental matching's) are inserted with VALUES
 
 
+def _copy(
+    conn: Connection,
+    table: Table,
+    names: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    add_on_conflict: tuple[Sequence[str], str] | None,
+) -> None:
+    """`insert_many` on PostgreSQL through COPY, in the connection's transaction: many
+    times faster than multi-row VALUES. Rows that add on conflict are copied into a
+    temporary table first, then added with one INSERT ... SELECT."""
+    target = table.name if add_on_conflict is None else f"accord_incoming_{table.name}"
+    if add_on_conflict is not None:
+        conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {target} (LIKE {table.name}) ON COMMIT DROP"
+        )
+    driver: Any = conn.connection.driver_connection
+    with (
+        driver.cursor() as cursor,
+        cursor.copy(f"COPY {target} ({', '.join(names)}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
+    if add_on_conflict is not None:
+        keys = ", ".join(table.c[key].name for key in add_on_conflict[0])
+        counter = table.c[add_on_conflict[1]].name
+        conn.exec_driver_sql(
+            f"INSERT INTO {table.name} ({', '.join(names)}) "
+            f"SELECT {', '.join(names)} FROM {target} "
+            f"ON CONFLICT ({keys}) DO UPDATE SET "
+            f"{counter} = {table.name}.{counter} + excluded.{counter}"
+        )
+        conn.exec_driver_sql(f"TRUNCATE {target}")
+
+
 def insert_many(
     conn: Connection,
     table: Table,
@@ -150,20 +184,13 @@ def insert_many(
     (key columns, counter column), a row whose key exists adds its counter to the stored
     one. On SQLite the rows go straight to the driver's `executemany`: SQLAlchemy's
     per-row parameter handling costs several times the insert itself, and a resolve
-    writes millions of index rows. On PostgreSQL, plain inserts of many rows go through
-    COPY, the rest through SQLAlchemy (multi-row VALUES)."""
+    writes millions of index rows. On PostgreSQL, many rows go through COPY (`_copy`),
+    a few through SQLAlchemy (multi-row VALUES)."""
     if not rows:
         return
     names = [table.c[name].name for name in columns]  # our own tables' columns only
-    if conn.dialect.name == "postgresql" and add_on_conflict is None and len(rows) >= _COPY_FROM:
-        # COPY, in the connection's transaction: many times faster than multi-row VALUES
-        driver: Any = conn.connection.driver_connection
-        with (
-            driver.cursor() as cursor,
-            cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
+    if conn.dialect.name == "postgresql" and len(rows) >= _COPY_FROM:
+        _copy(conn, table, names, rows, add_on_conflict)
         return
     if conn.dialect.name != "sqlite":
         dicts = [dict(zip(names, row, strict=True)) for row in rows]
