@@ -5,13 +5,14 @@ unchanged data writes nothing."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import Connection
 
-from accord.match.index import IndexKeys, IndexPlan, KeyArray, entry_digest, index_keys
+from accord.match.index import SMALL, IndexKeys, IndexPlan, KeyArray, entry_digest, index_keys
 from accord.match.learned import record_columns
 from accord.store import match_index as store
 
@@ -66,10 +67,9 @@ def sync_index(
         known = stored_features or {}
         old = dict(known) | store.features_of(conn, [i for i in old_ids if i not in known])
         keys = index_keys(plan, record_columns([old[i] for i in old_ids]))
-        everyone = np.arange(len(old_ids), dtype=np.int64)
-        store.remove_keys(conn, _key_rows(keys, everyone, np.array(old_ids)))
-        found, fewer = keys.counts(everyone)
-        counted.append((found, -fewer))
+        stale, change_of_counts = _key_changes(keys, range(len(old_ids)), old_ids, -1)
+        store.remove_keys(conn, stale)
+        counted.append(change_of_counts)
     store.delete_entries(conn, [existing[key][0] for key in removed])
     store.update_entries(
         conn,
@@ -105,35 +105,52 @@ def sync_index(
             keys = planned
             order = {key: position for position, (key, _, _) in enumerate(records)}
             positions = [order[key] for key in fresh]
-        chosen = np.array(positions, dtype=np.int64)
-        entry_ids = np.array([existing[key][0] if key in existing else ids[key] for key in fresh])
-        store.add_keys(conn, _key_rows(keys, chosen, entry_ids))
-        counted.append(keys.counts(chosen))
+        entry_ids = [existing[key][0] if key in existing else ids[key] for key in fresh]
+        added, change_of_counts = _key_changes(keys, positions, entry_ids, 1)
+        store.add_keys(conn, added)
+        counted.append(change_of_counts)
     store.change_counts(conn, _summed(counted))
     change.added, change.rewritten = len(new), len(rewrite)
     change.moved, change.removed = len(moved), len(removed)
     return change
 
 
-def _key_rows(keys: IndexKeys, records: KeyArray, entry_ids: KeyArray) -> Iterator[tuple[int, int]]:
-    """(block key, entry id) rows of `records`, whose entries are `entry_ids` (in order),
-    made a batch at a time (a full resolve has millions)."""
-    block, owners = keys.block_pairs(records)
-    owned = entry_ids[owners]
-    for start in range(0, len(block), _BATCH):
+def _key_changes(
+    keys: IndexKeys, records: Sequence[int], entry_ids: Sequence[int], sign: int
+) -> tuple[Iterator[tuple[int, int]], tuple[KeyArray, KeyArray]]:
+    """For `records`, whose entries are `entry_ids` (in order): their (block key, entry
+    id) rows, made a batch at a time (a full resolve has millions), and how they change
+    each key's count (`sign`: +1 for entries added, -1 for entries removed). Incremental
+    matching's one record takes a plain loop: numpy's calls cost more than they save on
+    a few keys."""
+    if len(records) <= SMALL:
+        rows = [(k, e) for r, e in zip(records, entry_ids, strict=True) for k in keys.block_keys(r)]
+        changes = Counter(k for r in records for k in keys.counted_keys(r))
+        found = np.fromiter(changes.keys(), dtype=np.int64, count=len(changes))
+        counts = np.fromiter(changes.values(), dtype=np.int64, count=len(changes))
+        return iter(rows), (found, sign * counts)
+    chosen = np.asarray(records, dtype=np.int64)
+    block, owners = keys.block_pairs(chosen)
+    found, counts = keys.counts(chosen)
+    return _pairs(block, np.asarray(entry_ids, dtype=np.int64)[owners]), (found, sign * counts)
+
+
+def _pairs(first: KeyArray, second: KeyArray) -> Iterator[tuple[int, int]]:
+    for start in range(0, len(first), _BATCH):
         end = start + _BATCH
-        yield from zip(block[start:end].tolist(), owned[start:end].tolist(), strict=True)
+        yield from zip(first[start:end].tolist(), second[start:end].tolist(), strict=True)
 
 
 def _summed(counted: list[tuple[KeyArray, KeyArray]]) -> Iterator[tuple[int, int]]:
     """(key, change) for every key, the changes of each key added up."""
     if not counted:
         return
+    if len(counted) == 1:  # each part's keys are distinct already
+        yield from _pairs(*counted[0])
+        return
     keys = np.concatenate([k for k, _ in counted])
     changes = np.concatenate([c for _, c in counted])
     distinct, inverse = np.unique(keys, return_inverse=True)
     total = np.zeros(len(distinct), dtype=np.int64)
     np.add.at(total, inverse.reshape(-1), changes)
-    for start in range(0, len(distinct), _BATCH):
-        end = start + _BATCH
-        yield from zip(distinct[start:end].tolist(), total[start:end].tolist(), strict=True)
+    yield from _pairs(distinct, total)
