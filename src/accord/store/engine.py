@@ -55,8 +55,9 @@ _ORJSON_OPTIONS = (
 
 
 def json_text(value: Any) -> str:
-    """A JSON column's value as text, as the standard library writes it, but through
-    orjson where that gives the same document: several times faster on the large
+    """A JSON column's value as text: the document the standard library would write
+    (the same values; only the spacing differs), through orjson where that gives it:
+    several times faster on the large
     documents a resolve writes (golden records and their lineage). The standard library
     takes over for what orjson declines (integers beyond 64 bits) and wherever orjson
     wrote a null, since orjson also writes NaN and infinities as null, which the standard
