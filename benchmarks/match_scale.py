@@ -33,7 +33,7 @@ from accord.intake.mapping import MappedRecord, RecordMapper
 from accord.intake.readers import SourceFile
 from accord.match.columns import Columns
 from accord.match.evaluate import bcubed_scores, pairwise_scores
-from accord.match.features import FEATURES, features_of
+from accord.match.features import FEATURES, company_key, features_of
 from accord.match.learned import LearnedEngine
 from pipeline import machine
 
@@ -188,8 +188,9 @@ def read_features(
             else:
                 referencing.pop(key, None)
     for key, name in referenced_employers(referencing.items()).items():
-        value = features_of({}, employer=name)["employer"]
-        table["employer"][latest[key]] = interned["employer"].setdefault(value, value)
+        value = company_key(name)  # as features_of keys an employer
+        if value:
+            table["employer"][latest[key]] = interned["employer"].setdefault(value, value)
     return keys, systems, table
 
 

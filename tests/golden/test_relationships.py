@@ -99,13 +99,17 @@ def test_an_employer_name_states_a_contact_of_the_one_organization_of_that_name(
     assert (found.ambiguous_employers, found.unknown_employers) == (0, 0)
 
 
+# two service-desk people and two CRM organizations, each a customer of its own
+TWO_PEOPLE_TWO_ORGANIZATIONS = {
+    ("service", "S1"): "G1",
+    ("service", "S2"): "G2",
+    ("crm", "A1"): "G3",
+    ("crm", "A2"): "G4",
+}
+
+
 def test_an_employer_name_that_fits_several_organizations_or_none_is_not_guessed() -> None:
-    golden_of = {
-        ("service", "S1"): "G1",
-        ("service", "S2"): "G2",
-        ("crm", "A1"): "G3",
-        ("crm", "A2"): "G4",
-    }
+    golden_of = TWO_PEOPLE_TWO_ORGANIZATIONS
     found = relationships(
         [
             (("service", "S1"), _person(employer="Acme")),
@@ -120,12 +124,7 @@ def test_an_employer_name_that_fits_several_organizations_or_none_is_not_guessed
 
 
 def test_a_short_name_that_begins_several_organizations_names_is_ambiguous() -> None:
-    golden_of = {
-        ("service", "S1"): "G1",
-        ("service", "S2"): "G2",
-        ("crm", "A1"): "G3",
-        ("crm", "A2"): "G4",
-    }
+    golden_of = TWO_PEOPLE_TWO_ORGANIZATIONS
     records = [
         (("service", "S1"), _person(employer="Provenceservice")),
         (("service", "S2"), _person(employer="provenceservice immobilier")),

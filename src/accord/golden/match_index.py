@@ -5,14 +5,13 @@ unchanged data writes nothing."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import Connection
 
-from accord.match.index import SMALL, IndexKeys, IndexPlan, KeyArray, entry_digest, index_keys
+from accord.match.index import IndexKeys, IndexPlan, KeyArray, entry_digest, index_keys
 from accord.match.learned import record_columns
 from accord.store import match_index as store
 
@@ -120,15 +119,7 @@ def _key_changes(
 ) -> tuple[Iterator[tuple[int, int]], tuple[KeyArray, KeyArray]]:
     """For `records`, whose entries are `entry_ids` (in order): their (block key, entry
     id) rows, made a batch at a time (a full resolve has millions), and how they change
-    each key's count (`sign`: +1 for entries added, -1 for entries removed). Incremental
-    matching's one record takes a plain loop: numpy's calls cost more than they save on
-    a few keys."""
-    if len(records) <= SMALL:
-        rows = [(k, e) for r, e in zip(records, entry_ids, strict=True) for k in keys.block_keys(r)]
-        changes = Counter(k for r in records for k in keys.counted_keys(r))
-        found = np.fromiter(changes.keys(), dtype=np.int64, count=len(changes))
-        counts = np.fromiter(changes.values(), dtype=np.int64, count=len(changes))
-        return iter(rows), (found, sign * counts)
+    each key's count (`sign`: +1 for entries added, -1 for entries removed)."""
     chosen = np.asarray(records, dtype=np.int64)
     block, owners = keys.block_pairs(chosen)
     found, counts = keys.counts(chosen)

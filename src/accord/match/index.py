@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -159,6 +160,14 @@ class IndexKeys:
         """The block keys of many records at once, as (keys, owners): `owners[i]` is the
         position in `records` of the record holding `keys[i]`. A rule listed twice gives
         one key; the pairs come sorted by key."""
+        if len(records) <= SMALL:  # incremental matching's: numpy's calls cost more
+            pairs = sorted(
+                {(k, n) for n, r in enumerate(records.tolist()) for k in self.block_keys(r)}
+            )
+            return (
+                np.array([k for k, _ in pairs], dtype=np.int64),
+                np.array([n for _, n in pairs], dtype=np.int64),
+            )
         keys = [k[records][p[records]] for k, p in self.blocks]
         owners = [np.flatnonzero(p[records]) for _, p in self.blocks]
         if not keys:
@@ -173,6 +182,10 @@ class IndexKeys:
     def counts(self, records: KeyArray) -> tuple[KeyArray, KeyArray]:
         """How many of `records` each key's count includes, as (keys, counts): what
         `counted_keys` gives record by record, for many at once."""
+        if len(records) <= SMALL:
+            counted = Counter(k for r in records.tolist() for k in self.counted_keys(r))
+            found = np.array(sorted(counted), dtype=np.int64)
+            return found, np.array([counted[k] for k in found.tolist()], dtype=np.int64)
         parts = [self.block_pairs(records)[0]]
         for (keys, present), total in zip(self.terms, self.totals, strict=True):
             holding = present[records]

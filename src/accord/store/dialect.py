@@ -91,11 +91,11 @@ def insert_rows(
 ) -> None:
     """Insert `rows` (dicts with the same keys); with `replace_on` (key columns), a row
     whose key exists replaces the stored values of its other columns, except those in
-    `keep`. On SQLite the rows
-    go straight to the driver's `executemany`, each value converted by its column's type
-    as SQLAlchemy would (JSON, UTC datetimes), one column at a time: SQLAlchemy's per-row
-    parameter handling costs several times the insert itself, and a resolve writes
-    millions of rows. On PostgreSQL through SQLAlchemy, which sends multi-row VALUES."""
+    `keep`. On SQLite the rows go straight to the driver's `executemany`, each value
+    converted by its column's type as SQLAlchemy would (JSON, UTC datetimes), one column
+    at a time: SQLAlchemy's per-row parameter handling costs several times the insert
+    itself, and a resolve writes millions of rows. On PostgreSQL through SQLAlchemy,
+    which sends multi-row VALUES."""
     if not rows:
         return
     if conn.dialect.name != "sqlite":
@@ -161,15 +161,20 @@ def _copy(
         for row in rows:
             copy.write_row(row)
     if add_on_conflict is not None:
-        keys = ", ".join(table.c[key].name for key in add_on_conflict[0])
-        counter = table.c[add_on_conflict[1]].name
         conn.exec_driver_sql(
             f"INSERT INTO {table.name} ({', '.join(names)}) "
-            f"SELECT {', '.join(names)} FROM {target} "
-            f"ON CONFLICT ({keys}) DO UPDATE SET "
-            f"{counter} = {table.name}.{counter} + excluded.{counter}"
+            f"SELECT {', '.join(names)} FROM {target} " + _adding(table, *add_on_conflict)
         )
         conn.exec_driver_sql(f"TRUNCATE {target}")
+
+
+def _adding(table: Table, keys: Sequence[str], counter: str) -> str:
+    """The ON CONFLICT clause that adds a row's `counter` to the stored one."""
+    counter = table.c[counter].name
+    return (
+        f"ON CONFLICT ({', '.join(table.c[key].name for key in keys)}) DO UPDATE SET "
+        f"{counter} = {table.name}.{counter} + excluded.{counter}"
+    )
 
 
 def insert_many(
@@ -201,11 +206,5 @@ def insert_many(
         return
     sql = _insert_sql(table, names)
     if add_on_conflict is not None:
-        keys, counter = add_on_conflict
-        counter = table.c[counter].name
-        keys = [table.c[key].name for key in keys]
-        sql += (
-            f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
-            f"{counter} = {table.name}.{counter} + excluded.{counter}"
-        )
+        sql += " " + _adding(table, *add_on_conflict)
     conn.exec_driver_sql(sql, list(rows))
