@@ -1,5 +1,5 @@
 """Bulk writes (`store.dialect.insert_rows`) and JSON columns' text
-(`store.engine.json_text`), the same on SQLite and PostgreSQL: a row
+(`store.engine.json_text`, read back by `json_value`), the same on SQLite and PostgreSQL: a row
 written through the driver's executemany reads back, and is stored, exactly as the same
 row written through SQLAlchemy; with `replace_on`, a row whose key exists replaces the
 stored values, but for the columns kept."""
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select, text
 
 from accord.store.dialect import insert_rows
-from accord.store.engine import json_text, writing
+from accord.store.engine import JSONText, json_text, json_value, writing
 from accord.store.tables import crosswalk, golden_record
 
 # Text as intake lets it through: no NUL (PostgreSQL cannot hold it; intake quarantines
@@ -81,6 +81,24 @@ def test_a_bulk_row_reads_back_as_a_row_written_through_sqlalchemy(
                 text("SELECT created_at, data, lineage FROM golden_record ORDER BY golden_id")
             ).all()
         assert stored[0] == stored[1]
+
+
+@pytest.mark.parametrize(
+    "data", [{"a": [1, 2.5, None, "é"], "b": {"c": True}}, [1e-07, 2**70, "\u2028"], "text"]
+)
+def test_a_document_written_as_text_already_is_stored_as_that_document(
+    engine: Engine, data: Any
+) -> None:
+    """`JSONText`: held as text (the explanations of a resolve's review pairs), stored as
+    the same document as the value it was written from, through either path."""
+    with writing(engine) as conn:
+        conn.execute(delete(golden_record))
+        insert_rows(conn, golden_record, [_golden("C0000001", data, NOW)])
+        as_text = _golden("C0000002", data, NOW) | {"data": JSONText.of({"value": data})}
+        insert_rows(conn, golden_record, [as_text])
+        conn.execute(golden_record.insert(), [as_text | {"golden_id": "C0000003"}])
+    for golden_id in ("C0000001", "C0000002", "C0000003"):
+        assert _read(engine, golden_id)["data"] == {"value": data}
 
 
 def test_replace_on_replaces_the_other_columns_of_an_existing_key_but_those_kept(
@@ -153,6 +171,56 @@ def test_json_columns_hold_what_the_standard_library_would(value: Any) -> None:
     library's text of the same value, NaN, infinities and huge integers included."""
     ours, theirs = json.loads(json_text(value)), json.loads(json.dumps(value))
     assert json.dumps(ours, sort_keys=True) == json.dumps(theirs, sort_keys=True)
+
+
+def _typed(value: Any) -> Any:
+    """`value` with each number's type beside it, NaN made comparable."""
+    if isinstance(value, dict):
+        return {repr(k): _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    return (type(value).__name__, repr(value))
+
+
+# floats of every size and precision: mantissa times a power of ten
+floats_of_any_size = st.builds(
+    lambda mantissa, power: mantissa * 10.0**power,
+    st.floats(min_value=-10, max_value=10, allow_nan=False),
+    st.integers(min_value=-320, max_value=300),
+)
+
+
+@settings(max_examples=1000)
+@given(any_json | st.lists(floats_of_any_size | st.integers(), max_size=4))
+def test_json_columns_read_back_as_the_standard_library_reads_them(value: Any) -> None:
+    """`json_value` (orjson where it reads the same values) gives what `json.loads` gives,
+    type for type: floats of every size, integers beyond 64 bits, NaN, infinities."""
+    for document in (json.dumps(value), json_text(value), json.dumps(value, indent=1)):
+        assert _typed(json_value(document)) == _typed(json.loads(document))
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        '{"id": 12345678901234567890123}',  # beyond 64 bits: orjson would make it a float
+        "[-9223372036854775809, 18446744073709551616]",
+        '{"amount": NaN, "limit": Infinity, "floor": -Infinity}',
+        '["\\ud800 is a lone surrogate"]',
+        '{"a": 1, "a": 2}',
+        "[1e400, 1.0, -0.0, 5e-324, 1.7976931348623157e308]",
+        '{"code": "12345678901234567890"}',  # long digits in text: read by either, the same
+    ],
+)
+def test_documents_orjson_reads_otherwise_read_as_the_standard_library_reads_them(
+    document: str,
+) -> None:
+    assert _typed(json_value(document)) == _typed(json.loads(document))
+
+
+@pytest.mark.parametrize("document", ["", "{", "[1,]", "nul", '{"a": 1} x'])
+def test_a_broken_document_is_refused_as_the_standard_library_refuses_it(document: str) -> None:
+    with pytest.raises(json.JSONDecodeError):
+        json_value(document)
 
 
 @pytest.mark.parametrize("value", [datetime(2026, 1, 1, tzinfo=UTC), {"tags": {"a"}}, object()])

@@ -6,7 +6,7 @@ unchanged data writes nothing."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import Connection
@@ -41,77 +41,114 @@ def sync_index(
     features) current. With `complete`, `records` are all the records there are, and
     entries of any other record are removed. `existing` are the records' entries (id,
     digest, canonical record id), `stored_features` their features by entry id, and
-    `planned` the keys of `records` (in their order), when the caller has them already."""
-    change = IndexChange()
-    wanted = {
-        key: (canonical, features, entry_digest(plan, features))
-        for key, canonical, features in records
-    }
-    if existing is None:
-        existing = store.digests(conn, None if complete else list(wanted))
-    new = [key for key in wanted if key not in existing]
-    rewrite = [key for key in wanted if key in existing and existing[key][1] != wanted[key][2]]
-    moved = [
-        key
-        for key in wanted
-        if key in existing
-        and existing[key][1] == wanted[key][2]
-        and existing[key][2] != wanted[key][0]
-    ]
-    removed = [key for key in existing if key not in wanted] if complete else []
-    counted: list[tuple[KeyArray, KeyArray]] = []  # (keys, how many entries more or fewer)
+    `planned` the keys of `records` (in their order), when the caller has them already.
 
-    old_ids = [existing[key][0] for key in [*rewrite, *removed]]
-    if old_ids:
-        known = stored_features or {}
-        old = dict(known) | store.features_of(conn, [i for i in old_ids if i not in known])
-        keys = index_keys(plan, record_columns([old[i] for i in old_ids]))
+    Records are taken `_PART` at a time, so that what a full resolve works out for its
+    million entries (digests, columns, keys) is never all in memory at once; the changes
+    of the keys' counts are added up across parts and written last."""
+    if existing is None:
+        existing = store.digests(conn, None if complete else [key for key, _, _ in records])
+    order = None
+    if planned is not None:
+        order = {key: position for position, (key, _, _) in enumerate(records)}
+    sync = _Sync(conn, plan, existing, stored_features or {}, planned, order)
+    if complete:
+        wanted = {key for key, _, _ in records}
+        removed = [key for key in existing if key not in wanted]
+        del wanted
+        sync.remove([existing[key][0] for key in removed])
+        store.delete_entries(conn, [existing[key][0] for key in removed])
+        sync.change.removed = len(removed)
+    for start in range(0, len(records), _PART):
+        sync.part(records[start : start + _PART])
+    store.change_counts(conn, _summed(sync.counted))
+    return sync.change
+
+
+_PART = 100_000  # records whose entries are worked out at a time
+
+
+@dataclass
+class _Sync:
+    conn: Connection
+    plan: IndexPlan
+    existing: dict[Key, tuple[int, str, int]]
+    stored_features: Mapping[int, dict[str, str]]
+    planned: IndexKeys | None
+    order: dict[Key, int] | None  # position of each record among those `planned`
+    change: IndexChange = field(default_factory=IndexChange)
+    # (keys, how many entries more or fewer), to be added up
+    counted: list[tuple[KeyArray, KeyArray]] = field(default_factory=list)
+
+    def part(self, records: Sequence[tuple[Key, int, dict[str, str]]]) -> None:
+        """Make the entries of these records current, and their keys."""
+        conn, existing = self.conn, self.existing
+        wanted = {
+            key: (canonical, features, entry_digest(self.plan, features))
+            for key, canonical, features in records
+        }
+        new = [key for key in wanted if key not in existing]
+        rewrite = [key for key in wanted if key in existing and existing[key][1] != wanted[key][2]]
+        moved = [
+            key
+            for key in wanted
+            if key in existing
+            and existing[key][1] == wanted[key][2]
+            and existing[key][2] != wanted[key][0]
+        ]
+        self.remove([existing[key][0] for key in rewrite])
+        store.update_entries(
+            conn,
+            [
+                {
+                    "id": existing[key][0],
+                    "canonical_record_id": wanted[key][0],
+                    "features": wanted[key][1],
+                    "digest": wanted[key][2],
+                }
+                for key in [*rewrite, *moved]
+            ],
+        )
+        ids = store.insert_entries(
+            conn,
+            (
+                {
+                    "system": key[0],
+                    "source_id": key[1],
+                    "canonical_record_id": wanted[key][0],
+                    "features": wanted[key][1],
+                    "digest": wanted[key][2],
+                }
+                for key in new
+            ),
+        )
+        fresh = [*rewrite, *new]
+        if fresh:
+            if self.planned is None or self.order is None:
+                keys = index_keys(self.plan, record_columns([wanted[key][1] for key in fresh]))
+                positions = list(range(len(fresh)))
+            else:
+                keys, order = self.planned, self.order
+                positions = [order[key] for key in fresh]
+            entry_ids = [existing[key][0] if key in existing else ids[key] for key in fresh]
+            added, change_of_counts = _key_changes(keys, positions, entry_ids, 1)
+            store.add_keys(conn, added)
+            self.counted.append(change_of_counts)
+        self.change.added += len(new)
+        self.change.rewritten += len(rewrite)
+        self.change.moved += len(moved)
+
+    def remove(self, old_ids: list[int]) -> None:
+        """Remove the keys of the entries `old_ids` (their features from
+        `stored_features`, or read from the store) and note how their counts change."""
+        if not old_ids:
+            return
+        known = self.stored_features
+        old = dict(known) | store.features_of(self.conn, [i for i in old_ids if i not in known])
+        keys = index_keys(self.plan, record_columns([old[i] for i in old_ids]))
         stale, change_of_counts = _key_changes(keys, range(len(old_ids)), old_ids, -1)
-        store.remove_keys(conn, stale)
-        counted.append(change_of_counts)
-    store.delete_entries(conn, [existing[key][0] for key in removed])
-    store.update_entries(
-        conn,
-        [
-            {
-                "id": existing[key][0],
-                "canonical_record_id": wanted[key][0],
-                "features": wanted[key][1],
-                "digest": wanted[key][2],
-            }
-            for key in [*rewrite, *moved]
-        ],
-    )
-    ids = store.insert_entries(
-        conn,
-        (
-            {
-                "system": key[0],
-                "source_id": key[1],
-                "canonical_record_id": wanted[key][0],
-                "features": wanted[key][1],
-                "digest": wanted[key][2],
-            }
-            for key in new
-        ),
-    )
-    fresh = [*rewrite, *new]
-    if fresh:
-        if planned is None:
-            keys = index_keys(plan, record_columns([wanted[key][1] for key in fresh]))
-            positions = list(range(len(fresh)))
-        else:
-            keys = planned
-            order = {key: position for position, (key, _, _) in enumerate(records)}
-            positions = [order[key] for key in fresh]
-        entry_ids = [existing[key][0] if key in existing else ids[key] for key in fresh]
-        added, change_of_counts = _key_changes(keys, positions, entry_ids, 1)
-        store.add_keys(conn, added)
-        counted.append(change_of_counts)
-    store.change_counts(conn, _summed(counted))
-    change.added, change.rewritten = len(new), len(rewrite)
-    change.moved, change.removed = len(moved), len(removed)
-    return change
+        store.remove_keys(self.conn, stale)
+        self.counted.append(change_of_counts)
 
 
 def _key_changes(

@@ -38,6 +38,8 @@ Key = tuple[str, str]  # (system, source id)
 # canonical reference field -> the relationship it states, from the record's customer to
 # the referenced record's customer
 REFERENCES: dict[str, str] = {"account_ref": "contact_of", "parent_ref": "subsidiary_of"}
+# the canonical fields relationships are worked out from
+STATING_FIELDS = ("kind", "organization_name", "employer", *REFERENCES)
 
 
 @dataclass
@@ -139,6 +141,18 @@ def _name_key(name: Any) -> str | None:
 
 def _evidence_order(evidence: Mapping[str, str]) -> tuple[str, str, str]:
     return evidence["system"], evidence["source_id"], evidence["field"]
+
+
+def stating(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What of a record's canonical data may state a relationship (`STATING_FIELDS`), or
+    None when it can state none: an organization's name, a person's employer, a
+    reference. `relationships` and `referenced_employers` read nothing else, so a full
+    resolve keeps this for each record instead of its data."""
+    view = {name: data[name] for name in STATING_FIELDS if data.get(name)}
+    named_organization = view.get("kind") == "organization" and "organization_name" in view
+    if named_organization or "employer" in view or any(ref in view for ref in REFERENCES):
+        return view
+    return None
 
 
 def referenced_employers(records: Iterable[tuple[Key, Mapping[str, Any]]]) -> dict[Key, str]:

@@ -21,25 +21,28 @@ from accord.config.loader import Project
 from accord.digest import digest
 from accord.golden.ids import assign_ids
 from accord.golden.match_index import sync_index
-from accord.golden.relationships import referenced_employers, sync_all
+from accord.golden.relationships import referenced_employers, stating, sync_all
 from accord.golden.survivorship import Member, Survivorship
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.match import Link, Matcher, MatchRecord, build_matcher
 from accord.match.clusters import clusters as connected
 from accord.match.decisions import Decision, apply_decisions
-from accord.match.features import features_of
+from accord.match.features import features_of, set_employer
 from accord.match.index import IndexPlan
 from accord.match.interface import OversizedBlock
 from accord.store import golden as golden_store
 from accord.store import records as record_store
 from accord.store import stewardship
-from accord.store.engine import writing
+from accord.store.engine import JSONText, json_value, writing
+from accord.store.records import CurrentDocument
 from accord.store.types import utcnow
 
 Progress = Callable[[str], None]  # called with the name of each stage as it starts
 WRITE_BATCH = 1000
 WRITE_CACHE_MIB = 256  # SQLite's page cache while a resolve writes (see store.engine.writing)
 Key = tuple[str, str]  # (system, source id)
+# match features whose values many records share (names, places, dates), held once each
+COMMON = frozenset({"given_name", "family_name", "city", "postcode", "country", "birth_date"})
 # per record, the link that put it in its customer: rule, partner, match probability
 Evidence = dict[Key, tuple[str, Key | None, float | None]]
 
@@ -75,34 +78,28 @@ def resolve(
     engine: Engine, project: Project, *, actor: str, progress: Progress | None = None
 ) -> ResolveReport:
     """Match every current record, cluster, and write golden records, crosswalk, match
-    index, relationships, reviews and audit in one transaction. Golden records are built
-    and written a batch of customers at a time, so their content is never all in memory."""
+    index, relationships, reviews and audit in one transaction.
+
+    What is held of each record is its match features, what it may state of
+    relationships, and its canonical data as JSON text, read again a batch of customers
+    at a time when golden records are built (and written), so neither the records' data
+    nor the golden records' content is ever all in memory."""
     report = ResolveReport()
     with _Stages(report, progress) as clock:
         clock.start("read")
         with engine.connect() as conn:
-            members = [
-                Member(
-                    r.system,
-                    r.source_id,
-                    r.source_record_id,
-                    r.canonical_record_id,
-                    r.mapping_version,
-                    r.data,
-                    r.received_at,
-                )
-                for r in record_store.current_records(conn, project.config.entity)
-            ]
+            read = _read(conn, project.config.entity)
             decided = stewardship.decisions(conn)
-        report.records = len(members)
+        stored = read.stored
+        report.records = len(stored)
 
         clock.start("match")
-        matched = _match(project, members, decided, report)
+        matched = _match(project, read, decided, report)
 
         clock.start("cluster")
-        groups = connected(len(members), ((link.left, link.right) for link in matched.links))
-        evidence = _evidence(matched.links, members)
-        keys = [[(members[i].system, members[i].source_id) for i in group] for group in groups]
+        groups = connected(len(stored), ((link.left, link.right) for link in matched.links))
+        evidence = _evidence(matched.links, stored)
+        keys = [[(stored[i].system, stored[i].source_id) for i in group] for group in groups]
         matched.links = []  # let them go: the clusters are all that is needed now
 
         with writing(engine, cache_mib=WRITE_CACHE_MIB) as conn:
@@ -119,7 +116,9 @@ def resolve(
                 actor=actor,
                 entity=project.config.entity,
                 keys=keys,
-                content=lambda i: golden_content(survivorship, [members[j] for j in groups[i]]),
+                content=lambda i: golden_content(
+                    survivorship, [_member(stored[j]) for j in groups[i]]
+                ),
                 evidence=evidence,
                 report=report,
                 scope=Scope.everything(conn),
@@ -127,12 +126,7 @@ def resolve(
             report.golden_records = len(keys)
 
             clock.start("relationships")
-            found, _ = sync_all(
-                conn,
-                (((m.system, m.source_id), m.data) for m in members),
-                report.assignment,
-                utcnow(),
-            )
+            found, _ = sync_all(conn, read.stating.items(), report.assignment, utcnow())
             report.relationships, report.dangling_references = len(found.found), found.dangling
             report.ambiguous_employers = found.ambiguous_employers
 
@@ -146,6 +140,45 @@ def resolve(
 
 
 @dataclass
+class _Read:
+    stored: list[CurrentDocument]  # every current record, its data as JSON text
+    records: list[MatchRecord]  # their match features, in the same order
+    stating: dict[Key, dict[str, Any]]  # what records may state of relationships
+
+
+def _read(conn: Connection, entity: str) -> _Read:
+    """Every current record, each one's data read once: for its match features and what
+    it may state of relationships; the data itself is let go."""
+    read = _Read([], [], {})
+    common: dict[str, str] = {}  # one copy of each value of the features in COMMON
+    for doc in record_store.current_documents(conn, entity):
+        data = json_value(doc.document)
+        key = (doc.system, doc.source_id)
+        features = features_of(data)
+        for name in COMMON.intersection(features):
+            value = features[name]
+            features[name] = common.setdefault(value, value)
+        read.stored.append(doc)
+        read.records.append(MatchRecord(key, data.get("kind"), features))
+        view = stating(data)
+        if view is not None:
+            read.stating[key] = view
+    return read
+
+
+def _member(doc: CurrentDocument) -> Member:
+    return Member(
+        doc.system,
+        doc.source_id,
+        doc.source_record_id,
+        doc.canonical_record_id,
+        doc.mapping_version,
+        json_value(doc.document),
+        doc.received_at,
+    )
+
+
+@dataclass
 class _Matched:
     links: list[Link]  # after steward decisions
     review: list[dict[str, Any]]  # pairs for the review queue
@@ -155,27 +188,21 @@ class _Matched:
 
 def _match(
     project: Project,
-    members: list[Member],
+    read: _Read,
     decided: dict[tuple[Key, Key], str],
     report: ResolveReport,
 ) -> _Matched:
     """Link the records, apply steward decisions and explain the pairs for review. The
     matcher and its columns are dropped on return; what is kept is what the writes need."""
-    employers = referenced_employers(((m.system, m.source_id), m.data) for m in members)
-    match_records = [
-        MatchRecord(
-            (m.system, m.source_id),
-            m.data.get("kind"),
-            features_of(m.data, employers.get((m.system, m.source_id))),
-        )
-        for m in members
-    ]
-    del employers
+    stored, match_records = read.stored, read.records
+    index = {record.key: i for i, record in enumerate(match_records)}
+    # a person's employer, when only the account it references names it
+    for key, employer in referenced_employers(read.stating.items()).items():
+        set_employer(match_records[index[key]].features, employer)
     matcher = build_matcher(project.config.match)
     result = matcher.link(match_records)
-    index = {(m.system, m.source_id): i for i, m in enumerate(members)}
     links, held = apply_decisions(
-        len(members),
+        len(stored),
         result.links,
         [
             Decision(index[left], index[right], decision == "same")
@@ -191,12 +218,13 @@ def _match(
     report.match_details = result.details
     review = [
         {
-            "left": (members[link.left].system, members[link.left].source_id),
-            "right": (members[link.right].system, members[link.right].source_id),
+            "left": match_records[link.left].key,
+            "right": match_records[link.right].key,
             "probability": link.score if link.score is not None else 1.0,
             "weight": link.weight,
             "reason": link.reason or "uncertain",
-            "explanation": link.explanation,
+            # as text: a million customers' review pairs held as dicts would take a GB
+            "explanation": JSONText.of(link.explanation) if link.explanation else None,
         }
         for link in [*result.review, *_explained(matcher, held)]
     ]
@@ -211,13 +239,17 @@ def _match(
         }
     entries = None
     if plan is not None:
+        # the features, with the kind, become the index's entries: in place, matching is done
+        for r in match_records:
+            r.features.update(kind_of(r))
         entries = (
             plan,
             [
-                ((m.system, m.source_id), m.canonical_record_id, r.features | kind_of(r))
-                for m, r in zip(members, match_records, strict=True)
+                (r.key, doc.canonical_record_id, r.features)
+                for doc, r in zip(stored, match_records, strict=True)
             ],
         )
+    read.records = []  # the features live on in the entries, or not at all
     return _Matched(links, review, entries, model)
 
 
@@ -422,12 +454,12 @@ def _explained(matcher: Matcher, links: list[Link]) -> list[Link]:
     return out
 
 
-def _evidence(links: Sequence[Link], members: Sequence[Member]) -> Evidence:
+def _evidence(links: Sequence[Link], stored: Sequence[CurrentDocument]) -> Evidence:
     """For each linked record, the first link that joined it: its rule, its partner and,
     from the learned engine, the match probability."""
     found: Evidence = {}
     for link in links:
-        left, right = members[link.left], members[link.right]
+        left, right = stored[link.left], stored[link.right]
         left_key, right_key = (left.system, left.source_id), (right.system, right.source_id)
         found.setdefault(left_key, (link.rule, right_key, link.score))
         found.setdefault(right_key, (link.rule, left_key, link.score))

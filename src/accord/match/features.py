@@ -62,10 +62,20 @@ def features_of(data: dict[str, Any], employer: str | None = None) -> dict[str, 
         out["full_name"] = f"{given} {family}".strip()
     if data.get("organization_name"):
         out["organization_name"] = std.company_name(data["organization_name"]).key
+    out = {k: v for k, v in out.items() if v}
     works_for = data.get("employer") or employer
     if works_for:
-        out["employer"] = company_key(str(works_for)) or ""
-    return {k: v for k, v in out.items() if v}
+        set_employer(out, works_for)
+    return out
+
+
+def set_employer(features: dict[str, str], employer: Any) -> None:
+    """Give a person's features its employer (compared as a company name key), when the
+    name is a company's: for a record whose employer is only known from elsewhere once
+    its features are made (see `features_of`)."""
+    key = company_key(str(employer))
+    if key:
+        features["employer"] = key
 
 
 def company_key(name: str) -> str | None:

@@ -6,9 +6,9 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, bindparam, select, tuple_, update
+from sqlalchemy import Connection, Text, and_, bindparam, cast, select, tuple_, update
 
 from accord.store.dialect import keys_in, upsert
 from accord.store.tables import (
@@ -64,6 +64,18 @@ class CurrentRecord:
     canonical_record_id: int
     mapping_version: str
     data: dict[str, Any]
+    received_at: datetime
+
+
+class CurrentDocument(NamedTuple):
+    """A `CurrentRecord` with its canonical data as JSON text, not yet read."""
+
+    system: str
+    source_id: str
+    source_record_id: int
+    canonical_record_id: int
+    mapping_version: str
+    document: str
     received_at: datetime
 
 
@@ -292,7 +304,7 @@ def quarantine_records(
     return len(rows)
 
 
-def _current() -> Any:
+def _current(*, document: bool = False) -> Any:
     return (
         select(
             record_head.c.system,
@@ -300,7 +312,9 @@ def _current() -> Any:
             record_head.c.source_record_id,
             record_head.c.canonical_record_id,
             canonical_record.c.mapping_version,
-            canonical_record.c.data,
+            cast(canonical_record.c.data, Text).label("data")
+            if document
+            else canonical_record.c.data,
             source_record.c.received_at,
         )
         .join(canonical_record, canonical_record.c.id == record_head.c.canonical_record_id)
@@ -366,17 +380,41 @@ def current_records(
 
     Read in keyset-paginated pages, so memory stays bounded and no server-side cursor is
     held open (PostgreSQL plans those for first rows, which made this 15x slower)."""
+    for row in _pages(conn, _current(), entity_type, batch_size):
+        yield _current_record(row)
+
+
+def current_documents(
+    conn: Connection, entity_type: str, batch_size: int = 5000
+) -> Iterator[CurrentDocument]:
+    """`current_records`, with each record's canonical data as its JSON text, to be read
+    (`store.engine.json_value`) when needed: a million records' text takes a fraction of
+    the memory of their data read."""
+    shared: dict[str, str] = {}  # one copy of each system's name and mapping version
+    for system, source_id, source_record_id, canonical_record_id, version, document, at in _pages(
+        conn, _current(document=True), entity_type, batch_size
+    ):
+        yield CurrentDocument(
+            shared.setdefault(system, system),
+            source_id,
+            source_record_id,
+            canonical_record_id,
+            shared.setdefault(version, version),
+            document,
+            at,
+        )
+
+
+def _pages(conn: Connection, query: Any, entity_type: str, batch_size: int) -> Iterator[Any]:
     query = (
-        _current()
-        .where(canonical_record.c.entity_type == entity_type)
+        query.where(canonical_record.c.entity_type == entity_type)
         .order_by(record_head.c.system, record_head.c.source_id)
         .limit(batch_size)
     )
     page = query
     while True:
         rows = conn.execute(page).all()
-        for row in rows:
-            yield _current_record(row)
+        yield from rows
         if len(rows) < batch_size:
             return
         last = rows[-1]
