@@ -53,6 +53,10 @@ class InputRejected(AccordError):
     """A whole input (file, batch) cannot be read at all; nothing of it was stored."""
 
 
+class TooLarge(InputRejected):
+    """An input is over a configured size limit; nothing of it was stored."""
+
+
 class NotFound(AccordError):
     """The thing asked for does not exist (or the actor may not know it exists)."""
 

@@ -15,7 +15,7 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from accord.config import versions
 from accord.config.loader import Project
@@ -88,7 +88,7 @@ def load_file(
             actor=actor,
         )
     report = LoadReport(load_id, system, path.name)
-    batcher = _Batcher(engine, mapper, report, project.config.entity)
+    batcher = Batcher(engine, mapper, report, project.config.entity)
     all_records = chain([first] if first is not None else [], records)
     try:
         for batch in _chunks(all_records, batch_size):
@@ -119,103 +119,147 @@ def _chunks(items: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:
         yield batch
 
 
-class _Batcher:
-    """Classifies and stores one batch at a time; remembers ids seen earlier in the file."""
+class Batcher:
+    """Classifies and stores one batch at a time; remembers ids seen earlier in the input.
+    With `outcomes`, notes what became of each record, in input order (the push API's
+    answer)."""
 
     def __init__(
-        self, engine: Engine, mapper: RecordMapper, report: LoadReport, entity_type: str
+        self,
+        engine: Engine,
+        mapper: RecordMapper,
+        report: LoadReport,
+        entity_type: str,
+        outcomes: list[dict[str, Any]] | None = None,
     ) -> None:
         self.engine = engine
         self.mapper = mapper
         self.report = report
         self.entity_type = entity_type
         self.seen: dict[str, tuple[str, str]] = {}  # source id -> (content hash, location)
+        self.outcomes = outcomes
 
     def add(self, batch: list[RawRecord]) -> None:
+        """Store one batch in a transaction of its own."""
+        with writing(self.engine) as conn:
+            self.write(conn, batch)
+
+    def write(self, conn: Connection, batch: list[RawRecord]) -> None:
+        """Store one batch in the caller's transaction."""
+        report = self.report
+        outcome: list[dict[str, Any]] = [{"record": raw.location} for raw in batch]
+        quarantined, mapped = self._classify(batch, outcome)
+
+        current = store.heads(conn, self.report.system, [m.source_id for _, _, m, _ in mapped])
+        new_versions: list[store.NewVersion] = []
+        remaps: list[store.Remap] = []
+        for position, fields, result, digest in mapped:
+            issues = [i.as_dict() for i in result.issues]
+            report.flagged += bool(issues)
+            if issues:
+                outcome[position]["flags"] = issues
+            head = current.get(result.source_id)
+            if head is not None and head.content_hash == digest:
+                outcome[position]["status"] = "duplicate"
+                if head.mapping_version == self.mapper.version:
+                    report.unchanged += 1
+                    continue
+                report.remapped += 1
+                remaps.append(
+                    store.Remap(
+                        result.source_id,
+                        head.source_record_id,
+                        self.entity_type,
+                        result.data,
+                        issues,
+                    )
+                )
+                continue
+            if head is None:
+                report.new += 1
+            else:
+                report.changed += 1
+            version = 1 if head is None else head.version + 1
+            outcome[position] |= {"status": "accepted", "version": version}
+            new_versions.append(
+                store.NewVersion(
+                    result.source_id,
+                    version,
+                    digest,
+                    fields,
+                    self.entity_type,
+                    result.data,
+                    issues,
+                )
+            )
+        store.store_versions(
+            conn,
+            load_id=report.load_id,
+            system=report.system,
+            mapping_version=self.mapper.version,
+            versions=new_versions,
+        )
+        store.store_remaps(
+            conn, system=report.system, mapping_version=self.mapper.version, remaps=remaps
+        )
+        filed = store.quarantine_records(
+            conn, load_id=report.load_id, system=report.system, entries=quarantined
+        )
+        report.already_quarantined += len(quarantined) - filed
+        if self.outcomes is not None:
+            self.outcomes.extend(outcome)
+
+    def _classify(
+        self, batch: list[RawRecord], outcome: list[dict[str, Any]]
+    ) -> tuple[list[store.QuarantineEntry], list[tuple[int, dict[str, Any], MappedRecord, str]]]:
+        """Map each record; those that cannot be read, mapped or validated, or repeat a
+        source id with other content, go to quarantine."""
         report = self.report
         quarantined: list[store.QuarantineEntry] = []
-        mapped: list[tuple[dict[str, Any], MappedRecord, str]] = []
-        for raw in batch:
+        mapped: list[tuple[int, dict[str, Any], MappedRecord, str]] = []
+        for position, raw in enumerate(batch):
             report.read += 1
             if raw.fields is None:
-                quarantined.append(self._quarantine(raw, None, raw.reasons))
+                quarantined.append(self._quarantine(raw, None, raw.reasons, outcome[position]))
                 continue
             result = self.mapper.map(raw.fields)
             if not isinstance(result, MappedRecord):
-                quarantined.append(self._quarantine(raw, result.source_id, result.reasons))
+                quarantined.append(
+                    self._quarantine(raw, result.source_id, result.reasons, outcome[position])
+                )
                 continue
+            outcome[position]["source_id"] = result.source_id
             digest = content_digest(raw.fields)
             earlier = self.seen.get(result.source_id)
             if earlier is not None:
                 if earlier[0] == digest:
                     report.repeated_in_file += 1
+                    outcome[position]["status"] = "duplicate"
                 else:
                     reason = Reason(
                         "source_id.repeated",
                         f"source id {result.source_id!r} appears again with other content "
                         f"(first at {earlier[1]}); the first one was kept",
                     )
-                    quarantined.append(self._quarantine(raw, result.source_id, (reason,)))
+                    quarantined.append(
+                        self._quarantine(raw, result.source_id, (reason,), outcome[position])
+                    )
                 continue
             self.seen[result.source_id] = (digest, raw.location)
-            mapped.append((raw.fields, result, digest))
+            mapped.append((position, raw.fields, result, digest))
 
-        with writing(self.engine) as conn:
-            current = store.heads(conn, self.report.system, [m.source_id for _, m, _ in mapped])
-            new_versions: list[store.NewVersion] = []
-            remaps: list[store.Remap] = []
-            for fields, result, digest in mapped:
-                issues = [i.as_dict() for i in result.issues]
-                report.flagged += bool(issues)
-                head = current.get(result.source_id)
-                if head is not None and head.content_hash == digest:
-                    if head.mapping_version == self.mapper.version:
-                        report.unchanged += 1
-                        continue
-                    report.remapped += 1
-                    remaps.append(
-                        store.Remap(
-                            result.source_id,
-                            head.source_record_id,
-                            self.entity_type,
-                            result.data,
-                            issues,
-                        )
-                    )
-                    continue
-                if head is None:
-                    report.new += 1
-                else:
-                    report.changed += 1
-                new_versions.append(
-                    store.NewVersion(
-                        result.source_id,
-                        1 if head is None else head.version + 1,
-                        digest,
-                        fields,
-                        self.entity_type,
-                        result.data,
-                        issues,
-                    )
-                )
-            store.store_versions(
-                conn,
-                load_id=report.load_id,
-                system=report.system,
-                mapping_version=self.mapper.version,
-                versions=new_versions,
-            )
-            store.store_remaps(
-                conn, system=report.system, mapping_version=self.mapper.version, remaps=remaps
-            )
-            filed = store.quarantine_records(
-                conn, load_id=report.load_id, system=report.system, entries=quarantined
-            )
-            report.already_quarantined += len(quarantined) - filed
+        return quarantined, mapped
 
     def _quarantine(
-        self, raw: RawRecord, source_id: str | None, reasons: tuple[Reason, ...]
+        self,
+        raw: RawRecord,
+        source_id: str | None,
+        reasons: tuple[Reason, ...],
+        outcome: dict[str, Any],
     ) -> store.QuarantineEntry:
+        outcome |= {"status": "rejected", "reasons": [r.as_dict() for r in reasons]}
+        if source_id is not None:
+            outcome["source_id"] = source_id
         self.report.quarantined += 1
         for reason in reasons:
             counts = self.report.quarantine_reasons

@@ -195,15 +195,19 @@ class SourceFile:
             raise InputRejected(f"{self.path.name} holds no records (only blank lines)")
 
     def _size_reasons(self, fields: dict[str, Any]) -> Iterator[Reason]:
-        limit = self.fmt.max_field_bytes
-        for key, value in fields.items():
-            if isinstance(value, str) and len(value) > limit // 4 and len(value.encode()) > limit:
-                yield Reason(
-                    "field.too_large",
-                    f"field is {len(value.encode()):,} bytes; the limit is {limit:,} "
-                    "(format.max_field_bytes)",
-                    field=str(key),
-                )
+        return size_reasons(fields, self.fmt.max_field_bytes)
+
+
+def size_reasons(fields: dict[str, Any], limit: int) -> Iterator[Reason]:
+    """A reason for each text field over `limit` bytes (the mapping's max_field_bytes)."""
+    for key, value in fields.items():
+        if isinstance(value, str) and len(value) > limit // 4 and len(value.encode()) > limit:
+            yield Reason(
+                "field.too_large",
+                f"field is {len(value.encode()):,} bytes; the limit is {limit:,} "
+                "(format.max_field_bytes)",
+                field=str(key),
+            )
 
 
 def _text_reasons(text: str) -> Iterator[Reason]:

@@ -15,6 +15,7 @@ from accord.store.tables import (
     canonical_record,
     load,
     match_entry,
+    push_request,
     quarantine,
     record_head,
     source_record,
@@ -111,6 +112,45 @@ def finish_load(conn: Connection, load_id: int, status: str, counts: dict[str, i
         update(load)
         .where(load.c.id == load_id)
         .values(status=status, counts=counts, finished_at=utcnow())
+    )
+
+
+@dataclass(frozen=True)
+class EarlierPush:
+    request_hash: str
+    answer: dict[str, Any]
+
+
+def earlier_push(conn: Connection, system: str, idempotency_key: str) -> EarlierPush | None:
+    """The answer given to `system`'s push request with this Idempotency-Key, if any."""
+    row = conn.execute(
+        select(push_request.c.request_hash, push_request.c.answer).where(
+            push_request.c.system == system, push_request.c.idempotency_key == idempotency_key
+        )
+    ).first()
+    return None if row is None else EarlierPush(row.request_hash, row.answer)
+
+
+def remember_push(
+    conn: Connection,
+    *,
+    system: str,
+    idempotency_key: str,
+    request_hash: str,
+    load_id: int,
+    answer: dict[str, Any],
+) -> None:
+    """Keep the answer to a push request, in the transaction that stored its records."""
+    conn.execute(
+        push_request.insert(),
+        {
+            "system": system,
+            "idempotency_key": idempotency_key,
+            "request_hash": request_hash,
+            "load_id": load_id,
+            "answer": answer,
+            "created_at": utcnow(),
+        },
     )
 
 

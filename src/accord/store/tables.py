@@ -65,6 +65,21 @@ load = Table(
     Column("finished_at", UTCDateTime),
 )
 
+# A push request with an Idempotency-Key, and the answer given: a retry with the same key
+# and the same body gets that answer again and changes nothing.
+push_request = Table(
+    "push_request",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("system", String(64), nullable=False),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("load_id", Integer, ForeignKey("load.id"), nullable=False),
+    Column("answer", Document, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("system", "idempotency_key"),
+)
+
 # What a system sent, verbatim. Never modified: a changed record is a new version.
 source_record = Table(
     "source_record",

@@ -6,11 +6,14 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from accord.errors import TooLarge
 from accord.golden import customers
 from accord.govern import identity
+from accord.intake import push
 from accord.steward import service as steward
 from accord.store.engine import writing
 from accord.web.auth import SESSION_COOKIE, ActorDep, ConnDep, end_session, workspace
@@ -167,6 +170,94 @@ def get_source_record(
 ) -> dict[str, Any]:
     """A source record as the system sent it, every version, and its golden customer."""
     return customers.source_record(conn, actor, system, source_id)
+
+
+class PushedRecord(BaseModel):
+    record: str = Field(description="where in the batch: records[0], records[1], ...")
+    source_id: str | None = Field(None, description="the record's id in the system")
+    status: Literal["accepted", "duplicate", "rejected"] = Field(
+        description="accepted: stored as a new version; duplicate: the same content as "
+        "the version stored (or an earlier record of the batch); rejected: quarantined"
+    )
+    version: int | None = Field(None, description="the version stored, when accepted")
+    reasons: list[dict[str, Any]] | None = Field(None, description="why it was rejected")
+    flags: list[dict[str, Any]] | None = Field(None, description="values flagged, not fixed")
+
+
+class PushOut(BaseModel):
+    load_id: int
+    counts: dict[str, int] = Field(description="records accepted, duplicate and rejected")
+    records: list[PushedRecord]
+    replayed: bool = Field(
+        description="the answer kept from an earlier request with this Idempotency-Key"
+    )
+
+
+@router.post(
+    "/systems/{system}/records",
+    response_model=PushOut,
+    response_model_exclude_none=True,
+    tags=["intake"],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["records"],
+                        "properties": {"records": {"type": "array", "items": {"type": "object"}}},
+                    }
+                }
+            },
+        }
+    },
+)
+async def push_records(
+    system: str,
+    request: Request,
+    response: Response,
+    actor: ActorDep,
+    idempotency_key: Annotated[str | None, Header(max_length=push.MAX_KEY_CHARS)] = None,
+) -> dict[str, Any]:
+    """A batch of records from `system`, sent with its own API key: stored before the
+    answer, which says per record whether it was accepted, a duplicate or rejected (and
+    why). Gzip is accepted (Content-Encoding: gzip). A retry with the same
+    Idempotency-Key and body gets the same answer and stores nothing."""
+    body = await _body(request, push.MAX_BODY_BYTES)
+    answer = await run_in_threadpool(
+        push.push,
+        workspace(request).engine,
+        workspace(request).project,
+        system,
+        body,
+        content_encoding=request.headers.get("content-encoding"),
+        idempotency_key=idempotency_key,
+        actor=actor,
+    )
+    if answer.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return answer.as_dict() | {"replayed": answer.replayed}
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request's body, refused (413) as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(
+            f"the request body is {int(declared):,} bytes; the limit is {limit:,}",
+            hint="send fewer records per request, or gzip the body (Content-Encoding: gzip)",
+        )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(
+                f"the request body is over the limit of {limit:,} bytes",
+                hint="send fewer records per request, or gzip the body (Content-Encoding: gzip)",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class RecordRef(BaseModel):

@@ -15,6 +15,7 @@ from accord.errors import (
     NotAuthenticated,
     NotFound,
     ProjectInvalid,
+    TooLarge,
 )
 
 STATUS: dict[type[AccordError], int] = {
@@ -22,6 +23,7 @@ STATUS: dict[type[AccordError], int] = {
     NotAllowed: 403,
     NotFound: 404,
     Conflict: 409,
+    TooLarge: 413,  # before InputRejected, which it is a kind of
     InputRejected: 422,
     ProjectInvalid: 500,
 }

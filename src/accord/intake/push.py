@@ -1,0 +1,322 @@
+"""The push channel: a system sends a batch of records over HTTP and is told, record by
+record, what became of each.
+
+A batch is a JSON document `{"records": [{...}, ...]}`, each record an object of the
+system's own fields, mapped and validated as a file's rows are. It is stored in one
+transaction before the answer is given: every record accepted (a new version), a
+duplicate (the same content as the version stored, or as an earlier record of the batch),
+or rejected into quarantine with its reasons. Nothing is half-stored.
+
+With an `Idempotency-Key`, the answer is kept with the records, in that transaction: a
+retry with the same key and the same body gets the same answer and stores nothing; the
+same key with another body is refused. Two requests racing with one key end as one
+stored batch and one replayed answer (the loser's transaction is rolled back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+
+from accord.config import versions
+from accord.config.loader import Project
+from accord.errors import InputRejected, NotAllowed, TooLarge
+from accord.govern.audit import AuditAction, AuditEvent, record
+from accord.govern.permissions import Actor, Permission, require
+from accord.intake.load import Batcher, LoadReport
+from accord.intake.mapping import RecordMapper
+from accord.intake.readers import RAW_KEEP_CHARS, RawRecord, size_reasons
+from accord.intake.reasons import Reason
+from accord.store import records as store
+from accord.store.engine import writing
+
+MAX_BODY_BYTES = 10 * 1_048_576  # a request's body as sent, compressed or not
+MAX_DOCUMENT_BYTES = 50 * 1_048_576  # its JSON, once gunzipped
+MAX_RECORDS = 10_000  # records in one batch
+MAX_KEY_CHARS = 255  # an Idempotency-Key
+MAX_DEPTH = 32  # lists and objects within a record
+_UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")  # NUL, lone surrogates: not storable
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A push request's records, read, and the hash of its document (to tell a retry
+    from another request reusing its Idempotency-Key)."""
+
+    records: list[RawRecord]
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class PushAnswer:
+    load_id: int
+    counts: dict[str, int]  # accepted, duplicate, rejected
+    records: list[dict[str, Any]]  # per record, in the batch's order
+    replayed: bool = False  # the answer kept from an earlier request with the same key
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"load_id": self.load_id, "counts": self.counts, "records": self.records}
+
+
+def read_batch(
+    body: bytes,
+    content_encoding: str | None,
+    *,
+    max_field_bytes: int,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    max_document_bytes: int = MAX_DOCUMENT_BYTES,
+    max_records: int = MAX_RECORDS,
+) -> Batch:
+    """Read a push request's body (gzip when `content_encoding` says so). A body that
+    cannot be read as a batch at all raises InputRejected, one over a limit TooLarge; a
+    record that cannot be stored as it is (not an object, a NUL, an oversized field)
+    becomes a RawRecord with its reasons, to be quarantined while the rest goes on."""
+    if len(body) > max_body_bytes:
+        raise TooLarge(
+            f"the request body is {len(body):,} bytes; the limit is {max_body_bytes:,}",
+            hint="send fewer records per request, or gzip the body (Content-Encoding: gzip)",
+        )
+    document = _decoded(body, content_encoding, max_document_bytes)
+    try:
+        # JSON over HTTP is UTF-8, and has no NaN or Infinity (RFC 8259)
+        value = json.loads(document.decode("utf-8"), parse_constant=_not_json)
+    except _NotJSON as exc:
+        raise InputRejected(f"the body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputRejected(f"the body is not UTF-8: {exc.reason} at byte {exc.start}") from None
+    except json.JSONDecodeError as exc:
+        raise InputRejected(
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise InputRejected("the body's JSON is nested too deeply") from None
+    if not isinstance(value, dict) or not isinstance(value.get("records"), list):
+        raise InputRejected(
+            'the body must be a JSON object with a list of records: {"records": [{...}, ...]}'
+        )
+    items: list[Any] = value["records"]
+    if not items:
+        raise InputRejected("the batch holds no records", hint="send at least one record")
+    if len(items) > max_records:
+        raise TooLarge(
+            f"the batch holds {len(items):,} records; the limit is {max_records:,}",
+            hint="split it into several requests",
+        )
+    return Batch(
+        [_raw(i, item, max_field_bytes) for i, item in enumerate(items)],
+        hashlib.sha256(document).hexdigest(),
+    )
+
+
+class _NotJSON(ValueError):
+    pass
+
+
+def _not_json(constant: str) -> Any:
+    raise _NotJSON(f"{constant} is not a JSON number")
+
+
+def _decoded(body: bytes, content_encoding: str | None, limit: int) -> bytes:
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "identity":
+        document = body
+    elif encoding == "gzip":
+        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            document = inflate.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise InputRejected(f"the body is not valid gzip: {exc}") from None
+        if len(document) > limit or inflate.unconsumed_tail:
+            raise TooLarge(
+                f"the body unpacks to more than {limit:,} bytes of JSON",
+                hint="split it into several requests",
+            )
+        if not inflate.eof:
+            raise InputRejected("the body is not valid gzip: the stream ends early")
+    else:
+        raise InputRejected(
+            f"cannot read a body with Content-Encoding {content_encoding!r}",
+            hint="send it plain or gzip-compressed (Content-Encoding: gzip)",
+        )
+    if len(document) > limit:
+        raise TooLarge(
+            f"the body is {len(document):,} bytes of JSON; the limit is {limit:,}",
+            hint="split it into several requests",
+        )
+    return document
+
+
+def _raw(position: int, item: Any, max_field_bytes: int) -> RawRecord:
+    location = f"records[{position}]"
+    if _deeper_than(item, MAX_DEPTH):
+        reason = Reason("record.json", f"the record is nested more than {MAX_DEPTH} levels deep")
+        try:
+            kept = _keep(json.dumps(item))
+        except RecursionError:
+            kept = f"(not kept: nested more than {MAX_DEPTH} levels deep, too deep to write)"
+        return RawRecord(location, None, kept, (reason,))
+    text = json.dumps(item, ensure_ascii=False)
+    kept = _keep(json.dumps(item))  # escaped: safe to store whatever the record holds
+    if not isinstance(item, dict):
+        return RawRecord(
+            location, None, kept, (Reason("record.json", "a record must be an object"),)
+        )
+    reasons = list(size_reasons(item, max_field_bytes))
+    unsafe = _unsafe_text(item)
+    if unsafe is not None:
+        what = "a NUL character" if unsafe == "\x00" else "a lone surrogate (\\u escape)"
+        reasons.append(Reason("encoding.invalid", f"the record holds {what}"))
+    if reasons:
+        return RawRecord(location, None, kept, tuple(reasons))
+    return RawRecord(location, item, text)
+
+
+def _keep(text: str) -> str:
+    return text if len(text) <= RAW_KEEP_CHARS else text[:RAW_KEEP_CHARS] + "…"
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest in `value` more than `limit` levels deep."""
+    level = [value]
+    for _ in range(limit + 1):
+        level = [
+            child
+            for item in level
+            if isinstance(item, (dict, list))
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return False
+    return True
+
+
+def _unsafe_text(value: Any) -> str | None:
+    """The first character no store can hold (NUL, a lone surrogate) in any text of
+    `value`, keys included, or None."""
+    if isinstance(value, str):
+        found = _UNSAFE_TEXT.search(value)
+        return None if found is None else found.group()
+    if isinstance(value, dict):
+        return next(
+            (c for k, v in value.items() for c in (_unsafe_text(k), _unsafe_text(v)) if c), None
+        )
+    if isinstance(value, list):
+        return next((c for v in value if (c := _unsafe_text(v))), None)
+    return None
+
+
+def push(
+    engine: Engine,
+    project: Project,
+    system: str,
+    body: bytes,
+    *,
+    content_encoding: str | None,
+    idempotency_key: str | None,
+    actor: Actor,
+) -> PushAnswer:
+    """Read a push request's body and store its batch for `system`, which only that
+    system's own API key may do; see the module's text."""
+    require(actor, Permission.RECORDS_WRITE)
+    if actor.kind != "system" or actor.name != system:
+        raise NotAllowed(
+            f"{actor.label} may not push records for {system!r}",
+            hint=f"send them with {system}'s own API key (accord keys create --system {system})",
+        )
+    mapping = project.mapping(system)
+    if idempotency_key is not None:
+        _check_key(idempotency_key)
+    batch = read_batch(
+        body, content_encoding, max_field_bytes=mapping.config.format.max_field_bytes
+    )
+    try:
+        return _push(
+            engine, project, system, batch, idempotency_key=idempotency_key, actor=actor.label
+        )
+    except IntegrityError:
+        # another request with this key stored its batch first: this one was rolled back
+        if idempotency_key is None:
+            raise
+        with engine.connect() as conn:
+            earlier = store.earlier_push(conn, system, idempotency_key)
+        if earlier is None:
+            raise
+        return _replayed(earlier, batch, idempotency_key)
+
+
+def _push(
+    engine: Engine,
+    project: Project,
+    system: str,
+    batch: Batch,
+    *,
+    idempotency_key: str | None,
+    actor: str,
+) -> PushAnswer:
+    mapping = project.mapping(system)
+    started = time.perf_counter()
+    with writing(engine) as conn:
+        if idempotency_key is not None:
+            earlier = store.earlier_push(conn, system, idempotency_key)
+            if earlier is not None:
+                return _replayed(earlier, batch, idempotency_key)
+        versions.apply(conn, project, actor)
+        source = f"push {idempotency_key}" if idempotency_key else "push"
+        load_id = store.start_load(
+            conn,
+            system=system,
+            channel="api",
+            source_name=source,
+            mapping_version=mapping.version,
+            project_digest=project.digest,
+            actor=actor,
+        )
+        report = LoadReport(load_id, system, source)
+        outcomes: list[dict[str, Any]] = []
+        mapper = RecordMapper(mapping, project.config.systems[system])
+        Batcher(engine, mapper, report, project.config.entity, outcomes).write(conn, batch.records)
+        report.seconds = time.perf_counter() - started
+        counts = dict.fromkeys(("accepted", "duplicate", "rejected"), 0)
+        for outcome in outcomes:
+            counts[outcome["status"]] += 1
+        answer = PushAnswer(load_id, counts, outcomes)
+        store.finish_load(conn, load_id, report.status, report.counts())
+        if idempotency_key is not None:
+            store.remember_push(
+                conn,
+                system=system,
+                idempotency_key=idempotency_key,
+                request_hash=batch.request_hash,
+                load_id=load_id,
+                answer=answer.as_dict(),
+            )
+        details = {"system": system, "channel": "api", "status": report.status}
+        details |= {k: v for k, v in report.counts().items() if k != "seconds"}
+        record(conn, actor, [AuditEvent(AuditAction.LOAD_COMPLETED, "load", str(load_id), details)])
+    return answer
+
+
+def _check_key(key: str) -> None:
+    if not key or len(key) > MAX_KEY_CHARS or not key.isprintable():
+        raise InputRejected(
+            f"an Idempotency-Key is 1 to {MAX_KEY_CHARS} printable characters",
+            hint="use a UUID for each distinct batch, and the same one for its retries",
+        )
+
+
+def _replayed(earlier: store.EarlierPush, batch: Batch, key: str) -> PushAnswer:
+    if earlier.request_hash != batch.request_hash:
+        raise InputRejected(
+            f"the Idempotency-Key {key!r} was used before with another body",
+            hint="a retry sends the same body; a new batch needs a new key",
+        )
+    answer = earlier.answer
+    return PushAnswer(answer["load_id"], answer["counts"], answer["records"], replayed=True)
