@@ -92,6 +92,17 @@ def _rss_mib() -> int:
     return 0
 
 
+def fresh_schema(postgres_url: str, schema: str) -> str:
+    """A URL for `postgres_url` whose search path is `schema`, dropped and made anew."""
+    engine = make_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    engine.dispose()
+    sep = "&" if "?" in postgres_url else "?"
+    return f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
+
+
 def run(customers: int, seed: int, postgres_url: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "project"
@@ -102,13 +113,7 @@ def run(customers: int, seed: int, postgres_url: str | None) -> dict[str, Any]:
         generate_seconds = time.perf_counter() - started
 
         if postgres_url:
-            engine = make_engine(postgres_url)
-            with engine.begin() as conn:
-                conn.execute(text("DROP SCHEMA IF EXISTS accord_bench CASCADE"))
-                conn.execute(text("CREATE SCHEMA accord_bench"))
-            engine.dispose()
-            sep = "&" if "?" in postgres_url else "?"
-            engine = make_engine(f"{postgres_url}{sep}options=-csearch_path%3Daccord_bench")
+            engine = make_engine(fresh_schema(postgres_url, "accord_bench"))
         else:
             engine = make_engine(f"sqlite:///{root / 'bench.sqlite3'}")
         upgrade(engine)

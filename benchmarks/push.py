@@ -25,8 +25,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-
 from accord.demo.generator import generate
 from accord.demo.run import write_project
 from accord.govern import identity
@@ -34,7 +32,7 @@ from accord.store.engine import make_engine, writing
 from accord.store.migrate import upgrade
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pipeline import RESULTS, _commit, machine
+from pipeline import RESULTS, _commit, fresh_schema, machine
 
 PORT = 8765
 
@@ -72,13 +70,7 @@ def run(customers: int, batch: int, clients: int, postgres_url: str | None) -> d
             rows = list(csv.DictReader(handle))
         env = dict(os.environ)
         if postgres_url:
-            engine = make_engine(postgres_url)
-            with engine.begin() as conn:
-                conn.execute(text("DROP SCHEMA IF EXISTS accord_push CASCADE"))
-                conn.execute(text("CREATE SCHEMA accord_push"))
-            engine.dispose()
-            sep = "&" if "?" in postgres_url else "?"
-            url = f"{postgres_url}{sep}options=-csearch_path%3Daccord_push"
+            url = fresh_schema(postgres_url, "accord_push")
         else:
             url = f"sqlite:///{root / 'push.sqlite3'}"
         env["ACCORD_DATABASE_URL"] = url
