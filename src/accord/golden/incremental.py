@@ -30,9 +30,10 @@ from accord.golden.resolve import (
     Scope,
     completed,
     golden_content,
+    member_of,
     write_clusters,
 )
-from accord.golden.survivorship import Member, Survivorship
+from accord.golden.survivorship import Survivorship
 from accord.govern.audit import record
 from accord.match.blocking import describe_key
 from accord.match.columns import IntArray
@@ -292,7 +293,7 @@ class IncrementalResolver:
         )
         records = {(r.system, r.source_id): r for r in record_store.current_of(conn, every)}
         built = [
-            golden_content(self.survivorship, [_member(records[key]) for key in group])
+            golden_content(self.survivorship, [member_of(records[key]) for key in group])
             for group in keys
         ]
         evidence = _evidence(nodes, links, scope)
@@ -398,18 +399,6 @@ def _golden_ids(conn: Connection, keys: Sequence[Key]) -> set[str]:
 
 def _indexes(values: Sequence[int]) -> IntArray:
     return np.array(values, dtype=np.int64)
-
-
-def _member(current: record_store.CurrentRecord) -> Member:
-    return Member(
-        current.system,
-        current.source_id,
-        current.source_record_id,
-        current.canonical_record_id,
-        current.mapping_version,
-        current.data,
-        current.received_at,
-    )
 
 
 def _evidence(nodes: Sequence[Node], links: Sequence[Link], scope: Scope) -> Evidence:

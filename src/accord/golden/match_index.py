@@ -144,8 +144,9 @@ class _Sync:
         if not old_ids:
             return
         known = self.stored_features
-        old = dict(known) | store.features_of(self.conn, [i for i in old_ids if i not in known])
-        keys = index_keys(self.plan, record_columns([old[i] for i in old_ids]))
+        read = store.features_of(self.conn, [i for i in old_ids if i not in known])
+        features = [known[i] if i in known else read[i] for i in old_ids]
+        keys = index_keys(self.plan, record_columns(features))
         stale, change_of_counts = _key_changes(keys, range(len(old_ids)), old_ids, -1)
         store.remove_keys(self.conn, stale)
         self.counted.append(change_of_counts)

@@ -117,7 +117,7 @@ def resolve(
                 entity=project.config.entity,
                 keys=keys,
                 content=lambda i: golden_content(
-                    survivorship, [_member(stored[j]) for j in groups[i]]
+                    survivorship, [member_of(stored[j].record()) for j in groups[i]]
                 ),
                 evidence=evidence,
                 report=report,
@@ -166,15 +166,16 @@ def _read(conn: Connection, entity: str) -> _Read:
     return read
 
 
-def _member(doc: CurrentDocument) -> Member:
+def member_of(current: record_store.CurrentRecord) -> Member:
+    """A current record as survivorship sees it."""
     return Member(
-        doc.system,
-        doc.source_id,
-        doc.source_record_id,
-        doc.canonical_record_id,
-        doc.mapping_version,
-        json_value(doc.document),
-        doc.received_at,
+        current.system,
+        current.source_id,
+        current.source_record_id,
+        current.canonical_record_id,
+        current.mapping_version,
+        current.data,
+        current.received_at,
     )
 
 

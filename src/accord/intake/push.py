@@ -33,7 +33,7 @@ from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.govern.permissions import Actor, Permission, require
 from accord.intake.load import Batcher, LoadReport
 from accord.intake.mapping import RecordMapper
-from accord.intake.readers import RAW_KEEP_CHARS, RawRecord, size_reasons
+from accord.intake.readers import RawRecord, keep, size_reasons
 from accord.intake.reasons import Reason
 from accord.store import records as store
 from accord.store.engine import writing
@@ -79,11 +79,7 @@ def read_batch(
     cannot be read as a batch at all raises InputRejected, one over a limit TooLarge; a
     record that cannot be stored as it is (not an object, a NUL, an oversized field)
     becomes a RawRecord with its reasons, to be quarantined while the rest goes on."""
-    if len(body) > max_body_bytes:
-        raise TooLarge(
-            f"the request body is {len(body):,} bytes; the limit is {max_body_bytes:,}",
-            hint="send fewer records per request, or gzip the body (Content-Encoding: gzip)",
-        )
+    check_body_size(len(body), max_body_bytes)
     document = _decoded(body, content_encoding, max_document_bytes)
     try:
         # JSON over HTTP is UTF-8, and has no NaN or Infinity (RFC 8259)
@@ -116,6 +112,16 @@ def read_batch(
     )
 
 
+def check_body_size(size: int, limit: int = MAX_BODY_BYTES) -> None:
+    """Refuse a request body of `size` bytes (as sent) over `limit`: the web layer
+    asks as the body streams in, so that it stops reading at the limit."""
+    if size > limit:
+        raise TooLarge(
+            f"the request body is {size:,} bytes or more; the limit is {limit:,}",
+            hint="send fewer records per request, or gzip the body (Content-Encoding: gzip)",
+        )
+
+
 class _NotJSON(ValueError):
     pass
 
@@ -131,15 +137,10 @@ def _decoded(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     elif encoding == "gzip":
         inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
-            document = inflate.decompress(body, limit + 1)
+            document = inflate.decompress(body, limit + 1)  # a byte over tells it is over
         except zlib.error as exc:
             raise InputRejected(f"the body is not valid gzip: {exc}") from None
-        if len(document) > limit or inflate.unconsumed_tail:
-            raise TooLarge(
-                f"the body unpacks to more than {limit:,} bytes of JSON",
-                hint="split it into several requests",
-            )
-        if not inflate.eof:
+        if len(document) <= limit and not inflate.eof:
             raise InputRejected("the body is not valid gzip: the stream ends early")
     else:
         raise InputRejected(
@@ -147,40 +148,35 @@ def _decoded(body: bytes, content_encoding: str | None, limit: int) -> bytes:
             hint="send it plain or gzip-compressed (Content-Encoding: gzip)",
         )
     if len(document) > limit:
+        what = "unpacks to more than" if encoding == "gzip" else "is more than"
         raise TooLarge(
-            f"the body is {len(document):,} bytes of JSON; the limit is {limit:,}",
-            hint="split it into several requests",
+            f"the body {what} {limit:,} bytes of JSON", hint="split it into several requests"
         )
     return document
 
 
 def _raw(position: int, item: Any, max_field_bytes: int) -> RawRecord:
     location = f"records[{position}]"
+    reasons: list[Reason] = []
     if _deeper_than(item, MAX_DEPTH):
-        reason = Reason("record.json", f"the record is nested more than {MAX_DEPTH} levels deep")
-        try:
-            kept = _keep(json.dumps(item))
-        except RecursionError:
-            kept = f"(not kept: nested more than {MAX_DEPTH} levels deep, too deep to write)"
-        return RawRecord(location, None, kept, (reason,))
-    text = json.dumps(item, ensure_ascii=False)
-    kept = _keep(json.dumps(item))  # escaped: safe to store whatever the record holds
-    if not isinstance(item, dict):
-        return RawRecord(
-            location, None, kept, (Reason("record.json", "a record must be an object"),)
+        reasons.append(
+            Reason("record.json", f"the record is nested more than {MAX_DEPTH} levels deep")
         )
-    reasons = list(size_reasons(item, max_field_bytes))
-    unsafe = _unsafe_text(item)
-    if unsafe is not None:
-        what = "a NUL character" if unsafe == "\x00" else "a lone surrogate (\\u escape)"
-        reasons.append(Reason("encoding.invalid", f"the record holds {what}"))
-    if reasons:
-        return RawRecord(location, None, kept, tuple(reasons))
-    return RawRecord(location, item, text)
-
-
-def _keep(text: str) -> str:
-    return text if len(text) <= RAW_KEEP_CHARS else text[:RAW_KEEP_CHARS] + "…"
+    elif not isinstance(item, dict):
+        reasons.append(Reason("record.json", "a record must be an object"))
+    else:
+        reasons.extend(size_reasons(item, max_field_bytes))
+        unsafe = _unsafe_text(item)
+        if unsafe is not None:
+            what = "a NUL character" if unsafe == "\x00" else "a lone surrogate (\\u escape)"
+            reasons.append(Reason("encoding.invalid", f"the record holds {what}"))
+    if not reasons:
+        return RawRecord(location, item, json.dumps(item, ensure_ascii=False))
+    try:
+        kept = keep(json.dumps(item))  # escaped: safe to store whatever the record holds
+    except RecursionError:
+        kept = f"(not kept: nested more than {MAX_DEPTH} levels deep, too deep to write)"
+    return RawRecord(location, None, kept, tuple(reasons))
 
 
 def _deeper_than(value: Any, limit: int) -> bool:

@@ -135,7 +135,7 @@ class SourceFile:
             fields = dict(zip(header, row, strict=False))
             reasons.extend(self._size_reasons(fields))
             if reasons:
-                yield RawRecord(location, None, _keep(raw), tuple(reasons))
+                yield RawRecord(location, None, keep(raw), tuple(reasons))
             else:
                 yield RawRecord(location, fields, raw)
 
@@ -151,13 +151,13 @@ class SourceFile:
             for delimiter in _CANDIDATE_DELIMITERS:
                 if delimiter != self.fmt.delimiter and delimiter in header[0]:
                     raise InputRejected(
-                        f"{name} line 1: the header is one column, {_keep(header[0], 80)!r}",
+                        f"{name} line 1: the header is one column, {keep(header[0], 80)!r}",
                         hint=f"the file looks {delimiter!r}-delimited; set "
                         f"`format: {{delimiter: {json.dumps(delimiter)}}}` in the mapping",
                     )
         if not set(self.required_columns) & set(header):
             raise InputRejected(
-                f"{name} line 1 does not look like a header (found {_keep(str(header), 120)})",
+                f"{name} line 1 does not look like a header (found {keep(str(header), 120)})",
                 hint="the file needs a first row naming its columns: "
                 + ", ".join(self.required_columns),
             )
@@ -188,7 +188,7 @@ class SourceFile:
             if not reasons:
                 reasons.extend(self._size_reasons(value))
             if reasons:
-                yield RawRecord(location, None, _keep(text), tuple(reasons))
+                yield RawRecord(location, None, keep(text), tuple(reasons))
             else:
                 yield RawRecord(location, value, text)
         if not any_line:
@@ -221,7 +221,7 @@ def _text_reasons(text: str) -> Iterator[Reason]:
         yield Reason("encoding.nul", "the row contains NUL characters")
 
 
-def _keep(text: str, limit: int = RAW_KEEP_CHARS) -> str:
+def keep(text: str, limit: int = RAW_KEEP_CHARS) -> str:
     """Text safe to store: invalid bytes and NULs replaced, cut to `limit` characters."""
     safe = _SURROGATES.sub("\ufffd", text).replace("\x00", "\ufffd")
     return safe if len(safe) <= limit else safe[:limit] + f"… [{len(safe) - limit:,} more]"

@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Text, and_, bindparam, cast, select, tuple_, update
 
 from accord.store.dialect import keys_in, upsert
+from accord.store.engine import json_value
 from accord.store.tables import (
     canonical_record,
     load,
@@ -78,6 +79,10 @@ class CurrentDocument(NamedTuple):
     mapping_version: str
     document: str
     received_at: datetime
+
+    def record(self) -> CurrentRecord:
+        """The record, its data read."""
+        return CurrentRecord(*self[:5], json_value(self.document), self.received_at)
 
 
 def start_load(

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from accord.errors import TooLarge
 from accord.golden import customers
 from accord.govern import identity
 from accord.intake import push
@@ -243,19 +242,12 @@ async def push_records(
 async def _body(request: Request, limit: int) -> bytes:
     """The request's body, refused (413) as soon as it passes `limit` bytes."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise TooLarge(
-            f"the request body is {int(declared):,} bytes; the limit is {limit:,}",
-            hint="send fewer records per request, or gzip the body (Content-Encoding: gzip)",
-        )
+    if declared.isdigit():
+        push.check_body_size(int(declared), limit)
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise TooLarge(
-                f"the request body is over the limit of {limit:,} bytes",
-                hint="send fewer records per request, or gzip the body (Content-Encoding: gzip)",
-            )
+        push.check_body_size(size, limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
