@@ -6,7 +6,7 @@ from pathlib import Path
 
 from accord.config import load_project
 from accord.intake.mapping import MappedRecord, RecordMapper, Rejected
-from tests.factories import erp_row
+from tests.factories import crm_row, erp_row
 
 
 def _mapper(demo_project_dir: Path, system: str) -> RecordMapper:
@@ -73,3 +73,21 @@ def test_nested_json_paths_and_constants(demo_project_dir: Path) -> None:
     assert billing.data["postcode"] == "LS1 1UB"
     assert billing.data["country"] == "GB"
     assert service.data == {"kind": "person", "given_name": "Ann", "family_name": "Lee"}
+
+
+def test_an_object_or_list_where_a_single_value_belongs_is_flagged_not_dropped(
+    demo_project_dir: Path,
+) -> None:
+    """JSON input (pushed, or JSON Lines) can put structure where the mapping reads one
+    value: the field is flagged (or quarantines the record, as its type says), never left
+    out without a word."""
+    crm = _mapper(demo_project_dir, "crm")
+    flagged = crm.map(crm_row("C1", City={"name": "Berlin"}))  # type: ignore[arg-type]
+    quarantined = crm.map(crm_row("C2", BirthDate=["1985-04-12", "1986-04-12"]))  # type: ignore[arg-type]
+    assert isinstance(flagged, MappedRecord)
+    assert "city" not in flagged.data
+    assert [(r.code, r.field) for r in flagged.issues] == [("value.structured", "city")]
+    assert "City holds an object" in flagged.issues[0].message
+    assert isinstance(quarantined, Rejected)
+    assert [(r.code, r.field) for r in quarantined.reasons] == [("value.structured", "birth_date")]
+    assert "BirthDate holds a list" in quarantined.reasons[0].message

@@ -227,7 +227,8 @@ def test_hostile_records_are_quarantined_and_the_rest_of_the_batch_is_stored(
     assert statuses["records[2]"]["reasons"][0]["code"] == "field.too_large"
     assert statuses["records[3]"]["status"] == "accepted"
     assert "nested more than" in statuses["records[5]"]["reasons"][0]["message"]
-    assert _count(workspace, source_record) >= 1
+    assert statuses["records[4]"]["flags"][0]["code"] == "value.structured"  # flagged, kept
+    assert _count(workspace, source_record) == 2
     with workspace.engine.connect() as conn:
         kept = conn.execute(select(quarantine.c.raw).order_by(quarantine.c.id)).scalars().all()
     assert "\\u0000" in kept[0] and "\x00" not in kept[0]  # kept escaped, loses nothing

@@ -82,10 +82,10 @@ class RecordMapper:
         for field, spec in self._fields:
             if spec.only_for is not None and data.get("kind") != spec.only_for:
                 continue
-            raw = self._raw_value(field.name, fields, spec)
-            if raw is None:
-                continue
             try:
+                raw = self._raw_value(field.name, fields, spec)
+                if raw is None:
+                    continue
                 self._standardize(field, spec, raw, data)
             except std.InvalidValue as exc:
                 reason = Reason(exc.code, exc.message, field.name)
@@ -102,7 +102,13 @@ class RecordMapper:
     def _raw_value(self, name: str, fields: dict[str, Any], spec: FieldMapping) -> str | None:
         if spec.source is None:  # then `value` is set, by FieldMapping's validator
             return spec.value
-        value = _text(_lookup(fields, spec.source.split(".")))
+        found = _lookup(fields, spec.source.split("."))
+        if isinstance(found, dict | list):
+            what = "an object" if isinstance(found, dict) else "a list"
+            raise std.InvalidValue(
+                "value.structured", f"{spec.source} holds {what} where a single value belongs"
+            )
+        value = _text(found)
         if value is not None and spec.translate is not None:
             if value in spec.translate:
                 value = spec.translate[value]
@@ -178,7 +184,8 @@ def _lookup(fields: dict[str, Any], path: list[str]) -> Any:
 
 
 def _text(value: Any) -> str | None:
-    """A source value as stripped text; None for missing, empty or structured values."""
+    """A source value as stripped text; None for missing, empty or structured values
+    (a field's structured value is refused before, in `_raw_value`)."""
     if value is None or isinstance(value, dict | list):
         return None
     text = str(value).strip() if not isinstance(value, bool) else str(value).lower()
