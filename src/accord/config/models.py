@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from accord.config.intake import IntakeConfig
 from accord.config.matching import NAME_PATTERN, MatchConfig, StrictModel
 
 __all__ = ["MatchConfig", "StrictModel"]  # re-exported: the match block is part of a project
@@ -35,6 +36,9 @@ class SystemConfig(StrictModel):
     )
     default_region: str | None = Field(
         None, description="ISO 3166 alpha-2 region for phone numbers written without +CC"
+    )
+    intake: IntakeConfig = Field(
+        default_factory=IntakeConfig, description="channels the system's records come in by"
     )
 
 
