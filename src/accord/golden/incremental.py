@@ -24,6 +24,7 @@ from accord.errors import Conflict, NotFound
 from accord.golden.match_index import sync_index
 from accord.golden.relationships import referenced_employer, refresh
 from accord.golden.resolve import (
+    MATCHING_LOCK,
     Evidence,
     Key,
     ResolveReport,
@@ -48,6 +49,7 @@ from accord.store import golden as golden_store
 from accord.store import match_index as index_store
 from accord.store import records as record_store
 from accord.store import stewardship
+from accord.store.dialect import exclusive
 from accord.store.engine import writing
 from accord.store.types import utcnow
 
@@ -366,17 +368,32 @@ def resolve_changes(
     done = 0
     for batch in _batches(pending, BATCH):
         with writing(engine) as conn:
-            events: list[Any] = []
-            for current in record_store.current_of(conn, batch):
-                matched = resolver.match(conn, current)
-                events += resolver.apply(conn, matched, actor=actor, report=report)
-            record(conn, actor, [*events, completed(project, report, mode="incremental")])
+            exclusive(conn, MATCHING_LOCK)
+            match_batch(conn, resolver, batch, actor=actor, report=report)
         done += len(batch)
         if progress is not None:
             progress(done, len(pending))
     report.golden_records = len(set(report.assignment.values()))
     report.seconds["incremental"] = time.perf_counter() - started
     return report
+
+
+def match_batch(
+    conn: Connection,
+    resolver: IncrementalResolver,
+    keys: Sequence[Key],
+    *,
+    actor: str,
+    report: ResolveReport,
+) -> None:
+    """Match the current records of `keys` one at a time and write the outcomes, in the
+    caller's transaction (which should hold `MATCHING_LOCK`: two transactions matching
+    at once could each link a record into a customer the other is changing)."""
+    events: list[Any] = []
+    for current in record_store.current_of(conn, keys):
+        matched = resolver.match(conn, current)
+        events += resolver.apply(conn, matched, actor=actor, report=report)
+    record(conn, actor, [*events, completed(resolver.project, report, mode="incremental")])
 
 
 def _batches(items: Sequence[Key], size: int) -> Iterator[list[Key]]:

@@ -31,8 +31,10 @@ from accord.match.features import features_of, set_employer
 from accord.match.index import IndexPlan
 from accord.match.interface import OversizedBlock
 from accord.store import golden as golden_store
+from accord.store import queue as work_queue
 from accord.store import records as record_store
 from accord.store import stewardship
+from accord.store.dialect import exclusive
 from accord.store.engine import JSONText, json_value, writing
 from accord.store.records import CurrentDocument
 from accord.store.types import utcnow
@@ -70,6 +72,8 @@ class ResolveReport:
     assignment: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
 
 
+MATCHING_LOCK = "accord.matching"  # one transaction writes matching outcomes at a time
+
 # The stages of a full resolve, in order, as `progress` is told of them.
 STAGES = ["read", "match", "cluster", "index", "golden", "relationships", "finish"]
 
@@ -87,6 +91,8 @@ def resolve(
     report = ResolveReport()
     with _Stages(report, progress) as clock:
         clock.start("read")
+        with writing(engine) as conn:
+            work_queue.mark_covered(conn, project.config.entity)
         with engine.connect() as conn:
             read = _read(conn, project.config.entity)
             decided = stewardship.decisions(conn)
@@ -103,7 +109,9 @@ def resolve(
         matched.links = []  # let them go: the clusters are all that is needed now
 
         with writing(engine, cache_mib=WRITE_CACHE_MIB) as conn:
+            exclusive(conn, MATCHING_LOCK)
             versions.apply(conn, project, actor)
+            work_queue.remove_covered(conn, project.config.entity)
             clock.start("index")
             if matched.index is not None:
                 sync_index(conn, matched.index[0], matched.index[1], complete=True)
@@ -132,8 +140,8 @@ def resolve(
 
             clock.start("finish")
             record(conn, actor, [*events, completed(project, report)])
-            queue = stewardship.sync_reviews(conn, matched.review, utcnow())
-            report.review = queue["queued"]
+            reviews = stewardship.sync_reviews(conn, matched.review, utcnow())
+            report.review = reviews["queued"]
             if matched.model is not None:
                 stewardship.save_model(conn, project_digest=project.digest, **matched.model)
     return report

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, any_, bindparam, false, or_
+from sqlalchemy import Connection, Table, and_, any_, bindparam, false, or_, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -30,6 +31,15 @@ def upsert(
     statement = _insert(conn, table)
     updates = {c: statement.excluded[c] for c in rows[0] if c not in keys and c not in keep}
     conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates), rows)
+
+
+def exclusive(conn: Connection, name: str) -> None:
+    """Hold the lock called `name` until the caller's transaction ends: one transaction
+    at a time gets past this for a name. A PostgreSQL advisory lock; on SQLite every write
+    transaction already has the database to itself (BEGIN IMMEDIATE, `store/engine.py`)."""
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def insert_new(conn: Connection, table: Table, row: dict[str, Any]) -> bool:

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Text, and_, bindparam, cast, select, tuple_, update
 
+from accord.store import queue
 from accord.store.dialect import keys_in, upsert
 from accord.store.engine import json_value
 from accord.store.tables import (
@@ -255,6 +256,7 @@ def store_versions(
         ],
         keys=["system", "source_id"],
     )
+    _enqueue(conn, system, versions)
 
 
 @dataclass(frozen=True)
@@ -306,6 +308,19 @@ def store_remaps(
             for remap, canonical_id in zip(remaps, canonical_ids, strict=True)
         ],
     )
+    _enqueue(conn, system, remaps)
+
+
+def _enqueue(
+    conn: Connection, system: str, changed: Sequence[NewVersion] | Sequence[Remap]
+) -> None:
+    """Queue the records whose canonical form just changed for matching, in the
+    transaction that changed them (`store/queue.py`)."""
+    by_type: dict[str, list[str]] = {}
+    for item in changed:
+        by_type.setdefault(item.entity_type, []).append(item.source_id)
+    for entity_type, source_ids in by_type.items():
+        queue.enqueue(conn, entity_type, system, source_ids)
 
 
 def quarantine_records(
@@ -416,6 +431,31 @@ def changed_since_matched(conn: Connection, entity_type: str) -> list[tuple[str,
         .order_by(record_head.c.updated_at, record_head.c.system, record_head.c.source_id)
     )
     return [(r.system, r.source_id) for r in rows]
+
+
+def matched_already(conn: Connection, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Those of `keys` whose current canonical record the match index has seen already
+    (queued, then matched by a resolve run in the meantime: nothing left to do)."""
+    found: set[tuple[str, str]] = set()
+    for start in range(0, len(keys), LOOKUP_CHUNK):
+        rows = conn.execute(
+            select(record_head.c.system, record_head.c.source_id)
+            .join(
+                match_entry,
+                (match_entry.c.system == record_head.c.system)
+                & (match_entry.c.source_id == record_head.c.source_id)
+                & (match_entry.c.canonical_record_id == record_head.c.canonical_record_id),
+            )
+            .where(
+                keys_in(
+                    record_head.c.system,
+                    record_head.c.source_id,
+                    keys[start : start + LOOKUP_CHUNK],
+                )
+            )
+        )
+        found.update((r.system, r.source_id) for r in rows)
+    return found
 
 
 def current_records(

@@ -193,6 +193,12 @@ def save_model(
     )
 
 
+def latest_model_id(conn: Connection) -> int | None:
+    """The id of the latest learned model (a cheap way to see whether it changed)."""
+    value = conn.execute(select(func.max(match_model.c.id))).scalar_one()
+    return None if value is None else int(value)
+
+
 def latest_model(conn: Connection) -> dict[str, Any] | None:
     row = conn.execute(select(match_model).order_by(match_model.c.id.desc()).limit(1)).first()
     return None if row is None else dict(row._mapping)

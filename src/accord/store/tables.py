@@ -333,3 +333,28 @@ api_key = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
 )
+
+# The durable work queue between intake and matching: one row per record waiting to be
+# matched, written in the transaction that stores its new version. A record changed
+# again while it waits keeps its place in the queue (its id) and gets a new token; a
+# worker leases rows, matches them and deletes them in the transaction that writes the
+# result, only if the token is still the one it took (otherwise the row is matched again).
+work_item = Table(
+    "work_item",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("system", String(64), nullable=False),
+    Column("source_id", String(256), nullable=False),
+    Column("entity_type", String(32), nullable=False),
+    Column("token", String(32), nullable=False),
+    Column("enqueued_at", UTCDateTime, nullable=False),
+    Column("lease_owner", String(200)),
+    Column("lease_until", UTCDateTime),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    # the token a full resolve saw when it started: rows still holding it are covered by
+    # that resolve, which removes them when it commits
+    Column("covered_token", String(32)),
+    UniqueConstraint("system", "source_id"),
+    Index(None, "entity_type", "id"),
+)

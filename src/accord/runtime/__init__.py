@@ -1,0 +1,1 @@
+"""Running Accord continuously: the workers that take queued work."""
