@@ -22,6 +22,7 @@ from accord.cli.output import (
     stages,
     table,
 )
+from accord.cli.worker import worker_app
 from accord.config.loader import load_project
 from accord.config.scaffold import scaffold
 from accord.errors import InputRejected
@@ -60,6 +61,7 @@ app.add_typer(match_app, name="match")
 app.add_typer(review_app, name="review")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(worker_app, name="worker")
 
 
 def open_workspace(directory: Path) -> Workspace:

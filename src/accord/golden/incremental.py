@@ -386,11 +386,14 @@ def match_batch(
     actor: str,
     report: ResolveReport,
 ) -> None:
-    """Match the current records of `keys` one at a time and write the outcomes, in the
-    caller's transaction (which should hold `MATCHING_LOCK`: two transactions matching
+    """Match the current records of `keys` one at a time, in that order, and write the
+    outcomes, in the caller's transaction (which should hold `MATCHING_LOCK`: two transactions matching
     at once could each link a record into a customer the other is changing)."""
     events: list[Any] = []
-    for current in record_store.current_of(conn, keys):
+    found = {(r.system, r.source_id): r for r in record_store.current_of(conn, keys)}
+    # in the order given (the queue's: arrival), since where a record lands can depend
+    # on which records were matched before it
+    for current in (found[key] for key in keys if key in found):
         matched = resolver.match(conn, current)
         events += resolver.apply(conn, matched, actor=actor, report=report)
     record(conn, actor, [*events, completed(resolver.project, report, mode="incremental")])
