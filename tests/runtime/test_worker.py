@@ -24,14 +24,12 @@ from sqlalchemy import Engine, func, select
 
 from accord.demo.run import inputs
 from accord.golden.incremental import IncrementalResolver, resolve_changes
-from accord.golden.resolve import resolve
 from accord.govern import audit
 from accord.intake.load import load_file
 from accord.runtime.worker import MatchWorker
 from accord.store import queue
 from accord.store import records as record_store
 from accord.store.tables import crosswalk, golden_record, record_head, work_item
-from accord.workspace import open_workspace
 from tests.golden.test_incremental import (
     HELD_OUT,
     Based,

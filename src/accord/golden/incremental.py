@@ -387,8 +387,9 @@ def match_batch(
     report: ResolveReport,
 ) -> None:
     """Match the current records of `keys` one at a time, in that order, and write the
-    outcomes, in the caller's transaction (which should hold `MATCHING_LOCK`: two transactions matching
-    at once could each link a record into a customer the other is changing)."""
+    outcomes, in the caller's transaction (which should hold `MATCHING_LOCK`: two
+    transactions matching at once could each link a record into a customer the other is
+    changing)."""
     events: list[Any] = []
     found = {(r.system, r.source_id): r for r in record_store.current_of(conn, keys)}
     # in the order given (the queue's: arrival), since where a record lands can depend
