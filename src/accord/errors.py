@@ -73,5 +73,21 @@ class Conflict(AccordError):
     """The request conflicts with the current state (for example a name already taken)."""
 
 
+class Busy(AccordError):
+    """Not now: the same request may succeed after `retry_after` seconds."""
+
+    def __init__(self, message: str, *, retry_after: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = max(1, retry_after)
+
+
+class RateLimited(Busy):
+    """The caller sent more requests than its rate limit allows."""
+
+
+class Overloaded(Busy):
+    """Accord has more work waiting than its configured bound; nothing was stored."""
+
+
 class AuditChainBroken(AccordError):
     """The audit log's hash chain does not verify."""

@@ -16,3 +16,26 @@ class Settings(BaseSettings):
     secure_cookies: bool = Field(
         False, description="mark session cookies Secure (set it when served over HTTPS)"
     )
+    max_backlog: int = Field(
+        200_000,
+        ge=0,
+        description="records waiting to be matched past which the push API answers 503 "
+        "with Retry-After (0: no bound)",
+    )
+    rate_limit: str = Field(
+        "100/second",
+        description='requests per API key to the push API, e.g. "100/second;2000/minute"; '
+        '"off" for none',
+    )
+    rate_limit_storage: str = Field(
+        "memory://",
+        description="where rate limit counts are kept: memory:// (per process) or "
+        "redis://127.0.0.1:6379 (shared by every process)",
+    )
+    rate_limit_namespace: str = Field(
+        "accord",
+        description="separates the rate limit counts of deployments sharing one Redis",
+    )
+    workers: int = Field(
+        1, ge=0, le=16, description="matching workers `accord serve` runs in its own process"
+    )

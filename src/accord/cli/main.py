@@ -773,18 +773,32 @@ def serve(
     directory: ProjectDir,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=16,
+            help="matching workers to run in this process (default ACCORD_WORKERS, 1); "
+            "0 when workers run on their own (`accord worker run`)",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the web app and HTTP API."""
+    """Serve the web app and HTTP API, with matching workers beside it."""
     import uvicorn  # noqa: PLC0415
 
+    from accord.runtime.worker import WorkerPool  # noqa: PLC0415
     from accord.web.app import create_app  # noqa: PLC0415
 
     workspace = open_workspace(directory)
     workspace.project  # noqa: B018  (fail before serving when the project is invalid)
+    count = workspace.settings.workers if workers is None else workers
     console.print(
         f"serving at http://{host}:{port}  (health: /health, API: /api/v1, schema: /openapi.json)"
+        f"; {count} matching worker{'s' if count != 1 else ''} in this process"
     )
-    uvicorn.run(create_app(workspace), host=host, port=port, log_level="warning")
+    app_ = create_app(workspace)
+    with WorkerPool(workspace.engine, workspace.project, count):
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
 @app.command("demo-data")

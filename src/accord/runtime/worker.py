@@ -226,3 +226,29 @@ class MatchWorker:
             if not taken:
                 stop.wait(idle)
         return self.report
+
+
+class WorkerPool:
+    """Workers on threads of this process (`accord serve` runs them beside the web app
+    on the embedded default, so a pushed record is matched without a separate worker)."""
+
+    def __init__(self, engine: Engine, project: Project, count: int) -> None:
+        self.stop_event = threading.Event()
+        self.workers = [MatchWorker(engine, project) for _ in range(count)]
+        self.threads = [
+            threading.Thread(
+                target=worker.run, args=(self.stop_event,), name=f"accord-worker-{i}", daemon=True
+            )
+            for i, worker in enumerate(self.workers)
+        ]
+
+    def __enter__(self) -> WorkerPool:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        """Stop after the batches in hand (each commits or rolls back as a whole)."""
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout=60)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from accord.golden import customers
 from accord.govern import identity
 from accord.intake import push
+from accord.runtime.admission import Admission
 from accord.steward import service as steward
 from accord.store.engine import writing
 from accord.web.auth import SESSION_COOKIE, ActorDep, ConnDep, end_session, workspace
@@ -222,7 +223,12 @@ async def push_records(
     """A batch of records from `system`, sent with its own API key: stored before the
     answer, which says per record whether it was accepted, a duplicate or rejected (and
     why). Gzip is accepted (Content-Encoding: gzip). A retry with the same
-    Idempotency-Key and body gets the same answer and stores nothing."""
+    Idempotency-Key and body gets the same answer and stores nothing. Over the key's rate
+    limit the answer is 429, and while more records wait to be matched than the bound,
+    503, both with Retry-After and nothing stored."""
+    admission: Admission = request.app.state.admission
+    admission.check_rate(actor.label)
+    await run_in_threadpool(admission.check_backlog, workspace(request).engine)
     body = await _body(request, push.MAX_BODY_BYTES)
     answer = await run_in_threadpool(
         push.push,

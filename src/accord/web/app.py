@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
+from accord.runtime.admission import Admission
 from accord.web import api, errors, pages
 from accord.web.auth import ActorDep
 from accord.workspace import Workspace
@@ -44,6 +45,7 @@ def create_app(workspace: Workspace) -> FastAPI:
         openapi_url=None,  # served below, behind authentication
     )
     app.state.workspace = workspace
+    app.state.admission = Admission(workspace.settings)
     errors.register(app)
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

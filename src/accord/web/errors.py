@@ -9,12 +9,15 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from accord.errors import (
     AccordError,
+    Busy,
     Conflict,
     InputRejected,
     NotAllowed,
     NotAuthenticated,
     NotFound,
+    Overloaded,
     ProjectInvalid,
+    RateLimited,
     TooLarge,
 )
 
@@ -25,6 +28,8 @@ STATUS: dict[type[AccordError], int] = {
     Conflict: 409,
     TooLarge: 413,  # before InputRejected, which it is a kind of
     InputRejected: 422,
+    RateLimited: 429,
+    Overloaded: 503,
     ProjectInvalid: 500,
 }
 
@@ -47,5 +52,7 @@ def register(app: FastAPI) -> None:
         body: dict[str, str] = {"error": type(exc).__name__, "message": exc.message}
         if exc.hint:
             body["hint"] = exc.hint
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+        if isinstance(exc, Busy):
+            headers["Retry-After"] = str(exc.retry_after)
         return JSONResponse(body, status_code=status, headers=headers)

@@ -1,0 +1,87 @@
+"""Admission: whether a push request may come in now. Two checks, each answered with
+`Retry-After` rather than by growing without limit:
+
+- per-key rate limits (the `limits` library; sliding window counters, kept in memory by
+  default or in Redis when `ACCORD_RATE_LIMIT_STORAGE` names one, so that several app
+  processes share one count), refused as `RateLimited` (HTTP 429);
+- the work queue's backlog (`store/queue.py`): past `ACCORD_MAX_BACKLOG` records waiting
+  to be matched, new batches are refused as `Overloaded` (HTTP 503) until the workers
+  catch up. The count is read at most once a second per process.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+from limits import RateLimitItem, parse_many, storage, strategies
+from sqlalchemy import Engine
+
+from accord.errors import AccordError, Overloaded, RateLimited
+from accord.settings import Settings
+from accord.store import queue
+
+BACKLOG_READ_EVERY = 1.0  # seconds
+
+
+def rate_limits(value: str) -> list[RateLimitItem]:
+    """Parse `ACCORD_RATE_LIMIT` ("100/second", "100/second;2000/minute", "off")."""
+    if value.strip().lower() in {"", "off", "none"}:
+        return []
+    try:
+        return list(parse_many(value))
+    except ValueError as exc:
+        raise AccordError(
+            f"ACCORD_RATE_LIMIT={value!r} is not a rate limit",
+            hint='write it as "100/second" or "100/second;2000/minute", or "off"',
+        ) from exc
+
+
+class Admission:
+    def __init__(self, settings: Settings) -> None:
+        self.limits = rate_limits(settings.rate_limit)
+        self.max_backlog = settings.max_backlog
+        self.namespace = settings.rate_limit_namespace
+        try:
+            store = storage.storage_from_string(settings.rate_limit_storage)
+        except Exception as exc:
+            raise AccordError(
+                f"cannot use the rate limit storage {settings.rate_limit_storage!r}: {exc}",
+                hint="set ACCORD_RATE_LIMIT_STORAGE to memory:// or redis://host:6379",
+            ) from exc
+        self.limiter = strategies.SlidingWindowCounterRateLimiter(store)
+        self._lock = threading.Lock()
+        self._backlog = 0
+        self._read_at = -math.inf
+
+    def check_rate(self, key: str) -> None:
+        """Count a request for `key`; raise RateLimited when it is over a limit."""
+        for item in self.limits:
+            if not self.limiter.hit(item, self.namespace, "push", key):
+                reset = self.limiter.get_window_stats(item, self.namespace, "push", key).reset_time
+                raise RateLimited(
+                    f"rate limit of {item} exceeded for {key}",
+                    retry_after=math.ceil(reset - time.time()),
+                    hint="send fewer, larger batches, or ask for a higher ACCORD_RATE_LIMIT",
+                )
+
+    def check_backlog(self, engine: Engine) -> None:
+        """Raise Overloaded when more records wait to be matched than the bound."""
+        if self.max_backlog <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if now - self._read_at >= BACKLOG_READ_EVERY:
+                with engine.connect() as conn:
+                    self._backlog = queue.backlog(conn)
+                self._read_at = now
+            backlog = self._backlog
+        if backlog >= self.max_backlog:
+            raise Overloaded(
+                f"{backlog} records are waiting to be matched (the bound is "
+                f"{self.max_backlog}); nothing of this request was stored",
+                retry_after=30,
+                hint="retry after the Retry-After seconds; if it lasts, start more workers "
+                "(`accord worker run DIR`) or check them with `accord worker status DIR`",
+            )
