@@ -43,14 +43,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from accord.config.intake import DropConfig
 from accord.config.loader import Project
 from accord.config.models import FileFormat
 from accord.errors import AccordError, InputRejected, NotFound
+from accord.govern.permissions import Actor, Permission, require
 from accord.intake.load import LoadReport, load_file
 from accord.intake.readers import keep
+from accord.store import records as store
 
 PROCESSING, DONE, FAILED = "processing", "done", "failed"
 REPORT_SUFFIX = ".report.json"
@@ -501,3 +503,16 @@ def _sha256(path: Path) -> str:
 def _printable(name: str) -> str:
     """A name as text any JSON or terminal takes: undecodable bytes shown as U+FFFD."""
     return keep(name, 1000)
+
+
+def quarantined(
+    conn: Connection, actor: Actor, load_id: int, *, limit: int = 50
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A load and the records it put in quarantine (what a drop report points at)."""
+    require(actor, Permission.RECORDS_READ)
+    found = store.load_of(conn, load_id)
+    if found is None:
+        raise NotFound(
+            f"no load {load_id}", hint="the load id is in the file's .report.json (load_id)"
+        )
+    return found, store.quarantined_in_load(conn, load_id, limit=limit)
