@@ -24,7 +24,8 @@ from accord.config import load_project
 from accord.config.intake import DropConfig
 from accord.config.loader import Project
 from accord.config.models import FileFormat
-from accord.errors import NotFound, ProjectInvalid
+from accord.errors import NotAllowed, NotFound, ProjectInvalid
+from accord.govern.permissions import Actor, Role, cli_actor
 from accord.intake import drop
 from accord.intake.drop import DropResult, patterns, scan_once, wanted
 from accord.intake.readers import SourceFile
@@ -542,3 +543,22 @@ def test_the_cli_scans_summarizes_and_says_what_to_do(
     assert again.exit_code == 0 and "nothing waiting" in again.output
     missing = runner.invoke(app, ["drop", "quarantined", str(project.root), "999"])
     assert missing.exit_code == 1 and "no load 999" in missing.output
+
+
+def test_a_loads_quarantine_is_listed_for_those_who_may_read_records(
+    engine: Engine, project: Project
+) -> None:
+    path = write_csv(_folder(project) / "crm.csv", _crm_rows(3))
+    path.write_bytes(path.read_bytes().replace(b"C2,Contact,Anna", b"C2,Contact,\x00Anna"))
+    [result] = _scan(engine, project)
+    assert result.load is not None
+    with engine.connect() as conn:
+        found, entries = drop.quarantined(conn, cli_actor(), result.load.load_id)
+        with pytest.raises(NotAllowed):
+            drop.quarantined(conn, Actor("user", "v", Role.VIEWER), result.load.load_id)
+        with pytest.raises(NotFound, match="no load 999"):
+            drop.quarantined(conn, cli_actor(), 999)
+    assert (found["channel"], found["source_name"], found["status"]) == ("drop", "crm.csv", "done")
+    assert [(e["location"], e["reasons"][0]["code"]) for e in entries] == [
+        ("crm.csv line 4", "encoding.nul")
+    ]
