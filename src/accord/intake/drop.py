@@ -403,7 +403,7 @@ def _done_next_step(result: DropResult, project_root: Path) -> str | None:
         )
     if load is not None and load.quarantined:
         notes.append(
-            f"{load.quarantined:,} records were quarantined: list them with "
+            f"{load.quarantined:,} record(s) quarantined: list them with "
             f"`accord drop quarantined {project_root} {load.load_id}`"
         )
     if load is not None and load.read == 0:
