@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
+from accord.cli.drop import drop_app
 from accord.cli.output import (
     activity,
     bytes_progress,
@@ -62,6 +63,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(worker_app, name="worker")
+app.add_typer(drop_app, name="drop")
 
 
 def open_workspace(directory: Path) -> Workspace:

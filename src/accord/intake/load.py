@@ -65,8 +65,14 @@ def load_file(
     actor: str,
     batch_size: int = 1000,
     progress: Progress | None = None,
+    channel: str = "file",
+    on_start: Callable[[LoadReport], None] | None = None,
 ) -> LoadReport:
-    """Load one file for `system`. Raises InputRejected when the file as a whole is unusable."""
+    """Load one file for `system`. Raises InputRejected when the file as a whole is unusable.
+
+    `channel` is stored with the load (`file` for `accord load`, `drop` for a watched
+    folder). `on_start` is handed the report once the load is recorded; it is filled in
+    batch by batch, so a caller whose load raised can still tell how far it got."""
     mapping = project.mapping(system)
     mapper = RecordMapper(mapping, project.config.systems[system])
     try:
@@ -81,7 +87,7 @@ def load_file(
         load_id = store.start_load(
             conn,
             system=system,
-            channel="file",
+            channel=channel,
             source_name=path.name,
             mapping_version=mapping.version,
             project_digest=project.digest,
@@ -91,6 +97,8 @@ def load_file(
     batcher = Batcher(engine, mapper, report, project.config.entity)
     all_records = chain([first] if first is not None else [], records)
     try:
+        if on_start is not None:
+            on_start(report)
         for batch in _chunks(all_records, batch_size):
             batcher.add(batch)
             if progress is not None:

@@ -13,6 +13,7 @@ import gzip
 import json
 import re
 import typing
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +76,7 @@ class SourceFile:
                     yield from self._csv_records(stream)
                 else:
                     yield from self._jsonl_records(stream)
-            except (gzip.BadGzipFile, EOFError) as exc:
+            except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
                 raise InputRejected(
                     f"{self.path.name}: the gzip stream is damaged ({exc})",
                     hint="the rows before the damage were loaded; re-export the file",
@@ -87,10 +88,10 @@ class SourceFile:
         for line in stream:
             data = line[3:] if first and line.startswith(b"\xef\xbb\xbf") else line
             first = False
-            if encoding in ("utf-8", "utf-8-sig"):
-                yield data.decode("utf-8", "surrogateescape")
-            else:
-                yield data.decode(encoding)
+            # bytes the encoding has no character for (invalid UTF-8; 0x81 in cp1252)
+            # become lone surrogates, which quarantine their row as encoding.invalid
+            codec = "utf-8" if encoding in ("utf-8", "utf-8-sig") else encoding
+            yield data.decode(codec, "surrogateescape")
 
     def _csv_records(self, stream: IO[bytes]) -> Iterator[RawRecord]:
         lines = self._lines(stream)
