@@ -22,6 +22,7 @@ from accord.cli.output import (
     stages,
     table,
 )
+from accord.cli.poll import poll as poll_command
 from accord.config.loader import load_project
 from accord.config.scaffold import scaffold
 from accord.errors import InputRejected
@@ -60,6 +61,7 @@ app.add_typer(match_app, name="match")
 app.add_typer(review_app, name="review")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.command("poll")(poll_command)
 
 
 def open_workspace(directory: Path) -> Workspace:
