@@ -143,7 +143,8 @@ def lag_floor(watermark: Any, lag: timedelta) -> Any:
             pass
         else:
             separator = watermark[10] if len(watermark) > 10 else "T"
-            return (moment - lag).isoformat(sep=separator)
+            fraction = len(watermark) > 19 and watermark[19] == "."
+            return (moment - lag).isoformat(separator, "microseconds" if fraction else "auto")
     raise AccordError(
         f"`lag` needs a timestamp or numeric watermark; this one holds {watermark!r}",
         hint="remove `lag` from the poll block, or use a timestamp or sequence column",
