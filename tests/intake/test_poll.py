@@ -546,6 +546,26 @@ def test_a_numeric_watermark_lag_counts_sequence_values(
     assert (report.new, report.unchanged) == (1, 1)  # L1 in the window, L2 below it
 
 
+def test_a_watermark_of_another_type_than_the_cursor_is_refused(
+    sqlite_engine: Engine,
+    sqlite_source: SourceDB,
+    demo_project_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sqlite_source.create("seq")
+    sqlite_source.insert(row("C1", 1))
+    project = project_polling(demo_project_dir, sqlite_source, monkeypatch)
+    run(sqlite_engine, project)
+    sqlite_source.set("C1", updated_at="2024-05-01 12:00:00")  # SQLite keeps any type
+    with pytest.raises(AccordError, match="watermark of type int and a key of type text") as e:
+        run(sqlite_engine, project)
+    assert "--reset" in (e.value.hint or "")
+    stored = cursor(sqlite_engine)
+    assert stored is not None and (stored.watermark, stored.watermark_type) == ("1", "int")
+    poll.reset(sqlite_engine, "crm", actor="test")
+    assert run(sqlite_engine, project).changed == 1
+
+
 # --- bad rows ------------------------------------------------------------------------------------
 
 

@@ -515,8 +515,8 @@ def _check_types(system: str, stored: tuple[Any, Any] | None, read: tuple[str, s
     if stored is None or stored == read:
         return
     raise AccordError(
-        f"{system}'s poll cursor holds a {stored[0]} watermark and a {stored[1]} key, but the "
-        f"source now returns a {read[0]} and a {read[1]}",
+        f"{system}'s poll cursor holds a watermark of type {stored[0]} and a key of type "
+        f"{stored[1]}, but the source now returns {read[0]} and {read[1]}",
         hint=f"if the columns were changed on purpose, run `accord poll DIR --system {system} "
         "--reset` to read every row again (unchanged rows store nothing)",
     )
