@@ -377,19 +377,23 @@ def poll_once(
     with engine.connect() as conn:
         stored = poll_cursor.read(conn, system)
     cursor = _position(stored)
-    source = Source(system, config, key)
+    try:
+        # the source and its first page before anything is written: an unset variable,
+        # a source that is down or a misnamed column is refused without a load (noting
+        # the attempt, so a worker tries again `every` later, not at once)
+        source = Source(system, config, key)
+    except AccordError:
+        _mark_run(engine, system, started_at)
+        raise
     try:
         floor = None
         after = cursor
         if cursor is not None and config.lag > timedelta(0):
             floor, after = lag_floor(cursor.watermark, config.lag), None
         try:
-            # the first page before anything is written: a source that is down or a
-            # misnamed column is refused without a load
             rows = source.page(after, floor, limit)
         except AccordError:
-            with writing(engine) as conn:
-                poll_cursor.mark_run(conn, system, started_at)
+            _mark_run(engine, system, started_at)
             raise
         return _run(
             engine,
@@ -494,6 +498,11 @@ def _run(
             event = AuditEvent(AuditAction.LOAD_COMPLETED, "load", str(load_id), details)
             record(conn, actor, [event])
     return report
+
+
+def _mark_run(engine: Engine, system: str, started_at: datetime) -> None:
+    with writing(engine) as conn:
+        poll_cursor.mark_run(conn, system, started_at)
 
 
 def _position(stored: poll_cursor.StoredCursor | None) -> Position | None:
