@@ -23,6 +23,7 @@ from accord.cli.output import (
     stages,
     table,
 )
+from accord.cli.poll import poll as poll_command
 from accord.cli.worker import worker_app
 from accord.config.loader import load_project
 from accord.config.scaffold import scaffold
@@ -64,6 +65,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(worker_app, name="worker")
 app.add_typer(drop_app, name="drop")
+app.command("poll")(poll_command)
 
 
 def open_workspace(directory: Path) -> Workspace:

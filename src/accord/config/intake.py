@@ -8,21 +8,42 @@ names the environment variable that holds them.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from accord.config.matching import StrictModel
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h)\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def duration_seconds(text: str) -> int:
-    """`30s`, `1m`, `2h` in seconds; raises ValueError for anything else."""
-    found = _DURATION.match(text)
+def duration(value: Any) -> timedelta:
+    """`30s`, `5m`, `2h`, `1d`, or a plain number of seconds, as a timedelta. Anything
+    else (negative, fractional, another unit) is refused with the forms that work."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("a duration is a number of seconds or text like 30s, 5m, 2h, 1d")  # noqa: TRY004  (pydantic reports ValueErrors)
+    found = _DURATION.match(str(value))
     if found is None:
-        raise ValueError(f"{text!r} is not a duration such as 30s, 1m or 2h")
-    return int(found.group(1)) * _UNIT_SECONDS[found.group(2)]
+        raise ValueError(f"{value!r} is not a duration: write it like 30s, 5m, 2h or 1d")
+    amount, unit = found.groups()
+    return timedelta(seconds=int(amount) * _UNIT_SECONDS[unit or "s"])
+
+
+Duration = Annotated[timedelta, BeforeValidator(duration)]
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=200)]
+ColumnName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_$]*$", max_length=128)]
+TableName = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$",
+        max_length=257,
+        description="a table, optionally schema.table",
+    ),
+]
 
 
 class DropConfig(StrictModel):
@@ -37,23 +58,19 @@ class DropConfig(StrictModel):
         description="file names to take (glob, case-insensitive); by default those of the "
         "mapping's format, plain or .gz: *.csv, *.csv.gz or *.jsonl, *.ndjson, ...",
     )
-    every: str = Field("1m", description="how often a worker scans the folder: 30s, 1m, 2h")
-    settle: str = Field(
-        "2s",
+    every: Duration = Field(
+        timedelta(minutes=1), description="how often a worker scans the folder: 30s, 1m, 2h"
+    )
+    settle: Duration = Field(
+        timedelta(seconds=2),
         description="a file changed more recently than this is still being written and is "
         "left for the next scan (0s to take files at once)",
     )
 
-    @field_validator("every", "settle")
-    @classmethod
-    def _is_duration(cls, value: str) -> str:
-        duration_seconds(value)
-        return value
-
     @field_validator("every")
     @classmethod
-    def _not_zero(cls, value: str) -> str:
-        if duration_seconds(value) == 0:
+    def _not_zero(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
             raise ValueError("scan at most once a second: give 1s or more")
         return value
 
@@ -67,11 +84,47 @@ class DropConfig(StrictModel):
 
     @property
     def every_seconds(self) -> int:
-        return duration_seconds(self.every)
+        return int(self.every.total_seconds())
 
     @property
     def settle_seconds(self) -> int:
-        return duration_seconds(self.settle)
+        return int(self.settle.total_seconds())
+
+
+class PollConfig(StrictModel):
+    """Delta sync from the system's own database (`accord poll`, docs/intake-poll.md):
+    rows changed since the last run, found by a watermark column and a tiebreak key."""
+
+    url_env: EnvName = Field(
+        description="the environment variable holding the SQLAlchemy URL of the source"
+    )
+    table: TableName | None = Field(None, description="the table to read (or `query`)")
+    query: str | None = Field(
+        None, min_length=1, description="a SELECT to read instead of a table (or `table`)"
+    )
+    watermark: ColumnName = Field(
+        description="a column that grows with every change: a timestamp or a sequence"
+    )
+    key: ColumnName | None = Field(
+        None,
+        description="the tiebreak among rows sharing a watermark value; unique per row "
+        "(by default the mapping's source id column)",
+    )
+    every: Duration = Field(timedelta(minutes=5), description="how often a worker polls")
+    lag: Duration = Field(
+        timedelta(0),
+        description="re-read rows this far behind the last watermark seen, for rows "
+        "committed late; for a numeric watermark, a plain number of sequence values",
+    )
+    batch_size: int = Field(1000, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PollConfig:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of `table` and `query`")
+        if self.every <= timedelta(0):
+            raise ValueError("`every` must be longer than 0s")
+        return self
 
 
 class IntakeConfig(StrictModel):
@@ -79,3 +132,6 @@ class IntakeConfig(StrictModel):
     with none is loaded by `accord load` and the push API only."""
 
     drop: DropConfig | None = Field(None, description="a watched folder (file drop)")
+    poll: PollConfig | None = Field(
+        None, description="read changed rows from the system's database on a schedule"
+    )

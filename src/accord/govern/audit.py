@@ -39,6 +39,7 @@ class AuditAction(StrEnum):
     USER_SIGNED_OUT = "user.signed_out"
     USER_PASSWORD_RESET = "user.password_reset"  # noqa: S105  (an action name)
     API_KEY_CREATED = "api_key.created"
+    POLL_RESET = "poll.reset"
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,21 @@ push_request = Table(
     UniqueConstraint("system", "idempotency_key"),
 )
 
+# Where the SQL polling channel stopped in each system's source (`intake/poll.py`): the
+# last (watermark, key) stored, as text with the type it is read back as. It moves in the
+# transaction that stores the rows it covers, so a crash never skips or repeats a row.
+poll_cursor = Table(
+    "poll_cursor",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("watermark", Text),
+    Column("watermark_type", String(16)),
+    Column("last_key", Text),
+    Column("key_type", String(16)),
+    Column("last_run_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 # What a system sent, verbatim. Never modified: a changed record is a new version.
 source_record = Table(
     "source_record",

@@ -1,0 +1,102 @@
+"""`accord poll`: one run of the SQL polling channel for one system or all that have a
+poll block. The lead's worker calls the same `poll_once` on each system's schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from accord.cli.output import console, count_progress, reports_errors, table
+from accord.errors import AccordError
+from accord.govern.permissions import cli_actor
+
+if TYPE_CHECKING:
+    from accord.intake.load import LoadReport
+    from accord.workspace import Workspace
+
+
+@reports_errors
+def poll(
+    directory: Annotated[
+        Path, typer.Argument(help="the project folder (holds accord.yaml)", file_okay=False)
+    ],
+    system: Annotated[
+        str | None,
+        typer.Option("--system", "-s", help="poll this system only (default: every one)"),
+    ] = None,
+    reset: Annotated[
+        bool,
+        typer.Option(
+            "--reset",
+            help="forget where the last run stopped and read every row again "
+            "(unchanged rows store nothing)",
+        ),
+    ] = False,
+    batch_size: Annotated[
+        int | None,
+        typer.Option("--batch-size", min=1, help="rows per page (default: the poll block's)"),
+    ] = None,
+) -> None:
+    """Read the rows changed in each system's database since the last run, and load them."""
+    from accord.intake import poll as channel  # noqa: PLC0415
+    from accord.workspace import open_workspace  # noqa: PLC0415
+
+    workspace = open_workspace(directory)
+    project = workspace.project
+    if system is not None:
+        channel.poll_config(project, system)
+        systems = [system]
+    else:
+        systems = channel.polled_systems(project)
+        if not systems:
+            raise AccordError(
+                "no system in accord.yaml has a poll block",
+                hint="add `intake: {poll: {...}}` to a system (docs/intake-poll.md)",
+            )
+    actor = cli_actor().label
+    if reset:
+        for name in systems:
+            channel.reset(workspace.engine, name, actor=actor)
+            console.print(f"{name}: the poll cursor was reset; this run reads every row")
+    reports = [_poll_one(workspace, name, batch_size) for name in systems]
+    console.print(
+        table(
+            "Polled",
+            ["system", "read", "new", "changed", "unchanged", "quarantined", "flagged", "seconds"],
+            [
+                [
+                    r.system,
+                    r.read,
+                    r.new,
+                    r.changed,
+                    r.unchanged + r.repeated_in_file,
+                    r.quarantined,
+                    r.flagged,
+                    r.seconds,
+                ]
+                for r in reports
+            ],
+        )
+    )
+    if any(r.quarantined for r in reports):
+        console.print(
+            "[yellow]some rows were quarantined[/]: each entry names its row "
+            "(poll:TABLE@wm=…,key=…) and reason"
+        )
+
+
+def _poll_one(workspace: Workspace, system: str, batch_size: int | None) -> LoadReport:
+    from accord.intake.poll import poll_once  # noqa: PLC0415
+
+    with count_progress() as progress:
+        task = progress.add_task(f"{system} ← database", total=None)
+        return poll_once(
+            workspace.engine,
+            workspace.project,
+            system,
+            actor=cli_actor().label,
+            batch_size=batch_size,
+            progress=lambda read: progress.update(task, completed=read),
+        )
