@@ -438,6 +438,22 @@ def changed_since_matched(conn: Connection, entity_type: str) -> list[tuple[str,
     return [(r.system, r.source_id) for r in rows]
 
 
+def removed_since_matched(conn: Connection) -> list[tuple[str, str]]:
+    """Records the match index holds that are no longer current (a withdrawn load had
+    created them), in key order."""
+    rows = conn.execute(
+        select(match_entry.c.system, match_entry.c.source_id)
+        .outerjoin(
+            record_head,
+            (record_head.c.system == match_entry.c.system)
+            & (record_head.c.source_id == match_entry.c.source_id),
+        )
+        .where(record_head.c.system.is_(None))
+        .order_by(match_entry.c.system, match_entry.c.source_id)
+    )
+    return [(r.system, r.source_id) for r in rows]
+
+
 def current_records(
     conn: Connection, entity_type: str, batch_size: int = 5000
 ) -> Iterator[CurrentRecord]:

@@ -6,6 +6,8 @@ Revises: 0005
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
@@ -18,7 +20,7 @@ branch_labels = None
 depends_on = None
 
 
-def _document() -> sa.types.TypeEngine[object]:
+def _document() -> Any:
     return sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 
 
@@ -27,9 +29,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("fields", _document(), nullable=True))
         batch.add_column(sa.Column("correction", _document(), nullable=True))
         batch.add_column(sa.Column("corrected_by", sa.String(length=200), nullable=True))
-        batch.add_column(
-            sa.Column("corrected_at", accord.store.types.UTCDateTime(), nullable=True)
-        )
+        batch.add_column(sa.Column("corrected_at", accord.store.types.UTCDateTime(), nullable=True))
         batch.add_column(sa.Column("replay_load_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("note", sa.Text(), nullable=True))
         batch.add_column(sa.Column("closed_by", sa.String(length=200), nullable=True))
@@ -38,9 +38,7 @@ def upgrade() -> None:
             op.f("fk_quarantine_replay_load_id_load"), "load", ["replay_load_id"], ["id"]
         )
         batch.create_index(op.f("ix_quarantine_load_id"), ["load_id"], unique=False)
-    op.create_index(
-        op.f("ix_source_record_load_id"), "source_record", ["load_id"], unique=False
-    )
+    op.create_index(op.f("ix_source_record_load_id"), "source_record", ["load_id"], unique=False)
 
 
 def downgrade() -> None:
