@@ -365,11 +365,8 @@ def replay(
             _replay_system(engine, project, name, actor, chunks=_chunked(chosen), progress=progress)
             for name, chosen in sorted(by_system.items())
         ]
-    if system is None:
-        with engine.connect() as conn:
-            systems = store.open_systems(conn, reason=reason)
-    else:
-        systems = [system]
+    with engine.connect() as conn:  # a system with nothing open to replay makes no load
+        systems = [s for s in store.open_systems(conn, reason=reason) if system in (None, s)]
     return [
         _replay_system(
             engine,

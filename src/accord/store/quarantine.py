@@ -8,8 +8,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, desc, exists, func, select, text, update
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import Connection, bindparam, delete, desc, func, select, text, type_coerce, update
+from sqlalchemy.dialects.postgresql import JSONB
 
 from accord.store.dialect import keys_in
 from accord.store.records import LOOKUP_CHUNK
@@ -33,21 +33,20 @@ _SUMMARY = (
 )
 
 
-def _has_reason(conn: Connection, code: str) -> ColumnElement[bool]:
+def _has_reason(conn: Connection, code: str) -> Any:
     """Entries one of whose reasons has this code."""
     if conn.dialect.name == "postgresql":
-        return quarantine.c.reasons.contains([{"code": code}])
-    return exists(
-        select(text("1"))
-        .select_from(text("json_each(quarantine.reasons)"))
-        .where(text("json_extract(json_each.value, '$.code') = :reason_code"))
-    ).params(reason_code=code)
+        return type_coerce(quarantine.c.reasons, JSONB).contains([{"code": code}])
+    return text(
+        "EXISTS (SELECT 1 FROM json_each(quarantine.reasons) "
+        "WHERE json_extract(json_each.value, '$.code') = :reason_code)"
+    ).bindparams(reason_code=code)
 
 
 def _filters(
     conn: Connection, system: str | None, status: str | None, reason: str | None
-) -> list[ColumnElement[bool]]:
-    where: list[ColumnElement[bool]] = []
+) -> list[Any]:
+    where: list[Any] = []
     if system is not None:
         where.append(quarantine.c.system == system)
     if status is not None:
