@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
+from accord.cli import quarantine as quarantine_cli
 from accord.cli.output import (
     activity,
     bytes_progress,
@@ -60,6 +61,8 @@ app.add_typer(match_app, name="match")
 app.add_typer(review_app, name="review")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(quarantine_cli.quarantine_app, name="quarantine")
+app.add_typer(quarantine_cli.loads_app, name="loads")
 
 
 def open_workspace(directory: Path) -> Workspace:
