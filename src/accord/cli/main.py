@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
+from accord.cli import quarantine as quarantine_cli
 from accord.cli.drop import drop_app
 from accord.cli.output import (
     activity,
@@ -66,6 +67,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(worker_app, name="worker")
 app.add_typer(drop_app, name="drop")
 app.command("poll")(poll_command)
+app.add_typer(quarantine_cli.quarantine_app, name="quarantine")
+app.add_typer(quarantine_cli.loads_app, name="loads")
 
 
 def open_workspace(directory: Path) -> Workspace:

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine
 
 from accord.config.loader import Project
 from accord.errors import Conflict, NotFound
-from accord.golden.match_index import sync_index
+from accord.golden.match_index import drop_entries, sync_index
 from accord.golden.relationships import referenced_employer, refresh
 from accord.golden.resolve import (
     MATCHING_LOCK,
@@ -249,6 +249,74 @@ class IncrementalResolver:
             out[column] = (per_value, known.get(total, 0))
         return out
 
+    # ---- records no longer current
+
+    def remove(self, conn: Connection, key: Key, *, actor: str, report: ResolveReport) -> list[Any]:
+        """Take a record that is no longer current (its load was withdrawn) out of the
+        index, the crosswalk and its customer, whose golden record is built again from the
+        members left (or retired when none is left). The members left stay together: a
+        record that bridged two groups of them is not re-clustered away; the next full
+        resolve re-clusters them. Returns the audit events."""
+        before = index_store.lookup(conn, key)
+        if before.entry is not None:
+            drop_entries(conn, self.plan, [(before.entry.id, before.entry.features)])
+        golden_store.unlink(conn, [key])
+        old = before.golden_id
+        if old is None:
+            return []
+        members = sorted(entry.key for entry in index_store.members_of(conn, [old]))
+        crosswalk = golden_store.crosswalk_for(conn, members)
+        statuses = golden_store.status_of(conn, {old})
+        scope = Scope(
+            current={
+                k: (row["golden_id"], row["rule"], row["evidence"]) for k, row in crosswalk.items()
+            },
+            fingerprints={
+                g: fingerprint
+                for g, (status, fingerprint) in statuses.items()
+                if status == "active"
+            },
+            previous={
+                k: row["previous_golden_id"]
+                for k, row in crosswalk.items()
+                if row["previous_golden_id"]
+            },
+            restorable=set(),
+        )
+        records = {(r.system, r.source_id): r for r in record_store.current_of(conn, members)}
+        groups = [members] if members else []
+        built = [
+            golden_content(self.survivorship, [member_of(records[k]) for k in group])
+            for group in groups
+        ]
+        evidence: Evidence = {}
+        for k, (_, rule, proof) in scope.current.items():
+            partner = proof.get("linked_to")
+            evidence[k] = (
+                rule,
+                (str(partner[0]), str(partner[1])) if partner else None,
+                proof.get("probability"),
+            )
+        events = write_clusters(
+            conn,
+            actor=actor,
+            entity=self.project.config.entity,
+            keys=groups,
+            content=built.__getitem__,
+            evidence=evidence,
+            report=report,
+            scope=scope,
+        )
+        refresh(
+            conn,
+            {old},
+            {k: records[k].data for k in members},
+            {k: report.assignment[k] for k in members},
+            utcnow(),
+        )
+        report.removed += 1
+        return events
+
     # ---- writing
 
     def apply(
@@ -362,9 +430,17 @@ def resolve_changes(
             if keys is not None
             else record_store.changed_since_matched(conn, project.config.entity)
         )
+        removed = record_store.removed_since_matched(conn) if keys is None else []
     report.records = len(pending)
     if progress is not None:
         progress(0, len(pending))
+    if removed:
+        with writing(engine) as conn:
+            exclusive(conn, MATCHING_LOCK)
+            taken_out: list[Any] = []
+            for key in removed:
+                taken_out += resolver.remove(conn, key, actor=actor, report=report)
+            record(conn, actor, taken_out)
     done = 0
     for batch in _batches(pending, BATCH):
         with writing(engine) as conn:
@@ -386,15 +462,19 @@ def match_batch(
     actor: str,
     report: ResolveReport,
 ) -> None:
-    """Match the current records of `keys` one at a time, in that order, and write the
-    outcomes, in the caller's transaction (which should hold `MATCHING_LOCK`: two
-    transactions matching at once could each link a record into a customer the other is
-    changing)."""
+    """Match the current records of `keys` one at a time, in that order (taking those no
+    longer current out of their customers), and write the outcomes, in the caller's
+    transaction. It should hold `MATCHING_LOCK`: two transactions matching at once could
+    each link a record into a customer the other is changing."""
     events: list[Any] = []
     found = {(r.system, r.source_id): r for r in record_store.current_of(conn, keys)}
     # in the order given (the queue's: arrival), since where a record lands can depend
     # on which records were matched before it
-    for current in (found[key] for key in keys if key in found):
+    for key in keys:
+        current = found.get(key)
+        if current is None:  # no longer current (its load was withdrawn)
+            events += resolver.remove(conn, key, actor=actor, report=report)
+            continue
         matched = resolver.match(conn, current)
         events += resolver.apply(conn, matched, actor=actor, report=report)
     record(conn, actor, [*events, completed(resolver.project, report, mode="incremental")])

@@ -65,6 +65,19 @@ def sync_index(
     return sync.change
 
 
+def drop_entries(
+    conn: Connection, plan: IndexPlan, entries: Sequence[tuple[int, dict[str, str]]]
+) -> None:
+    """Remove these entries ((entry id, features)) of records that are no longer current,
+    their keys, and their share of the keys' counts."""
+    if not entries:
+        return
+    sync = _Sync(conn, plan, {}, dict(entries), None, None)
+    sync.remove([entry_id for entry_id, _ in entries])
+    store.delete_entries(conn, [entry_id for entry_id, _ in entries])
+    store.change_counts(conn, _summed(sync.counted))
+
+
 _PART = 100_000  # records whose entries are worked out at a time
 
 

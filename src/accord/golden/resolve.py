@@ -64,6 +64,7 @@ class ResolveReport:
     unchanged: int = 0
     merged: int = 0
     retired: int = 0
+    removed: int = 0  # records no longer current (a withdrawn load's) taken out
     relationships: int = 0  # contact of, subsidiary of: links between customers
     dangling_references: int = 0  # references to records Accord does not hold
     ambiguous_employers: int = 0  # employer names that fit several organizations
@@ -119,6 +120,7 @@ def resolve(
 
             clock.start("golden")
             survivorship = Survivorship(project.config.survivorship, project.config.systems)
+            scope = Scope.everything(conn)
             events = write_clusters(
                 conn,
                 actor=actor,
@@ -129,8 +131,12 @@ def resolve(
                 ),
                 evidence=evidence,
                 report=report,
-                scope=Scope.everything(conn),
+                scope=scope,
             )
+            # records no longer current (a withdrawn load created them) leave the crosswalk
+            gone = [key for key in scope.current if key not in report.assignment]
+            golden_store.unlink(conn, gone)
+            report.removed = len(gone)
             report.golden_records = len(keys)
 
             clock.start("relationships")

@@ -26,6 +26,11 @@ GENESIS = "0" * 64
 class AuditAction(StrEnum):
     PROJECT_APPLIED = "project.applied"
     LOAD_COMPLETED = "load.completed"
+    LOAD_WITHDRAWN = "load.withdrawn"
+    QUARANTINE_CORRECTED = "quarantine.corrected"
+    QUARANTINE_REPLAYED = "quarantine.replayed"  # stored by a replay load
+    QUARANTINE_RETRIED = "quarantine.retried"  # replayed, still failing: open, new reasons
+    QUARANTINE_DISCARDED = "quarantine.discarded"
     RESOLVE_COMPLETED = "resolve.completed"
     GOLDEN_CREATED = "golden.created"
     GOLDEN_UPDATED = "golden.updated"

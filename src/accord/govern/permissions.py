@@ -18,6 +18,10 @@ class Permission(StrEnum):
     MATCHES_READ = "matches:read"
     MATCHES_DECIDE = "matches:decide"
     USERS_MANAGE = "users:manage"
+    # read, correct, replay and discard quarantined records (their raw text is customer data)
+    QUARANTINE_MANAGE = "quarantine:manage"
+    # take a whole load back out of the current records
+    LOADS_WITHDRAW = "loads:withdraw"
 
 
 class Role(StrEnum):
@@ -37,6 +41,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.AUDIT_READ,
             Permission.MATCHES_READ,
             Permission.MATCHES_DECIDE,
+            Permission.QUARANTINE_MANAGE,
         }
     ),
     Role.OPERATOR: frozenset(
@@ -45,6 +50,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.RECORDS_READ,
             Permission.RECORDS_WRITE,
             Permission.MATCHES_READ,
+            Permission.QUARANTINE_MANAGE,
+            Permission.LOADS_WITHDRAW,
         }
     ),
     Role.VIEWER: frozenset({Permission.CUSTOMERS_READ}),

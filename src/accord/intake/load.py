@@ -159,6 +159,16 @@ class Batcher:
         quarantined, mapped = self._classify(batch, outcome)
 
         current = store.heads(conn, self.report.system, [m.source_id for _, _, m, _ in mapped])
+        # numbered after every stored version, current or withdrawn (`store.latest_versions`)
+        latest = store.latest_versions(
+            conn,
+            report.system,
+            [
+                m.source_id
+                for _, _, m, digest in mapped
+                if m.source_id not in current or current[m.source_id].content_hash != digest
+            ],
+        )
         new_versions: list[store.NewVersion] = []
         remaps: list[store.Remap] = []
         for position, fields, result, digest in mapped:
@@ -187,7 +197,7 @@ class Batcher:
                 report.new += 1
             else:
                 report.changed += 1
-            version = 1 if head is None else head.version + 1
+            version = max(0 if head is None else head.version, latest.get(result.source_id, 0)) + 1
             outcome[position] |= {"status": "accepted", "version": version}
             new_versions.append(
                 store.NewVersion(
@@ -273,5 +283,5 @@ class Batcher:
             counts = self.report.quarantine_reasons
             counts[reason.code] = counts.get(reason.code, 0) + 1
         return store.QuarantineEntry(
-            source_id, raw.location, raw.raw, [r.as_dict() for r in reasons]
+            source_id, raw.location, raw.raw, [r.as_dict() for r in reasons], raw.fields
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select, update
 
 from accord.store.dialect import insert_rows, keys_in
 from accord.store.records import LOOKUP_CHUNK
@@ -152,6 +152,18 @@ def link(conn: Connection, rows: Sequence[dict[str, Any]], decided_by: str) -> N
         [r | {"decided_by": decided_by, "decided_at": now} for r in rows],
         replace_on=["system", "source_id"],
     )
+
+
+def unlink(conn: Connection, keys: Sequence[Key]) -> None:
+    """Remove the crosswalk rows of records that are no longer current."""
+    for start in range(0, len(keys), LOOKUP_CHUNK):
+        conn.execute(
+            delete(crosswalk).where(
+                keys_in(
+                    crosswalk.c.system, crosswalk.c.source_id, keys[start : start + LOOKUP_CHUNK]
+                )
+            )
+        )
 
 
 def get(conn: Connection, golden_id: str) -> dict[str, Any] | None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Text, and_, bindparam, cast, select, tuple_, update
+from sqlalchemy import Connection, Text, and_, bindparam, cast, func, select, tuple_, update
 
 from accord.store import queue
 from accord.store.dialect import keys_in, upsert
@@ -55,6 +55,7 @@ class QuarantineEntry:
     location: str
     raw: str
     reasons: list[dict[str, Any]]
+    fields: dict[str, Any] | None = None  # as read, when the record could be read
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,24 @@ def heads(conn: Connection, system: str, source_ids: Sequence[str]) -> dict[str,
                 for r in rows
             }
         )
+    return found
+
+
+def latest_versions(conn: Connection, system: str, source_ids: Sequence[str]) -> dict[str, int]:
+    """The highest version stored of each given source id that has any, current or not:
+    a withdrawn load's versions are no longer current but keep their numbers, so the next
+    version is numbered after them."""
+    found: dict[str, int] = {}
+    for start in range(0, len(source_ids), LOOKUP_CHUNK):
+        rows = conn.execute(
+            select(source_record.c.source_id, func.max(source_record.c.version))
+            .where(
+                source_record.c.system == system,
+                source_record.c.source_id.in_(source_ids[start : start + LOOKUP_CHUNK]),
+            )
+            .group_by(source_record.c.source_id)
+        )
+        found.update({source_id: int(version) for source_id, version in rows})
     return found
 
 
@@ -357,6 +376,7 @@ def quarantine_records(
                 "content_hash": digest,
                 "status": "open",
                 "created_at": now,
+                "fields": entry.fields,
             }
         )
     if rows:
@@ -456,6 +476,22 @@ def matched_already(conn: Connection, keys: Sequence[tuple[str, str]]) -> set[tu
         )
         found.update((r.system, r.source_id) for r in rows)
     return found
+
+
+def removed_since_matched(conn: Connection) -> list[tuple[str, str]]:
+    """Records the match index holds that are no longer current (a withdrawn load had
+    created them), in key order."""
+    rows = conn.execute(
+        select(match_entry.c.system, match_entry.c.source_id)
+        .outerjoin(
+            record_head,
+            (record_head.c.system == match_entry.c.system)
+            & (record_head.c.source_id == match_entry.c.source_id),
+        )
+        .where(record_head.c.system.is_(None))
+        .order_by(match_entry.c.system, match_entry.c.source_id)
+    )
+    return [(r.system, r.source_id) for r in rows]
 
 
 def current_records(

@@ -108,6 +108,7 @@ source_record = Table(
     Column("payload", Document, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
     UniqueConstraint("system", "source_id", "version"),
+    Index(None, "load_id"),  # a load's records, read to withdraw it
 )
 
 # A source record mapped into the canonical model, with the mapping version that did it.
@@ -152,10 +153,22 @@ quarantine = Table(
     Column("reasons", Document, nullable=False),
     # sha256 of the raw text: the same bad row loaded again is not filed twice while open
     Column("content_hash", String(64), nullable=False),
+    # open, replayed (stored by `replay_load_id`) or discarded (`note` says why)
     Column("status", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # the record's fields as read, when it could be read (a mapping fix can replay it)
+    Column("fields", Document),
+    # a steward's corrected fields, replayed instead of `fields`; the original stays
+    Column("correction", Document),
+    Column("corrected_by", String(200)),
+    Column("corrected_at", UTCDateTime),
+    Column("replay_load_id", ForeignKey("load.id")),
+    Column("note", Text),
+    Column("closed_by", String(200)),
+    Column("closed_at", UTCDateTime),
     Index(None, "system", "status"),
     Index(None, "system", "content_hash"),
+    Index(None, "load_id"),
 )
 
 golden_record = Table(
