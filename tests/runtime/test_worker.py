@@ -251,3 +251,22 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(based: Based) ->
         audit.verify(conn)
         heads = conn.execute(select(func.count()).select_from(record_head)).scalar_one()
     assert len(_assignment(engine)) == heads
+
+
+def test_a_withdrawn_load_is_queued_and_the_worker_takes_its_records_out(based: Based) -> None:
+    from accord.govern.permissions import Actor, Role  # noqa: PLC0415
+    from accord.intake.loads import withdraw  # noqa: PLC0415
+
+    [(_, path)] = [(s, p) for s, p in inputs(based.demo.data) if s == HELD_OUT]
+    loaded = load_file(based.engine, based.project, HELD_OUT, path, actor="test")
+    MatchWorker(based.engine, based.project).drain()
+    assert any(key[0] == HELD_OUT for key in _assignment(based.engine))
+
+    withdraw(based.engine, loaded.load_id, actor=Actor("user", "ops", Role.ADMIN))
+    assert _backlog(based.engine) == loaded.new
+    MatchWorker(based.engine, based.project).drain()
+
+    assert _backlog(based.engine) == 0
+    assert not any(key[0] == HELD_OUT for key in _assignment(based.engine))
+    with based.engine.connect() as conn:
+        audit.verify(conn)

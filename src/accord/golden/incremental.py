@@ -264,7 +264,10 @@ class IncrementalResolver:
         old = before.golden_id
         if old is None:
             return []
-        members = sorted(entry.key for entry in index_store.members_of(conn, [old]))
+        indexed = sorted(entry.key for entry in index_store.members_of(conn, [old]))
+        records = {(r.system, r.source_id): r for r in record_store.current_of(conn, indexed)}
+        # members withdrawn as well are taken out in their own turn
+        members = [k for k in indexed if k in records]
         crosswalk = golden_store.crosswalk_for(conn, members)
         statuses = golden_store.status_of(conn, {old})
         scope = Scope(
@@ -283,7 +286,6 @@ class IncrementalResolver:
             },
             restorable=set(),
         )
-        records = {(r.system, r.source_id): r for r in record_store.current_of(conn, members)}
         groups = [members] if members else []
         built = [
             golden_content(self.survivorship, [member_of(records[k]) for k in group])
