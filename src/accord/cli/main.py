@@ -148,6 +148,30 @@ def _load_one(workspace: Workspace, system: str, path: Path) -> LoadReport:
         )
 
 
+def _drop_one(workspace: Workspace, system: str, path: Path) -> LoadReport:
+    """The demo's way in for a system with a drop folder: the file is put there and the
+    folder scanned, as another system's export would be."""
+    import shutil  # noqa: PLC0415
+
+    from accord.intake.drop import drop_settings, scan_once  # noqa: PLC0415
+
+    folder, _ = drop_settings(workspace.project, system)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, folder / path.name)
+    with bytes_progress() as progress:
+        task = progress.add_task(f"{system} ← {folder.name}/{path.name}", total=None)
+        [result] = scan_once(
+            workspace.engine,
+            workspace.project,
+            system,
+            actor=cli_actor().label,
+            progress=lambda _, done, total: progress.update(task, completed=done, total=total),
+        )
+    if result.load is None:
+        raise InputRejected(f"{path.name}: {result.error}", hint=result.next_step)
+    return result.load
+
+
 def _load_table(reports: list[LoadReport]) -> Any:
     return table(
         "Loaded",
@@ -855,7 +879,13 @@ def demo(
         generate(data, seed=seed, customers=count, progress=lambda n: progress.advance(task, n))
     timings["generate"] = time.perf_counter() - started
     workspace = open_workspace(directory)
-    reports = [_load_one(workspace, system, path) for system, path in inputs(data)]
+    dropped = {s for s, c in workspace.project.config.systems.items() if c.intake.drop}
+    reports = [
+        _drop_one(workspace, system, path)
+        if system in dropped
+        else _load_one(workspace, system, path)
+        for system, path in inputs(data)
+    ]
     timings["load"] = sum(r.seconds for r in reports)
     report = _resolve(workspace)
     timings["resolve"] = sum(report.seconds.values())
@@ -863,9 +893,16 @@ def demo(
     console.print(
         table(
             "Records per system",
-            ["system", "read", "stored", "quarantined", "flagged"],
+            ["system", "channel", "read", "stored", "quarantined", "flagged"],
             [
-                [r.system, r.read, r.new + r.changed + r.unchanged, r.quarantined, r.flagged]
+                [
+                    r.system,
+                    "file drop" if r.system in dropped else "accord load",
+                    r.read,
+                    r.new + r.changed + r.unchanged,
+                    r.quarantined,
+                    r.flagged,
+                ]
                 for r in reports
             ],
         )
