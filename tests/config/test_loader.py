@@ -59,9 +59,11 @@ def test_references_to_unknown_systems(demo_project_dir: Path) -> None:
             "default_priority: [erp, billing, crm, sap]",
         )
     )
+    lines = project_file.read_text().splitlines()
+    line = next(i for i, text in enumerate(lines, 1) if "crm, sap]" in text)
     problems = _problems(demo_project_dir)
     assert len(problems) == 1
-    assert "accord.yaml:71: 'sap' is not a system of this project" in problems[0]
+    assert f"accord.yaml:{line}: 'sap' is not a system of this project" in problems[0]
     assert "hint: known systems: billing, crm, erp, service" in problems[0]
 
 
