@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ from typing import Any
 
 import cel
 from cel import stdlib
+
+# The library logs a warning each time a helper function fails; here that failure is a
+# reason on the record (compute.failed, rule.<name>), and a log line per bad row is noise.
+logging.getLogger("cel").setLevel(logging.ERROR)
 
 MAX_EXPRESSION_CHARS = 2_000
 MAX_RESULT_CHARS = 65_536
