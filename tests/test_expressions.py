@@ -104,7 +104,13 @@ def test_only_the_named_source_columns_are_converted() -> None:
 
 def test_source_values_become_text_maps_and_lists() -> None:
     assert cel_source(
-        {"n": 5, "ok": True, "none": None, "addr": {"city": " Leeds ", "zip": ""}, "tags": [1, None]}
+        {
+            "n": 5,
+            "ok": True,
+            "none": None,
+            "addr": {"city": " Leeds ", "zip": ""},
+            "tags": [1, None],
+        }
     ) == {"n": "5", "ok": "true", "addr": {"city": "Leeds"}, "tags": ["1"]}
 
 
@@ -129,14 +135,22 @@ def test_a_very_long_expression_is_refused_before_the_parser_sees_it() -> None:
         compile_expression(text, COMPUTE_VARIABLES)
 
 
+def _refusal(text: str) -> str | None:
+    """The message an expression is refused with; None when it compiles."""
+    try:
+        compile_expression(text, COMPUTE_VARIABLES)
+    except ExpressionError as exc:
+        return str(exc)
+    return None
+
+
 def test_deep_nesting_within_the_length_limit_is_an_error_not_a_crash() -> None:
     for text in ("(" * 900 + "1" + ")" * 900, "[" * 900 + "]" * 900, "-" * 1999 + "1"):
-        try:
-            expression = compile_expression(text, COMPUTE_VARIABLES)
-        except ExpressionError as exc:
-            assert "not a valid expression" in str(exc)
+        refused = _refusal(text)
+        if refused is None:
+            compile_expression(text, COMPUTE_VARIABLES).run(Scope({}, frozenset()))
         else:
-            expression.run(Scope({}, frozenset()))
+            assert "not a valid expression" in refused
 
 
 def test_the_longest_allowed_chains_run() -> None:
@@ -216,7 +230,9 @@ def _conditions(draw: st.DrawFn, depth: int = 3) -> tuple[str, Any]:
     condition=_conditions(),
     record=st.dictionaries(st.sampled_from(_FIELDS), st.sampled_from(_VALUES[:3]), max_size=3),
 )
-def test_rule_conditions_agree_with_python(condition: tuple[str, Any], record: dict[str, str]) -> None:
+def test_rule_conditions_agree_with_python(
+    condition: tuple[str, Any], record: dict[str, str]
+) -> None:
     text, reference = condition
     expression = compile_expression(text, RULE_VARIABLES)
     scope = Scope(None, frozenset())
@@ -227,7 +243,4 @@ def test_rule_conditions_agree_with_python(condition: tuple[str, Any], record: d
 @settings(max_examples=200, deadline=None)
 @given(text=st.text(max_size=200))
 def test_any_text_compiles_or_is_refused_with_a_message(text: str) -> None:
-    try:
-        compile_expression(text, COMPUTE_VARIABLES)
-    except ExpressionError as exc:
-        assert str(exc)
+    assert _refusal(text) != ""

@@ -253,5 +253,6 @@ def as_text(value: Any) -> str | None:
         if len(value) > MAX_RESULT_CHARS:
             raise ExpressionError(f"the value is over {MAX_RESULT_CHARS:,} characters")
         return value
-    what = {list: "a list", dict: "a map", bytes: "bytes"}.get(type(value), type(value).__name__)
+    kinds: dict[type[Any], str] = {list: "a list", dict: "a map", bytes: "bytes"}
+    what = kinds.get(type(value), type(value).__name__)
     raise ExpressionError(f"gave {what}, not a single value")

@@ -48,7 +48,9 @@ def test_preview_shows_source_and_canonical_side_by_side(
     demo_project_dir: Path, tmp_path: Path
 ) -> None:
     before = sorted(p.name for p in demo_project_dir.rglob("*"))
-    out = _run("map", "preview", demo_project_dir, _erp_file(tmp_path), "--system", "erp", "--rows", "5")
+    out = _run(
+        "map", "preview", demo_project_dir, _erp_file(tmp_path), "--system", "erp", "--rows", "5"
+    )
     assert "erp.csv line 2  ok  id 1" in out
     assert "source field" in out and "canonical field" in out
     assert "SMTP_ADDR" in out and "hans@example.com" in out
@@ -67,7 +69,14 @@ def test_preview_shows_source_and_canonical_side_by_side(
 def test_preview_as_json(demo_project_dir: Path, tmp_path: Path) -> None:
     out = _run("map", "preview", demo_project_dir, _erp_file(tmp_path), "-s", "erp", "--json")
     rows = json.loads(out)
-    assert [r["status"] for r in rows] == ["ok", "ok", "quarantined", "quarantined", "flagged", "ok"]
+    assert [r["status"] for r in rows] == [
+        "ok",
+        "ok",
+        "quarantined",
+        "quarantined",
+        "flagged",
+        "ok",
+    ]
     assert rows[1]["canonical"]["country"] == "DE"  # computed from STCEG
     assert rows[2]["reasons"][0]["code"] == "vocabulary.unknown"
     assert rows[0]["source"]["KUNNR"] == "1"

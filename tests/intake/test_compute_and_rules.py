@@ -162,10 +162,17 @@ def test_bad_expressions_are_reported_with_file_line_field_and_expression(
     mapping = (
         ERP_MAPPING.replace("source.ORT01.upperAscii()", "sourc.ORT01")
         .replace("check: has(record.tax_id)", "check: has(record.tax_id")
-        .replace("action: flag", "action: flag\n  - name: no_test_names\n    check: 'true'\n    message: m")
+        .replace(
+            "action: flag",
+            "action: flag\n  - name: no_test_names\n    check: 'true'\n    message: m",
+        )
         .replace("has(source.GEBDAT) ?", "eval(source.GEBDAT) ?")
     )
-    problems = _problems(_project(demo_project_dir, mapping, "rules:\n  - name: r\n    check: source.x\n    message: m\n"))
+    problems = _problems(
+        _project(
+            demo_project_dir, mapping, "rules:\n  - name: r\n    check: source.x\n    message: m\n"
+        )
+    )
     joined = "\n".join(problems)
     assert len(problems) == 5, joined
     assert "erp.yaml:16: field birth_date `compute`: unknown function 'eval'" in joined
@@ -187,7 +194,9 @@ def test_a_field_takes_one_origin(demo_project_dir: Path) -> None:
 
 def test_an_overlong_expression_is_refused_at_load(demo_project_dir: Path) -> None:
     long = "source.ORT01" + " + source.ORT01" * 200
-    [problem] = _problems(_project(demo_project_dir, ERP_MAPPING.replace("source.ORT01.upperAscii()", long)))
+    [problem] = _problems(
+        _project(demo_project_dir, ERP_MAPPING.replace("source.ORT01.upperAscii()", long))
+    )
     assert "at most 2,000" in problem
     assert "..." in problem  # the expression is shortened in the message
 
@@ -198,8 +207,10 @@ _VALUE = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(row=st.fixed_dictionaries({c: _VALUE for c in ERP_COLUMNS}))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(row=st.fixed_dictionaries(dict.fromkeys(ERP_COLUMNS, _VALUE)))
 def test_random_rows_never_crash_the_mapper(demo_project_dir: Path, row: dict[str, Any]) -> None:
     root = demo_project_dir
     if not (root / "mappings" / "erp.yaml").read_text().startswith("system: erp\nsource_id"):

@@ -16,7 +16,9 @@ from accord.config.loader import load_project
 if TYPE_CHECKING:
     from accord.intake.preview import PreviewRow
 
-map_app = typer.Typer(help="Mappings: try one on a file, with nothing stored.", no_args_is_help=True)
+map_app = typer.Typer(
+    help="Mappings: try one on a file, with nothing stored.", no_args_is_help=True
+)
 
 _STATUS_STYLE = {"ok": "green", "flagged": "yellow", "quarantined": "red"}
 _CELL_CHARS = 120  # a long source value is shortened on screen; --json shows all of it
@@ -59,9 +61,8 @@ def map_preview(
 
 def _row_table(row: PreviewRow) -> Table:
     style = _STATUS_STYLE[row.status]
-    title = (
-        f"{escape(row.location)}  [{style}]{row.status}[/]"
-        + (f"  id {escape(row.source_id)}" if row.source_id else "")
+    title = f"{escape(row.location)}  [{style}]{row.status}[/]" + (
+        f"  id {escape(row.source_id)}" if row.source_id else ""
     )
     table = Table(title=title, title_justify="left", header_style="bold")
     for column in ("source field", "value", "canonical field", "value"):
@@ -76,7 +77,10 @@ def _row_table(row: PreviewRow) -> Table:
         left = source[i] if i < len(source) else ("", "")
         right = canonical[i] if i < len(canonical) else ("", "")
         table.add_row(*(escape(cell) for cell in (*left, *right)))
-    for label, reasons, colour in (("issue", row.issues, "yellow"), ("quarantine", row.reasons, "red")):
+    for label, reasons, colour in (
+        ("issue", row.issues, "yellow"),
+        ("quarantine", row.reasons, "red"),
+    ):
         for reason in reasons:
             where = f" ({reason.field})" if reason.field else ""
             table.add_row(
