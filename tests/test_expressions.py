@@ -15,6 +15,7 @@ from accord.expressions import (
     COMPUTE_VARIABLES,
     RULE_VARIABLES,
     ExpressionError,
+    Needs,
     Scope,
     as_text,
     cel_source,
@@ -24,7 +25,7 @@ from accord.expressions import (
 
 def _run(text: str, source: dict[str, Any] | None = None, record: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
     expression = compile_expression(text, COMPUTE_VARIABLES)
-    scope = Scope(source or {}, expression.source_keys)
+    scope = Scope(Needs.of([expression]), source or {})
     scope.set_record(record or {})
     return expression.run(scope)
 
@@ -63,7 +64,7 @@ def test_rules_see_only_the_record() -> None:
 
 def test_list_macro_variables_are_not_unknown_names() -> None:
     expression = compile_expression("['DE', 'AT'].exists(c, record.country == c)", RULE_VARIABLES)
-    scope = Scope(None, frozenset())
+    scope = Scope(Needs.of([expression]))
     scope.set_record({"country": "AT"})
     assert expression.run(scope) is True
 
@@ -148,7 +149,8 @@ def test_deep_nesting_within_the_length_limit_is_an_error_not_a_crash() -> None:
     for text in ("(" * 900 + "1" + ")" * 900, "[" * 900 + "]" * 900, "-" * 1999 + "1"):
         refused = _refusal(text)
         if refused is None:
-            compile_expression(text, COMPUTE_VARIABLES).run(Scope({}, frozenset()))
+            expression = compile_expression(text, COMPUTE_VARIABLES)
+            expression.run(Scope(Needs.of([expression]), {}))
         else:
             assert "not a valid expression" in refused
 
@@ -235,7 +237,7 @@ def test_rule_conditions_agree_with_python(
 ) -> None:
     text, reference = condition
     expression = compile_expression(text, RULE_VARIABLES)
-    scope = Scope(None, frozenset())
+    scope = Scope(Needs.of([expression]))
     scope.set_record(record)
     assert expression.run(scope) is bool(reference(record)), text
 

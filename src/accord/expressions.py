@@ -49,10 +49,21 @@ _MACRO_VARIABLE = re.compile(r"\.\s*(?:all|exists_one|exists|map|filter)\s*\(\s*
 _STRING_LITERAL = re.compile(
     r"""[rRbB]{0,2}(?:'''[\s\S]*?'''|\"\"\"[\s\S]*?\"\"\"|'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*")"""
 )
-_SOURCE_MENTION = re.compile(r"(?<![.\w])(?:source|row)\b")
-_SOURCE_KEY = re.compile(
-    r"(?<![.\w])(?:source|row)\s*(?:\.\s*([A-Za-z_]\w*)|\[\s*'([^'\\]*)'\s*\]|\[\s*\"([^\"\\]*)\"\s*\])"
-)
+
+
+def _key_patterns(names: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """Patterns for a variable's mentions, and for its mentions with a plain key
+    (`source.a`, `source['a b']`)."""
+    mention = re.compile(rf"(?<![.\w])(?:{names})\b")
+    key = re.compile(
+        rf"(?<![.\w])(?:{names})\s*"
+        r"""(?:\.\s*([A-Za-z_]\w*)|\[\s*'([^'\\]*)'\s*\]|\[\s*"([^"\\]*)"\s*\])"""
+    )
+    return mention, key
+
+
+_SOURCE_KEYS = _key_patterns("source|row")
+_RECORD_KEYS = _key_patterns("record")
 
 # Functions of the CEL library itself, and the string helpers registered below.
 _NATIVE_FUNCTIONS = frozenset(
@@ -111,6 +122,8 @@ class Expression:
     program: cel.Program
     variables: frozenset[str]  # the bound variables it reads (source, row, record)
     source_keys: frozenset[str] | None  # the top-level source columns it names; None: any
+    record_keys: frozenset[str] | None  # the canonical fields it names; None: any
+    helpers: bool  # whether it calls a string helper (a Python function)
 
     def run(self, scope: Scope) -> Any:
         """The expression's value for one record; ExpressionError on any failure."""
@@ -162,18 +175,59 @@ def _compile(text: str, allowed: frozenset[str]) -> Expression:
     strange = sorted(functions - KNOWN_FUNCTIONS)
     if strange:
         raise ExpressionError(f"unknown function {strange[0]!r}; see docs/mappings.md")
-    return Expression(text, program, frozenset(names & allowed), _source_keys(text))
+    return Expression(
+        text,
+        program,
+        frozenset(names & allowed),
+        _named_keys(text, *_SOURCE_KEYS),
+        _named_keys(text, *_RECORD_KEYS),
+        bool(functions & set(FUNCTIONS)),
+    )
 
 
-def _source_keys(text: str) -> frozenset[str] | None:
-    """The source columns `text` names as `source.x` or `source['x']`; None when it uses
-    `source` any other way (as a whole, or with a computed key). Safe both ways: a
-    mention inside a string literal adds a column or falls back to all of them."""
-    mentions = len(_SOURCE_MENTION.findall(text))
-    keys = [next(k for k in match if k) for match in _SOURCE_KEY.findall(text)]
+def _named_keys(text: str, mention: re.Pattern[str], key: re.Pattern[str]) -> frozenset[str] | None:
+    """The keys `text` reads of a variable as `source.x` or `source['x']`; None when it
+    uses the variable any other way (as a whole, or with a computed key). Safe both
+    ways: a mention inside a string literal adds a key or falls back to all of them."""
+    mentions = len(mention.findall(text))
+    keys = [next(k for k in match if k) for match in key.findall(text)]
     if len(keys) != mentions:
         return None
     return frozenset(keys)
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a set of expressions evaluated on the same record reads: which names the
+    source row goes by, which of its columns and which canonical fields (None: all),
+    and whether the string helpers must be registered. Converting values to CEL is the
+    main cost of an expression, so a Scope converts only these."""
+
+    source_names: frozenset[str]
+    source_keys: frozenset[str] | None
+    record_keys: frozenset[str] | None
+    helpers: bool
+
+    @classmethod
+    def of(cls, expressions: Iterable[Expression]) -> Needs:
+        chosen = list(expressions)
+        readers = [e for e in chosen if e.variables & set(_SOURCE_NAMES)]
+        judges = [e for e in chosen if "record" in e.variables]
+        return cls(
+            frozenset().union(*(e.variables for e in chosen)) & set(_SOURCE_NAMES),
+            _union(e.source_keys for e in readers),
+            _union(e.record_keys for e in judges),
+            any(e.helpers for e in chosen),
+        )
+
+
+def _union(sets: Iterable[frozenset[str] | None]) -> frozenset[str] | None:
+    out: set[str] = set()
+    for keys in sets:
+        if keys is None:
+            return None
+        out |= keys
+    return frozenset(out)
 
 
 def _syntax_message(message: str) -> str:
@@ -195,20 +249,24 @@ def _first_sentence(message: str) -> str:
 
 class Scope:
     """The variables of one record, converted to CEL once and shared by every expression
-    evaluated on it. `record` is refreshed only after it changed."""
+    evaluated on it (as `needs` says); `record` is converted again only when the fields
+    the expressions read have changed."""
 
-    def __init__(self, source: Mapping[str, Any] | None, source_keys: frozenset[str] | None):
-        self.context = cel.Context(functions=FUNCTIONS)
-        if source is not None:
-            value = cel_source(source, source_keys)
-            for name in _SOURCE_NAMES:
+    def __init__(self, needs: Needs, source: Mapping[str, Any] | None = None) -> None:
+        self.needs = needs
+        self.context = cel.Context(functions=FUNCTIONS) if needs.helpers else cel.Context()
+        if source is not None and needs.source_names:
+            value = cel_source(source, needs.source_keys)
+            for name in needs.source_names:
                 self.context.add_variable(name, value)
         self._record_seen: dict[str, Any] | None = None
 
     def set_record(self, record: dict[str, Any]) -> None:
-        if self._record_seen != record:
-            self.context.add_variable("record", record)
-            self._record_seen = dict(record)
+        keys = self.needs.record_keys
+        shown = record if keys is None else {k: record[k] for k in keys if k in record}
+        if self._record_seen != shown:
+            self.context.add_variable("record", shown)
+            self._record_seen = dict(shown)
 
 
 def cel_source(fields: Mapping[str, Any], keys: frozenset[str] | None = None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from accord import expressions
 from accord import standardize as std
 from accord.config.loader import Mapping
 from accord.config.models import FieldMapping, SystemConfig
-from accord.expressions import Expression, ExpressionError, Scope
+from accord.expressions import Expression, ExpressionError, Needs, Scope
 from accord.intake.reasons import Reason
 from accord.intake.rules import compile_rules, judge
 from accord.model.customer import FIELDS_BY_NAME, CanonicalField, FieldType, PartyKind
@@ -70,11 +70,11 @@ class RecordMapper:
             if spec.compute is not None
         }
         self._rules = compile_rules(mapping.rules)
-        # The source columns the expressions read: converting a column to CEL is the
-        # main cost of an expression, so only those are converted.
-        keys = [e.source_keys for e in self._computed.values() if e.variables & {"source", "row"}]
-        self._source_keys: frozenset[str] | None = (
-            None if any(k is None for k in keys) else frozenset().union(*keys)  # type: ignore[arg-type]
+        # What the expressions read of a record: converting values to CEL is their main
+        # cost, so only that is converted.
+        self._needs = Needs.of(
+            [*self._computed.values()]
+            + [e for rule in self._rules for e in (rule.when, rule.check) if e is not None]
         )
         # Translations match exactly first, then ignoring case; fold the tables once.
         self._folded = {
@@ -108,7 +108,7 @@ class RecordMapper:
                 continue
             try:
                 if spec.compute is not None:
-                    scope = scope or Scope(fields, self._source_keys)
+                    scope = scope or Scope(self._needs, fields)
                     raw = self._computed_value(field.name, spec, scope, data)
                 else:
                     raw = self._raw_value(field.name, fields, spec)
@@ -124,7 +124,7 @@ class RecordMapper:
         explained = {r.field for r in reasons}  # one reason per field is enough
         reasons.extend(r for r in _required(data) if r.field not in explained)
         if self._rules and not reasons:
-            scope = scope or Scope(None, frozenset())
+            scope = scope or Scope(self._needs)
             scope.set_record(data)
             for verdict in judge(self._rules, scope):
                 (reasons if verdict.action == "quarantine" else issues).append(verdict.reason)
@@ -147,7 +147,8 @@ class RecordMapper:
         self, name: str, spec: FieldMapping, scope: Scope, data: dict[str, Any]
     ) -> str | None:
         expression = self._computed[name]
-        scope.set_record(data)
+        if "record" in expression.variables:
+            scope.set_record(data)
         try:
             value = expressions.as_text(expression.run(scope))
         except ExpressionError as exc:
