@@ -246,3 +246,16 @@ def test_rule_conditions_agree_with_python(
 @given(text=st.text(max_size=200))
 def test_any_text_compiles_or_is_refused_with_a_message(text: str) -> None:
     assert _refusal(text) != ""
+
+
+def test_a_scope_converts_only_what_its_expressions_read() -> None:
+    compute = compile_expression("source.a + record.country", COMPUTE_VARIABLES)
+    rule = compile_expression("has(record.tax_id)", RULE_VARIABLES)
+    needs = Needs.of([compute, rule])
+    assert needs == Needs(frozenset({"source"}), frozenset({"a"}), {"country", "tax_id"}, False)
+    scope = Scope(needs, {"a": "x", "b": "unread"})
+    scope.set_record({"country": "DE", "city": "unread"})
+    assert scope.context.variables == {"source": {"a": "x"}, "record": {"country": "DE"}}
+    assert compute.run(scope) == "xDE"
+    whole = compile_expression("size(record) > 1 && row.a.lowerAscii() == 'x'", COMPUTE_VARIABLES)
+    assert Needs.of([whole, rule]) == Needs(frozenset({"row"}), frozenset({"a"}), None, True)
