@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from accord.cli import quarantine as quarantine_cli
 from accord.cli.drop import drop_app
+from accord.cli.mapping import map_app
 from accord.cli.output import (
     activity,
     bytes_progress,
@@ -69,6 +70,7 @@ app.add_typer(drop_app, name="drop")
 app.command("poll")(poll_command)
 app.add_typer(quarantine_cli.quarantine_app, name="quarantine")
 app.add_typer(quarantine_cli.loads_app, name="loads")
+app.add_typer(map_app, name="map")
 
 
 def open_workspace(directory: Path) -> Workspace:

@@ -20,8 +20,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
+from accord import expressions
 from accord.config.matching import StandaloneSettings
-from accord.config.models import MappingConfig, ProjectConfig
+from accord.config.models import MappingConfig, ProjectConfig, Rule
+from accord.digest import canonical_json
 from accord.errors import NotFound, Problem, ProjectInvalid
 from accord.model.customer import FIELDS_BY_NAME, FieldType
 
@@ -40,6 +42,12 @@ class Mapping:
     config: MappingConfig
     path: Path
     version: str
+    project_rules: tuple[Rule, ...] = ()  # accord.yaml's rules, judged before the mapping's
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        """Every business rule this system's records must pass."""
+        return (*self.project_rules, *self.config.rules)
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,13 @@ def load_project(root: Path) -> Project:
     digest = hashlib.sha256()
     raw_project = _read_yaml(project_path, problems, digest)
     config = _validate(ProjectConfig, raw_project, project_path, problems)
+    # Project rules judge every system's records: a change to them is a new version of
+    # every mapping, so each canonical record names the rules it passed.
+    project_rules = (
+        canonical_json([rule.model_dump() for rule in config.rules]).encode()
+        if config is not None and config.rules
+        else b""
+    )
 
     mappings: dict[str, Mapping] = {}
     mapping_nodes: dict[str, tuple[Path, Any]] = {}
@@ -113,8 +128,11 @@ def load_project(root: Path) -> Project:
                 )
             )
             continue
+        if project_rules:
+            file_digest.update(b"\0project rules\0" + project_rules)
         version = f"{path.stem}@{file_digest.hexdigest()[:12]}"
-        mappings[path.stem] = Mapping(mapping_config, path, version)
+        rules = tuple(config.rules) if config is not None else ()
+        mappings[path.stem] = Mapping(mapping_config, path, version, rules)
 
     if config is not None:
         _check_project(config, raw_project, project_path, problems)
@@ -344,6 +362,52 @@ def _check_project(config: ProjectConfig, raw: Any, path: Path, problems: list[P
             problems.append(
                 Problem(_where(path, raw, "match", "rules", i), f"rule {name!r} appears twice")
             )
+    _check_rules(raw, path, problems)
+
+
+def _check_rules(raw: Any, path: Path, problems: list[Problem]) -> None:
+    """Business rules (in accord.yaml or a mapping): names unique, every expression
+    compiles and reads only `record`; checked on the raw YAML, before any data."""
+    rules = raw.get("rules")
+    if not isinstance(rules, list):
+        return
+    seen: set[str] = set()
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict):
+            continue
+        name = rule.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                problems.append(
+                    Problem(_where(path, raw, "rules", i), f"rule {name!r} appears twice")
+                )
+            seen.add(name)
+        for key in ("when", "check"):
+            text = rule.get(key)
+            if isinstance(text, str):
+                _check_expression(
+                    text,
+                    expressions.RULE_VARIABLES,
+                    _where(path, raw, "rules", i, key),
+                    f"rule {name or i!s} `{key}`",
+                    problems,
+                )
+
+
+def _check_expression(
+    text: str, allowed: frozenset[str], where: str, what: str, problems: list[Problem]
+) -> None:
+    try:
+        expressions.compile_expression(text, allowed)
+    except expressions.ExpressionError as exc:
+        shown = text if len(text) <= 120 else text[:117] + "..."
+        problems.append(
+            Problem(
+                where,
+                f"{what}: {exc} in {shown!r}",
+                "CEL expressions are described in docs/mappings.md",
+            )
+        )
 
 
 def _check_mapping(
@@ -360,6 +424,7 @@ def _check_mapping(
                 "add it under `systems:` in accord.yaml",
             )
         )
+    _check_rules(raw, path, problems)
     fields = raw.get("fields")
     if not isinstance(fields, dict):
         return
@@ -376,6 +441,14 @@ def _check_mapping(
         if _unknown_field(str(name), where, problems) or not isinstance(spec, dict):
             continue
         field = FIELDS_BY_NAME[str(name)]
+        if isinstance(spec.get("compute"), str):
+            _check_expression(
+                spec["compute"],
+                expressions.COMPUTE_VARIABLES,
+                _where(path, raw, "fields", name, "compute"),
+                f"field {name} `compute`",
+                problems,
+            )
         if "formats" in spec and field.type not in (FieldType.DATE, FieldType.TIMESTAMP):
             problems.append(Problem(where, f"`formats` only applies to dates; {name} is not one"))
         if field.type is FieldType.VOCABULARY:

@@ -58,6 +58,9 @@ class ProjectConfig(StrictModel):
     systems: dict[SystemName, SystemConfig] = Field(min_length=1)
     match: MatchConfig
     survivorship: SurvivorshipConfig
+    rules: list[Rule] = Field(
+        default_factory=list, description="business rules every canonical record must pass"
+    )
 
 
 class FileFormat(StrictModel):
@@ -69,9 +72,24 @@ class FileFormat(StrictModel):
     max_field_bytes: int = Field(1_048_576, ge=1, le=64 * 1_048_576)
 
 
+class Rule(StrictModel):
+    """A business rule over the canonical record, in CEL (accord.expressions): when
+    `when` holds (always, if absent), `check` must hold, or the record is quarantined
+    with reason `rule.<name>` (or, with `action: flag`, loads with that issue)."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    when: str | None = Field(None, description="CEL: the rule applies only when this is true")
+    check: str = Field(description="CEL over `record`: true when the record is acceptable")
+    message: str = Field(min_length=1, max_length=500, description="what is wrong, for people")
+    action: Literal["quarantine", "flag"] = "quarantine"
+
+
 class FieldMapping(StrictModel):
     source: str | None = Field(None, alias="from", description="column or dotted JSON path")
     value: str | None = Field(None, description="a constant")
+    compute: str | None = Field(
+        None, description="CEL over `source` (or `row`) and the mapped fields so far (`record`)"
+    )
     translate: dict[str, str] | None = None
     default: str | None = None
     formats: list[str] | None = Field(None, min_length=1)
@@ -82,8 +100,12 @@ class FieldMapping(StrictModel):
 
     @model_validator(mode="after")
     def _one_origin(self) -> FieldMapping:
-        if (self.source is None) == (self.value is None):
-            raise ValueError("give exactly one of `from` (a source field) or `value`")
+        given = [self.source, self.value, self.compute]
+        if sum(origin is not None for origin in given) != 1:
+            raise ValueError(
+                "give exactly one of `from` (a source field), `value` (a constant) "
+                "or `compute` (a CEL expression)"
+            )
         return self
 
     @field_validator("formats")
@@ -101,6 +123,9 @@ class MappingConfig(StrictModel):
     source_id: str = Field(min_length=1, description="the source field holding the record id")
     format: FileFormat = Field(default_factory=FileFormat)
     fields: dict[str, FieldMapping] = Field(min_length=1)
+    rules: list[Rule] = Field(
+        default_factory=list, description="business rules for this system's records only"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -11,10 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from accord import expressions
 from accord import standardize as std
 from accord.config.loader import Mapping
 from accord.config.models import FieldMapping, SystemConfig
+from accord.expressions import Expression, ExpressionError, Needs, Scope
 from accord.intake.reasons import Reason
+from accord.intake.rules import compile_rules, judge
 from accord.model.customer import FIELDS_BY_NAME, CanonicalField, FieldType, PartyKind
 
 MAX_SOURCE_ID_CHARS = 256
@@ -42,7 +45,13 @@ class Rejected:
 
 
 class RecordMapper:
-    """Maps one system's source records into canonical customer records."""
+    """Maps one system's source records into canonical customer records.
+
+    Field order: `kind` and `country` first, then fields read `from` a source or set to
+    a `value`, then computed fields in the order the mapping lists them, so a `compute`
+    expression's `record` holds every field mapped before it. Business rules judge the
+    finished record. CEL expressions are compiled once, here.
+    """
 
     def __init__(self, mapping: Mapping, system: SystemConfig) -> None:
         self.mapping = mapping
@@ -51,8 +60,22 @@ class RecordMapper:
         config = mapping.config
         self._source_id_path = config.source_id.split(".")
         ordered = [n for n in _FIRST if n in config.fields]
-        ordered += [n for n in config.fields if n not in _FIRST]
+        later = [n for n in config.fields if n not in _FIRST]
+        ordered += [n for n in later if config.fields[n].compute is None]
+        ordered += [n for n in later if config.fields[n].compute is not None]
         self._fields = [(FIELDS_BY_NAME[n], config.fields[n]) for n in ordered]
+        self._computed: dict[str, Expression] = {
+            name: expressions.compile_expression(spec.compute, expressions.COMPUTE_VARIABLES)
+            for name, spec in config.fields.items()
+            if spec.compute is not None
+        }
+        self._rules = compile_rules(mapping.rules)
+        # What the expressions read of a record: converting values to CEL is their main
+        # cost, so only that is converted.
+        self._needs = Needs.of(
+            [*self._computed.values()]
+            + [e for rule in self._rules for e in (rule.when, rule.check) if e is not None]
+        )
         # Translations match exactly first, then ignoring case; fold the tables once.
         self._folded = {
             name: {key.casefold(): target for key, target in spec.translate.items()}
@@ -79,11 +102,16 @@ class RecordMapper:
             source_id = source_id[:MAX_SOURCE_ID_CHARS]
         data: dict[str, Any] = {}
         issues: list[Reason] = []
+        scope: Scope | None = None
         for field, spec in self._fields:
             if spec.only_for is not None and data.get("kind") != spec.only_for:
                 continue
             try:
-                raw = self._raw_value(field.name, fields, spec)
+                if spec.compute is not None:
+                    scope = scope or Scope(self._needs, fields)
+                    raw = self._computed_value(field.name, spec, scope, data)
+                else:
+                    raw = self._raw_value(field.name, fields, spec)
                 if raw is None:
                     continue
                 self._standardize(field, spec, raw, data)
@@ -95,6 +123,11 @@ class RecordMapper:
                 (reasons if policy == "quarantine" else issues).append(reason)
         explained = {r.field for r in reasons}  # one reason per field is enough
         reasons.extend(r for r in _required(data) if r.field not in explained)
+        if self._rules and not reasons:
+            scope = scope or Scope(self._needs)
+            scope.set_record(data)
+            for verdict in judge(self._rules, scope):
+                (reasons if verdict.action == "quarantine" else issues).append(verdict.reason)
         if reasons or source_id is None:
             return Rejected(source_id, tuple(reasons))
         return MappedRecord(source_id, data, tuple(issues))
@@ -108,7 +141,24 @@ class RecordMapper:
             raise std.InvalidValue(
                 "value.structured", f"{spec.source} holds {what} where a single value belongs"
             )
-        value = _text(found)
+        return self._finish(name, _text(found), spec)
+
+    def _computed_value(
+        self, name: str, spec: FieldMapping, scope: Scope, data: dict[str, Any]
+    ) -> str | None:
+        expression = self._computed[name]
+        if "record" in expression.variables:
+            scope.set_record(data)
+        try:
+            value = expressions.as_text(expression.run(scope))
+        except ExpressionError as exc:
+            shown = expression.text if len(expression.text) <= 80 else expression.text[:77] + "..."
+            raise std.InvalidValue("compute.failed", f"{shown}: {exc}") from None
+        return self._finish(name, value.strip() if value is not None else None, spec)
+
+    def _finish(self, name: str, value: str | None, spec: FieldMapping) -> str | None:
+        """Translate a value read or computed, and fall back to the default."""
+        value = value or None
         if value is not None and spec.translate is not None:
             if value in spec.translate:
                 value = spec.translate[value]
