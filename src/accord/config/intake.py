@@ -29,7 +29,8 @@ def seconds(value: Any) -> Any:
     if isinstance(value, str) and (found := _DURATION.match(value)):
         return float(found.group(1)) * _UNIT_SECONDS[found.group(2)]
     if isinstance(value, str):
-        raise ValueError(f"{value!r} is not a duration: write 500ms, 2s, 5m or 1h")
+        # pydantic turns a ValueError, not a TypeError, into a validation problem
+        raise ValueError(f"{value!r} is not a duration: write 500ms, 2s, 5m or 1h")  # noqa: TRY004
     return value
 
 

@@ -223,7 +223,7 @@ async def push_records(
     answer, which says per record whether it was accepted, a duplicate or rejected (and
     why). Gzip is accepted (Content-Encoding: gzip). A retry with the same
     Idempotency-Key and body gets the same answer and stores nothing."""
-    body = await _body(request, push.MAX_BODY_BYTES)
+    body = await read_body(request, push.MAX_BODY_BYTES)
     answer = await run_in_threadpool(
         push.push,
         workspace(request).engine,
@@ -239,7 +239,7 @@ async def push_records(
     return answer.as_dict() | {"replayed": answer.replayed}
 
 
-async def _body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The request's body, refused (413) as soon as it passes `limit` bytes."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit():

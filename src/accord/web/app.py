@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
-from accord.web import api, errors, pages
+from accord.web import api, errors, pages, webhooks
 from accord.web.auth import ActorDep
 from accord.workspace import Workspace
 
@@ -48,6 +48,7 @@ def create_app(workspace: Workspace) -> FastAPI:
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(api.router)
+    app.include_router(webhooks.router)
     app.include_router(pages.router)
 
     @app.get("/health", tags=["operations"])
