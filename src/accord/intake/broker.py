@@ -155,7 +155,7 @@ async def _consume(
         subscription = await _subscription(client.jetstream(), config)
         try:
             messages = await subscription.fetch(limit, timeout=wait)
-        except nats.errors.TimeoutError:
+        except TimeoutError:  # nats.errors.TimeoutError is one too
             messages = []
         if not messages:
             return BrokerReport(0, system, f"nats {config.stream}", status="idle")
@@ -184,7 +184,7 @@ async def _connect(urls: list[str]) -> Client:
             name="accord",
             connect_timeout=CONNECT_TIMEOUT,
             allow_reconnect=False,
-            max_reconnect_attempts=0,
+            max_reconnect_attempts=1,  # 0 would mean: try forever
             error_cb=quiet,
         )
     except Exception as exc:  # noqa: BLE001  (any failure to connect means the same)
