@@ -377,3 +377,34 @@ def test_rounds_hold_each_source_id_once_in_stream_order(ids: list[str | None]) 
 def test_the_mapper_reads_the_source_id_as_written(workspace: Workspace) -> None:
     mapper = RecordMapper(workspace.project.mapping("crm"), workspace.project.config.systems["crm"])
     assert mapper.source_id(crm_row("C7")) == "C7"
+
+
+def test_the_cli_consumes_until_nothing_waits(
+    demo_project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from accord.cli.main import app  # noqa: PLC0415
+
+    _nats_or_skip()
+    made = Stream()
+    made.create()
+    try:
+        _configure(demo_project_dir, made)
+        monkeypatch.setenv("ACCORD_TEST_NATS_URL", NATS_URL)
+        monkeypatch.delenv("ACCORD_DATABASE_URL", raising=False)
+        made.publish(*(_body(crm_row(f"C{i}")) for i in range(250)), b"not json")
+        runner = CliRunner()
+        once = runner.invoke(
+            app, ["broker", "consume", str(demo_project_dir), "-s", "crm", "--once"]
+        )
+        assert once.exit_code == 0, once.output
+        rest = runner.invoke(app, ["broker", "consume", str(demo_project_dir), "-s", "crm"])
+        assert rest.exit_code == 0, rest.output
+        assert "quarantined" in rest.output and made.consumer().num_pending == 0
+        idle = runner.invoke(app, ["broker", "consume", str(demo_project_dir), "-s", "crm"])
+        assert "nothing waiting" in idle.output
+        missing = runner.invoke(app, ["broker", "consume", str(demo_project_dir), "-s", "erp"])
+        assert missing.exit_code == 1 and "hint" in missing.output
+    finally:
+        made.delete()

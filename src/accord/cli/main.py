@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
+from accord.cli.broker import broker_app
 from accord.cli.output import (
     activity,
     bytes_progress,
@@ -60,6 +61,7 @@ app.add_typer(match_app, name="match")
 app.add_typer(review_app, name="review")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(broker_app, name="broker")
 
 
 def open_workspace(directory: Path) -> Workspace:
