@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from accord.cli import quarantine as quarantine_cli
+from accord.cli.broker import broker_app
 from accord.cli.drop import drop_app
 from accord.cli.mapping import map_app
 from accord.cli.output import (
@@ -71,6 +72,7 @@ app.command("poll")(poll_command)
 app.add_typer(quarantine_cli.quarantine_app, name="quarantine")
 app.add_typer(quarantine_cli.loads_app, name="loads")
 app.add_typer(map_app, name="map")
+app.add_typer(broker_app, name="broker")
 
 
 def open_workspace(directory: Path) -> Workspace:

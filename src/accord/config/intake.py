@@ -15,25 +15,27 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from accord.config.matching import StrictModel
 
-_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def duration(value: Any) -> timedelta:
-    """`30s`, `5m`, `2h`, `1d`, or a plain number of seconds, as a timedelta. Anything
-    else (negative, fractional, another unit) is refused with the forms that work."""
+    """`500ms`, `30s`, `5m`, `2h`, `1d`, or a plain number of seconds, as a timedelta.
+    Anything else (negative, another unit) is refused with the forms that work."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, bool) or not isinstance(value, int | str):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError("a duration is a number of seconds or text like 30s, 5m, 2h, 1d")  # noqa: TRY004  (pydantic reports ValueErrors)
     found = _DURATION.match(str(value))
     if found is None:
-        raise ValueError(f"{value!r} is not a duration: write it like 30s, 5m, 2h or 1d")
+        raise ValueError(f"{value!r} is not a duration: write it like 500ms, 30s, 5m, 2h or 1d")
     amount, unit = found.groups()
-    return timedelta(seconds=int(amount) * _UNIT_SECONDS[unit or "s"])
+    return timedelta(seconds=float(amount) * _UNIT_SECONDS[unit or "s"])
 
 
 Duration = Annotated[timedelta, BeforeValidator(duration)]
+# the same, as a number of seconds, for settings handed to libraries that want floats
+Seconds = Annotated[float, BeforeValidator(lambda value: duration(value).total_seconds())]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=200)]
 ColumnName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_$]*$", max_length=128)]
 TableName = Annotated[
@@ -127,6 +129,39 @@ class PollConfig(StrictModel):
         return self
 
 
+class BrokerIntake(StrictModel):
+    """A NATS JetStream stream the system publishes its changes to; Accord pulls them
+    through a durable consumer (`accord.intake.broker`). The server's URL, which may
+    carry credentials, is read from the environment variable `url_env`; when it is not
+    set, the local server `nats://127.0.0.1:4222` is used."""
+
+    url_env: EnvName = Field("NATS_URL")
+    stream: str = Field(pattern=r"^[A-Za-z0-9_-]{1,255}$")
+    subject: str = Field(min_length=1, max_length=255, pattern=r"^[^\s]+$")
+    durable: str = Field(pattern=r"^[A-Za-z0-9_-]{1,255}$")
+    batch_size: int = Field(500, ge=1, le=10_000, description="messages per transaction")
+    max_wait: Seconds = Field(2.0, gt=0, le=300, description="how long a fetch waits")
+    max_deliver: int = Field(
+        5, ge=1, le=1000, description="deliveries after which a message goes to quarantine"
+    )
+    ack_wait: Seconds = Field(
+        30.0, ge=1, le=3600, description="unacknowledged this long, a message is redelivered"
+    )
+
+
+class WebhookIntake(StrictModel):
+    """Single changes the system POSTs to `/api/v1/systems/<name>/webhook`, signed with
+    HMAC-SHA256 (`accord.intake.webhooks`). The secret is read from the environment
+    variable `secret_env`; during a rotation, `previous_secret_env` names the old one,
+    and a delivery signed with either is accepted."""
+
+    secret_env: EnvName
+    previous_secret_env: EnvName | None = None
+    tolerance: Seconds = Field(
+        300.0, ge=1, le=86_400, description="how old a delivery's timestamp may be"
+    )
+
+
 class IntakeConfig(StrictModel):
     """The channels a system sends records through. Each block is optional; a system
     with none is loaded by `accord load` and the push API only."""
@@ -135,3 +170,5 @@ class IntakeConfig(StrictModel):
     poll: PollConfig | None = Field(
         None, description="read changed rows from the system's database on a schedule"
     )
+    broker: BrokerIntake | None = Field(None, description="a NATS JetStream subscription")
+    webhook: WebhookIntake | None = Field(None, description="signed single-change callbacks")

@@ -90,8 +90,12 @@ class RecordMapper:
         ]
         return tuple(dict.fromkeys(p.split(".")[0] for p in paths))
 
+    def source_id(self, fields: dict[str, Any]) -> str | None:
+        """The record's source id as written, before any check (None when it has none)."""
+        return _text(_lookup(fields, self._source_id_path))
+
     def map(self, fields: dict[str, Any]) -> MappedRecord | Rejected:
-        source_id = _text(_lookup(fields, self._source_id_path))
+        source_id = self.source_id(fields)
         reasons: list[Reason] = []
         if source_id is None:
             reasons.append(Reason("source_id.missing", "the record has no source id"))

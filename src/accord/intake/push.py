@@ -20,10 +20,11 @@ import json
 import re
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from accord.config import versions
@@ -74,11 +75,15 @@ def read_batch(
     max_body_bytes: int = MAX_BODY_BYTES,
     max_document_bytes: int = MAX_DOCUMENT_BYTES,
     max_records: int = MAX_RECORDS,
+    single: bool = False,
 ) -> Batch:
     """Read a push request's body (gzip when `content_encoding` says so). A body that
     cannot be read as a batch at all raises InputRejected, one over a limit TooLarge; a
     record that cannot be stored as it is (not an object, a NUL, an oversized field)
-    becomes a RawRecord with its reasons, to be quarantined while the rest goes on."""
+    becomes a RawRecord with its reasons, to be quarantined while the rest goes on.
+
+    With `single` (webhooks, broker messages, which often carry one change), an object
+    without a `records` list is read as a batch of that one record, located `record`."""
     check_body_size(len(body), max_body_bytes)
     document = _decoded(body, content_encoding, max_document_bytes)
     try:
@@ -94,9 +99,15 @@ def read_batch(
         ) from None
     except RecursionError:
         raise InputRejected("the body's JSON is nested too deeply") from None
+    if single and isinstance(value, dict) and not isinstance(value.get("records"), list):
+        return Batch(
+            [_raw(0, value, max_field_bytes, "record")], hashlib.sha256(document).hexdigest()
+        )
     if not isinstance(value, dict) or not isinstance(value.get("records"), list):
+        one = "a record object, or " if single else ""
         raise InputRejected(
-            'the body must be a JSON object with a list of records: {"records": [{...}, ...]}'
+            f"the body must be {one}a JSON object with a list of records: "
+            '{"records": [{...}, ...]}'
         )
     items: list[Any] = value["records"]
     if not items:
@@ -155,8 +166,8 @@ def _decoded(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     return document
 
 
-def _raw(position: int, item: Any, max_field_bytes: int) -> RawRecord:
-    location = f"records[{position}]"
+def _raw(position: int, item: Any, max_field_bytes: int, location: str = "") -> RawRecord:
+    location = location or f"records[{position}]"
     reasons: list[Reason] = []
     if _deeper_than(item, MAX_DEPTH):
         reasons.append(
@@ -257,19 +268,63 @@ def _push(
     idempotency_key: str | None,
     actor: str,
 ) -> PushAnswer:
+    def earlier(conn: Connection) -> PushAnswer | None:
+        if idempotency_key is None:
+            return None
+        found = store.earlier_push(conn, system, idempotency_key)
+        return None if found is None else _replayed(found, batch, idempotency_key)
+
+    def remember(conn: Connection, answer: PushAnswer) -> None:
+        if idempotency_key is not None:
+            store.remember_push(
+                conn,
+                system=system,
+                idempotency_key=idempotency_key,
+                request_hash=batch.request_hash,
+                load_id=answer.load_id,
+                answer=answer.as_dict(),
+            )
+
+    source = f"push {idempotency_key}" if idempotency_key else "push"
+    return store_batch(
+        engine,
+        project,
+        system,
+        batch,
+        channel="api",
+        source=source,
+        actor=actor,
+        earlier=earlier,
+        remember=remember,
+    )
+
+
+def store_batch(
+    engine: Engine,
+    project: Project,
+    system: str,
+    batch: Batch,
+    *,
+    channel: str,
+    source: str,
+    actor: str,
+    earlier: Callable[[Connection], PushAnswer | None] | None = None,
+    remember: Callable[[Connection, PushAnswer], None] | None = None,
+) -> PushAnswer:
+    """Store a batch read by `read_batch` as one load of `channel`, in one transaction,
+    and answer for each record. The channel's own idempotency runs in that transaction:
+    `earlier` may return an answer given before (then nothing is stored), `remember`
+    keeps this one (a unique key there makes a racing twin roll back)."""
     mapping = project.mapping(system)
     started = time.perf_counter()
     with writing(engine) as conn:
-        if idempotency_key is not None:
-            earlier = store.earlier_push(conn, system, idempotency_key)
-            if earlier is not None:
-                return _replayed(earlier, batch, idempotency_key)
+        if earlier is not None and (answer := earlier(conn)) is not None:
+            return answer
         versions.apply(conn, project, actor)
-        source = f"push {idempotency_key}" if idempotency_key else "push"
         load_id = store.start_load(
             conn,
             system=system,
-            channel="api",
+            channel=channel,
             source_name=source,
             mapping_version=mapping.version,
             project_digest=project.digest,
@@ -285,16 +340,9 @@ def _push(
             counts[outcome["status"]] += 1
         answer = PushAnswer(load_id, counts, outcomes)
         store.finish_load(conn, load_id, report.status, report.counts())
-        if idempotency_key is not None:
-            store.remember_push(
-                conn,
-                system=system,
-                idempotency_key=idempotency_key,
-                request_hash=batch.request_hash,
-                load_id=load_id,
-                answer=answer.as_dict(),
-            )
-        details = {"system": system, "channel": "api", "status": report.status}
+        if remember is not None:
+            remember(conn, answer)
+        details = {"system": system, "channel": channel, "status": report.status}
         details |= {k: v for k, v in report.counts().items() if k != "seconds"}
         record(conn, actor, [AuditEvent(AuditAction.LOAD_COMPLETED, "load", str(load_id), details)])
     return answer

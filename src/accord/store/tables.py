@@ -95,6 +95,36 @@ poll_cursor = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# A signed webhook delivery, by the hash of what was signed (timestamp and body): the
+# same delivery again is a duplicate. Kept while a replay could still pass the
+# timestamp check, then pruned.
+webhook_delivery = Table(
+    "webhook_delivery",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("system", String(64), nullable=False),
+    Column("signature", String(64), nullable=False),
+    Column("load_id", Integer, ForeignKey("load.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("system", "signature"),
+    Index(None, "created_at"),
+)
+
+# A broker message stored but not yet known to be acknowledged: a redelivery after a
+# crash between the commit and the ack is recognized and only acknowledged. Deleted
+# once the acks are sent.
+broker_delivery = Table(
+    "broker_delivery",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("system", String(64), nullable=False),
+    # stream, stream sequence and publish time: a re-created stream's sequence 1 is new
+    Column("message_key", String(320), nullable=False),
+    Column("load_id", Integer, ForeignKey("load.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("system", "message_key"),
+)
+
 # What a system sent, verbatim. Never modified: a changed record is a new version.
 source_record = Table(
     "source_record",

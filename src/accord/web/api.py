@@ -229,7 +229,7 @@ async def push_records(
     admission: Admission = request.app.state.admission
     admission.check_rate(actor.label)
     await run_in_threadpool(admission.check_backlog, workspace(request).engine)
-    body = await _body(request, push.MAX_BODY_BYTES)
+    body = await read_body(request, push.MAX_BODY_BYTES)
     answer = await run_in_threadpool(
         push.push,
         workspace(request).engine,
@@ -245,7 +245,7 @@ async def push_records(
     return answer.as_dict() | {"replayed": answer.replayed}
 
 
-async def _body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The request's body, refused (413) as soon as it passes `limit` bytes."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit():

@@ -1,0 +1,71 @@
+"""`accord broker`: pull a system's changes from its NATS JetStream stream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from accord.cli.output import console, count_progress, reports_errors, table
+from accord.govern.permissions import cli_actor
+
+broker_app = typer.Typer(
+    help="The broker channel: changes a system publishes to NATS JetStream.",
+    no_args_is_help=True,
+)
+
+
+@broker_app.command("consume")
+@reports_errors
+def consume(
+    directory: Annotated[
+        Path, typer.Argument(help="the project folder (holds accord.yaml)", file_okay=False)
+    ],
+    system: Annotated[str, typer.Option("--system", "-s", help="the system whose stream")],
+    once: Annotated[
+        bool, typer.Option(help="one batch only; by default, until nothing is waiting")
+    ] = False,
+) -> None:
+    """Store what waits on the system's stream, a batch per transaction, acknowledged
+    after each commit; unreadable messages go to quarantine."""
+    from accord.intake.broker import BrokerReport, consume_once  # noqa: PLC0415
+    from accord.workspace import open_workspace  # noqa: PLC0415
+
+    workspace = open_workspace(directory)
+    reports: list[BrokerReport] = []
+    with count_progress() as progress:
+        task = progress.add_task(f"{system} ← broker", total=None)
+        while True:
+            report = consume_once(
+                workspace.engine, workspace.project, system, actor=cli_actor().label
+            )
+            if report.status == "idle":
+                break
+            reports.append(report)
+            done = sum(r.messages for r in reports)
+            progress.update(task, completed=done, total=done + report.pending)
+            if once or report.pending == 0:
+                break
+    if not reports:
+        console.print("nothing waiting on the stream")
+        return
+    columns = ["source", "messages", "new", "changed", "unchanged", "quarantined", "acked again"]
+    rows = [
+        [
+            r.source_name,
+            r.messages,
+            r.new,
+            r.changed,
+            r.unchanged + r.repeated_in_file,
+            r.quarantined,
+            r.already_stored,
+        ]
+        for r in reports
+    ]
+    console.print(table("Consumed", columns, rows))
+    if any(r.quarantined for r in reports):
+        console.print(
+            "[yellow]some records or messages were quarantined[/]: each entry names its "
+            "stream sequence and reason"
+        )

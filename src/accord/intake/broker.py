@@ -1,0 +1,375 @@
+"""The broker channel: a system publishes its changes to a NATS JetStream stream, and
+Accord pulls them through a durable consumer, a batch at a time.
+
+Each message is one record (a JSON object) or a batch (`{"records": [...]}`), read by
+the push API's reader with its limits (`push.read_batch`); a gzip body says so in a
+`Content-Encoding` header. One fetch is stored in ONE transaction, as one load of
+channel "broker", through the same `Batcher` as files and pushes; only after the commit
+are the messages acknowledged. So:
+
+- a store failure acknowledges nothing: the messages are nak'ed and come again;
+- a message that cannot be read at all (not JSON, too big, not a record) is quarantined
+  whole, in that transaction, and acknowledged: a poison message does not loop;
+- a message delivered more than `max_deliver` times (it made every attempt fail, or
+  crash) is quarantined whole without being read again, and acknowledged. Accord counts
+  the deliveries itself and asks JetStream for unlimited ones: JetStream's own
+  max_deliver drops a message silently, and nothing may be lost without a trace;
+- a crash between the commit and the acks redelivers messages already stored: each
+  stored message is noted (`broker_delivery`, by stream, sequence and publish time) in
+  the transaction that stored it, so a redelivery is recognized and only acknowledged;
+  the notes are deleted once the acks are sent. Batcher's content hash would make an
+  identical record "unchanged" anyway, but not a record changed twice in the window,
+  which would otherwise come back as its older version.
+
+Within a fetch, messages are applied in stream order: several changes of one record
+become versions in that order (not one kept and the rest quarantined as repeats, as in a
+file). Across consumers sharing one durable, JetStream does not keep order: run one
+consumer per durable where order matters.
+
+The rest of Accord is synchronous; `consume_once` runs the asyncio client to completion
+inside and returns a report. It connects, fetches, stores, acknowledges and closes each
+time: it holds no state, so a worker can call it in a loop, and a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy import Engine
+
+from accord.config import versions
+from accord.config.intake import BrokerIntake
+from accord.config.loader import Project
+from accord.errors import AccordError, InputRejected, NotFound
+from accord.govern.audit import AuditAction, AuditEvent, record
+from accord.intake import push
+from accord.intake.load import Batcher, LoadReport
+from accord.intake.mapping import RecordMapper
+from accord.intake.readers import RawRecord, keep
+from accord.intake.reasons import Reason
+from accord.store import deliveries
+from accord.store import records as store
+from accord.store.engine import writing
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+CONNECT_TIMEOUT = 5.0  # seconds
+MAX_MESSAGE_ID_CHARS = 100  # of a Nats-Msg-Id kept in a location
+
+
+class BrokerUnavailable(AccordError):
+    """The NATS server cannot be reached; nothing was fetched or stored."""
+
+
+@dataclass
+class BrokerReport(LoadReport):
+    """A load's counts, and what became of the messages (not the records) fetched."""
+
+    messages: int = 0  # fetched
+    already_stored: int = 0  # redelivered after a commit whose acks were lost: acked only
+    unreadable: int = 0  # quarantined whole: not JSON, too big, not a record or batch
+    over_delivered: int = 0  # delivered more than max_deliver times: quarantined whole
+    pending: int = 0  # left in the stream for this consumer after this fetch
+
+
+def settings(project: Project, system: str) -> BrokerIntake:
+    """The system's broker block (NotFound when it has none)."""
+    config = project.config.systems.get(system)
+    if config is None or config.intake.broker is None:
+        raise NotFound(
+            f"{system!r} has no broker to consume from",
+            hint="give the system an intake: broker: block (stream, subject, durable) in "
+            "accord.yaml",
+        )
+    return config.intake.broker
+
+
+def server_urls(config: BrokerIntake, environ: Mapping[str, str]) -> list[str]:
+    """The servers to connect to: the comma-separated URLs in the environment variable
+    `url_env`, or the local server when it is not set."""
+    value = environ.get(config.url_env, "").strip()
+    return [u.strip() for u in value.split(",") if u.strip()] if value else [DEFAULT_URL]
+
+
+def redacted(url: str) -> str:
+    """A server URL fit for a message or a log: without user, password or token."""
+    parts = urlsplit(url if "://" in url else f"nats://{url}")
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def consume_once(
+    engine: Engine,
+    project: Project,
+    system: str,
+    *,
+    actor: str,
+    max_messages: int | None = None,
+    timeout: float | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> BrokerReport:
+    """Fetch what is waiting for the system's durable consumer (up to `max_messages`,
+    by default the block's batch_size, waiting at most `timeout` seconds, by default
+    max_wait), store it in one transaction and acknowledge it; see the module's text.
+    A report with status "idle" and load_id 0 means nothing was waiting."""
+    config = settings(project, system)
+    project.mapping(system)  # a system without a mapping fails before connecting
+    urls = server_urls(config, os.environ if environ is None else environ)
+    limit = max_messages or config.batch_size
+    if limit < 1:
+        raise InputRejected("max_messages must be at least 1")
+    wait = config.max_wait if timeout is None else timeout
+    return asyncio.run(
+        _consume(
+            engine, project, system, config=config, urls=urls, actor=actor, limit=limit, wait=wait
+        )
+    )
+
+
+async def _consume(
+    engine: Engine,
+    project: Project,
+    system: str,
+    *,
+    config: BrokerIntake,
+    urls: list[str],
+    actor: str,
+    limit: int,
+    wait: float,
+) -> BrokerReport:
+    client = await _connect(urls)
+    try:
+        subscription = await _subscription(client.jetstream(), config)
+        try:
+            messages = await subscription.fetch(limit, timeout=wait)
+        except TimeoutError:  # nats.errors.TimeoutError is one too
+            messages = []
+        if not messages:
+            return BrokerReport(0, system, f"nats {config.stream}", status="idle")
+        try:
+            report, keys = _store(
+                engine, project, system, config=config, messages=messages, actor=actor
+            )
+        except BaseException:
+            await _redeliver(client, messages)
+            raise
+        await _acknowledge(client, messages)
+        with writing(engine) as conn:
+            deliveries.forget_messages(conn, system, keys)
+        return report
+    finally:
+        await client.close()
+
+
+async def _connect(urls: list[str]) -> Client:
+    async def quiet(_: Exception) -> None:
+        return None  # a failure to connect is raised below, with what to do
+
+    try:
+        return await nats.connect(
+            servers=urls,
+            name="accord",
+            connect_timeout=CONNECT_TIMEOUT,
+            allow_reconnect=False,
+            max_reconnect_attempts=1,  # 0 would mean: try forever
+            error_cb=quiet,
+        )
+    except Exception as exc:  # noqa: BLE001  (any failure to connect means the same)
+        where = ", ".join(redacted(u) for u in urls)
+        raise BrokerUnavailable(
+            f"cannot connect to NATS at {where}: {type(exc).__name__}",
+            hint="start the server, or set the URL (with credentials) in the environment "
+            "variable the broker block's url_env names (NATS_URL by default)",
+        ) from None
+
+
+async def _subscription(js: JetStreamContext, config: BrokerIntake) -> Any:
+    """A pull subscription bound to the durable consumer, which is created on first
+    use: explicit acks, every message of the subject, unlimited deliveries (see the
+    module's text)."""
+    try:
+        await js.stream_info(config.stream)
+    except nats.js.errors.NotFoundError:
+        raise InputRejected(
+            f"the NATS server has no stream {config.stream!r}",
+            hint=f"create it (nats stream add {config.stream} --subjects "
+            f"'{config.subject}'), or correct the broker block's stream",
+        ) from None
+    try:
+        info = await js.consumer_info(config.stream, config.durable)
+    except nats.js.errors.NotFoundError:
+        await js.add_consumer(
+            config.stream,
+            ConsumerConfig(
+                durable_name=config.durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=config.ack_wait,
+                max_deliver=-1,
+                filter_subject=config.subject,
+            ),
+        )
+    else:
+        if (info.config.filter_subject or "") != config.subject:
+            raise InputRejected(
+                f"the consumer {config.durable!r} of stream {config.stream!r} reads "
+                f"{info.config.filter_subject!r}, not {config.subject!r}",
+                hint="name another durable in the broker block, or delete this consumer "
+                f"(nats consumer rm {config.stream} {config.durable}) to have it made again",
+            )
+    return await js.pull_subscribe_bind(durable=config.durable, stream=config.stream)
+
+
+def _store(
+    engine: Engine,
+    project: Project,
+    system: str,
+    *,
+    config: BrokerIntake,
+    messages: Sequence[Msg],
+    actor: str,
+) -> tuple[BrokerReport, list[str]]:
+    """Store one fetch in one transaction; returns the report and every message's key."""
+    mapping = project.mapping(system)
+    mapper = RecordMapper(mapping, project.config.systems[system])
+    keys = [message_key(m) for m in messages]
+    sequences = [m.metadata.sequence.stream for m in messages]
+    source = f"nats {config.stream} seq {min(sequences)}-{max(sequences)}"
+    started = time.perf_counter()
+    with writing(engine) as conn:
+        stored = deliveries.stored_messages(conn, system, keys)
+        fresh = [(m, k) for m, k in zip(messages, keys, strict=True) if k not in stored]
+        report = BrokerReport(0, system, source, messages=len(messages))
+        report.already_stored = len(messages) - len(fresh)
+        report.pending = messages[-1].metadata.num_pending
+        if not fresh:
+            return report, keys
+        versions.apply(conn, project, actor)
+        report.load_id = store.start_load(
+            conn,
+            system=system,
+            channel="broker",
+            source_name=source,
+            mapping_version=mapping.version,
+            project_digest=project.digest,
+            actor=actor,
+        )
+        records: list[RawRecord] = []
+        for message, _ in fresh:
+            records += _records(message, config, mapping.config.format.max_field_bytes, report)
+        for batch in in_order(records, mapper):
+            Batcher(engine, mapper, report, project.config.entity).write(conn, batch)
+        deliveries.remember_messages(conn, system, [k for _, k in fresh], report.load_id)
+        report.seconds = time.perf_counter() - started
+        store.finish_load(conn, report.load_id, report.status, report.counts())
+        details = {"system": system, "channel": "broker", "status": report.status}
+        details |= {k: v for k, v in report.counts().items() if k != "seconds"}
+        event = AuditEvent(AuditAction.LOAD_COMPLETED, "load", str(report.load_id), details)
+        record(conn, actor, [event])
+    return report, keys
+
+
+def message_key(message: Msg) -> str:
+    """What tells one stored message from any other: stream, sequence, publish time
+    (a stream deleted and made again starts its sequence at 1 again)."""
+    meta = message.metadata
+    return f"{meta.stream}/{meta.sequence.stream}/{meta.timestamp.isoformat()}"
+
+
+def location(message: Msg) -> str:
+    """Where a message is, for quarantine: its stream sequence, and the publisher's
+    message id (Nats-Msg-Id) when it set one."""
+    meta = message.metadata
+    where = f"{meta.stream} seq {meta.sequence.stream}"
+    message_id = (message.headers or {}).get("Nats-Msg-Id")
+    if message_id:
+        where += f" msg-id {keep(message_id, MAX_MESSAGE_ID_CHARS)!r}"
+    return where
+
+
+def _records(
+    message: Msg, config: BrokerIntake, max_field_bytes: int, report: BrokerReport
+) -> list[RawRecord]:
+    """A message's records, located by message; a message that cannot be read, or has
+    been delivered too often, as one record to quarantine whole."""
+    where = location(message)
+    deliveries_so_far = message.metadata.num_delivered
+    if deliveries_so_far > config.max_deliver:
+        report.over_delivered += 1
+        reason = Reason(
+            "message.redelivered",
+            f"delivered {deliveries_so_far} times, more than max_deliver "
+            f"({config.max_deliver}): every earlier attempt to store it failed",
+        )
+        return [RawRecord(where, None, _kept(message.data), (reason,))]
+    encoding = (message.headers or {}).get("Content-Encoding")
+    try:
+        batch = push.read_batch(
+            message.data, encoding, max_field_bytes=max_field_bytes, single=True
+        )
+    except InputRejected as exc:
+        report.unreadable += 1
+        reason = Reason("message.unreadable", exc.message)
+        return [RawRecord(where, None, _kept(message.data), (reason,))]
+    if len(batch.records) == 1 and batch.records[0].location == "record":
+        return [_located(batch.records[0], where)]
+    return [_located(raw, f"{where} {raw.location}") for raw in batch.records]
+
+
+def _located(raw: RawRecord, where: str) -> RawRecord:
+    return RawRecord(where, raw.fields, raw.raw, raw.reasons)
+
+
+def _kept(data: bytes) -> str:
+    """A message's body as quarantine keeps it: bytes that are not UTF-8 escaped."""
+    return keep(data.decode("utf-8", "backslashreplace"))
+
+
+def in_order(records: list[RawRecord], mapper: RecordMapper) -> list[list[RawRecord]]:
+    """The records in rounds that each hold a source id once, so that a record changed
+    several times in one fetch is stored as versions in stream order (a Batcher keeps
+    the first of a source id and quarantines the rest, right for a file, not a stream).
+    Records that cannot be read go in the first round."""
+    rounds: list[list[RawRecord]] = []
+    seen: dict[str, int] = {}
+    for raw in records:
+        source_id = None if raw.fields is None else mapper.source_id(raw.fields)
+        turn = 0
+        if source_id is not None:
+            turn = seen.get(source_id, 0)
+            seen[source_id] = turn + 1
+        if turn == len(rounds):
+            rounds.append([])
+        rounds[turn].append(raw)
+    return rounds
+
+
+async def _acknowledge(client: Client, messages: Sequence[Msg]) -> None:
+    """Acknowledge the messages, and wait until the server has them all."""
+    for message in messages:
+        await message.ack()
+    await client.flush()
+
+
+async def _redeliver(client: Client, messages: Sequence[Msg]) -> None:
+    """Ask for the messages again after a failed store; if even that fails, JetStream
+    redelivers them when ack_wait runs out."""
+    try:
+        for message in messages:
+            await message.nak()
+        await client.flush()
+    except Exception:  # noqa: BLE001, S110  (the store's failure is the one to raise)
+        pass
