@@ -25,6 +25,7 @@ from accord.settings import Settings
 from accord.store import queue
 from accord.store.engine import writing
 from accord.store.tables import crosswalk, source_record
+from accord.store.tables import work_item as work_item_table
 from accord.web.app import create_app
 from accord.workspace import Workspace
 from tests.factories import crm_row
@@ -178,3 +179,27 @@ def test_two_keys_never_share_a_count(storage: str) -> None:
     limits.check_rate(second)
     with pytest.raises(admission.RateLimited):
         limits.check_rate(first)
+
+
+def test_a_webhook_past_the_backlog_bound_gets_503_and_is_stored_once_retried(
+    engine: Engine, demo_project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.intake.test_webhooks import SECRET, _configure, _deliver  # noqa: PLC0415
+
+    monkeypatch.setattr(admission, "BACKLOG_READ_EVERY", 0.0)
+    monkeypatch.setenv("ACCORD_TEST_CRM_SECRET", SECRET)
+    _configure(demo_project_dir)
+    workspace = _workspace(engine, demo_project_dir, max_backlog=1)
+    with writing(engine) as conn:
+        queue.enqueue(conn, "customer", "crm", ["waiting"])
+    body = json.dumps(crm_row("W1")).encode()
+    with TestClient(create_app(workspace)) as client:
+        refused = _deliver(client, body)
+        with writing(engine) as conn:
+            conn.execute(work_item_table.delete())
+        accepted = _deliver(client, body)
+
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "30"
+    assert accepted.status_code == 200, accepted.text
+    assert _stored(engine) == 1

@@ -22,6 +22,7 @@ from accord.cli.output import (
     console,
     count_progress,
     errors,
+    loads_table,
     reports_errors,
     stages,
     table,
@@ -177,23 +178,7 @@ def _drop_one(workspace: Workspace, system: str, path: Path) -> LoadReport:
 
 
 def _load_table(reports: list[LoadReport]) -> Any:
-    return table(
-        "Loaded",
-        ["file", "read", "new", "changed", "unchanged", "quarantined", "flagged", "seconds"],
-        [
-            [
-                r.source_name,
-                r.read,
-                r.new,
-                r.changed,
-                r.unchanged + r.repeated_in_file,
-                r.quarantined,
-                r.flagged,
-                r.seconds,
-            ]
-            for r in reports
-        ],
-    )
+    return loads_table("Loaded", "file", reports, lambda r: r.source_name)
 
 
 @app.command("resolve")

@@ -124,6 +124,27 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
     return out
 
 
+def loads_table(title: str, first: str, reports: list[Any], name: Callable[[Any], str]) -> Table:
+    """What loads did (`LoadReport`s), one row each, named by `name`."""
+    return table(
+        title,
+        [first, "read", "new", "changed", "unchanged", "quarantined", "flagged", "seconds"],
+        [
+            [
+                name(r),
+                r.read,
+                r.new,
+                r.changed,
+                r.unchanged + r.repeated_in_file,
+                r.quarantined,
+                r.flagged,
+                r.seconds,
+            ]
+            for r in reports
+        ],
+    )
+
+
 def _cell(value: Any) -> str:
     """A table cell: numbers formatted, text escaped (values come from source systems,
     and `[b]` in a street name is text, not a style)."""

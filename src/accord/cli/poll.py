@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from accord.cli.output import console, count_progress, reports_errors, table
+from accord.cli.output import console, count_progress, loads_table, reports_errors
 from accord.errors import AccordError
 from accord.govern.permissions import cli_actor
 
@@ -61,25 +61,7 @@ def poll(
             channel.reset(workspace.engine, name, actor=actor)
             console.print(f"{name}: the poll cursor was reset; this run reads every row")
     reports = [_poll_one(workspace, name, batch_size) for name in systems]
-    console.print(
-        table(
-            "Polled",
-            ["system", "read", "new", "changed", "unchanged", "quarantined", "flagged", "seconds"],
-            [
-                [
-                    r.system,
-                    r.read,
-                    r.new,
-                    r.changed,
-                    r.unchanged + r.repeated_in_file,
-                    r.quarantined,
-                    r.flagged,
-                    r.seconds,
-                ]
-                for r in reports
-            ],
-        )
-    )
+    console.print(loads_table("Polled", "system", reports, lambda r: r.system))
     if any(r.quarantined for r in reports):
         console.print(
             "[yellow]some rows were quarantined[/]: each entry names its row "

@@ -169,7 +169,7 @@ def _decoded(body: bytes, content_encoding: str | None, limit: int) -> bytes:
 def _raw(position: int, item: Any, max_field_bytes: int, location: str = "") -> RawRecord:
     location = location or f"records[{position}]"
     reasons: list[Reason] = []
-    if _deeper_than(item, MAX_DEPTH):
+    if deeper_than(item, MAX_DEPTH):
         reasons.append(
             Reason("record.json", f"the record is nested more than {MAX_DEPTH} levels deep")
         )
@@ -190,7 +190,7 @@ def _raw(position: int, item: Any, max_field_bytes: int, location: str = "") -> 
     return RawRecord(location, None, kept, tuple(reasons))
 
 
-def _deeper_than(value: Any, limit: int) -> bool:
+def deeper_than(value: Any, limit: int) -> bool:
     """Whether lists and objects nest in `value` more than `limit` levels deep."""
     level = [value]
     for _ in range(limit + 1):

@@ -34,6 +34,7 @@ from accord.config.loader import Project
 from accord.errors import Conflict, InputRejected, NotFound, TooLarge
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.govern.permissions import Actor, Permission, require
+from accord.intake import push
 from accord.intake.load import Batcher, LoadReport
 from accord.intake.mapping import RecordMapper
 from accord.intake.readers import RawRecord, size_reasons
@@ -226,7 +227,7 @@ def check_correction(value: Any, max_field_bytes: int) -> dict[str, Any]:
         raise TooLarge(
             f"the corrected record has {len(value):,} fields; the limit is {MAX_CORRECTION_FIELDS}"
         )
-    if _deeper_than(value, MAX_DEPTH):
+    if push.deeper_than(value, MAX_DEPTH):
         raise InputRejected(f"the corrected record is nested more than {MAX_DEPTH} levels deep")
     _check_values(value, "")
     try:
@@ -267,20 +268,6 @@ def _check_text(value: str, what: str) -> None:
             f"{what} holds {kind} at character {found.start()}",
             hint="remove it; no store can hold it",
         )
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    level = [value]
-    for _ in range(limit + 1):
-        level = [
-            child
-            for item in level
-            if isinstance(item, (dict, list))
-            for child in (item.values() if isinstance(item, dict) else item)
-        ]
-        if not level:
-            return False
-    return True
 
 
 # ---- discarding

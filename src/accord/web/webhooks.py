@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from accord.intake import push, webhooks
+from accord.runtime.admission import Admission
 from accord.web.api import read_body
 from accord.web.auth import workspace
 
@@ -35,9 +36,12 @@ async def receive_webhook(system: str, request: Request, response: Response) -> 
     signed: `Accord-Timestamp` (unix seconds) and `Accord-Signature: v1=<hex
     HMAC-SHA256 of "<timestamp>.<raw body>">`. Stored before the answer, as a push is;
     the same delivery again is answered `duplicate: true` and stores nothing. 401 with
-    the reason when the signature does not hold; 404 when the system has no webhook."""
+    the reason when the signature does not hold; 404 when the system has no webhook;
+    503 with Retry-After while more records wait to be matched than the bound."""
     ws = workspace(request)
     webhooks.settings(ws.project, system)  # 404 before reading a body nobody expects
+    admission: Admission = request.app.state.admission
+    await run_in_threadpool(admission.check_backlog, ws.engine)  # 503 past the bound
     body = await read_body(request, push.MAX_BODY_BYTES)
     answer = await run_in_threadpool(
         webhooks.receive,
