@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import threading
 import time
 import tracemalloc
@@ -42,7 +43,8 @@ DROP_BLOCKS = {
 
 def _with_drops(root: Path, settle: str = "0s") -> Project:
     config = root / "accord.yaml"
-    text = config.read_text(encoding="utf-8")
+    # the demo's own intake blocks give way to these
+    text = re.sub(r"    intake:\n(?:      .*\n)+", "", config.read_text(encoding="utf-8"))
     for anchor, system in DROP_BLOCKS.items():
         block = f"    intake:\n      drop: {{folder: drops/{system}, settle: {settle}}}\n"
         text = text.replace(anchor, anchor + block, 1)
