@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from accord.cli.output import console, count_progress, reports_errors, table
+from accord.cli.output import ProjectDir, console, count_progress, reports_errors, table
 from accord.govern.permissions import cli_actor
 
 broker_app = typer.Typer(
@@ -19,9 +18,7 @@ broker_app = typer.Typer(
 @broker_app.command("consume")
 @reports_errors
 def consume(
-    directory: Annotated[
-        Path, typer.Argument(help="the project folder (holds accord.yaml)", file_okay=False)
-    ],
+    directory: ProjectDir,
     system: Annotated[str, typer.Option("--system", "-s", help="the system whose stream")],
     once: Annotated[
         bool, typer.Option(help="one batch only; by default, until nothing is waiting")

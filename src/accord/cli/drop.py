@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from accord.cli.output import bytes_progress, console, errors, reports_errors, table
+from accord.cli.output import ProjectDir, bytes_progress, console, errors, reports_errors, table
 from accord.errors import NotFound
 from accord.govern.permissions import cli_actor
 
@@ -20,11 +19,6 @@ if TYPE_CHECKING:
 drop_app = typer.Typer(
     help="Watched folders: load the files other systems drop there.", no_args_is_help=True
 )
-
-ProjectDir = Annotated[
-    Path,
-    typer.Argument(help="the project folder (holds accord.yaml)", file_okay=False),
-]
 
 
 @drop_app.command("scan")

@@ -17,6 +17,7 @@ from accord.cli.broker import broker_app
 from accord.cli.drop import drop_app
 from accord.cli.mapping import map_app
 from accord.cli.output import (
+    ProjectDir,
     activity,
     bytes_progress,
     console,
@@ -86,12 +87,6 @@ def writing(engine: Engine) -> AbstractContextManager[Connection]:
     from accord.store.engine import writing as begin  # noqa: PLC0415
 
     return begin(engine)
-
-
-ProjectDir = Annotated[
-    Path,
-    typer.Argument(help="the project folder (holds accord.yaml)", file_okay=False),
-]
 
 
 @app.command()

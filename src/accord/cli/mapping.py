@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from accord.cli.output import console, reports_errors
+from accord.cli.output import ProjectDir, console, reports_errors
 from accord.config.loader import load_project
 
 if TYPE_CHECKING:
@@ -27,9 +27,7 @@ _CELL_CHARS = 120  # a long source value is shortened on screen; --json shows al
 @map_app.command("preview")
 @reports_errors
 def map_preview(
-    directory: Annotated[
-        Path, typer.Argument(help="the project folder (holds accord.yaml)", file_okay=False)
-    ],
+    directory: ProjectDir,
     file: Annotated[Path, typer.Argument(help="a CSV or JSON Lines file, gzip allowed")],
     system: Annotated[str, typer.Option("--system", "-s", help="the system it comes from")],
     rows: Annotated[int, typer.Option(help="how many rows to show, from the top")] = 10,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -26,6 +27,12 @@ from accord.errors import AccordError, ProjectInvalid
 
 console = Console()
 errors = Console(stderr=True)
+
+# The first argument of every command that works on a project.
+ProjectDir = Annotated[
+    Path,
+    typer.Argument(help="the project folder (holds accord.yaml)", file_okay=False),
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")

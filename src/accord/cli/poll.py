@@ -3,12 +3,11 @@ poll block. The lead's worker calls the same `poll_once` on each system's schedu
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from accord.cli.output import console, count_progress, loads_table, reports_errors
+from accord.cli.output import ProjectDir, console, count_progress, loads_table, reports_errors
 from accord.errors import AccordError
 from accord.govern.permissions import cli_actor
 
@@ -19,9 +18,7 @@ if TYPE_CHECKING:
 
 @reports_errors
 def poll(
-    directory: Annotated[
-        Path, typer.Argument(help="the project folder (holds accord.yaml)", file_okay=False)
-    ],
+    directory: ProjectDir,
     system: Annotated[
         str | None,
         typer.Option("--system", "-s", help="poll this system only (default: every one)"),

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from accord.cli.output import console, count_progress, reports_errors, table
+from accord.cli.output import ProjectDir, console, count_progress, reports_errors, table
 from accord.errors import InputRejected
 from accord.govern.permissions import cli_actor
 
@@ -24,9 +24,6 @@ loads_app = typer.Typer(
     help="Loads (files, batches, polls, replays) as units.", no_args_is_help=True
 )
 
-ProjectDir = Annotated[
-    Path, typer.Argument(help="the project folder (holds accord.yaml)", file_okay=False)
-]
 EntryId = Annotated[int, typer.Argument(help="the id from `accord quarantine list`")]
 LoadId = Annotated[int, typer.Argument(help="the id from `accord loads list`")]
 

@@ -6,22 +6,16 @@ import logging
 import signal
 import threading
 from datetime import timedelta
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from accord.cli.output import console, count_progress, reports_errors, table
+from accord.cli.output import ProjectDir, console, count_progress, reports_errors, table
 
 worker_app = typer.Typer(
     help="The matching worker: matches records queued by every intake channel.",
     no_args_is_help=True,
 )
-
-ProjectDir = Annotated[
-    Path,
-    typer.Argument(help="the project folder (holds accord.yaml)", file_okay=False),
-]
 
 
 @worker_app.command("run")

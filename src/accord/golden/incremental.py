@@ -268,37 +268,43 @@ class IncrementalResolver:
         records = {(r.system, r.source_id): r for r in record_store.current_of(conn, indexed)}
         # members withdrawn as well are taken out in their own turn
         members = [k for k in indexed if k in records]
-        crosswalk = golden_store.crosswalk_for(conn, members)
-        statuses = golden_store.status_of(conn, {old})
-        scope = Scope(
-            current={
-                k: (row["golden_id"], row["rule"], row["evidence"]) for k, row in crosswalk.items()
-            },
-            fingerprints={
-                g: fingerprint
-                for g, (status, fingerprint) in statuses.items()
-                if status == "active"
-            },
-            previous={
-                k: row["previous_golden_id"]
-                for k, row in crosswalk.items()
-                if row["previous_golden_id"]
-            },
-            restorable=set(),
-        )
-        groups = [members] if members else []
-        built = [
-            golden_content(self.survivorship, [member_of(records[k]) for k in group])
-            for group in groups
-        ]
+        scope = Scope.of(conn, members, also=frozenset({old}), restore=False)
         evidence: Evidence = {}
-        for k, (_, rule, proof) in scope.current.items():
+        for k, (_, rule, proof) in scope.current.items():  # the links they were kept by
             partner = proof.get("linked_to")
             evidence[k] = (
                 rule,
                 (str(partner[0]), str(partner[1])) if partner else None,
                 proof.get("probability"),
             )
+        groups = [members] if members else []
+        events = self._rewrite(
+            conn, groups, records, scope, evidence, touched={old}, actor=actor, report=report
+        )
+        report.removed += 1
+        return events
+
+    # ---- writing
+
+    def _rewrite(
+        self,
+        conn: Connection,
+        groups: list[list[Key]],
+        records: dict[Key, record_store.CurrentRecord],
+        scope: Scope,
+        evidence: Evidence,
+        *,
+        touched: set[str],
+        actor: str,
+        report: ResolveReport,
+    ) -> list[Any]:
+        """Write `groups` as customers (golden ids, golden records, crosswalk) within
+        `scope`, and the relationships of every customer touched. Returns the audit
+        events."""
+        built = [
+            golden_content(self.survivorship, [member_of(records[key]) for key in group])
+            for group in groups
+        ]
         events = write_clusters(
             conn,
             actor=actor,
@@ -309,17 +315,16 @@ class IncrementalResolver:
             report=report,
             scope=scope,
         )
+        every = [key for group in groups for key in group]
+        now_in = {key: report.assignment[key] for key in every}
         refresh(
             conn,
-            {old},
-            {k: records[k].data for k in members},
-            {k: report.assignment[k] for k in members},
+            set(now_in.values()) | touched,
+            {key: records[key].data for key in every},
+            now_in,
             utcnow(),
         )
-        report.removed += 1
         return events
-
-    # ---- writing
 
     def apply(
         self, conn: Connection, matched: Matched, *, actor: str, report: ResolveReport
@@ -342,50 +347,17 @@ class IncrementalResolver:
                 key=lambda group: group[0],
             )
         every = [key for group in keys for key in group]
-        crosswalk = golden_store.crosswalk_for(conn, every)
-        scope_ids = {row["golden_id"] for row in crosswalk.values()}
-        previous = {
-            key: row["previous_golden_id"]
-            for key, row in crosswalk.items()
-            if row["previous_golden_id"]
-        }
-        statuses = golden_store.status_of(conn, scope_ids | set(previous.values()))
-        scope = Scope(
-            current={
-                key: (row["golden_id"], row["rule"], row["evidence"])
-                for key, row in crosswalk.items()
-            },
-            fingerprints={
-                g: fingerprint
-                for g, (status, fingerprint) in statuses.items()
-                if g in scope_ids and status == "active"
-            },
-            previous=previous,
-            restorable={g for g in previous.values() if statuses.get(g, ("", ""))[0] == "merged"},
-        )
+        scope = Scope.of(conn, every)
         records = {(r.system, r.source_id): r for r in record_store.current_of(conn, every)}
-        built = [
-            golden_content(self.survivorship, [member_of(records[key]) for key in group])
-            for group in keys
-        ]
-        evidence = _evidence(nodes, links, scope)
-        events = write_clusters(
+        events = self._rewrite(
             conn,
+            keys,
+            records,
+            scope,
+            _evidence(nodes, links, scope),
+            touched={golden for golden, _, _ in scope.current.values()},
             actor=actor,
-            entity=self.project.config.entity,
-            keys=keys,
-            content=built.__getitem__,
-            evidence=evidence,
             report=report,
-            scope=scope,
-        )
-        now_in = {key: report.assignment[key] for key in every}
-        refresh(
-            conn,
-            set(now_in.values()) | scope_ids,
-            {key: records[key].data for key in every},
-            now_in,
-            utcnow(),
         )
         if matched.local is not None:
             review = [

@@ -281,6 +281,41 @@ class Scope:
     restorable: set[str]
 
     @classmethod
+    def of(
+        cls,
+        conn: Connection,
+        keys: Sequence[Key],
+        *,
+        also: frozenset[str] = frozenset(),
+        restore: bool = True,
+    ) -> Scope:
+        """The scope of a write that changes the customers of `keys` (and the golden
+        records `also`, which may be left without members); with `restore`, a merged id
+        a member had before may come back."""
+        crosswalk = golden_store.crosswalk_for(conn, list(keys))
+        ids = {row["golden_id"] for row in crosswalk.values()} | also
+        previous = {
+            k: row["previous_golden_id"]
+            for k, row in crosswalk.items()
+            if row["previous_golden_id"]
+        }
+        statuses = golden_store.status_of(conn, ids | set(previous.values()))
+        return cls(
+            current={
+                k: (row["golden_id"], row["rule"], row["evidence"]) for k, row in crosswalk.items()
+            },
+            fingerprints={
+                g: fingerprint
+                for g, (status, fingerprint) in statuses.items()
+                if g in ids and status == "active"
+            },
+            previous=previous,
+            restorable={g for g in previous.values() if statuses.get(g, ("", ""))[0] == "merged"}
+            if restore
+            else set(),
+        )
+
+    @classmethod
     def everything(cls, conn: Connection) -> Scope:
         return cls(
             golden_store.crosswalk_map(conn),
