@@ -6,6 +6,7 @@ half-way, and while rows change under a run."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -648,6 +649,23 @@ def test_database_values_become_json_the_same_way_every_time() -> None:
         "i": 90.0,
     }
     assert json.loads(json.dumps(ready)) == ready
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        ("a\x00b", "encoding.invalid"),
+        ({"note": {"deep": "a\x00b"}}, "encoding.invalid"),  # inside a JSON column
+        (["\ud800"], "encoding.invalid"),
+        ({"a": functools.reduce(lambda inner, _: [inner], range(40), 1)}, "record.json"),
+    ],
+)
+def test_a_row_no_store_can_hold_is_refused_wherever_the_bad_text_sits(
+    value: Any, code: str
+) -> None:
+    record = poll.raw_record({"Id": 1, "doc": value}, "poll:t@wm=1,key=1", 10_000)
+    assert record.fields is None
+    assert [r.code for r in record.reasons] == [code]
 
 
 cursor_values = st.one_of(

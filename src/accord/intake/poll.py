@@ -60,16 +60,13 @@ from accord.errors import AccordError
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.intake.load import Batcher, LoadReport
 from accord.intake.mapping import RecordMapper
-from accord.intake.readers import RawRecord, keep, size_reasons
-from accord.intake.reasons import Reason
+from accord.intake.readers import RawRecord, keep, record_of
 from accord.store import poll_cursor
 from accord.store import records as store
 from accord.store.engine import writing
 from accord.store.types import utcnow
 
 PollProgress = Callable[[int], None]  # rows read so far in this run
-
-_UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")  # NUL, lone surrogates: not storable
 
 
 @dataclass(frozen=True)
@@ -310,15 +307,11 @@ def json_ready(value: Any) -> Any:
 
 
 def raw_record(row: dict[str, Any], location: str, max_field_bytes: int) -> RawRecord:
-    """One source row as the load path takes it: its fields, or the reasons it cannot be
-    stored as it is (a NUL or lone surrogate, a field over `max_field_bytes`)."""
-    fields = {str(name): json_ready(value) for name, value in row.items()}
-    reasons = list(size_reasons(fields, max_field_bytes))
-    if any(isinstance(v, str) and _UNSAFE_TEXT.search(v) for v in fields.values()):
-        reasons.append(Reason("encoding.invalid", "the row holds a NUL or a lone surrogate"))
-    if not reasons:
-        return RawRecord(location, fields, json.dumps(fields, ensure_ascii=False))
-    return RawRecord(location, None, keep(json.dumps(fields)), tuple(reasons))
+    """One source row as the load path takes it: its columns made JSON-ready, checked as
+    any record that arrives as JSON is (`readers.record_of`)."""
+    return record_of(
+        {str(name): json_ready(value) for name, value in row.items()}, location, max_field_bytes
+    )
 
 
 def _shown(value: Any) -> str:

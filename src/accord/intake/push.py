@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 import zlib
 from collections.abc import Callable
@@ -34,8 +33,7 @@ from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.govern.permissions import Actor, Permission, require
 from accord.intake.load import Batcher, LoadReport
 from accord.intake.mapping import RecordMapper
-from accord.intake.readers import RawRecord, keep, size_reasons
-from accord.intake.reasons import Reason
+from accord.intake.readers import RawRecord, record_of
 from accord.store import records as store
 from accord.store.engine import writing
 
@@ -43,8 +41,6 @@ MAX_BODY_BYTES = 10 * 1_048_576  # a request's body as sent, compressed or not
 MAX_DOCUMENT_BYTES = 50 * 1_048_576  # its JSON, once gunzipped
 MAX_RECORDS = 10_000  # records in one batch
 MAX_KEY_CHARS = 255  # an Idempotency-Key
-MAX_DEPTH = 32  # lists and objects within a record
-_UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")  # NUL, lone surrogates: not storable
 
 
 @dataclass(frozen=True)
@@ -101,7 +97,7 @@ def read_batch(
         raise InputRejected("the body's JSON is nested too deeply") from None
     if single and isinstance(value, dict) and not isinstance(value.get("records"), list):
         return Batch(
-            [_raw(0, value, max_field_bytes, "record")], hashlib.sha256(document).hexdigest()
+            [record_of(value, "record", max_field_bytes)], hashlib.sha256(document).hexdigest()
         )
     if not isinstance(value, dict) or not isinstance(value.get("records"), list):
         one = "a record object, or " if single else ""
@@ -118,7 +114,7 @@ def read_batch(
             hint="split it into several requests",
         )
     return Batch(
-        [_raw(i, item, max_field_bytes) for i, item in enumerate(items)],
+        [record_of(item, f"records[{i}]", max_field_bytes) for i, item in enumerate(items)],
         hashlib.sha256(document).hexdigest(),
     )
 
@@ -164,60 +160,6 @@ def _decoded(body: bytes, content_encoding: str | None, limit: int) -> bytes:
             f"the body {what} {limit:,} bytes of JSON", hint="split it into several requests"
         )
     return document
-
-
-def _raw(position: int, item: Any, max_field_bytes: int, location: str = "") -> RawRecord:
-    location = location or f"records[{position}]"
-    reasons: list[Reason] = []
-    if deeper_than(item, MAX_DEPTH):
-        reasons.append(
-            Reason("record.json", f"the record is nested more than {MAX_DEPTH} levels deep")
-        )
-    elif not isinstance(item, dict):
-        reasons.append(Reason("record.json", "a record must be an object"))
-    else:
-        reasons.extend(size_reasons(item, max_field_bytes))
-        unsafe = _unsafe_text(item)
-        if unsafe is not None:
-            what = "a NUL character" if unsafe == "\x00" else "a lone surrogate (\\u escape)"
-            reasons.append(Reason("encoding.invalid", f"the record holds {what}"))
-    if not reasons:
-        return RawRecord(location, item, json.dumps(item, ensure_ascii=False))
-    try:
-        kept = keep(json.dumps(item))  # escaped: safe to store whatever the record holds
-    except RecursionError:
-        kept = f"(not kept: nested more than {MAX_DEPTH} levels deep, too deep to write)"
-    return RawRecord(location, None, kept, tuple(reasons))
-
-
-def deeper_than(value: Any, limit: int) -> bool:
-    """Whether lists and objects nest in `value` more than `limit` levels deep."""
-    level = [value]
-    for _ in range(limit + 1):
-        level = [
-            child
-            for item in level
-            if isinstance(item, (dict, list))
-            for child in (item.values() if isinstance(item, dict) else item)
-        ]
-        if not level:
-            return False
-    return True
-
-
-def _unsafe_text(value: Any) -> str | None:
-    """The first character no store can hold (NUL, a lone surrogate) in any text of
-    `value`, keys included, or None."""
-    if isinstance(value, str):
-        found = _UNSAFE_TEXT.search(value)
-        return None if found is None else found.group()
-    if isinstance(value, dict):
-        return next(
-            (c for k, v in value.items() for c in (_unsafe_text(k), _unsafe_text(v)) if c), None
-        )
-    if isinstance(value, list):
-        return next((c for v in value if (c := _unsafe_text(v))), None)
-    return None
 
 
 def push(

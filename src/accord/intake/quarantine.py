@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,10 +33,9 @@ from accord.config.loader import Project
 from accord.errors import Conflict, InputRejected, NotFound, TooLarge
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.govern.permissions import Actor, Permission, require
-from accord.intake import push
 from accord.intake.load import Batcher, LoadReport
 from accord.intake.mapping import RecordMapper
-from accord.intake.readers import RawRecord, size_reasons
+from accord.intake.readers import UNSAFE_TEXT, RawRecord, deeper_than, size_reasons
 from accord.paging import Page, check_window
 from accord.store import quarantine as store
 from accord.store import records as record_store
@@ -49,7 +47,6 @@ MAX_CORRECTION_BYTES = 1_048_576  # a correction's fields, as JSON
 MAX_CORRECTION_FIELDS = 500
 MAX_DEPTH = 8  # lists and objects within a corrected record
 MAX_NOTE_CHARS = 2000
-_UNSAFE = re.compile("[\x00\ud800-\udfff]")  # NUL and lone surrogates: no store holds them
 
 
 # ---- reading
@@ -227,7 +224,7 @@ def check_correction(value: Any, max_field_bytes: int) -> dict[str, Any]:
         raise TooLarge(
             f"the corrected record has {len(value):,} fields; the limit is {MAX_CORRECTION_FIELDS}"
         )
-    if push.deeper_than(value, MAX_DEPTH):
+    if deeper_than(value, MAX_DEPTH):
         raise InputRejected(f"the corrected record is nested more than {MAX_DEPTH} levels deep")
     _check_values(value, "")
     try:
@@ -261,7 +258,7 @@ def _check_values(value: Any, where: str) -> None:
 
 
 def _check_text(value: str, what: str) -> None:
-    found = _UNSAFE.search(value)
+    found = UNSAFE_TEXT.search(value)
     if found is not None:
         kind = "a NUL character" if found.group() == "\x00" else "invalid UTF-8 (a lone surrogate)"
         raise InputRejected(

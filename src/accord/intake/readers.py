@@ -28,6 +28,8 @@ from accord.intake.reasons import Reason
 csv.field_size_limit(256 * 1_048_576)
 
 RAW_KEEP_CHARS = 65_536  # how much of a bad row's text quarantine keeps
+MAX_DEPTH = 32  # lists and objects within a record (pushed, polled, sent by a broker)
+UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")  # NUL, lone surrogates: no store holds them
 _SURROGATES = re.compile("[\udc80-\udcff]")
 _CANDIDATE_DELIMITERS = (",", ";", "\t", "|")
 
@@ -238,3 +240,59 @@ def _kind_from_name(path: Path) -> str:
         f"cannot tell the format of {path.name} from its name",
         hint="name it .csv or .jsonl (optionally .gz), or set `format: {type: csv}`",
     )
+
+
+def record_of(item: Any, location: str, max_field_bytes: int) -> RawRecord:
+    """A record that arrived as a JSON value (pushed, polled, from a broker) as the load
+    path takes it: its fields, or the reasons it cannot be stored as it is (not an object,
+    nested too deep, a field over `max_field_bytes`, a NUL or lone surrogate anywhere)."""
+    reasons: list[Reason] = []
+    if deeper_than(item, MAX_DEPTH):
+        reasons.append(
+            Reason("record.json", f"the record is nested more than {MAX_DEPTH} levels deep")
+        )
+    elif not isinstance(item, dict):
+        reasons.append(Reason("record.json", "a record must be an object"))
+    else:
+        reasons.extend(size_reasons(item, max_field_bytes))
+        unsafe = unsafe_text(item)
+        if unsafe is not None:
+            what = "a NUL character" if unsafe == "\x00" else "a lone surrogate (\\u escape)"
+            reasons.append(Reason("encoding.invalid", f"the record holds {what}"))
+    if not reasons:
+        return RawRecord(location, item, json.dumps(item, ensure_ascii=False))
+    try:
+        kept = keep(json.dumps(item))  # escaped: safe to store whatever the record holds
+    except RecursionError:
+        kept = f"(not kept: nested more than {MAX_DEPTH} levels deep, too deep to write)"
+    return RawRecord(location, None, kept, tuple(reasons))
+
+
+def deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest in `value` more than `limit` levels deep."""
+    level = [value]
+    for _ in range(limit + 1):
+        level = [
+            child
+            for item in level
+            if isinstance(item, (dict, list))
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return False
+    return True
+
+
+def unsafe_text(value: Any) -> str | None:
+    """The first character no store can hold (NUL, a lone surrogate) in any text of
+    `value`, keys included, or None."""
+    if isinstance(value, str):
+        found = UNSAFE_TEXT.search(value)
+        return None if found is None else found.group()
+    if isinstance(value, dict):
+        return next(
+            (c for k, v in value.items() for c in (unsafe_text(k), unsafe_text(v)) if c), None
+        )
+    if isinstance(value, list):
+        return next((c for v in value if (c := unsafe_text(v))), None)
+    return None
