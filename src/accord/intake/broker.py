@@ -50,18 +50,15 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy import Engine
 
-from accord.config import versions
 from accord.config.intake import BrokerIntake
 from accord.config.loader import Project
 from accord.errors import AccordError, InputRejected, NotFound
-from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.intake import push
-from accord.intake.load import Batcher, LoadReport
+from accord.intake.load import Batcher, LoadReport, begin_load, end_load
 from accord.intake.mapping import RecordMapper
 from accord.intake.readers import RawRecord, keep
 from accord.intake.reasons import Reason
 from accord.store import deliveries
-from accord.store import records as store
 from accord.store.engine import writing
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -257,15 +254,8 @@ def _store(
         report.pending = messages[-1].metadata.num_pending
         if not fresh:
             return report, keys
-        versions.apply(conn, project, actor)
-        report.load_id = store.start_load(
-            conn,
-            system=system,
-            channel="broker",
-            source_name=source,
-            mapping_version=mapping.version,
-            project_digest=project.digest,
-            actor=actor,
+        report.load_id = begin_load(
+            conn, project, system, channel="broker", source_name=source, actor=actor
         )
         records: list[RawRecord] = []
         for message, _ in fresh:
@@ -274,11 +264,7 @@ def _store(
             Batcher(engine, mapper, report, project.config.entity).write(conn, batch)
         deliveries.remember_messages(conn, system, [k for _, k in fresh], report.load_id)
         report.seconds = time.perf_counter() - started
-        store.finish_load(conn, report.load_id, report.status, report.counts())
-        details = {"system": system, "channel": "broker", "status": report.status}
-        details |= {k: v for k, v in report.counts().items() if k != "seconds"}
-        event = AuditEvent(AuditAction.LOAD_COMPLETED, "load", str(report.load_id), details)
-        record(conn, actor, [event])
+        end_load(conn, report, channel="broker", actor=actor)
     return report, keys
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import chain, islice
 from pathlib import Path
@@ -81,44 +82,82 @@ def load_file(
         raise InputRejected(f"cannot read {path}: {exc.strerror}") from exc
     records = iter(source)
     first = next(records, None)  # reads the header: a bad file is rejected before any write
-    started = time.perf_counter()
-    with writing(engine) as conn:
-        versions.apply(conn, project, actor)
-        load_id = store.start_load(
-            conn,
-            system=system,
-            channel=channel,
-            source_name=path.name,
-            mapping_version=mapping.version,
-            project_digest=project.digest,
-            actor=actor,
-        )
-    report = LoadReport(load_id, system, path.name)
-    batcher = Batcher(engine, mapper, report, project.config.entity)
     all_records = chain([first] if first is not None else [], records)
-    try:
+    with recorded_load(
+        engine, project, system, channel=channel, source_name=path.name, actor=actor
+    ) as report:
+        batcher = Batcher(engine, mapper, report, project.config.entity)
         if on_start is not None:
             on_start(report)
         for batch in _chunks(all_records, batch_size):
             batcher.add(batch)
             if progress is not None:
                 progress(source.bytes_read, source.size)
+    return report
+
+
+def begin_load(
+    conn: Connection, project: Project, system: str, *, channel: str, source_name: str, actor: str
+) -> int:
+    """Record the start of a load of `channel` (under the project version it runs with)
+    in the caller's transaction; returns its id."""
+    versions.apply(conn, project, actor)
+    return store.start_load(
+        conn,
+        system=system,
+        channel=channel,
+        source_name=source_name,
+        mapping_version=project.mapping(system).version,
+        project_digest=project.digest,
+        actor=actor,
+    )
+
+
+def end_load(conn: Connection, report: LoadReport, *, channel: str, actor: str) -> None:
+    """Record how a load ended, with its counts, and audit it, in the caller's
+    transaction."""
+    store.finish_load(conn, report.load_id, report.status, report.counts())
+    details = {
+        "system": report.system,
+        "channel": channel,
+        "source": report.source_name,
+        "status": report.status,
+    } | {k: v for k, v in report.counts().items() if k != "seconds"}
+    event = AuditEvent(AuditAction.LOAD_COMPLETED, "load", str(report.load_id), details)
+    record(conn, actor, [event])
+
+
+@contextmanager
+def recorded_load(
+    engine: Engine,
+    project: Project,
+    system: str,
+    *,
+    channel: str,
+    source_name: str,
+    actor: str,
+    on_end: Callable[[Connection], None] | None = None,
+) -> Iterator[LoadReport]:
+    """A load stored in several transactions (a file, a poll, a replay): recorded as
+    started, then, however the block ends, as done or failed (whatever stopped it, it
+    did not finish), timed and audited; `on_end` runs in that last transaction."""
+    started = time.perf_counter()
+    with writing(engine) as conn:
+        load_id = begin_load(
+            conn, project, system, channel=channel, source_name=source_name, actor=actor
+        )
+    report = LoadReport(load_id, system, source_name)
+    try:
+        yield report
     except BaseException:
-        report.status = "failed"  # whatever stopped it, the load did not finish
+        report.status = "failed"
         raise
     finally:
         report.seconds = time.perf_counter() - started
         with writing(engine) as conn:
-            store.finish_load(conn, load_id, report.status, report.counts())
-            event = AuditEvent(
-                AuditAction.LOAD_COMPLETED,
-                "load",
-                str(load_id),
-                {"system": system, "file": path.name, "status": report.status}
-                | {k: v for k, v in report.counts().items() if k != "seconds"},
-            )
-            record(conn, actor, [event])
-    return report
+            end_load(conn, report, channel=channel, actor=actor)
+            if on_end is not None:
+                on_end(conn)
 
 
 def _chunks(items: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:

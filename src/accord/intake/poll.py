@@ -26,7 +26,6 @@ import json
 import math
 import os
 import re
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -53,16 +52,14 @@ from sqlalchemy import (
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from accord.config import versions
 from accord.config.intake import PollConfig
 from accord.config.loader import Project
 from accord.errors import AccordError
 from accord.govern.audit import AuditAction, AuditEvent, record
-from accord.intake.load import Batcher, LoadReport
+from accord.intake.load import Batcher, LoadReport, recorded_load
 from accord.intake.mapping import RecordMapper
 from accord.intake.readers import RawRecord, keep, record_of
 from accord.store import poll_cursor
-from accord.store import records as store
 from accord.store.engine import writing
 from accord.store.types import utcnow
 
@@ -425,22 +422,17 @@ def _run(
 ) -> LoadReport:
     config = source.config
     source_name = f"poll:{source.name}"
-    with writing(engine) as conn:
-        versions.apply(conn, project, actor)
-        load_id = store.start_load(
-            conn,
-            system=system,
-            channel="poll",
-            source_name=source_name,
-            mapping_version=mapper.version,
-            project_digest=project.digest,
-            actor=actor,
-        )
-    report = LoadReport(load_id, system, source_name)
-    batcher = Batcher(engine, mapper, report, project.config.entity)
-    clock = time.perf_counter()
-    types = (stored.watermark_type, stored.key_type) if stored and stored.watermark else None
-    try:
+    with recorded_load(
+        engine,
+        project,
+        system,
+        channel="poll",
+        source_name=source_name,
+        actor=actor,
+        on_end=lambda conn: poll_cursor.mark_run(conn, system, started_at),
+    ) as report:
+        batcher = Batcher(engine, mapper, report, project.config.entity)
+        types = (stored.watermark_type, stored.key_type) if stored and stored.watermark else None
         while rows:
             last = rows[-1]
             position = Position(last[config.watermark], last[source.key])
@@ -477,19 +469,6 @@ def _run(
             if len(rows) < limit:
                 break
             rows = source.page(position, None, limit)
-    except BaseException:
-        report.status = "failed"
-        raise
-    finally:
-        report.seconds = time.perf_counter() - clock
-        with writing(engine) as conn:
-            store.finish_load(conn, load_id, report.status, report.counts())
-            poll_cursor.mark_run(conn, system, started_at)
-            details = {"system": system, "channel": "poll", "source": source_name}
-            details |= {"status": report.status}
-            details |= {k: v for k, v in report.counts().items() if k != "seconds"}
-            event = AuditEvent(AuditAction.LOAD_COMPLETED, "load", str(load_id), details)
-            record(conn, actor, [event])
     return report
 
 

@@ -26,12 +26,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from accord.config import versions
 from accord.config.loader import Project
 from accord.errors import InputRejected, NotAllowed, TooLarge
-from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.govern.permissions import Actor, Permission, require
-from accord.intake.load import Batcher, LoadReport
+from accord.intake.load import Batcher, LoadReport, begin_load, end_load
 from accord.intake.mapping import RecordMapper
 from accord.intake.readers import RawRecord, record_of
 from accord.store import records as store
@@ -262,15 +260,8 @@ def store_batch(
     with writing(engine) as conn:
         if earlier is not None and (answer := earlier(conn)) is not None:
             return answer
-        versions.apply(conn, project, actor)
-        load_id = store.start_load(
-            conn,
-            system=system,
-            channel=channel,
-            source_name=source,
-            mapping_version=mapping.version,
-            project_digest=project.digest,
-            actor=actor,
+        load_id = begin_load(
+            conn, project, system, channel=channel, source_name=source, actor=actor
         )
         report = LoadReport(load_id, system, source)
         outcomes: list[dict[str, Any]] = []
@@ -281,12 +272,9 @@ def store_batch(
         for outcome in outcomes:
             counts[outcome["status"]] += 1
         answer = PushAnswer(load_id, counts, outcomes)
-        store.finish_load(conn, load_id, report.status, report.counts())
         if remember is not None:
             remember(conn, answer)
-        details = {"system": system, "channel": channel, "status": report.status}
-        details |= {k: v for k, v in report.counts().items() if k != "seconds"}
-        record(conn, actor, [AuditEvent(AuditAction.LOAD_COMPLETED, "load", str(load_id), details)])
+        end_load(conn, report, channel=channel, actor=actor)
     return answer
 
 

@@ -21,24 +21,21 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from accord.config import versions
 from accord.config.loader import Project
 from accord.errors import Conflict, InputRejected, NotFound, TooLarge
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.govern.permissions import Actor, Permission, require
-from accord.intake.load import Batcher, LoadReport
+from accord.intake.load import Batcher, LoadReport, recorded_load
 from accord.intake.mapping import RecordMapper
 from accord.intake.readers import UNSAFE_TEXT, RawRecord, deeper_than, size_reasons
 from accord.paging import Page, check_window
 from accord.store import quarantine as store
-from accord.store import records as record_store
 from accord.store.engine import writing
 
 STATUSES = ("open", "replayed", "discarded")
@@ -398,46 +395,21 @@ def _replay_system(
             hint="add the system back, or discard its entries",
         )
     mapping = project.mapping(system)
-    started = time.perf_counter()
-    with writing(engine) as conn:
-        versions.apply(conn, project, actor.label)
-        load_id = record_store.start_load(
-            conn,
-            system=system,
-            channel="replay",
-            source_name="quarantine",
-            mapping_version=mapping.version,
-            project_digest=project.digest,
-            actor=actor.label,
+    with recorded_load(
+        engine, project, system, channel="replay", source_name="quarantine", actor=actor.label
+    ) as load_report:
+        report = ReplayReport(system, load_report.load_id, load=load_report)
+        batcher = Batcher(
+            engine,
+            RecordMapper(mapping, project.config.systems[system]),
+            load_report,
+            project.config.entity,
         )
-    load_report = LoadReport(load_id, system, "quarantine")
-    report = ReplayReport(system, load_id, load=load_report)
-    batcher = Batcher(
-        engine,
-        RecordMapper(mapping, project.config.systems[system]),
-        load_report,
-        project.config.entity,
-    )
-    try:
         for chunk in chunks:
             with writing(engine) as conn:
                 _replay_chunk(conn, batcher, chunk, report, actor)
             if progress is not None:
                 progress(len(chunk))
-    except BaseException:
-        load_report.status = "failed"
-        raise
-    finally:
-        load_report.seconds = time.perf_counter() - started
-        with writing(engine) as conn:
-            record_store.finish_load(conn, load_id, load_report.status, load_report.counts())
-            details = {"system": system, "channel": "replay", "status": load_report.status}
-            details |= {k: v for k, v in load_report.counts().items() if k != "seconds"}
-            record(
-                conn,
-                actor.label,
-                [AuditEvent(AuditAction.LOAD_COMPLETED, "load", str(load_id), details)],
-            )
     return report
 
 
