@@ -399,22 +399,16 @@ def resolve_changes(
     started = time.perf_counter()
     with engine.connect() as conn:
         resolver = IncrementalResolver(project, stewardship.latest_model(conn))
-        pending = (
-            list(keys)
-            if keys is not None
-            else record_store.changed_since_matched(conn, project.config.entity)
-        )
-        removed = record_store.removed_since_matched(conn) if keys is None else []
-    report.records = len(pending)
+        if keys is not None:
+            changed, removed = list(keys), []
+        else:
+            changed = record_store.changed_since_matched(conn, project.config.entity)
+            removed = record_store.removed_since_matched(conn)
+    report.records = len(changed)
+    # records no longer current first: match_batch takes them out of their customers
+    pending = [*removed, *changed]
     if progress is not None:
         progress(0, len(pending))
-    if removed:
-        with writing(engine) as conn:
-            exclusive(conn, MATCHING_LOCK)
-            taken_out: list[Any] = []
-            for key in removed:
-                taken_out += resolver.remove(conn, key, actor=actor, report=report)
-            record(conn, actor, taken_out)
     done = 0
     for batch in _batches(pending, BATCH):
         with writing(engine) as conn:
