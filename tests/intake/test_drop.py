@@ -10,6 +10,7 @@ import re
 import threading
 import time
 import tracemalloc
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,11 @@ def test_default_patterns_follow_the_mapping_format() -> None:
     assert patterns(DropConfig(folder="x", pattern="EXPORT_*.CSV"), FileFormat()) == (
         "export_*.csv",
     )
-    assert (DropConfig(folder="x").every_seconds, DropConfig(folder="x").settle_seconds) == (60, 2)
+    assert (DropConfig(folder="x").every, DropConfig(folder="x").settle) == (
+        timedelta(seconds=60),
+        timedelta(seconds=2),
+    )
+    assert DropConfig(folder="x", settle="500ms").settle == timedelta(milliseconds=500)
 
 
 @pytest.mark.parametrize(
@@ -470,13 +475,14 @@ def test_a_missing_folder_says_what_to_do(engine: Engine, project: Project) -> N
         ).map(lambda rows: "\n".join(",".join(r) for r in rows).encode("utf-8", "surrogatepass")),
     ),
     gz=st.booleans(),
+    with_header=st.booleans(),
 )
 def test_any_bytes_end_in_done_or_failed_with_a_report(
-    sqlite_engine: Engine, project: Project, content: bytes, gz: bool
+    sqlite_engine: Engine, project: Project, content: bytes, gz: bool, with_header: bool
 ) -> None:
     folder = _folder(project)
     header = (",".join(CRM_COLUMNS) + "\n").encode()
-    body = header + content if content[:1] == b"+" else content
+    body = header + content if with_header else content
     name = "in.csv.gz" if gz else "in.csv"
     (folder / name).write_bytes(gzip.compress(body) if gz else body)
     [result] = _scan(sqlite_engine, project)

@@ -84,14 +84,6 @@ class DropConfig(StrictModel):
                 raise ValueError(f"{pattern!r}: a pattern matches file names, not paths")
         return value
 
-    @property
-    def every_seconds(self) -> int:
-        return int(self.every.total_seconds())
-
-    @property
-    def settle_seconds(self) -> int:
-        return int(self.settle.total_seconds())
-
 
 class PollConfig(StrictModel):
     """Delta sync from the system's own database (`accord poll`, docs/intake-poll.md):

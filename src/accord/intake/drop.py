@@ -165,7 +165,7 @@ def scan_once(
     _prepare(folder)
     names = patterns(config, fmt)
     results: list[DropResult] = []
-    for path, resumed in _candidates(folder, names, config.settle_seconds):
+    for path, resumed in _candidates(folder, names, config.settle.total_seconds()):
         with _claimed(folder, path, resumed=resumed) as claim:
             if claim is None:
                 continue  # another worker has it, or had it
@@ -209,7 +209,7 @@ def _prepare(folder: Path) -> None:
         target.mkdir(exist_ok=True)
 
 
-def _candidates(folder: Path, names: tuple[str, ...], settle: int) -> Iterator[tuple[Path, bool]]:
+def _candidates(folder: Path, names: tuple[str, ...], settle: float) -> Iterator[tuple[Path, bool]]:
     """Interrupted files first (processing/<claim>/<name>), then new ones, oldest first.
     A name that fits is taken whatever it is, so a symlink or a FIFO is failed with a
     report rather than left unexplained; only regular files are ever opened."""
