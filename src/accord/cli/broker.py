@@ -6,7 +6,14 @@ from typing import Annotated
 
 import typer
 
-from accord.cli.output import ProjectDir, console, count_progress, reports_errors, table
+from accord.cli.output import (
+    ProjectDir,
+    console,
+    count_progress,
+    open_workspace,
+    reports_errors,
+    table,
+)
 from accord.govern.permissions import cli_actor
 
 broker_app = typer.Typer(
@@ -27,7 +34,6 @@ def consume(
     """Store what waits on the system's stream, a batch per transaction, acknowledged
     after each commit; unreadable messages go to quarantine."""
     from accord.intake.broker import BrokerReport, consume_once  # noqa: PLC0415
-    from accord.workspace import open_workspace  # noqa: PLC0415
 
     workspace = open_workspace(directory)
     reports: list[BrokerReport] = []

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from accord.cli.output import ProjectDir, bytes_progress, console, errors, reports_errors, table
+from accord.cli.output import (
+    ProjectDir,
+    bytes_progress,
+    console,
+    errors,
+    open_workspace,
+    reports_errors,
+    table,
+)
 from accord.errors import NotFound
 from accord.govern.permissions import cli_actor
 
@@ -33,7 +41,6 @@ def scan(
     """Load every file waiting in the drop folders, one load per file, and move each to
     done/ or failed/ with a .report.json beside it."""
     from accord.intake.drop import drop_systems, scan_once  # noqa: PLC0415
-    from accord.workspace import open_workspace  # noqa: PLC0415
 
     workspace = open_workspace(directory)
     project = workspace.project
@@ -135,7 +142,6 @@ def quarantined(
 ) -> None:
     """List the records a load put in quarantine: where each was, and why."""
     from accord.intake import drop  # noqa: PLC0415
-    from accord.workspace import open_workspace  # noqa: PLC0415
 
     workspace = open_workspace(directory)
     with workspace.engine.connect() as conn:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import sys
 import time
@@ -24,6 +23,8 @@ from accord.cli.output import (
     count_progress,
     errors,
     loads_table,
+    open_workspace,
+    print_json,
     reports_errors,
     stages,
     table,
@@ -75,12 +76,6 @@ app.add_typer(quarantine_cli.quarantine_app, name="quarantine")
 app.add_typer(quarantine_cli.loads_app, name="loads")
 app.add_typer(map_app, name="map")
 app.add_typer(broker_app, name="broker")
-
-
-def open_workspace(directory: Path) -> Workspace:
-    from accord.workspace import open_workspace as open_project  # noqa: PLC0415
-
-    return open_project(directory)
 
 
 def writing(engine: Engine) -> AbstractContextManager[Connection]:
@@ -298,7 +293,7 @@ def match_explain(
             conn, cli_actor(), workspace.project, _record_key(left), _record_key(right)
         )
     if as_json:
-        _print_json(found)
+        print_json(found)
         return
     explanation = found["explanation"]
     same = found["golden_ids"][0] is not None and found["golden_ids"][0] == found["golden_ids"][1]
@@ -332,7 +327,7 @@ def match_model(
         )
         raise typer.Exit(1)
     if as_json:
-        _print_json(model)
+        print_json(model)
         return
     params = model["params"]
     training = params.get("training", {})
@@ -370,11 +365,6 @@ def match_model(
                 ],
             )
         )
-
-
-def _print_json(value: Any) -> None:
-    """`--json` output: plain JSON on stdout, dates and the like as strings."""
-    sys.stdout.write(json.dumps(value, default=str, indent=2) + "\n")
 
 
 def _named_input(value: str) -> tuple[str, Path]:
@@ -476,7 +466,7 @@ def review_show(
     with workspace.engine.connect() as conn:
         item = service.review(conn, cli_actor(), review_id)
     if as_json:
-        _print_json(item)
+        print_json(item)
         return
     left, right = item["records"]
     console.print(
@@ -609,7 +599,7 @@ def show(
     with workspace.engine.connect() as conn:
         customer = customers.get(conn, cli_actor(), golden_id)
     if as_json:
-        _print_json(customer)
+        print_json(customer)
         return
     if customer["status"] != "active":
         target = customer.get("merged_into")

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from accord.cli.output import ProjectDir, console, reports_errors
+from accord.cli.output import ProjectDir, console, print_json, reports_errors
 from accord.config.loader import load_project
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def map_preview(
     project = load_project(directory)
     result = preview(project, system, file, rows)
     if as_json:
-        typer.echo(json.dumps([row.as_dict() for row in result], ensure_ascii=False, indent=2))
+        print_json([row.as_dict() for row in result])
         return
     for row in result:
         console.print(_row_table(row))

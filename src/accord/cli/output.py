@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -24,6 +26,9 @@ from rich.progress import (
 from rich.table import Table
 
 from accord.errors import AccordError, ProjectInvalid
+
+if TYPE_CHECKING:
+    from accord.workspace import Workspace
 
 console = Console()
 errors = Console(stderr=True)
@@ -150,6 +155,19 @@ def loads_table(title: str, first: str, reports: list[Any], name: Callable[[Any]
             for r in reports
         ],
     )
+
+
+def open_workspace(directory: Path) -> Workspace:
+    """The project in `directory` and its store (loaded only by the commands that use
+    them, so that `accord --help` starts fast)."""
+    from accord.workspace import open_workspace as open_project  # noqa: PLC0415
+
+    return open_project(directory)
+
+
+def print_json(value: Any) -> None:
+    """`--json` output: plain JSON on stdout, dates and the like as strings."""
+    sys.stdout.write(json.dumps(value, default=str, indent=2, ensure_ascii=False) + "\n")
 
 
 def _cell(value: Any) -> str:

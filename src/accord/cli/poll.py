@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from accord.cli.output import ProjectDir, console, count_progress, loads_table, reports_errors
+from accord.cli.output import (
+    ProjectDir,
+    console,
+    count_progress,
+    loads_table,
+    open_workspace,
+    reports_errors,
+)
 from accord.errors import AccordError
 from accord.govern.permissions import cli_actor
 
@@ -38,7 +45,6 @@ def poll(
 ) -> None:
     """Read the rows changed in each system's database since the last run, and load them."""
     from accord.intake import poll as channel  # noqa: PLC0415
-    from accord.workspace import open_workspace  # noqa: PLC0415
 
     workspace = open_workspace(directory)
     project = workspace.project

@@ -5,14 +5,20 @@ quarantined records; list loads and withdraw one. Each command parses, calls
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from accord.cli.output import ProjectDir, console, count_progress, reports_errors, table
+from accord.cli.output import (
+    ProjectDir,
+    console,
+    count_progress,
+    open_workspace,
+    print_json,
+    reports_errors,
+    table,
+)
 from accord.errors import InputRejected
 from accord.govern.permissions import cli_actor
 
@@ -26,16 +32,6 @@ loads_app = typer.Typer(
 
 EntryId = Annotated[int, typer.Argument(help="the id from `accord quarantine list`")]
 LoadId = Annotated[int, typer.Argument(help="the id from `accord loads list`")]
-
-
-def _workspace(directory: Path) -> Any:
-    from accord.workspace import open_workspace  # noqa: PLC0415
-
-    return open_workspace(directory)
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, default=str, indent=2, ensure_ascii=False) + "\n")
 
 
 def _codes(reasons: list[dict[str, Any]]) -> str:
@@ -55,7 +51,7 @@ def quarantine_list(
     """List entries, newest first."""
     from accord.intake import quarantine  # noqa: PLC0415
 
-    workspace = _workspace(directory)
+    workspace = open_workspace(directory)
     with workspace.engine.connect() as conn:
         page = quarantine.entries(
             conn,
@@ -95,11 +91,11 @@ def quarantine_show(
     """Show one entry: raw text, where it came from, its load, reasons, any correction."""
     from accord.intake import quarantine  # noqa: PLC0415
 
-    workspace = _workspace(directory)
+    workspace = open_workspace(directory)
     with workspace.engine.connect() as conn:
         item = quarantine.entry(conn, cli_actor(), entry_id)
     if as_json:
-        _print_json(item)
+        print_json(item)
         return
     console.print(
         f"[bold]entry {item['id']}[/] ({item['status']}): {escape(item['system'])} "
@@ -157,7 +153,7 @@ def quarantine_correct(
         except ValueError as exc:
             raise InputRejected(f"--fields is not valid JSON: {exc}") from None
     changes = dict(_assignment(a) for a in assignments) if assignments else None
-    workspace = _workspace(directory)
+    workspace = open_workspace(directory)
     item = quarantine.correct(
         workspace.engine,
         workspace.project,
@@ -189,7 +185,7 @@ def quarantine_replay(
         raise InputRejected("name the entries to replay, or give --all (not both)")
     if ids and (system or reason):
         raise InputRejected("--system and --reason choose entries for --all only")
-    workspace = _workspace(directory)
+    workspace = open_workspace(directory)
     with count_progress() as progress:
         task = progress.add_task("replaying", total=len(ids) if ids else None)
         reports = quarantine.replay(
@@ -234,7 +230,7 @@ def quarantine_discard(
     """Close an entry without storing it."""
     from accord.intake import quarantine  # noqa: PLC0415
 
-    workspace = _workspace(directory)
+    workspace = open_workspace(directory)
     quarantine.discard(workspace.engine, entry_id, reason, actor=cli_actor())
     console.print(f"[green]discarded[/] entry {entry_id}")
 
@@ -251,7 +247,7 @@ def loads_list(
     """List loads, newest first."""
     from accord.intake import loads  # noqa: PLC0415
 
-    workspace = _workspace(directory)
+    workspace = open_workspace(directory)
     with workspace.engine.connect() as conn:
         page = loads.loads(
             conn, cli_actor(), system=system, status=status, limit=limit, offset=offset
@@ -291,11 +287,11 @@ def loads_show(
     """Show one load: its counts, its quarantine entries, and any withdrawal."""
     from accord.intake import loads  # noqa: PLC0415
 
-    workspace = _workspace(directory)
+    workspace = open_workspace(directory)
     with workspace.engine.connect() as conn:
         item = loads.load(conn, cli_actor(), load_id)
     if as_json:
-        _print_json(item)
+        print_json(item)
         return
     console.print(
         f"[bold]load {item['id']}[/] ({item['status']}): {escape(item['system'])} via "
@@ -342,7 +338,7 @@ def loads_withdraw(
     """Take back every record of one load: versions it made current stop being so."""
     from accord.intake import loads  # noqa: PLC0415
 
-    workspace = _workspace(directory)
+    workspace = open_workspace(directory)
     if not yes:
         typer.confirm(f"withdraw load {load_id}?", abort=True)
     report = loads.withdraw(workspace.engine, load_id, actor=cli_actor(), force=force)

@@ -10,7 +10,14 @@ from typing import Annotated, Any
 
 import typer
 
-from accord.cli.output import ProjectDir, console, count_progress, reports_errors, table
+from accord.cli.output import (
+    ProjectDir,
+    console,
+    count_progress,
+    open_workspace,
+    reports_errors,
+    table,
+)
 
 worker_app = typer.Typer(
     help="The matching worker: matches records queued by every intake channel.",
@@ -37,7 +44,6 @@ def run(
     """Match queued records until stopped (Ctrl-C or SIGTERM), or with --drain until none
     is left. Several workers may run at once, on one machine or several."""
     from accord.runtime.worker import MatchWorker  # noqa: PLC0415
-    from accord.workspace import open_workspace  # noqa: PLC0415
 
     workspace = open_workspace(directory)
     worker = MatchWorker(
@@ -72,7 +78,6 @@ def status(directory: ProjectDir) -> None:
     """How many records wait to be matched, how many are being matched, and the errors of
     those that failed."""
     from accord.store import queue  # noqa: PLC0415
-    from accord.workspace import open_workspace  # noqa: PLC0415
 
     workspace = open_workspace(directory)
     with workspace.engine.connect() as conn:
@@ -102,7 +107,6 @@ def retry(directory: ProjectDir) -> None:
     """Queue the records given up on after repeated failures again."""
     from accord.store import queue  # noqa: PLC0415
     from accord.store.engine import writing  # noqa: PLC0415
-    from accord.workspace import open_workspace  # noqa: PLC0415
 
     workspace = open_workspace(directory)
     with writing(workspace.engine) as conn:

@@ -144,7 +144,11 @@ def _offered(header: str) -> list[str]:
 @dataclass(frozen=True)
 class WebhookAnswer:
     answer: push.PushAnswer
-    duplicate: bool  # the same delivery came before; this one stored nothing
+
+    @property
+    def duplicate(self) -> bool:
+        """The same delivery came before; this one stored nothing."""
+        return self.answer.replayed
 
     def as_dict(self) -> dict[str, object]:
         if self.duplicate:
@@ -241,8 +245,8 @@ def receive(
             load_id = deliveries.earlier_webhook(conn, system, key)
         if load_id is None:
             raise
-        return WebhookAnswer(_duplicate(load_id), duplicate=True)
-    return WebhookAnswer(answer, duplicate=answer.replayed)
+        return WebhookAnswer(_duplicate(load_id))
+    return WebhookAnswer(answer)
 
 
 def _duplicate(load_id: int) -> push.PushAnswer:
