@@ -17,6 +17,7 @@ from accord.errors import Conflict, InputRejected, NotAllowed, NotFound
 from accord.golden.resolve import resolve
 from accord.govern import audit
 from accord.govern.permissions import Actor, Role
+from accord.config.loader import load_project
 from accord.intake import loads, quarantine
 from accord.intake.load import load_file
 from accord.store.tables import (
@@ -148,19 +149,27 @@ def test_a_still_bad_record_stays_open_with_its_new_reasons_filed_once(
 def test_replay_of_every_open_entry_after_a_mapping_fix_needs_no_correction(
     workspace: Workspace, tmp_path: Path
 ) -> None:
-    """Rows that failed for the mapping's sake are replayed from their fields as read;
-    two rows with one source id and the same content are stored once."""
+    """Rows that failed for the mapping's sake are replayed from their fields as read,
+    under the mapping as it is now, with no correction; a second replay stores nothing."""
     ws = workspace
     _load(ws, tmp_path, [_nameless("C2")], "a.csv")
     _load(ws, tmp_path, [_nameless("C3")], "b.csv")
-    for item in _entries(ws):
-        quarantine.correct(
-            ws.engine, ws.project, item["id"], actor=ADMIN, changes={"LastName": "X"}
-        )
-    [report] = quarantine.replay(ws.engine, ws.project, actor=ADMIN)
+    assert [e["reasons"][0]["code"] for e in _entries(ws)] == ["name.missing"] * 2
+    mapping = ws.root / "mappings" / "crm.yaml"
+    text = mapping.read_text(encoding="utf-8")
+    old = "family_name: {from: LastName, only_for: person}"
+    assert old in text
+    mapping.write_text(
+        text.replace(old, "family_name: {from: LastName, only_for: person, default: Unknown}"),
+        encoding="utf-8",
+    )
+    fixed = load_project(ws.root)
+
+    [report] = quarantine.replay(ws.engine, fixed, actor=ADMIN)
+
     assert (report.entries, report.replayed) == (2, 2)
     assert _count(ws.engine, record_head) == 2
-    assert quarantine.replay(ws.engine, ws.project, actor=ADMIN) == []
+    assert quarantine.replay(ws.engine, fixed, actor=ADMIN) == []
     assert _count(ws.engine, source_record) == 2
 
 
