@@ -184,19 +184,7 @@ def push(
     batch = read_batch(
         body, content_encoding, max_field_bytes=mapping.config.format.max_field_bytes
     )
-    try:
-        return _push(
-            engine, project, system, batch, idempotency_key=idempotency_key, actor=actor.label
-        )
-    except IntegrityError:
-        # another request with this key stored its batch first: this one was rolled back
-        if idempotency_key is None:
-            raise
-        with engine.connect() as conn:
-            earlier = store.earlier_push(conn, system, idempotency_key)
-        if earlier is None:
-            raise
-        return _replayed(earlier, batch, idempotency_key)
+    return _push(engine, project, system, batch, idempotency_key=idempotency_key, actor=actor.label)
 
 
 def _push(
@@ -254,7 +242,42 @@ def store_batch(
     """Store a batch read by `read_batch` as one load of `channel`, in one transaction,
     and answer for each record. The channel's own idempotency runs in that transaction:
     `earlier` may return an answer given before (then nothing is stored), `remember`
-    keeps this one (a unique key there makes a racing twin roll back)."""
+    keeps this one. A unique key there makes the loser of two racing twins roll back;
+    it is then answered by `earlier`, with what the winner stored."""
+    try:
+        return _store_batch(
+            engine,
+            project,
+            system,
+            batch,
+            channel=channel,
+            source=source,
+            actor=actor,
+            earlier=earlier,
+            remember=remember,
+        )
+    except IntegrityError:
+        if earlier is None:
+            raise
+        with writing(engine) as conn:
+            answer = earlier(conn)
+        if answer is None:
+            raise
+        return answer
+
+
+def _store_batch(
+    engine: Engine,
+    project: Project,
+    system: str,
+    batch: Batch,
+    *,
+    channel: str,
+    source: str,
+    actor: str,
+    earlier: Callable[[Connection], PushAnswer | None] | None,
+    remember: Callable[[Connection, PushAnswer], None] | None,
+) -> PushAnswer:
     mapping = project.mapping(system)
     started = time.perf_counter()
     with writing(engine) as conn:

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import IntegrityError
 
 from accord.config.intake import WebhookIntake
 from accord.config.loader import Project
@@ -227,25 +226,17 @@ def receive(
         deliveries.remember_webhook(conn, system, key, answer.load_id)
 
     actor = Actor("system", system, Role.SYSTEM).label
-    try:
-        answer = push.store_batch(
-            engine,
-            project,
-            system,
-            batch,
-            channel="webhook",
-            source=f"webhook {sent_at}",
-            actor=actor,
-            earlier=earlier,
-            remember=remember,
-        )
-    except IntegrityError:
-        # the same delivery, racing this one, was stored first: this one rolled back
-        with engine.connect() as conn:
-            load_id = deliveries.earlier_webhook(conn, system, key)
-        if load_id is None:
-            raise
-        return WebhookAnswer(_duplicate(load_id))
+    answer = push.store_batch(
+        engine,
+        project,
+        system,
+        batch,
+        channel="webhook",
+        source=f"webhook {sent_at}",
+        actor=actor,
+        earlier=earlier,
+        remember=remember,
+    )
     return WebhookAnswer(answer)
 
 
