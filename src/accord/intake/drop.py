@@ -52,7 +52,7 @@ from accord.errors import AccordError, InputRejected, NotFound
 from accord.govern.permissions import Actor, Permission, require
 from accord.intake.load import LoadReport, load_file
 from accord.intake.readers import keep
-from accord.store import records as store
+from accord.store import quarantine as quarantine_store
 
 PROCESSING, DONE, FAILED = "processing", "done", "failed"
 REPORT_SUFFIX = ".report.json"
@@ -510,9 +510,9 @@ def quarantined(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A load and the records it put in quarantine (what a drop report points at)."""
     require(actor, Permission.RECORDS_READ)
-    found = store.load_of(conn, load_id)
+    found = quarantine_store.get_load(conn, load_id)
     if found is None:
         raise NotFound(
             f"no load {load_id}", hint="the load id is in the file's .report.json (load_id)"
         )
-    return found, store.quarantined_in_load(conn, load_id, limit=limit)
+    return found, quarantine_store.filed_by_load(conn, load_id, limit=limit)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine
 
@@ -160,6 +160,28 @@ def recorded_load(
                 on_end(conn)
 
 
+Seen = dict[str, tuple[str, str]]  # source id -> (content hash, location) in one input
+
+
+def repeated(
+    seen: Seen, source_id: str, digest: str, location: str, *, kept: str = "was kept"
+) -> Reason | Literal["same"] | None:
+    """Whether a record repeats a source id seen earlier in the same input: "same" for
+    the same content (nothing to store), a reason to quarantine it for other content
+    (the first one is kept), or None for the first, which `seen` then remembers."""
+    earlier = seen.get(source_id)
+    if earlier is None:
+        seen[source_id] = (digest, location)
+        return None
+    if earlier[0] == digest:
+        return "same"
+    return Reason(
+        "source_id.repeated",
+        f"source id {source_id!r} appears again with other content "
+        f"(first at {earlier[1]}); the first one {kept}",
+    )
+
+
 def _chunks(items: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
@@ -183,7 +205,7 @@ class Batcher:
         self.mapper = mapper
         self.report = report
         self.entity_type = entity_type
-        self.seen: dict[str, tuple[str, str]] = {}  # source id -> (content hash, location)
+        self.seen: Seen = {}
         self.outcomes = outcomes
 
     def add(self, batch: list[RawRecord]) -> None:
@@ -287,23 +309,16 @@ class Batcher:
                 continue
             outcome[position]["source_id"] = result.source_id
             digest = content_digest(raw.fields)
-            earlier = self.seen.get(result.source_id)
-            if earlier is not None:
-                if earlier[0] == digest:
-                    report.repeated_in_file += 1
-                    outcome[position]["status"] = "duplicate"
-                else:
-                    reason = Reason(
-                        "source_id.repeated",
-                        f"source id {result.source_id!r} appears again with other content "
-                        f"(first at {earlier[1]}); the first one was kept",
-                    )
-                    quarantined.append(
-                        self._quarantine(raw, result.source_id, (reason,), outcome[position])
-                    )
-                continue
-            self.seen[result.source_id] = (digest, raw.location)
-            mapped.append((position, raw.fields, result, digest))
+            repeat = repeated(self.seen, result.source_id, digest, raw.location)
+            if repeat == "same":
+                report.repeated_in_file += 1
+                outcome[position]["status"] = "duplicate"
+            elif repeat is not None:
+                quarantined.append(
+                    self._quarantine(raw, result.source_id, (repeat,), outcome[position])
+                )
+            else:
+                mapped.append((position, raw.fields, result, digest))
 
         return quarantined, mapped
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from accord.config.loader import Project
 from accord.digest import digest as content_digest
 from accord.errors import InputRejected
+from accord.intake.load import Seen, repeated
 from accord.intake.mapping import MappedRecord, RecordMapper
 from accord.intake.readers import SourceFile
 from accord.intake.reasons import Reason
@@ -77,7 +78,7 @@ def preview(project: Project, system: str, path: Path, rows: int = 10) -> list[P
         source = SourceFile(path, mapping.config.format, mapper.source_columns())
     except OSError as exc:
         raise InputRejected(f"cannot read {path}: {exc.strerror}") from exc
-    seen: dict[str, tuple[str, str]] = {}  # source id -> (content hash, location)
+    seen: Seen = {}
     out: list[PreviewRow] = []
     for raw in islice(source, rows):
         if raw.fields is None:
@@ -94,22 +95,13 @@ def preview(project: Project, system: str, path: Path, rows: int = 10) -> list[P
 
 
 def _checked_for_repeats(
-    location: str,
-    fields: dict[str, Any],
-    result: MappedRecord,
-    seen: dict[str, tuple[str, str]],
+    location: str, fields: dict[str, Any], result: MappedRecord, seen: Seen
 ) -> PreviewRow:
     """A load keeps the first of a source id's rows and quarantines a later one with
-    other content (`load.Batcher._classify`); the preview says the same."""
-    digest = content_digest(fields)
-    earlier = seen.get(result.source_id)
-    if earlier is None:
-        seen[result.source_id] = (digest, location)
-    elif earlier[0] != digest:
-        reason = Reason(
-            "source_id.repeated",
-            f"source id {result.source_id!r} appears again with other content "
-            f"(first at {earlier[1]}); the first one would be kept",
-        )
-        return PreviewRow(location, fields, result.source_id, result.data, result.issues, (reason,))
+    other content (`load.repeated`); the preview says the same."""
+    repeat = repeated(
+        seen, result.source_id, content_digest(fields), location, kept="would be kept"
+    )
+    if isinstance(repeat, Reason):
+        return PreviewRow(location, fields, result.source_id, result.data, result.issues, (repeat,))
     return PreviewRow(location, fields, result.source_id, result.data, result.issues)

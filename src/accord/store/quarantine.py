@@ -196,6 +196,25 @@ def get_load(conn: Connection, load_id: int, *, lock: bool = False) -> dict[str,
     return None if row is None else dict(row._mapping)
 
 
+def filed_by_load(conn: Connection, load_id: int, *, limit: int) -> list[dict[str, Any]]:
+    """The quarantine entries one load filed, in input order (up to `limit`)."""
+    rows = conn.execute(
+        select(
+            quarantine.c.id,
+            quarantine.c.system,
+            quarantine.c.source_id,
+            quarantine.c.location,
+            quarantine.c.raw,
+            quarantine.c.reasons,
+            quarantine.c.status,
+        )
+        .where(quarantine.c.load_id == load_id)
+        .order_by(quarantine.c.id)
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
 def quarantine_counts(conn: Connection, load_id: int) -> dict[str, int]:
     """A load's quarantine entries by status."""
     rows = conn.execute(

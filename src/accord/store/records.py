@@ -564,28 +564,3 @@ def source_record_versions(conn: Connection, system: str, source_id: str) -> lis
         .order_by(source_record.c.version.desc(), canonical_record.c.id.desc())
     )
     return [dict(r._mapping) for r in rows]
-
-
-def quarantined_in_load(conn: Connection, load_id: int, *, limit: int) -> list[dict[str, Any]]:
-    """The quarantine entries one load filed, in input order (up to `limit`)."""
-    rows = conn.execute(
-        select(
-            quarantine.c.id,
-            quarantine.c.system,
-            quarantine.c.source_id,
-            quarantine.c.location,
-            quarantine.c.raw,
-            quarantine.c.reasons,
-            quarantine.c.status,
-        )
-        .where(quarantine.c.load_id == load_id)
-        .order_by(quarantine.c.id)
-        .limit(limit)
-    )
-    return [dict(r._mapping) for r in rows]
-
-
-def load_of(conn: Connection, load_id: int) -> dict[str, Any] | None:
-    """One load's row: system, channel, source name, status and counts."""
-    row = conn.execute(select(load).where(load.c.id == load_id)).first()
-    return None if row is None else dict(row._mapping)
