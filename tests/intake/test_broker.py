@@ -28,6 +28,7 @@ from accord.config.intake import BrokerIntake
 from accord.errors import InputRejected, NotFound
 from accord.govern.permissions import Actor, Role
 from accord.intake import broker
+from accord.intake.load import in_order
 from accord.intake.mapping import RecordMapper
 from accord.intake.readers import RawRecord
 from accord.store import deliveries
@@ -362,7 +363,7 @@ def test_rounds_hold_each_source_id_once_in_stream_order(ids: list[str | None]) 
     records = [
         RawRecord(str(i), None if sid is None else {"Id": sid}, "") for i, sid in enumerate(ids)
     ]
-    rounds = broker.in_order(records, Mapper())  # type: ignore[arg-type]
+    rounds = in_order(records, Mapper())  # type: ignore[arg-type]
     assert sorted(r.location for batch in rounds for r in batch) == sorted(
         r.location for r in records
     )

@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 
+from accord.config.loader import load_project
 from accord.errors import Conflict, InputRejected, NotAllowed, NotFound
 from accord.golden.resolve import resolve
 from accord.govern import audit
 from accord.govern.permissions import Actor, Role
-from accord.config.loader import load_project
 from accord.intake import loads, quarantine
 from accord.intake.load import load_file
 from accord.store.tables import (

@@ -260,8 +260,7 @@ def _store(
         records: list[RawRecord] = []
         for message, _ in fresh:
             records += _records(message, config, mapping.config.format.max_field_bytes, report)
-        for batch in in_order(records, mapper):
-            Batcher(engine, mapper, report, project.config.entity).write(conn, batch)
+        Batcher(engine, mapper, report, project.config.entity, changes=True).write(conn, records)
         deliveries.remember_messages(conn, system, [k for _, k in fresh], report.load_id)
         report.seconds = time.perf_counter() - started
         end_load(conn, report, channel="broker", actor=actor)
@@ -322,25 +321,6 @@ def _located(raw: RawRecord, where: str) -> RawRecord:
 def _kept(data: bytes) -> str:
     """A message's body as quarantine keeps it: bytes that are not UTF-8 escaped."""
     return keep(data.decode("utf-8", "backslashreplace"))
-
-
-def in_order(records: list[RawRecord], mapper: RecordMapper) -> list[list[RawRecord]]:
-    """The records in rounds that each hold a source id once, so that a record changed
-    several times in one fetch is stored as versions in stream order (a Batcher keeps
-    the first of a source id and quarantines the rest, right for a file, not a stream).
-    Records that cannot be read go in the first round."""
-    rounds: list[list[RawRecord]] = []
-    seen: dict[str, int] = {}
-    for raw in records:
-        source_id = None if raw.fields is None else mapper.source_id(raw.fields)
-        turn = 0
-        if source_id is not None:
-            turn = seen.get(source_id, 0)
-            seen[source_id] = turn + 1
-        if turn == len(rounds):
-            rounds.append([])
-        rounds[turn].append(raw)
-    return rounds
 
 
 async def _acknowledge(client: Client, messages: Sequence[Msg]) -> None:

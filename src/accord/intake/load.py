@@ -182,6 +182,24 @@ def repeated(
     )
 
 
+def in_order(records: list[RawRecord], mapper: RecordMapper) -> list[list[RawRecord]]:
+    """The records in rounds that each hold a source id once, so that a record changed
+    several times in one batch of changes is stored as versions in their order. Records
+    that cannot be read go in the first round."""
+    rounds: list[list[RawRecord]] = []
+    seen: dict[str, int] = {}
+    for raw in records:
+        source_id = None if raw.fields is None else mapper.source_id(raw.fields)
+        turn = 0
+        if source_id is not None:
+            turn = seen.get(source_id, 0)
+            seen[source_id] = turn + 1
+        if turn == len(rounds):
+            rounds.append([])
+        rounds[turn].append(raw)
+    return rounds
+
+
 def _chunks(items: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
@@ -200,13 +218,18 @@ class Batcher:
         report: LoadReport,
         entity_type: str,
         outcomes: list[dict[str, Any]] | None = None,
+        *,
+        changes: bool = False,
     ) -> None:
+        if changes and outcomes is not None:
+            raise ValueError("outcomes are kept in input order, which changes do not keep")
         self.engine = engine
         self.mapper = mapper
         self.report = report
         self.entity_type = entity_type
         self.seen: Seen = {}
         self.outcomes = outcomes
+        self.changes = changes
 
     def add(self, batch: list[RawRecord]) -> None:
         """Store one batch in a transaction of its own."""
@@ -214,7 +237,22 @@ class Batcher:
             self.write(conn, batch)
 
     def write(self, conn: Connection, batch: list[RawRecord]) -> None:
-        """Store one batch in the caller's transaction."""
+        """Store one batch in the caller's transaction.
+
+        A file is one snapshot: a source id repeated in it with other content is
+        quarantined (the first one is kept), across all its batches. A batcher of
+        `changes` (a stream, a poll) takes each batch as changes in order instead: a
+        source id repeated in it is stored as successive versions, and nothing is
+        remembered from one batch to the next (a record read again later changed
+        since)."""
+        if not self.changes:
+            self._write(conn, batch)
+            return
+        for turn in in_order(batch, self.mapper):
+            self.seen.clear()
+            self._write(conn, turn)
+
+    def _write(self, conn: Connection, batch: list[RawRecord]) -> None:
         report = self.report
         outcome: list[dict[str, Any]] = [{"record": raw.location} for raw in batch]
         quarantined, mapped = self._classify(batch, outcome)

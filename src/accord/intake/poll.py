@@ -431,7 +431,6 @@ def _run(
         actor=actor,
         on_end=lambda conn: poll_cursor.mark_run(conn, system, started_at),
     ) as report:
-        batcher = Batcher(engine, mapper, report, project.config.entity)
         types = (stored.watermark_type, stored.key_type) if stored and stored.watermark else None
         while rows:
             last = rows[-1]
@@ -449,10 +448,9 @@ def _run(
             ]
             ahead = cursor is None or _order(position) > _order(cursor)
             with writing(engine) as conn:
-                # a row read again later in the run changed in between: its new content
-                # is a new version, not a repeat of a source id within one input
-                batcher.seen.clear()
-                batcher.write(conn, page)
+                # a page is an input of its own: a row read again in a later page
+                # changed in between, and is a new version, not a repeated source id
+                Batcher(engine, mapper, report, project.config.entity).write(conn, page)
                 if ahead:  # under `lag` the first pages re-read what the cursor covers
                     poll_cursor.move(
                         conn,
