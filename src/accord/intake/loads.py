@@ -103,7 +103,7 @@ def withdraw(engine: Engine, load_id: int, *, actor: Actor, force: bool = False)
         note = f"load {load_id} withdrawn"
         store.close(conn, open_entries, status="discarded", by=actor.label, note=note)
         report.discarded = len(open_entries)
-        counts = dict(found["counts"] or {}) | {"withdrawal": report.as_dict()}
+        counts = dict(found["counts"]) | {"withdrawal": report.as_dict()}
         store.mark_withdrawn(conn, load_id, counts)
         summary = {k: v for k, v in report.as_dict().items() if k != "load_id"}
         events = [AuditEvent(AuditAction.LOAD_WITHDRAWN, "load", str(load_id), summary)]

@@ -399,25 +399,34 @@ def _replay_system(
         engine, project, system, channel="replay", source_name="quarantine", actor=actor.label
     ) as load_report:
         report = ReplayReport(system, load_report.load_id, load=load_report)
+        outcomes: list[dict[str, Any]] = []  # each chunk's, in its order
         batcher = Batcher(
             engine,
             RecordMapper(mapping, project.config.systems[system]),
             load_report,
             project.config.entity,
+            outcomes,
         )
         for chunk in chunks:
             with writing(engine) as conn:
-                _replay_chunk(conn, batcher, chunk, report, actor)
+                _replay_chunk(conn, batcher, outcomes, chunk, report=report, actor=actor)
             if progress is not None:
                 progress(len(chunk))
     return report
 
 
 def _replay_chunk(
-    conn: Connection, batcher: Batcher, ids: list[int], report: ReplayReport, actor: Actor
+    conn: Connection,
+    batcher: Batcher,
+    outcomes: list[dict[str, Any]],
+    ids: list[int],
+    *,
+    report: ReplayReport,
+    actor: Actor,
 ) -> None:
-    """Send one chunk of entries through the batcher and close or update each, in the
-    caller's transaction. Entries closed meanwhile (another replay) are left alone."""
+    """Send one chunk of entries through the batcher (which notes into `outcomes`) and
+    close or update each, in the caller's transaction. Entries closed meanwhile
+    (another replay) are left alone."""
     sending: list[dict[str, Any]] = []
     raws: list[RawRecord] = []
     for item in store.entries(conn, ids, lock=True):
@@ -434,10 +443,8 @@ def _replay_chunk(
         raws.append(RawRecord(f"quarantine {item['id']} ({item['location']})", fields, item["raw"]))
     if not raws:
         return
-    outcomes: list[dict[str, Any]] = []
-    batcher.outcomes = outcomes
+    outcomes.clear()
     batcher.write(conn, raws)
-    batcher.outcomes = None
     stored: list[int] = []
     failing: list[tuple[int, list[dict[str, Any]]]] = []
     events: list[AuditEvent] = []
