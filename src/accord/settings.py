@@ -39,3 +39,10 @@ class Settings(BaseSettings):
     workers: int = Field(
         1, ge=0, le=16, description="matching workers `accord serve` runs in its own process"
     )
+    load_workers: int | None = Field(
+        None,
+        ge=1,
+        le=8,
+        description="processes that map a file's records while another stores them "
+        "(1: one process); unset: one per CPU core for files of 4 MB or more",
+    )

@@ -1,4 +1,5 @@
 import pytest
+from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -90,3 +91,57 @@ def test_email_only_raises_invalid_value(raw: str) -> None:
     except InvalidValue:
         return
     assert email(once) == once
+
+
+def _full_check(raw: str) -> str:
+    """email() as it was before its fast path: every address through email_validator."""
+    text = raw.strip()
+    try:
+        return validate_email(text.lower(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as error:
+        return f"invalid: {error}"
+
+
+def _answer(raw: str) -> str:
+    try:
+        return email(raw)
+    except InvalidValue as error:
+        return "invalid: " + error.message.split("is not a valid email address: ", 1)[-1]
+
+
+# ASCII addresses near the edges of the fast path: every atext character and then some,
+# dots in odd places, hyphens and double hyphens in labels, numeric and special-use TLDs,
+# lengths around the 64- and 254-octet limits.
+_EDGE_CHARS = "aZ09._+-!#$%&'*/=?^`{|}~\"(),:;<>[]\\"
+_EDGE_LOCAL = st.one_of(
+    st.text(alphabet=_EDGE_CHARS, min_size=1, max_size=12),
+    st.integers(60, 68).map(lambda n: "a" * n),
+)
+_EDGE_LABEL = st.one_of(
+    st.text(alphabet="aZ09-", min_size=1, max_size=8),
+    st.sampled_from(["xn--bcher-kva", "ab--cd", "xn--", "localhost", "test", "123", "a" * 63]),
+    st.integers(62, 66).map(lambda n: "b" * n),
+)
+_EDGE_DOMAIN = st.lists(_EDGE_LABEL, min_size=1, max_size=5).map(".".join)
+
+
+@settings(max_examples=800)
+@given(_EDGE_LOCAL, st.sampled_from(["@", "@@", ""]), _EDGE_DOMAIN)
+def test_fast_path_answers_as_the_full_check(local: str, at: str, domain: str) -> None:
+    raw = f"{local}{at}{domain}"
+    if any(ch.isspace() for ch in raw):
+        return
+    full = _full_check(raw)
+    assert _answer(raw) == full
+
+
+@settings(max_examples=300)
+@given(_ADDRESSES)
+def test_fast_path_answers_as_the_full_check_for_plain_addresses(raw: str) -> None:
+    assert _answer(raw) == _full_check(raw)
+
+
+def test_a_long_address_with_a_valid_domain_is_refused_as_the_full_check_does() -> None:
+    raw = "a" * 64 + "@" + ".".join(["b" * 62] * 3) + ".de"  # 256 octets in all
+    assert _answer(raw) == _full_check(raw)
+    assert _answer(raw).startswith("invalid")

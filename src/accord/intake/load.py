@@ -8,6 +8,7 @@ the way keeps what it stored, and running it again picks up the rest.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -20,10 +21,10 @@ from sqlalchemy import Connection, Engine
 
 from accord.config import versions
 from accord.config.loader import Project
-from accord.digest import digest as content_digest
 from accord.errors import InputRejected
 from accord.govern.audit import AuditAction, AuditEvent, record
-from accord.intake.mapping import MappedRecord, RecordMapper
+from accord.intake.mapping import MappedRecord, RecordMapper, Rejected
+from accord.intake.parallel import Mapped, MappingPool, map_records, workers_for
 from accord.intake.readers import RawRecord, SourceFile
 from accord.intake.reasons import Reason
 from accord.store import records as store
@@ -68,14 +69,18 @@ def load_file(
     progress: Progress | None = None,
     channel: str = "file",
     on_start: Callable[[LoadReport], None] | None = None,
+    workers: int | None = None,
 ) -> LoadReport:
     """Load one file for `system`. Raises InputRejected when the file as a whole is unusable.
 
     `channel` is stored with the load (`file` for `accord load`, `drop` for a watched
     folder). `on_start` is handed the report once the load is recorded; it is filled in
-    batch by batch, so a caller whose load raised can still tell how far it got."""
+    batch by batch, so a caller whose load raised can still tell how far it got.
+    `workers`: processes that map records while this one stores them (1: none; by
+    default one per CPU core for a large file, `intake/parallel.py`)."""
     mapping = project.mapping(system)
-    mapper = RecordMapper(mapping, project.config.systems[system])
+    system_config = project.config.systems[system]
+    mapper = RecordMapper(mapping, system_config)
     try:
         source = SourceFile(path, mapping.config.format, mapper.source_columns())
     except OSError as exc:
@@ -83,14 +88,25 @@ def load_file(
     records = iter(source)
     first = next(records, None)  # reads the header: a bad file is rejected before any write
     all_records = chain([first] if first is not None else [], records)
-    with recorded_load(
-        engine, project, system, channel=channel, source_name=path.name, actor=actor
-    ) as report:
+    processes = workers_for(source.size, workers)
+    with (
+        recorded_load(
+            engine, project, system, channel=channel, source_name=path.name, actor=actor
+        ) as report,
+        contextlib.ExitStack() as stack,
+    ):
         batcher = Batcher(engine, mapper, report, project.config.entity)
         if on_start is not None:
             on_start(report)
-        for batch in _chunks(all_records, batch_size):
-            batcher.add(batch)
+        batches = _chunks(all_records, batch_size)
+        mapped_batches: Iterator[tuple[list[RawRecord], Mapped | None]]
+        if processes > 1:
+            pool = stack.enter_context(MappingPool(mapping, system_config, processes))
+            mapped_batches = pool.map(batches)
+        else:
+            mapped_batches = ((batch, None) for batch in batches)
+        for batch, mapped in mapped_batches:
+            batcher.add(batch, mapped)
             if progress is not None:
                 progress(source.bytes_read, source.size)
     return report
@@ -231,12 +247,13 @@ class Batcher:
         self.outcomes = outcomes
         self.changes = changes
 
-    def add(self, batch: list[RawRecord]) -> None:
-        """Store one batch in a transaction of its own."""
+    def add(self, batch: list[RawRecord], mapped: Mapped | None = None) -> None:
+        """Store one batch in a transaction of its own; `mapped`: its records mapped
+        already (`intake/parallel.py`), else they are mapped here."""
         with writing(self.engine) as conn:
-            self.write(conn, batch)
+            self.write(conn, batch, mapped)
 
-    def write(self, conn: Connection, batch: list[RawRecord]) -> None:
+    def write(self, conn: Connection, batch: list[RawRecord], mapped: Mapped | None = None) -> None:
         """Store one batch in the caller's transaction.
 
         A file is one snapshot: a source id repeated in it with other content is
@@ -246,16 +263,22 @@ class Batcher:
         remembered from one batch to the next (a record read again later changed
         since)."""
         if not self.changes:
-            self._write(conn, batch)
+            self._write(conn, batch, mapped)
             return
+        if mapped is not None:
+            raise ValueError("a batch of changes is mapped round by round, here")
         for turn in in_order(batch, self.mapper):
             self.seen.clear()
             self._write(conn, turn)
 
-    def _write(self, conn: Connection, batch: list[RawRecord]) -> None:
+    def _write(
+        self, conn: Connection, batch: list[RawRecord], mapped_before: Mapped | None = None
+    ) -> None:
         report = self.report
         outcome: list[dict[str, Any]] = [{"record": raw.location} for raw in batch]
-        quarantined, mapped = self._classify(batch, outcome)
+        if mapped_before is None:
+            mapped_before = map_records(self.mapper, (raw.fields for raw in batch))
+        quarantined, mapped = self._classify(batch, mapped_before, outcome)
 
         current = store.heads(conn, self.report.system, [m.source_id for _, _, m, _ in mapped])
         # numbered after every stored version, current or withdrawn (`store.latest_versions`)
@@ -327,26 +350,25 @@ class Batcher:
             self.outcomes.extend(outcome)
 
     def _classify(
-        self, batch: list[RawRecord], outcome: list[dict[str, Any]]
+        self, batch: list[RawRecord], results: Mapped, outcome: list[dict[str, Any]]
     ) -> tuple[list[store.QuarantineEntry], list[tuple[int, dict[str, Any], MappedRecord, str]]]:
-        """Map each record; those that cannot be read, mapped or validated, or repeat a
-        source id with other content, go to quarantine."""
+        """Sort the mapped records: those that could not be read, mapped or validated,
+        or repeat a source id with other content, go to quarantine."""
         report = self.report
         quarantined: list[store.QuarantineEntry] = []
         mapped: list[tuple[int, dict[str, Any], MappedRecord, str]] = []
-        for position, raw in enumerate(batch):
+        for position, (raw, found) in enumerate(zip(batch, results, strict=True)):
             report.read += 1
-            if raw.fields is None:
+            if raw.fields is None or found is None:
                 quarantined.append(self._quarantine(raw, None, raw.reasons, outcome[position]))
                 continue
-            result = self.mapper.map(raw.fields)
-            if not isinstance(result, MappedRecord):
+            if isinstance(found, Rejected):
                 quarantined.append(
-                    self._quarantine(raw, result.source_id, result.reasons, outcome[position])
+                    self._quarantine(raw, found.source_id, found.reasons, outcome[position])
                 )
                 continue
+            result, digest = found
             outcome[position]["source_id"] = result.source_id
-            digest = content_digest(raw.fields)
             repeat = repeated(self.seen, result.source_id, digest, raw.location)
             if repeat == "same":
                 report.repeated_in_file += 1

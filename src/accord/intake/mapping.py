@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from accord import expressions
@@ -26,6 +27,23 @@ MAX_SOURCE_ID_CHARS = 256
 # vocabulary word we cannot read usually means the mapping is wrong. Others are flagged.
 _QUARANTINE_BY_DEFAULT = {FieldType.DATE, FieldType.TIMESTAMP, FieldType.VOCABULARY}
 
+# Standardizers are pure, and most values repeat from record to record (names, streets,
+# cities, postcodes, companies, countries; phones across systems): each function
+# remembers its latest answers, so a repeated value is standardized once. Invalid values
+# raise and are not remembered. At most this many values per function (a few MB each).
+_REMEMBERED = 32_768
+
+
+def _remembered(function: Callable[..., Any]) -> Callable[..., Any]:
+    return lru_cache(maxsize=_REMEMBERED)(function)
+
+
+_split_full_name = _remembered(std.split_full_name)
+_company_name = _remembered(std.company_name)
+_date = _remembered(std.date)
+_phone = _remembered(std.phone)
+_postcode = _remembered(std.postcode)
+
 # Standardization order: kind first (fields may apply to one kind only), then country,
 # since phones and postcodes depend on it.
 _FIRST = ("kind", "country")
@@ -42,6 +60,23 @@ class MappedRecord:
 class Rejected:
     source_id: str | None
     reasons: tuple[Reason, ...]
+
+
+class _Plan:
+    """How one canonical field is read from a source record, worked out once."""
+
+    __slots__ = ("field", "finish", "flat", "name", "only_for", "path", "simple", "spec")
+
+    def __init__(self, field: CanonicalField, spec: FieldMapping, path: list[str] | None) -> None:
+        self.field = field
+        self.spec = spec
+        self.name = field.name
+        self.only_for = spec.only_for
+        self.path = path  # None: a constant or a computed value
+        self.flat = path is not None and len(path) == 1
+        self.finish = spec.translate is not None  # a value read is translated
+        # a standardizer of one value into one field (the others, in `_standardize`)
+        self.simple = _SIMPLE.get(field.type)
 
 
 class RecordMapper:
@@ -64,6 +99,10 @@ class RecordMapper:
         ordered += [n for n in later if config.fields[n].compute is None]
         ordered += [n for n in later if config.fields[n].compute is not None]
         self._fields = [(FIELDS_BY_NAME[n], config.fields[n]) for n in ordered]
+        self._plans = [
+            _Plan(field, spec, spec.source.split(".") if spec.source else None)
+            for field, spec in self._fields
+        ]
         self._computed: dict[str, Expression] = {
             name: expressions.compile_expression(spec.compute, expressions.COMPUTE_VARIABLES)
             for name, spec in config.fields.items()
@@ -107,19 +146,33 @@ class RecordMapper:
         data: dict[str, Any] = {}
         issues: list[Reason] = []
         scope: Scope | None = None
-        for field, spec in self._fields:
-            if spec.only_for is not None and data.get("kind") != spec.only_for:
+        for plan in self._plans:
+            spec = plan.spec
+            if plan.only_for is not None and data.get("kind") != plan.only_for:
                 continue
             try:
-                if spec.compute is not None:
-                    scope = scope or Scope(self._needs, fields)
-                    raw = self._computed_value(field.name, spec, scope, data)
+                if plan.path is None:
+                    if spec.compute is None:
+                        raw = spec.value  # a constant
+                    else:
+                        scope = scope or Scope(self._needs, fields)
+                        raw = self._computed_value(plan.name, spec, scope, data)
                 else:
-                    raw = self._raw_value(field.name, fields, spec)
+                    found = fields.get(plan.path[0]) if plan.flat else _lookup(fields, plan.path)
+                    # text, as every CSV value is, first
+                    raw = found.strip() or None if type(found) is str else self._read(plan, found)
+                    if raw is not None and plan.finish:
+                        raw = self._finish(plan.name, raw, spec)
+                    elif raw is None and spec.default is not None:
+                        raw = spec.default
                 if raw is None:
                     continue
-                self._standardize(field, spec, raw, data)
+                if plan.simple is not None:
+                    data[plan.name] = plan.simple(raw)
+                else:
+                    self._standardize(plan.field, spec, raw, data)
             except std.InvalidValue as exc:
+                field = plan.field
                 reason = Reason(exc.code, exc.message, field.name)
                 policy = spec.on_invalid or (
                     "quarantine" if field.type in _QUARANTINE_BY_DEFAULT else "flag"
@@ -136,16 +189,16 @@ class RecordMapper:
             return Rejected(source_id, tuple(reasons))
         return MappedRecord(source_id, data, tuple(issues))
 
-    def _raw_value(self, name: str, fields: dict[str, Any], spec: FieldMapping) -> str | None:
-        if spec.source is None:  # then `value` is set, by FieldMapping's validator
-            return spec.value
-        found = _lookup(fields, spec.source.split("."))
+    @staticmethod
+    def _read(plan: _Plan, found: Any) -> str | None:
+        """A source value that is not text, as text (None when missing or empty)."""
         if isinstance(found, dict | list):
             what = "an object" if isinstance(found, dict) else "a list"
             raise std.InvalidValue(
-                "value.structured", f"{spec.source} holds {what} where a single value belongs"
+                "value.structured",
+                f"{plan.spec.source} holds {what} where a single value belongs",
             )
-        return self._finish(name, _text(found), spec)
+        return _text(found)
 
     def _computed_value(
         self, name: str, spec: FieldMapping, scope: Scope, data: dict[str, Any]
@@ -176,7 +229,7 @@ class RecordMapper:
         kind = field.type
         name = field.name
         if kind is FieldType.FULL_NAME:
-            split = std.split_full_name(raw)
+            split = _split_full_name(raw)
             data.setdefault("given_name", split.given_name)
             data.setdefault("family_name", split.family_name)
             if data["given_name"] is None:
@@ -184,18 +237,18 @@ class RecordMapper:
             if data["family_name"] is None:
                 del data["family_name"]
         elif kind is FieldType.COMPANY_NAME:
-            company = std.company_name(raw)
+            company = _company_name(raw)
             data[name] = company.name
             if company.legal_form is not None:
                 data.setdefault("legal_form", company.legal_form)
         elif kind is FieldType.DATE:
-            data[name] = std.date(raw, spec.formats or ("%Y-%m-%d",)).isoformat()
+            data[name] = _date(raw, tuple(spec.formats or ("%Y-%m-%d",))).isoformat()
         elif kind is FieldType.TIMESTAMP:
             data[name] = std.timestamp(raw).isoformat()
         elif kind is FieldType.PHONE:
-            data[name] = std.phone(raw, data.get("country") or self._region)
+            data[name] = _phone(raw, data.get("country") or self._region)
         elif kind is FieldType.POSTCODE:
-            data[name] = std.postcode(raw, data.get("country"))
+            data[name] = _postcode(raw, data.get("country"))
         elif kind is FieldType.VOCABULARY:
             if raw not in field.vocabulary:
                 raise std.InvalidValue(
@@ -209,11 +262,11 @@ class RecordMapper:
 
 
 _SIMPLE: dict[FieldType, Callable[[str], str]] = {
-    FieldType.STRING: std.clean_text,
-    FieldType.NAME: std.person_name,
-    FieldType.EMAIL: std.email,
-    FieldType.COUNTRY: std.country,
-    FieldType.IDENTIFIER: std.tax_id,
+    FieldType.STRING: _remembered(std.clean_text),
+    FieldType.NAME: _remembered(std.person_name),
+    FieldType.EMAIL: std.email,  # mostly unique; its domains are remembered (emails.py)
+    FieldType.COUNTRY: _remembered(std.country),
+    FieldType.IDENTIFIER: std.tax_id,  # unique
 }
 
 
@@ -239,7 +292,7 @@ def _lookup(fields: dict[str, Any], path: list[str]) -> Any:
 
 def _text(value: Any) -> str | None:
     """A source value as stripped text; None for missing, empty or structured values
-    (a field's structured value is refused before, in `_raw_value`)."""
+    (a field's structured value is refused before, in `RecordMapper._read`)."""
     if value is None or isinstance(value, dict | list):
         return None
     text = str(value).strip() if not isinstance(value, bool) else str(value).lower()

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, any_, bindparam, false, or_, text
+from sqlalchemy import Connection, Table, and_, any_, bindparam, false, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -31,6 +31,29 @@ def upsert(
     statement = _insert(conn, table)
     updates = {c: statement.excluded[c] for c in rows[0] if c not in keys and c not in keep}
     conn.execute(statement.on_conflict_do_update(index_elements=keys, set_=updates), rows)
+
+
+def next_ids(conn: Connection, table: Table, count: int) -> list[int]:
+    """Ids for `count` new rows of `table` (an integer primary key `id`), so that rows
+    can be inserted with their ids and referred to in the same batch without asking for
+    them back row by row. On PostgreSQL from the column's sequence; on SQLite after the
+    highest id, as SQLite itself would number them: a write transaction there has the
+    database to itself (BEGIN IMMEDIATE, `store/engine.py`), and one that began
+    otherwise and meets a concurrent writer fails rather than reuse an id."""
+    if count <= 0:
+        return []
+    if conn.dialect.name == "postgresql":
+        return list(
+            conn.execute(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence(:table, 'id')) "
+                    "FROM generate_series(1, :n)"
+                ),
+                {"table": table.name, "n": count},
+            ).scalars()
+        )
+    highest = conn.execute(select(func.max(table.c.id))).scalar() or 0
+    return list(range(highest + 1, highest + 1 + count))
 
 
 def exclusive(conn: Connection, name: str) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, select, update
 
-from accord.store.dialect import upsert
+from accord.store.dialect import insert_rows
 from accord.store.tables import work_item
 from accord.store.types import utcnow
 
@@ -74,7 +74,7 @@ def enqueue(conn: Connection, entity_type: str, system: str, source_ids: Sequenc
         return
     now = utcnow()
     token = uuid.uuid4().hex  # one per call: what matters is that it differs from before
-    upsert(
+    insert_rows(
         conn,
         work_item,
         [
@@ -89,8 +89,8 @@ def enqueue(conn: Connection, entity_type: str, system: str, source_ids: Sequenc
             }
             for source_id in dict.fromkeys(source_ids)
         ],
-        keys=["system", "source_id"],
-        keep=("enqueued_at",),  # it keeps its place and its age
+        replace_on=["system", "source_id"],
+        keep=["enqueued_at"],  # it keeps its place and its age
     )
 
 

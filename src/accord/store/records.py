@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Text, and_, bindparam, cast, func, select, tuple_, update
 
 from accord.store import queue
-from accord.store.dialect import keys_in, upsert
+from accord.store.dialect import insert_rows, keys_in, next_ids
 from accord.store.engine import json_value
 from accord.store.tables import (
     canonical_record,
@@ -217,48 +217,44 @@ def store_versions(
     if not versions:
         return
     now = utcnow()
-    source_ids = (
-        conn.execute(
-            source_record.insert().returning(source_record.c.id, sort_by_parameter_order=True),
-            [
-                {
-                    "load_id": load_id,
-                    "system": system,
-                    "source_id": v.source_id,
-                    "version": v.version,
-                    "content_hash": v.content_hash,
-                    "payload": v.payload,
-                    "received_at": now,
-                }
-                for v in versions
-            ],
-        )
-        .scalars()
-        .all()
+    source_ids = next_ids(conn, source_record, len(versions))
+    canonical_ids = next_ids(conn, canonical_record, len(versions))
+    insert_rows(
+        conn,
+        source_record,
+        [
+            {
+                "id": source_id,
+                "load_id": load_id,
+                "system": system,
+                "source_id": v.source_id,
+                "version": v.version,
+                "content_hash": v.content_hash,
+                "payload": v.payload,
+                "received_at": now,
+            }
+            for v, source_id in zip(versions, source_ids, strict=True)
+        ],
     )
-    canonical_ids = (
-        conn.execute(
-            canonical_record.insert().returning(
-                canonical_record.c.id, sort_by_parameter_order=True
-            ),
-            [
-                {
-                    "source_record_id": source_id,
-                    "system": system,
-                    "source_id": v.source_id,
-                    "entity_type": v.entity_type,
-                    "mapping_version": mapping_version,
-                    "data": v.data,
-                    "issues": v.issues,
-                    "created_at": now,
-                }
-                for v, source_id in zip(versions, source_ids, strict=True)
-            ],
-        )
-        .scalars()
-        .all()
+    insert_rows(
+        conn,
+        canonical_record,
+        [
+            {
+                "id": canonical_id,
+                "source_record_id": source_id,
+                "system": system,
+                "source_id": v.source_id,
+                "entity_type": v.entity_type,
+                "mapping_version": mapping_version,
+                "data": v.data,
+                "issues": v.issues,
+                "created_at": now,
+            }
+            for v, source_id, canonical_id in zip(versions, source_ids, canonical_ids, strict=True)
+        ],
     )
-    upsert(
+    insert_rows(
         conn,
         record_head,
         [
@@ -273,7 +269,7 @@ def store_versions(
             }
             for v, source_id, canonical_id in zip(versions, source_ids, canonical_ids, strict=True)
         ],
-        keys=["system", "source_id"],
+        replace_on=["system", "source_id"],
     )
     _enqueue(conn, system, versions)
 
@@ -296,27 +292,24 @@ def store_remaps(
     if not remaps:
         return
     now = utcnow()
-    canonical_ids = (
-        conn.execute(
-            canonical_record.insert().returning(
-                canonical_record.c.id, sort_by_parameter_order=True
-            ),
-            [
-                {
-                    "source_record_id": r.source_record_id,
-                    "system": system,
-                    "source_id": r.source_id,
-                    "entity_type": r.entity_type,
-                    "mapping_version": mapping_version,
-                    "data": r.data,
-                    "issues": r.issues,
-                    "created_at": now,
-                }
-                for r in remaps
-            ],
-        )
-        .scalars()
-        .all()
+    canonical_ids = next_ids(conn, canonical_record, len(remaps))
+    insert_rows(
+        conn,
+        canonical_record,
+        [
+            {
+                "id": canonical_id,
+                "source_record_id": r.source_record_id,
+                "system": system,
+                "source_id": r.source_id,
+                "entity_type": r.entity_type,
+                "mapping_version": mapping_version,
+                "data": r.data,
+                "issues": r.issues,
+                "created_at": now,
+            }
+            for r, canonical_id in zip(remaps, canonical_ids, strict=True)
+        ],
     )
     conn.execute(
         update(record_head)

@@ -1,0 +1,130 @@
+"""Mapping a large file's records on other processes while this one reads and stores.
+
+Standardizing, validating and mapping records is most of a file load's work, and it needs
+nothing but the mapping, so it can run beside the store: worker processes map batches
+while this process reads the file and stores the batches mapped, in file order. A load
+is the same with or without them (the same records, versions, quarantine entries and
+counts); only its speed differs.
+
+The workers are new interpreters (`spawn`: safe beside threads, such as a server's or a
+scheduler's), each handed the mapping and the system's settings, from which it builds
+its own `RecordMapper`. At most `ahead` batches per worker are in flight, so a file of
+any size is read at the pace it is stored. A worker that dies (killed, out of memory)
+fails the load with a message saying so; what was stored stays stored, and loading the
+file again picks up the rest, as after any failed load.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from accord.config.loader import Mapping
+from accord.config.models import SystemConfig
+from accord.digest import digest as content_digest
+from accord.errors import AccordError
+from accord.intake.mapping import MappedRecord, RecordMapper, Rejected
+from accord.intake.readers import RawRecord
+from accord.settings import Settings
+
+# What became of each record of a batch, in its order: mapped, with the content hash of
+# its source fields; rejected; or None for a record that could not be read.
+Mapped = list[tuple[MappedRecord, str] | Rejected | None]
+
+PARALLEL_FROM = 4 * 1024 * 1024  # bytes: smaller files are mapped by the storing process
+MAX_WORKERS = 8
+
+
+def map_records(mapper: RecordMapper, fields: Iterable[dict[str, Any] | None]) -> Mapped:
+    """Map each record's fields (None: a record that could not be read)."""
+    mapped: Mapped = []
+    for one in fields:
+        result = None if one is None else mapper.map(one)
+        if isinstance(result, MappedRecord):
+            mapped.append((result, content_digest(one)))
+        else:
+            mapped.append(result)
+    return mapped
+
+
+def workers_for(size: int, wanted: int | None) -> int:
+    """How many mapping processes a load of `size` bytes gets: `wanted` when given, else
+    ACCORD_LOAD_WORKERS when set (1: map in the storing process), else one per CPU core
+    for a large file and none for a small one (starting a process costs about a
+    second)."""
+    if wanted is None:
+        wanted = Settings().load_workers
+    if wanted is not None:
+        return max(1, min(wanted, MAX_WORKERS))
+    if size < PARALLEL_FROM:
+        return 1
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+
+
+class WorkerLost(AccordError):
+    """A mapping process died in the middle of a load."""
+
+
+class MappingPool:
+    """`workers` processes mapping one system's records; use as a context manager."""
+
+    def __init__(
+        self, mapping: Mapping, system: SystemConfig, workers: int, *, ahead: int = 2
+    ) -> None:
+        self.workers = workers
+        self.ahead = ahead
+        self._executor = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start,
+            initargs=(mapping, system),
+        )
+
+    def __enter__(self) -> MappingPool:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def map(self, batches: Iterable[list[RawRecord]]) -> Iterator[tuple[list[RawRecord], Mapped]]:
+        """Each batch with its mapping, in the order given."""
+        pending: deque[tuple[list[RawRecord], Future[Mapped]]] = deque()
+        limit = self.workers * self.ahead
+        try:
+            for batch in batches:
+                pending.append((batch, self._executor.submit(_map, [raw.fields for raw in batch])))
+                if len(pending) >= limit:
+                    done, future = pending.popleft()
+                    yield done, future.result()
+            while pending:
+                done, future = pending.popleft()
+                yield done, future.result()
+        except BrokenProcessPool as exc:
+            raise WorkerLost(
+                "a process mapping records stopped in the middle of the load "
+                "(killed, or out of memory); what was stored before it stays stored",
+                hint="load the file again: records already stored are skipped as "
+                "unchanged; set ACCORD_LOAD_WORKERS=1 to map in one process",
+            ) from exc
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+
+_mapper: RecordMapper | None = None  # in a worker process: the mapper it was started with
+
+
+def _start(mapping: Mapping, system: SystemConfig) -> None:
+    global _mapper  # noqa: PLW0603  (one mapper per worker process, built once)
+    _mapper = RecordMapper(mapping, system)
+
+
+def _map(fields: list[dict[str, Any] | None]) -> Mapped:
+    if _mapper is None:
+        raise RuntimeError("a mapping worker was not started with a mapping")
+    return map_records(_mapper, fields)
