@@ -15,14 +15,17 @@ stored batch and one replayed answer (the loser's transaction is rolled back).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import re
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -31,6 +34,7 @@ from accord.errors import InputRejected, NotAllowed, TooLarge
 from accord.govern.permissions import Actor, Permission, require
 from accord.intake.load import Batcher, LoadReport, begin_load, end_load
 from accord.intake.mapping import RecordMapper
+from accord.intake.parallel import map_records
 from accord.intake.readers import RawRecord, record_of
 from accord.store import records as store
 from accord.store.engine import writing
@@ -81,8 +85,7 @@ def read_batch(
     check_body_size(len(body), max_body_bytes)
     document = _decoded(body, content_encoding, max_document_bytes)
     try:
-        # JSON over HTTP is UTF-8, and has no NaN or Infinity (RFC 8259)
-        value = json.loads(document.decode("utf-8"), parse_constant=_not_json)
+        value = parse_json(document)
     except _NotJSON as exc:
         raise InputRejected(f"the body is not valid JSON: {exc}") from None
     except UnicodeDecodeError as exc:
@@ -125,6 +128,22 @@ def check_body_size(size: int, limit: int = MAX_BODY_BYTES) -> None:
             f"the request body is {size:,} bytes or more; the limit is {limit:,}",
             hint="send fewer records per request, or gzip the body (Content-Encoding: gzip)",
         )
+
+
+# a run of digits that may be an integer beyond 64 bits, which orjson would make a float
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+
+
+def parse_json(document: bytes) -> Any:
+    """A JSON document as the standard library reads it (UTF-8, no NaN or Infinity: RFC
+    8259), through orjson where that gives the same value: several times faster. The
+    standard library reads what orjson refuses (and raises the error to report, with its
+    line and column) and any document with a run of 19 digits, which could be an integer
+    beyond 64 bits: orjson would make it a float, the standard library keeps it exact."""
+    if _LONG_NUMBER.search(document) is None:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            return orjson.loads(document)
+    return json.loads(document.decode("utf-8"), parse_constant=_not_json)
 
 
 class _NotJSON(ValueError):
@@ -280,6 +299,10 @@ def _store_batch(
 ) -> PushAnswer:
     mapping = project.mapping(system)
     started = time.perf_counter()
+    mapper = RecordMapper(mapping, project.config.systems[system])
+    # mapped before the write transaction: mapping needs no store, and on SQLite the
+    # transaction holds the database, so other requests' writes wait only for the writing
+    mapped = map_records(mapper, (raw.fields for raw in batch.records))
     with writing(engine) as conn:
         if earlier is not None and (answer := earlier(conn)) is not None:
             return answer
@@ -288,8 +311,8 @@ def _store_batch(
         )
         report = LoadReport(load_id, system, source)
         outcomes: list[dict[str, Any]] = []
-        mapper = RecordMapper(mapping, project.config.systems[system])
-        Batcher(engine, mapper, report, project.config.entity, outcomes).write(conn, batch.records)
+        batcher = Batcher(engine, mapper, report, project.config.entity, outcomes)
+        batcher.write(conn, batch.records, mapped)
         report.seconds = time.perf_counter() - started
         counts = dict.fromkeys(("accepted", "duplicate", "rejected"), 0)
         for outcome in outcomes:

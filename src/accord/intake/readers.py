@@ -255,12 +255,15 @@ def record_of(item: Any, location: str, max_field_bytes: int) -> RawRecord:
         reasons.append(Reason("record.json", "a record must be an object"))
     else:
         reasons.extend(size_reasons(item, max_field_bytes))
-        unsafe = unsafe_text(item)
+        text = json.dumps(item, ensure_ascii=False)
+        # NULs are written escaped and lone surrogates as they are: a text without either
+        # has none (a key or value holding a backslash and "u0000" is looked at closely)
+        unsafe = unsafe_text(item) if "\\u0000" in text or UNSAFE_TEXT.search(text) else None
         if unsafe is not None:
             what = "a NUL character" if unsafe == "\x00" else "a lone surrogate (\\u escape)"
             reasons.append(Reason("encoding.invalid", f"the record holds {what}"))
-    if not reasons:
-        return RawRecord(location, item, json.dumps(item, ensure_ascii=False))
+        if not reasons:
+            return RawRecord(location, item, text)
     try:
         kept = keep(json.dumps(item))  # escaped: safe to store whatever the record holds
     except RecursionError:
