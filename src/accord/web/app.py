@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from accord.runtime.admission import Admission
 from accord.web import api, errors, pages, quarantine, webhooks
 from accord.web.auth import ActorDep
-from accord.workspace import Workspace
+from accord.workspace import Workspace, open_workspace
 
 STATIC = Path(__file__).parent / "static"
 CONTENT_SECURITY_POLICY = (
@@ -69,3 +70,17 @@ def create_app(workspace: Workspace) -> FastAPI:
         return app.openapi()
 
     return app
+
+
+PROJECT_VARIABLE = "ACCORD_PROJECT_DIR"
+
+
+def app_from_environment() -> FastAPI:
+    """The app of the project named by ACCORD_PROJECT_DIR: what each process of a server
+    with several (`accord serve --processes N`) builds for itself."""
+    directory = os.environ.get(PROJECT_VARIABLE)
+    if not directory:
+        raise RuntimeError(f"{PROJECT_VARIABLE} names no project folder")
+    workspace = open_workspace(Path(directory))
+    workspace.project  # noqa: B018  (read the project before taking requests)
+    return create_app(workspace)
