@@ -687,30 +687,6 @@ def test_a_cursor_value_reads_back_exactly(value: Any) -> None:
     assert type(poll.decode(written, kind)) is type(value)
 
 
-def test_schedule() -> None:
-    now = datetime(2024, 5, 1, 12, tzinfo=UTC)
-    assert poll.is_due(timedelta(minutes=5), None, now)
-    assert not poll.is_due(timedelta(minutes=5), now - timedelta(minutes=4), now)
-    assert poll.is_due(timedelta(minutes=5), now - timedelta(minutes=5), now)
-
-
-def test_due_follows_every_and_the_last_run(
-    engine: Engine,
-    sqlite_source: SourceDB,
-    demo_project_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    sqlite_source.create()
-    project = project_polling(demo_project_dir, sqlite_source, monkeypatch, every="10m")
-    now = datetime.now(UTC)
-    assert poll.due(engine, project, "crm", now)
-    run(engine, project)
-    assert not poll.due(engine, project, "crm", now + timedelta(minutes=9))
-    assert poll.due(engine, project, "crm", now + timedelta(minutes=11))
-    with pytest.raises(AccordError, match="billing has no poll block"):
-        poll.due(engine, project, "billing", now)
-
-
 def test_config_parses_durations() -> None:
     config = PollConfig.model_validate(
         {"url_env": "X", "table": "s.t", "watermark": "w", "every": "2h", "lag": "30s"}

@@ -33,16 +33,17 @@ def consume(
 ) -> None:
     """Store what waits on the system's stream, a batch per transaction, acknowledged
     after each commit; unreadable messages go to quarantine."""
-    from accord.intake.broker import BrokerReport, consume_once  # noqa: PLC0415
+    from accord.intake.broker import BrokerReport, Consumer  # noqa: PLC0415
 
     workspace = open_workspace(directory)
     reports: list[BrokerReport] = []
-    with count_progress() as progress:
+    with (
+        Consumer(workspace.engine, workspace.project, system, actor=cli_actor().label) as consumer,
+        count_progress() as progress,
+    ):
         task = progress.add_task(f"{system} ← broker", total=None)
         while True:
-            report = consume_once(
-                workspace.engine, workspace.project, system, actor=cli_actor().label
-            )
+            report = consumer.fetch()
             if report.status == "idle":
                 break
             reports.append(report)

@@ -783,12 +783,14 @@ def serve(
         typer.Option(
             min=0,
             max=16,
-            help="matching workers to run in this process (default ACCORD_WORKERS, 1); "
-            "0 when workers run on their own (`accord worker run`)",
+            help="matching workers to run in this process (default ACCORD_WORKERS, 1), and "
+            "with at least one, the intake scheduler (drop, poll, broker); 0 when workers run "
+            "on their own (`accord worker run`)",
         ),
     ] = None,
 ) -> None:
-    """Serve the web app and HTTP API, with matching workers beside it."""
+    """Serve the web app and HTTP API, with matching workers and the intake scheduler
+    beside it."""
     import uvicorn  # noqa: PLC0415
 
     from accord.runtime.worker import WorkerPool  # noqa: PLC0415
@@ -799,7 +801,9 @@ def serve(
     count = workspace.settings.workers if workers is None else workers
     console.print(
         f"serving at http://{host}:{port}  (health: /health, API: /api/v1, schema: /openapi.json)"
-        f"; {count} matching worker{'s' if count != 1 else ''} in this process"
+        f"; {count} matching worker{'s' if count != 1 else ''}"
+        + (" and the intake scheduler" if count else "")
+        + " in this process"
     )
     app_ = create_app(workspace)
     with WorkerPool(workspace.engine, workspace.project, count):

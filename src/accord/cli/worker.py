@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import timedelta
-from typing import Annotated, Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from accord.cli.output import (
     ProjectDir,
@@ -19,8 +20,12 @@ from accord.cli.output import (
     table,
 )
 
+if TYPE_CHECKING:
+    from accord.runtime.scheduler import ChannelStatus
+
 worker_app = typer.Typer(
-    help="The matching worker: matches records queued by every intake channel.",
+    help="The worker: matches records queued by every intake channel, and runs the drop, "
+    "poll and broker channels on their schedule.",
     no_args_is_help=True,
 )
 
@@ -40,9 +45,19 @@ def run(
             help="seconds a batch may take before another worker may take it over",
         ),
     ] = 300.0,
+    intake: Annotated[
+        bool,
+        typer.Option(
+            "--intake/--no-intake",
+            help="also run the drop, poll and broker channels when they are due "
+            "(--no-intake: match only)",
+        ),
+    ] = True,
 ) -> None:
-    """Match queued records until stopped (Ctrl-C or SIGTERM), or with --drain until none
-    is left. Several workers may run at once, on one machine or several."""
+    """Match queued records and run the intake channels on their schedule until stopped
+    (Ctrl-C or SIGTERM), or with --drain match until no record is left. Several workers
+    may run at once, on one machine or several."""
+    from accord.runtime.scheduler import IntakeScheduler  # noqa: PLC0415
     from accord.runtime.worker import MatchWorker  # noqa: PLC0415
 
     workspace = open_workspace(directory)
@@ -58,13 +73,34 @@ def run(
             report = worker.drain(
                 lambda done, total: progress.update(task, completed=done, total=total)
             )
-    else:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-        console.print(f"worker {worker.name} running; Ctrl-C stops it after the current batch")
-        report = worker.run(stop)
+        console.print(_report_table(report.as_dict()))
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+
+    def on_signal(number: int, _: Any) -> None:
+        stop.set()
+        signal.signal(number, signal.SIG_DFL)  # a second one stops at once
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    scheduler = IntakeScheduler(workspace.engine, workspace.project, name=worker.name)
+    intake_thread = None
+    if intake and scheduler.channels:
+        intake_thread = threading.Thread(
+            target=scheduler.run, args=(stop,), name="accord-intake", daemon=True
+        )
+        intake_thread.start()
+    channels = ", ".join(f"{c.name} ({c.timing})" for c in scheduler.channels) if intake else ""
+    console.print(
+        f"worker {worker.name} running"
+        + (f"; intake: {channels}" if channels else "; matching only")
+        + ". Ctrl-C stops it after the current batch, file, page or fetch "
+        "(twice: at once; what was in hand is taken again)"
+    )
+    report = worker.run(stop)
+    if intake_thread is not None:
+        intake_thread.join()
     console.print(_report_table(report.as_dict()))
 
 
@@ -75,14 +111,18 @@ def _report_table(counts: dict[str, Any]) -> Any:
 @worker_app.command("status")
 @reports_errors
 def status(directory: ProjectDir) -> None:
-    """How many records wait to be matched, how many are being matched, and the errors of
-    those that failed."""
+    """Each intake channel (timing, last run and outcome, next due), how many records wait
+    to be matched, how many are being matched, and the errors of those that failed."""
+    from accord.runtime.scheduler import status as intake_status  # noqa: PLC0415
     from accord.store import queue  # noqa: PLC0415
 
     workspace = open_workspace(directory)
     with workspace.engine.connect() as conn:
         stats = queue.stats(conn)
         failures = queue.failures(conn)
+    channels = intake_status(workspace.engine, workspace.project)
+    if channels:
+        _print_intake(channels)
     console.print(
         table("Work queue", ["", "records"], [[k, v] for k, v in stats.as_dict().items()])
     )
@@ -99,6 +139,46 @@ def status(directory: ProjectDir) -> None:
             f"{stats.failed} record(s) were given up on; fix the cause shown above, then run "
             f"`accord worker retry {directory}`"
         )
+    failing = [c for c in channels if c.outcome == "failed"]
+    if failing:
+        console.print(
+            f"{len(failing)} intake channel(s) failed their last run; fix the cause shown "
+            "above: each is tried again when next due"
+        )
+
+
+def _when(moment: datetime | None) -> str:
+    return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _print_intake(channels: list[ChannelStatus]) -> None:
+    """A table of the channels, then each one's last message (what it did, or why it
+    failed and what to do)."""
+    rows = []
+    for c in channels:
+        if c.held_by is not None:
+            last = f"running since {_when(c.last_started_at)}"
+        else:
+            last = _when(c.last_finished_at) or "never"
+        outcome = c.outcome or ""
+        if c.outcome == "failed" and c.failures > 1:
+            outcome += f" ({c.failures} in a row)"
+        next_due = "while running" if c.next_due is None else _when(c.next_due)
+        rows.append([c.system, c.channel, c.timing, last, outcome, next_due])
+    console.print(
+        table(
+            "Intake channels (times in UTC)",
+            ["system", "channel", "timing", "last run", "outcome", "next due"],
+            rows,
+        )
+    )
+    for c in channels:
+        if c.held_by is not None:
+            console.print(f"{c.system} {c.channel}: running on {escape(c.held_by)}")
+        if c.message:
+            style = "red" if c.outcome == "failed" else "default"
+            load = f" (load {c.load_id})" if c.load_id else ""
+            console.print(f"[{style}]{c.system} {c.channel}{load}: {escape(c.message)}[/]")
 
 
 @worker_app.command("retry")

@@ -8,9 +8,10 @@ names the environment variable that holds them.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
+from cronsim import CronSim, CronSimError
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from accord.config.matching import StrictModel
@@ -31,6 +32,38 @@ def duration(value: Any) -> timedelta:
         raise ValueError(f"{value!r} is not a duration: write it like 500ms, 30s, 5m, 2h or 1d")
     amount, unit = found.groups()
     return timedelta(seconds=float(amount) * _UNIT_SECONDS[unit or "s"])
+
+
+_CRON_ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+CRON_FORM = (
+    'five fields, minute hour day-of-month month day-of-week, as in "0 2 * * *" '
+    '(at 02:00 UTC every day) or "*/15 * * * *" (every 15 minutes); or @hourly, @daily, '
+    "@weekly, @monthly, @yearly"
+)
+
+
+def cron_expression(value: str) -> str:
+    """`value` as the five-field cron expression it stands for (`@daily` spelled out,
+    spaces tidied). Raises ValueError saying what is wrong and the form that works."""
+    text = " ".join(value.split())
+    text = _CRON_ALIASES.get(text.lower(), text)
+    if len(text.split(" ")) != 5:
+        raise ValueError(f"{value!r} is not a cron expression: write {CRON_FORM}")
+    try:
+        next(CronSim(text, datetime(2000, 1, 1, tzinfo=UTC)))
+    except CronSimError as exc:
+        raise ValueError(f"{value!r} is not a cron expression ({exc}): write {CRON_FORM}") from None
+    except StopIteration:  # cronsim gives up after 50 years without a time
+        raise ValueError(f"{value!r} never comes round: write {CRON_FORM}") from None
+    return text
 
 
 Duration = Annotated[timedelta, BeforeValidator(duration)]
@@ -139,6 +172,18 @@ class BrokerIntake(StrictModel):
     ack_wait: Seconds = Field(
         30.0, ge=1, le=3600, description="unacknowledged this long, a message is redelivered"
     )
+    every: Duration = Field(
+        timedelta(minutes=1),
+        description="how often a worker drains the stream when the system's sync is batch "
+        "without a schedule (a realtime system's stream is consumed continuously)",
+    )
+
+    @field_validator("every")
+    @classmethod
+    def _at_most_once_a_second(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("drain at most once a second: give 1s or more")
+        return value
 
 
 class WebhookIntake(StrictModel):

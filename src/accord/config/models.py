@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from accord.config.intake import IntakeConfig
+from accord.config.intake import IntakeConfig, cron_expression
 from accord.config.matching import NAME_PATTERN, MatchConfig, StrictModel
 
 __all__ = ["MatchConfig", "StrictModel"]  # re-exported: the match block is part of a project
@@ -29,8 +29,15 @@ class SystemConfig(StrictModel):
     owner: str = Field(min_length=1, description="the team answerable for this system")
     description: str = ""
     trust: float = Field(0.5, ge=0.0, le=1.0)
-    sync: Literal["realtime", "batch"] = "batch"
-    schedule: str | None = Field(None, description="cron expression for batch sync")
+    sync: Literal["realtime", "batch"] = Field(
+        "batch",
+        description="realtime: the broker is consumed continuously, the other pull channels "
+        "run by their `every`; batch: the pull channels run at the `schedule` times, or by "
+        "their `every` without one",
+    )
+    schedule: str | None = Field(
+        None, description="cron expression (UTC) at which a batch system's pull channels run"
+    )
     authority: list[str] = Field(
         default_factory=list, description="canonical fields this system is the authority for"
     )
@@ -40,6 +47,19 @@ class SystemConfig(StrictModel):
     intake: IntakeConfig = Field(
         default_factory=IntakeConfig, description="channels the system's records come in by"
     )
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron_for_batch(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        if info.data.get("sync") == "realtime":
+            raise ValueError(
+                "a realtime system runs without a schedule: remove `schedule`, or set "
+                "`sync: batch` to run its pull channels at these times"
+            )
+        cron_expression(value)
+        return value
 
 
 class FieldSurvivorship(StrictModel):

@@ -26,9 +26,13 @@ become versions in that order (not one kept and the rest quarantined as repeats,
 file). Across consumers sharing one durable, JetStream does not keep order: run one
 consumer per durable where order matters.
 
-The rest of Accord is synchronous; `consume_once` runs the asyncio client to completion
-inside and returns a report. It connects, fetches, stores, acknowledges and closes each
-time: it holds no state, so a worker can call it in a loop, and a restart loses nothing.
+The rest of Accord is synchronous. A `Consumer` keeps one connection and one pull
+subscription open across fetches, on an asyncio event loop of its own, and hands each
+fetch back as a report: the scheduler (`runtime/scheduler.py`) keeps one open for as long
+as it consumes a realtime system's stream, and `accord broker consume` for as long as
+messages wait. `consume_once` is one fetch on a consumer of its own. Nothing is kept
+between fetches but the connection: what is stored and acknowledged is decided per fetch,
+so a consumer that is closed, loses its connection or dies loses nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -121,54 +126,134 @@ def consume_once(
     """Fetch what is waiting for the system's durable consumer (up to `max_messages`,
     by default the block's batch_size, waiting at most `timeout` seconds, by default
     max_wait), store it in one transaction and acknowledge it; see the module's text.
-    A report with status "idle" and load_id 0 means nothing was waiting."""
-    config = settings(project, system)
-    project.mapping(system)  # a system without a mapping fails before connecting
-    urls = server_urls(config, os.environ if environ is None else environ)
-    limit = max_messages or config.batch_size
-    if limit < 1:
-        raise InputRejected("max_messages must be at least 1")
-    wait = config.max_wait if timeout is None else timeout
-    return asyncio.run(
-        _consume(
-            engine, project, system, config=config, urls=urls, actor=actor, limit=limit, wait=wait
-        )
-    )
+    A report with status "idle" and load_id 0 means nothing was waiting. Connects and
+    closes: to fetch again and again, keep a `Consumer` open instead."""
+    with Consumer(engine, project, system, actor=actor, environ=environ) as consumer:
+        return consumer.fetch(max_messages=max_messages, timeout=timeout)
 
 
-async def _consume(
-    engine: Engine,
-    project: Project,
-    system: str,
-    *,
-    config: BrokerIntake,
-    urls: list[str],
-    actor: str,
-    limit: int,
-    wait: float,
-) -> BrokerReport:
-    client = await _connect(urls)
-    try:
-        subscription = await _subscription(client.jetstream(), config)
+class Consumer:
+    """One connection to NATS and one pull subscription on the system's durable
+    consumer, kept open across fetches (a context manager; `close` ends both). Each
+    `fetch` stores one batch in one transaction and acknowledges it after the commit.
+    Raises BrokerUnavailable when the server cannot be reached, on opening or later;
+    the consumer is then of no further use: close it and open another."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        project: Project,
+        system: str,
+        *,
+        actor: str,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.project = project
+        self.system = system
+        self.actor = actor
+        self.config = settings(project, system)
+        project.mapping(system)  # a system without a mapping fails before connecting
+        self.urls = server_urls(self.config, os.environ if environ is None else environ)
+        self._loop: asyncio.Runner | None = None
+        self._client: Client | None = None
+        self._subscription: Any = None
+
+    def __enter__(self) -> Consumer:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Connect and bind to the durable consumer (made on first use)."""
+        self._loop = asyncio.Runner()
         try:
-            messages = await subscription.fetch(limit, timeout=wait)
-        except TimeoutError:  # nats.errors.TimeoutError is one too
+            self._client = self._loop.run(_connect(self.urls))
+            self._subscription = self._loop.run(
+                _subscription(self._client.jetstream(), self.config)
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the connection (unacknowledged messages come again after ack_wait)."""
+        loop, client = self._loop, self._client
+        self._loop = self._client = self._subscription = None
+        if loop is None:
+            return
+        try:
+            if client is not None and not client.is_closed:
+                loop.run(client.close())
+        except Exception:  # noqa: BLE001, S110  (closing a connection already lost)
+            pass
+        finally:
+            loop.close()
+
+    def fetch(
+        self, *, max_messages: int | None = None, timeout: float | None = None
+    ) -> BrokerReport:
+        """Fetch up to `max_messages` (default: the block's batch_size), waiting at most
+        `timeout` seconds (default: max_wait), store them and acknowledge them; a report
+        with status "idle" when nothing was waiting."""
+        limit = max_messages or self.config.batch_size
+        if limit < 1:
+            raise InputRejected("max_messages must be at least 1")
+        wait = self.config.max_wait if timeout is None else timeout
+        if self._loop is None or self._client is None:
+            raise AccordError(
+                "the broker consumer is not open", hint="open it with `with Consumer(...)`"
+            )
+        return self._loop.run(self._fetch(self._client, limit, wait))
+
+    async def _fetch(self, client: Client, limit: int, wait: float) -> BrokerReport:
+        config, system = self.config, self.system
+        if client.is_closed:
+            raise self._lost(None)
+        try:
+            messages = await self._subscription.fetch(limit, timeout=wait)
+        except TimeoutError:  # nats.errors.TimeoutError is one too: nothing waiting
             messages = []
+        except nats.errors.Error as exc:
+            raise self._lost(exc) from None
         if not messages:
             return BrokerReport(0, system, f"nats {config.stream}", status="idle")
         try:
             report, keys = _store(
-                engine, project, system, config=config, messages=messages, actor=actor
+                self.engine,
+                self.project,
+                system,
+                config=config,
+                messages=messages,
+                actor=self.actor,
             )
         except BaseException:
             await _redeliver(client, messages)
             raise
-        await _acknowledge(client, messages)
-        with writing(engine) as conn:
+        try:
+            await _acknowledge(client, messages)
+        except nats.errors.Error as exc:
+            # stored and noted in broker_delivery: the redelivery is recognized and acked
+            raise self._lost(exc) from None
+        with writing(self.engine) as conn:
             deliveries.forget_messages(conn, system, keys)
         return report
-    finally:
-        await client.close()
+
+    def _lost(self, error: Exception | None) -> BrokerUnavailable:
+        where = ", ".join(redacted(u) for u in self.urls)
+        cause = "" if error is None else f": {type(error).__name__}"
+        return BrokerUnavailable(
+            f"lost the connection to NATS at {where}{cause}",
+            hint="check that the server is up; what was stored is kept, and what was not "
+            "acknowledged is delivered again to the next consumer",
+        )
 
 
 async def _connect(urls: list[str]) -> Client:

@@ -152,10 +152,13 @@ def scan_once(
     actor: str,
     progress: DropProgress | None = None,
     batch_size: int = 1000,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[DropResult]:
     """Load every file waiting in `system`'s drop folder, one load per file, and move
     each to done/ or failed/ with its report; see the module's text. Files left in
     processing/ by a worker that stopped come first, then new files, oldest first.
+    When `should_stop()` turns true, the scan ends after the file in hand; the files
+    not taken wait for the next scan.
 
     Re-entrant: any number of workers may scan one folder at once; each file is taken by
     one. An error other than the file being unusable (InputRejected) is raised, and the
@@ -166,6 +169,8 @@ def scan_once(
     names = patterns(config, fmt)
     results: list[DropResult] = []
     for path, resumed in _candidates(folder, names, config.settle.total_seconds()):
+        if should_stop is not None and should_stop():
+            break
         with _claimed(folder, path, resumed=resumed) as claim:
             if claim is None:
                 continue  # another worker has it, or had it

@@ -348,10 +348,13 @@ def poll_once(
     actor: str,
     progress: PollProgress | None = None,
     batch_size: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> LoadReport:
     """Read what changed in `system`'s database since the last run and load it; see the
-    module's text. One run is one load (channel `poll`), audited like a file's. Raises
-    AccordError, with the cursor unmoved, when the source cannot be read."""
+    module's text. One run is one load (channel `poll`), audited like a file's. When
+    `should_stop()` turns true, the run ends after the page in hand, with the cursor
+    after it: the next run goes on from there. Raises AccordError, with the cursor
+    unmoved, when the source cannot be read."""
     config = poll_config(project, system)
     mapping = project.mapping(system)
     mapper = RecordMapper(mapping, project.config.systems[system])
@@ -369,8 +372,8 @@ def poll_once(
     cursor = _position(stored)
     try:
         # the source and its first page before anything is written: an unset variable,
-        # a source that is down or a misnamed column is refused without a load (noting
-        # the attempt, so a worker tries again `every` later, not at once)
+        # a source that is down or a misnamed column is refused without a load (the
+        # attempt's time is noted in the cursor)
         source = Source(system, config, key)
     except AccordError:
         _mark_run(engine, system, started_at)
@@ -399,6 +402,7 @@ def poll_once(
             actor=actor,
             started_at=started_at,
             progress=progress,
+            should_stop=should_stop,
         )
     finally:
         source.close()
@@ -419,6 +423,7 @@ def _run(
     actor: str,
     started_at: datetime,
     progress: PollProgress | None,
+    should_stop: Callable[[], bool] | None,
 ) -> LoadReport:
     config = source.config
     source_name = f"poll:{source.name}"
@@ -464,7 +469,7 @@ def _run(
                 cursor = position
             if progress is not None:
                 progress(report.read)
-            if len(rows) < limit:
+            if len(rows) < limit or (should_stop is not None and should_stop()):
                 break
             rows = source.page(position, None, limit)
     return report
@@ -509,18 +514,3 @@ def reset(engine: Engine, system: str, *, actor: str) -> bool:
         event = AuditEvent(AuditAction.POLL_RESET, "poll_cursor", system, {"existed": existed})
         record(conn, actor, [event])
     return existed
-
-
-def is_due(every: timedelta, last_run: datetime | None, now: datetime) -> bool:
-    """Whether a poll that runs `every` so often and last started at `last_run` is due."""
-    return last_run is None or now - last_run >= every
-
-
-def due(engine: Engine, project: Project, system: str, now: datetime) -> bool:
-    """Whether `system`'s poll is due at `now` (aware), by its `every:` and the start of
-    its last run, whether that run succeeded or not (a source that is down is tried
-    again `every` later, not in a tight loop)."""
-    config = poll_config(project, system)
-    with engine.connect() as conn:
-        stored = poll_cursor.read(conn, system)
-    return is_due(config.every, None if stored is None else stored.last_run_at, now)

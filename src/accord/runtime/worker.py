@@ -40,6 +40,7 @@ from accord.golden.incremental import (
     match_batch,
 )
 from accord.golden.resolve import MATCHING_LOCK, ResolveReport, resolve
+from accord.runtime.scheduler import IntakeScheduler
 from accord.store import queue, stewardship
 from accord.store import records as record_store
 from accord.store.dialect import exclusive
@@ -230,9 +231,13 @@ class MatchWorker:
 
 class WorkerPool:
     """Workers on threads of this process (`accord serve` runs them beside the web app
-    on the embedded default, so a pushed record is matched without a separate worker)."""
+    on the embedded default, so a pushed record is matched without a separate worker),
+    and, with at least one worker and `intake`, the intake scheduler on a thread of its
+    own: it runs the project's drop, poll and broker channels when they are due."""
 
-    def __init__(self, engine: Engine, project: Project, count: int) -> None:
+    def __init__(
+        self, engine: Engine, project: Project, count: int, *, intake: bool = True
+    ) -> None:
         self.stop_event = threading.Event()
         self.workers = [MatchWorker(engine, project) for _ in range(count)]
         self.threads = [
@@ -241,6 +246,17 @@ class WorkerPool:
             )
             for i, worker in enumerate(self.workers)
         ]
+        self.scheduler: IntakeScheduler | None = None
+        if count and intake:
+            self.scheduler = IntakeScheduler(engine, project, name=self.workers[0].name)
+            self.threads.append(
+                threading.Thread(
+                    target=self.scheduler.run,
+                    args=(self.stop_event,),
+                    name="accord-intake",
+                    daemon=True,
+                )
+            )
 
     def __enter__(self) -> WorkerPool:
         for thread in self.threads:
@@ -248,7 +264,8 @@ class WorkerPool:
         return self
 
     def __exit__(self, *_: object) -> None:
-        """Stop after the batches in hand (each commits or rolls back as a whole)."""
+        """Stop after the batches in hand (each commits or rolls back as a whole) and the
+        intake runs' current file, page or fetch."""
         self.stop_event.set()
         for thread in self.threads:
             thread.join(timeout=60)

@@ -95,6 +95,30 @@ poll_cursor = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# When each pull channel of each system runs (`runtime/scheduler.py`): when it is due
+# next, which worker holds it now (a lease that runs out if the holder dies), and how its
+# last run went. Claimed by a conditional UPDATE, so of several workers one runs it.
+intake_schedule = Table(
+    "intake_schedule",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("channel", String(16), primary_key=True),
+    # the timing `due_at` was worked out for ("every 5m", "cron 0 2 * * *", "continuous"):
+    # when the project changes it, the due time is worked out again
+    Column("timing", String(200), nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("lease_owner", String(200)),
+    Column("lease_until", UTCDateTime),
+    Column("last_started_at", UTCDateTime),
+    Column("last_finished_at", UTCDateTime),
+    Column("last_outcome", String(16)),  # ok, failed, stopped
+    Column("last_message", Text),
+    Column("last_load_id", Integer),
+    Column("last_counts", Document),
+    Column("failures", Integer, nullable=False),  # failed runs in a row
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 # A signed webhook delivery, by the hash of what was signed (timestamp and body): the
 # same delivery again is a duplicate. Kept while a replay could still pass the
 # timestamp check, then pruned.
