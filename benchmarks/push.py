@@ -1,9 +1,11 @@
 """Benchmark: the push API under a load generator on loopback.
 
     .venv/bin/python benchmarks/push.py [--customers 20000] [--batch 500] [--clients 4]
-                                        [--postgres URL]
+                                        [--processes 2] [--match-workers 0] [--postgres URL]
 
-Generates the demo company's CRM records, starts `accord serve` as a process of its own,
+Generates the demo company's CRM records, starts `accord serve` as a process of its own
+(`--processes` answering HTTP; `--match-workers` matching beside them: 0 by default, as
+when workers run on their own with `accord worker run`, so what is measured is intake),
 and sends every record in batches (each with its Idempotency-Key) from `--clients`
 concurrent connections; records per second over the whole run and the latency of each
 request (p50, p95, p99). Then sends the first batches again with their keys, to time
@@ -42,10 +44,13 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def _server(root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _server(
+    root: Path, env: dict[str, str], processes: int, match_workers: int
+) -> subprocess.Popen[bytes]:
     accord = Path(sys.executable).parent / "accord"
+    options = ["--processes", str(processes), "--workers", str(match_workers)]
     server = subprocess.Popen(
-        [str(accord), "serve", str(root), "--port", str(PORT)],
+        [str(accord), "serve", str(root), "--port", str(PORT), *options],
         env=env,
         stdout=subprocess.DEVNULL,
     )
@@ -61,7 +66,15 @@ def _server(root: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     raise SystemExit(f"the server did not come up on port {PORT}")
 
 
-def run(customers: int, batch: int, clients: int, postgres_url: str | None) -> dict[str, Any]:
+def run(
+    customers: int,
+    batch: int,
+    clients: int,
+    postgres_url: str | None,
+    *,
+    processes: int = 2,
+    match_workers: int = 0,
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "project"
         write_project(root)
@@ -84,7 +97,7 @@ def run(customers: int, batch: int, clients: int, postgres_url: str | None) -> d
             (f"batch-{i:06d}", json.dumps({"records": rows[i : i + batch]}).encode())
             for i in range(0, len(rows), batch)
         ]
-        server = _server(root, env)
+        server = _server(root, env, processes, match_workers)
         try:
             latencies, statuses, wall = _send(bodies, key, clients)
             replays, replay_statuses, _ = _send(bodies[:20], key, clients)
@@ -98,6 +111,8 @@ def run(customers: int, batch: int, clients: int, postgres_url: str | None) -> d
         "records": len(rows),
         "batch": batch,
         "clients": clients,
+        "server_processes": processes,
+        "match_workers": match_workers,
         "requests": len(bodies),
         "accepted": accepted,
         "rejected": sum(s.get("rejected", 0) for s in statuses),
@@ -172,9 +187,18 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--processes", type=int, default=2, help="server processes")
+    parser.add_argument("--match-workers", type=int, default=0)
     parser.add_argument("--postgres", help="a postgresql+psycopg:// URL to run on instead")
     args = parser.parse_args()
-    result = run(args.customers, args.batch, args.clients, args.postgres)
+    result = run(
+        args.customers,
+        args.batch,
+        args.clients,
+        args.postgres,
+        processes=args.processes,
+        match_workers=args.match_workers,
+    )
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"push-{result['backend']}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     workers: int = Field(
         1, ge=0, le=16, description="matching workers `accord serve` runs in its own process"
     )
+    web_processes: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="processes `accord serve` answers HTTP requests with; more than one "
+        "uses more cores for the push API (each keeps its own in-memory rate limits: "
+        "use Redis to share them)",
+    )
     load_workers: int | None = Field(
         None,
         ge=1,

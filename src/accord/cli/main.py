@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 import time
@@ -788,26 +789,49 @@ def serve(
             "on their own (`accord worker run`)",
         ),
     ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=32,
+            help="processes answering HTTP requests (default ACCORD_WEB_PROCESSES, 1); "
+            "more use more cores for the push API",
+        ),
+    ] = None,
 ) -> None:
     """Serve the web app and HTTP API, with matching workers and the intake scheduler
     beside it."""
     import uvicorn  # noqa: PLC0415
 
     from accord.runtime.worker import WorkerPool  # noqa: PLC0415
-    from accord.web.app import create_app  # noqa: PLC0415
+    from accord.web.app import PROJECT_VARIABLE, create_app  # noqa: PLC0415
 
     workspace = open_workspace(directory)
     workspace.project  # noqa: B018  (fail before serving when the project is invalid)
     count = workspace.settings.workers if workers is None else workers
+    web = workspace.settings.web_processes if processes is None else processes
     console.print(
         f"serving at http://{host}:{port}  (health: /health, API: /api/v1, schema: /openapi.json)"
+        f" with {web} process{'es' if web != 1 else ''}"
         f"; {count} matching worker{'s' if count != 1 else ''}"
         + (" and the intake scheduler" if count else "")
-        + " in this process"
+        + " in this one"
     )
-    app_ = create_app(workspace)
     with WorkerPool(workspace.engine, workspace.project, count):
-        uvicorn.run(app_, host=host, port=port, log_level="warning")
+        if web == 1:
+            uvicorn.run(create_app(workspace), host=host, port=port, log_level="warning")
+        else:
+            # each process builds its own app (uvicorn starts them fresh); the workers
+            # and the scheduler stay in this one
+            os.environ[PROJECT_VARIABLE] = str(workspace.root)
+            uvicorn.run(
+                "accord.web.app:app_from_environment",
+                factory=True,
+                workers=web,
+                host=host,
+                port=port,
+                log_level="warning",
+            )
 
 
 @app.command("demo-data")
