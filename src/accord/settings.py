@@ -49,8 +49,8 @@ class Settings(BaseSettings):
     )
     load_workers: int | None = Field(
         None,
-        ge=1,
+        ge=0,
         le=8,
-        description="processes that map a file's records while another stores them "
-        "(1: one process); unset: one per CPU core for files of 4 MB or more",
+        description="processes that map the records of a file of 4 MB or more while "
+        "another stores them (unset or 0: the storing process maps)",
     )

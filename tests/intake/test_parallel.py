@@ -70,7 +70,7 @@ def test_mapping_on_two_processes_loads_what_one_process_loads(
     data = tmp_path / "data"
     generate(data, seed=3, customers=300)  # every system, with its deliberately bad rows
 
-    alone, stored_alone = _load(demo_project_dir, tmp_path / "one.sqlite3", data, workers=1)
+    alone, stored_alone = _load(demo_project_dir, tmp_path / "one.sqlite3", data, workers=0)
     shared, stored_shared = _load(demo_project_dir, tmp_path / "two.sqlite3", data, workers=2)
 
     assert [r.counts() | {"seconds": 0} for r in shared] == [
@@ -83,15 +83,15 @@ def test_mapping_on_two_processes_loads_what_one_process_loads(
 
 def test_small_files_are_mapped_in_the_storing_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ACCORD_LOAD_WORKERS", raising=False)
-    assert workers_for(PARALLEL_FROM - 1, None) == 1
-    assert workers_for(PARALLEL_FROM, None) == max(1, min(os.cpu_count() or 1, 8))
-    assert workers_for(10, 3) == 3  # asked for: always
+    assert workers_for(10**9, None) == 0  # unset: none
+    assert workers_for(10, 3) == 3  # asked for by the caller: always
     assert workers_for(10**9, 1) == 1
-    assert workers_for(10**9, 0) == 1
+    assert workers_for(10**9, 0) == 0
     assert workers_for(10**9, 99) == 8
-    monkeypatch.setenv("ACCORD_LOAD_WORKERS", "1")
-    assert workers_for(10**9, None) == 1
-    assert workers_for(10**9, 2) == 2
+    monkeypatch.setenv("ACCORD_LOAD_WORKERS", "2")
+    assert workers_for(PARALLEL_FROM, None) == 2
+    assert workers_for(PARALLEL_FROM - 1, None) == 0  # a small file: not worth starting them
+    assert workers_for(10**9, 0) == 0
 
 
 def test_a_mapping_process_that_dies_fails_the_load_with_what_to_do(

@@ -145,3 +145,17 @@ def test_a_long_address_with_a_valid_domain_is_refused_as_the_full_check_does() 
     raw = "a" * 64 + "@" + ".".join(["b" * 62] * 3) + ".de"  # 256 octets in all
     assert _answer(raw) == _full_check(raw)
     assert _answer(raw).startswith("invalid")
+
+
+_HOSTS = st.builds(
+    lambda name, tld: f"{name}.{tld}" if name else tld,
+    st.text(alphabet="aZ09-.", max_size=20),
+    st.sampled_from(["de", "com", "c0m", "-de", "de-", "x", "localhost", "test", "b" * 64, "a-b"]),
+)
+
+
+@settings(max_examples=600)
+@given(st.sampled_from(["anna", "a.b", "x+tag"]), _HOSTS)
+def test_fast_path_answers_as_the_full_check_for_host_names(local: str, host: str) -> None:
+    raw = f"{local}@{host}"
+    assert _answer(raw) == _full_check(raw)

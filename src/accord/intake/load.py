@@ -76,8 +76,8 @@ def load_file(
     `channel` is stored with the load (`file` for `accord load`, `drop` for a watched
     folder). `on_start` is handed the report once the load is recorded; it is filled in
     batch by batch, so a caller whose load raised can still tell how far it got.
-    `workers`: processes that map records while this one stores them (1: none; by
-    default one per CPU core for a large file, `intake/parallel.py`)."""
+    `workers`: processes that map records while this one stores them (0: none; by
+    default one per CPU core but this one's, for a large file: `intake/parallel.py`)."""
     mapping = project.mapping(system)
     system_config = project.config.systems[system]
     mapper = RecordMapper(mapping, system_config)
@@ -100,7 +100,7 @@ def load_file(
             on_start(report)
         batches = _chunks(all_records, batch_size)
         mapped_batches: Iterator[tuple[list[RawRecord], Mapped | None]]
-        if processes > 1:
+        if processes > 0:
             pool = stack.enter_context(MappingPool(mapping, system_config, processes))
             mapped_batches = pool.map(batches)
         else:

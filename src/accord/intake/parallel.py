@@ -17,7 +17,6 @@ file again picks up the rest, as after any failed load.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -53,17 +52,20 @@ def map_records(mapper: RecordMapper, fields: Iterable[dict[str, Any] | None]) -
 
 
 def workers_for(size: int, wanted: int | None) -> int:
-    """How many mapping processes a load of `size` bytes gets: `wanted` when given, else
-    ACCORD_LOAD_WORKERS when set (1: map in the storing process), else one per CPU core
-    for a large file and none for a small one (starting a process costs about a
-    second)."""
+    """How many processes map the records of a load of `size` bytes beside the one that
+    stores them: `wanted` when given, else ACCORD_LOAD_WORKERS (0, the storing process
+    maps, when unset). Never for a file under PARALLEL_FROM bytes unless asked for by
+    the caller: starting a process costs about a second.
+
+    None by default because on the 2-core machine the benchmarks run on, mapping beside
+    storing was no faster (benchmarks/README.md): the two processes slow each other down
+    about as much as the second core gives. Where cores are many, set it to their number
+    less one."""
     if wanted is None:
-        wanted = Settings().load_workers
-    if wanted is not None:
-        return max(1, min(wanted, MAX_WORKERS))
-    if size < PARALLEL_FROM:
-        return 1
-    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+        if size < PARALLEL_FROM:
+            return 0
+        wanted = Settings().load_workers or 0
+    return max(0, min(wanted, MAX_WORKERS))
 
 
 class WorkerLost(AccordError):
@@ -109,7 +111,7 @@ class MappingPool:
                 "a process mapping records stopped in the middle of the load "
                 "(killed, or out of memory); what was stored before it stays stored",
                 hint="load the file again: records already stored are skipped as "
-                "unchanged; set ACCORD_LOAD_WORKERS=1 to map in one process",
+                "unchanged; set ACCORD_LOAD_WORKERS=0 to map in one process",
             ) from exc
         finally:
             for _, future in pending:

@@ -136,7 +136,8 @@ class SourceFile:
                     )
                 )
             fields = dict(zip(header, row, strict=False))
-            reasons.extend(self._size_reasons(fields))
+            if len(raw) * 4 > self.fmt.max_field_bytes:  # else no field can be over it
+                reasons.extend(self._size_reasons(fields))
             if reasons:
                 yield RawRecord(location, None, keep(raw), tuple(reasons))
             else:
@@ -188,7 +189,7 @@ class SourceFile:
                     reasons.append(Reason("row.json", "JSON nested too deeply"))
             if not reasons and not isinstance(value, dict):
                 reasons.append(Reason("row.json", "each line must be a JSON object"))
-            if not reasons:
+            if not reasons and len(text) * 4 > self.fmt.max_field_bytes:
                 reasons.extend(self._size_reasons(value))
             if reasons:
                 yield RawRecord(location, None, keep(text), tuple(reasons))
