@@ -2,6 +2,7 @@
 against the raw SQLite insert rate of the same rows (the ceiling to approach).
 
     .venv/bin/python benchmarks/load.py [--records 1000000] [--seed 7] [--data DIR]
+                                        [--workers N]
 
 Stages, each in a process of its own so that each has its own peak memory:
 
@@ -10,7 +11,8 @@ Stages, each in a process of its own so that each has its own peak memory:
 - map: parse, then standardize, validate and map every record (the mapping's work,
   without the store);
 - load: `accord load` of the four files into a new store (parse, map, store, queue for
-  matching), the figure the target is about;
+  matching), the figure the target is about; with `--workers N`, N processes map
+  beside the one storing (ACCORD_LOAD_WORKERS);
 - raw insert: the rows that load stored (source records, canonical records, heads and
   work queue rows), inserted again into an empty store of the same schema with plain
   `sqlite3` `executemany`, 1,000 records per transaction, ids given: what SQLite itself
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import shutil
 import sqlite3
@@ -178,7 +181,7 @@ def raw_insert(loaded: Path, empty: Path, batch: int = 1000) -> dict[str, Any]:
     }
 
 
-def run(records: int, seed: int, data: Path | None) -> dict[str, Any]:
+def run(records: int, seed: int, data: Path | None, workers: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "project"
         write_project(root)
@@ -196,6 +199,7 @@ def run(records: int, seed: int, data: Path | None) -> dict[str, Any]:
             command = [sys.executable, __file__, "--stage", name, "--root", str(root)]
             out = subprocess.run(
                 [*command, "--data", str(data)],
+                env=os.environ | {"ACCORD_LOAD_WORKERS": str(workers)},
                 capture_output=True,
                 text=True,
                 check=True,
@@ -222,6 +226,7 @@ def run(records: int, seed: int, data: Path | None) -> dict[str, Any]:
         "backend": "sqlite",
         "seed": seed,
         "source_records": records_read,
+        "mapping_processes": workers,
         "generate_seconds": generate_seconds,
         "stages": stages,
         "seconds_by_stage": per_stage,
@@ -242,15 +247,17 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--data", type=Path, help="a folder of generated demo data to reuse")
+    parser.add_argument("--workers", type=int, default=0, help="mapping processes in load")
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
         print(json.dumps(stage(args.stage, args.root, args.data)))
         return
-    result = run(args.records, args.seed, args.data)
+    result = run(args.records, args.seed, args.data, args.workers)
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"load-sqlite-{args.records}.json"
+    suffix = f"-{args.workers}-mapping-processes" if args.workers else ""
+    out = RESULTS / f"load-sqlite-{args.records}{suffix}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "stages"}, indent=2))
     print(f"written to {out}")
