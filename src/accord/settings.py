@@ -51,6 +51,7 @@ class Settings(BaseSettings):
         None,
         ge=0,
         le=8,
-        description="processes that map the records of a file of 4 MB or more while "
-        "another stores them (unset or 0: the storing process maps)",
+        description="processes that map a file's records while another stores them "
+        "(0: the storing process maps); unset: one per CPU core but one (at least one) for "
+        "files of 16 MB or more",
     )

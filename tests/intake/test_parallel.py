@@ -83,14 +83,16 @@ def test_mapping_on_two_processes_loads_what_one_process_loads(
 
 def test_small_files_are_mapped_in_the_storing_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ACCORD_LOAD_WORKERS", raising=False)
-    assert workers_for(10**9, None) == 0  # unset: none
+    assert workers_for(PARALLEL_FROM - 1, None) == 0  # a small file: not worth starting them
+    assert workers_for(PARALLEL_FROM, None) == max(1, min((os.cpu_count() or 1) - 1, 8))
     assert workers_for(10, 3) == 3  # asked for by the caller: always
     assert workers_for(10**9, 1) == 1
     assert workers_for(10**9, 0) == 0
     assert workers_for(10**9, 99) == 8
+    monkeypatch.setenv("ACCORD_LOAD_WORKERS", "0")
+    assert workers_for(10**9, None) == 0
     monkeypatch.setenv("ACCORD_LOAD_WORKERS", "2")
-    assert workers_for(PARALLEL_FROM, None) == 2
-    assert workers_for(PARALLEL_FROM - 1, None) == 0  # a small file: not worth starting them
+    assert workers_for(10, None) == 2  # set: whatever the size
     assert workers_for(10**9, 0) == 0
 
 

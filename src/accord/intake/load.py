@@ -77,7 +77,8 @@ def load_file(
     folder). `on_start` is handed the report once the load is recorded; it is filled in
     batch by batch, so a caller whose load raised can still tell how far it got.
     `workers`: processes that map records while this one stores them (0: none; by
-    default ACCORD_LOAD_WORKERS for a file of 4 MB or more: `intake/parallel.py`)."""
+    default ACCORD_LOAD_WORKERS, else one per core but one for a large file:
+    `intake/parallel.py`)."""
     mapping = project.mapping(system)
     system_config = project.config.systems[system]
     mapper = RecordMapper(mapping, system_config)

@@ -17,6 +17,7 @@ file again picks up the rest, as after any failed load.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -35,7 +36,7 @@ from accord.settings import Settings
 # its source fields; rejected; or None for a record that could not be read.
 Mapped = list[tuple[MappedRecord, str] | Rejected | None]
 
-PARALLEL_FROM = 4 * 1024 * 1024  # bytes: smaller files are mapped by the storing process
+PARALLEL_FROM = 16 * 1024 * 1024  # bytes: smaller files are mapped by the storing process
 MAX_WORKERS = 8
 
 
@@ -53,18 +54,20 @@ def map_records(mapper: RecordMapper, fields: Iterable[dict[str, Any] | None]) -
 
 def workers_for(size: int, wanted: int | None) -> int:
     """How many processes map the records of a load of `size` bytes beside the one that
-    stores them: `wanted` when given, else ACCORD_LOAD_WORKERS (0, the storing process
-    maps, when unset). Never for a file under PARALLEL_FROM bytes unless asked for by
-    the caller: starting a process costs about a second.
+    stores them: `wanted` when given, else ACCORD_LOAD_WORKERS when set (0: none, the
+    storing process maps), else one per CPU core besides the storing process's (at least
+    one) for a file of PARALLEL_FROM bytes or more, and none for a smaller one.
 
-    None by default because on the 2-core machine the benchmarks run on, mapping beside
-    storing was no faster (benchmarks/README.md): the two processes slow each other down
-    about as much as the second core gives. Where cores are many, set it to their number
-    less one."""
+    Measured on 2 cores (benchmarks/README.md): loading 1,000,000 records, files of 18 to
+    57 MB, took 304 s mapped in the storing process, 246 s with one mapping process and
+    223 s with two, but each mapping process holds about 110 MiB, and with two the three
+    together reach 500 MiB; a 15 MB file of 100,000 records gained nothing, hence the
+    threshold."""
     if wanted is None:
-        if size < PARALLEL_FROM:
-            return 0
-        wanted = Settings().load_workers or 0
+        wanted = Settings().load_workers
+    if wanted is None:
+        cores = os.cpu_count() or 1
+        return 0 if size < PARALLEL_FROM else max(1, min(cores - 1, MAX_WORKERS))
     return max(0, min(wanted, MAX_WORKERS))
 
 
