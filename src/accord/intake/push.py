@@ -299,11 +299,16 @@ def _store_batch(
 ) -> PushAnswer:
     mapping = project.mapping(system)
     started = time.perf_counter()
+    if earlier is not None:  # a retry is answered without mapping its records again
+        with engine.connect() as conn:
+            if (answer := earlier(conn)) is not None:
+                return answer
     mapper = RecordMapper(mapping, project.config.systems[system])
     # mapped before the write transaction: mapping needs no store, and on SQLite the
     # transaction holds the database, so other requests' writes wait only for the writing
     mapped = map_records(mapper, (raw.fields for raw in batch.records))
     with writing(engine) as conn:
+        # again, in the transaction: a twin may have stored its batch in the meantime
         if earlier is not None and (answer := earlier(conn)) is not None:
             return answer
         load_id = begin_load(
