@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -127,6 +129,27 @@ def _begin_immediate(connection: Any) -> None:
         connection.exec_driver_sql("BEGIN")
 
 
+_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_WRITERS_LOCK = threading.Lock()
+
+
+@contextmanager
+def _writer_turn(engine: Engine) -> Iterator[None]:
+    """On SQLite, one write transaction at a time per engine in this process, in turn:
+    SQLite lets one writer in and has the others poll with growing sleeps, so under a
+    steady stream of writes (pushes from several clients) a waiting one could lose again
+    and again and wait seconds. Threads queue here instead; other processes still meet
+    at SQLite's lock. Re-entrant, so a thread that nests writes fails as it did before
+    (SQLite's busy timeout), not by waiting for itself. Nothing to do on PostgreSQL."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    with _WRITERS_LOCK:
+        lock = _WRITERS.setdefault(engine, threading.RLock())
+    with lock:
+        yield
+
+
 @contextmanager
 def writing(engine: Engine, *, cache_mib: int | None = None) -> Iterator[Connection]:
     """A write transaction: committed on success, rolled back on error. With
@@ -134,7 +157,7 @@ def writing(engine: Engine, *, cache_mib: int | None = None) -> Iterator[Connect
     transaction (the default is 2 MiB): a resolve inserts millions of rows into indexes
     in no particular order, and with a small cache most inserts read a page back from
     disk. The cache goes back to the default afterwards."""
-    with engine.connect() as conn:
+    with _writer_turn(engine), engine.connect() as conn:
         # on the driver's connection: through SQLAlchemy, the PRAGMA would begin the
         # transaction before BEGIN IMMEDIATE could
         driver: Any = conn.connection.driver_connection
