@@ -127,11 +127,17 @@ def insert_rows(
     `keep`. On SQLite the rows go straight to the driver's `executemany`, each value
     converted by its column's type as SQLAlchemy would (JSON, UTC datetimes), one column
     at a time: SQLAlchemy's per-row parameter handling costs several times the insert
-    itself, and a resolve writes millions of rows. On PostgreSQL through SQLAlchemy,
-    which sends multi-row VALUES."""
+    itself, and a resolve writes millions of rows. On PostgreSQL, many new rows go
+    through COPY, converted the same way; upserts and a few rows through SQLAlchemy."""
     if not rows:
         return
-    if conn.dialect.name != "sqlite":
+    copying = (
+        conn.dialect.name == "postgresql"
+        and len(rows) >= _COPY_FROM
+        # ON CONFLICT cannot update one row twice in a statement: repeated keys go row by row
+        and (replace_on is None or _unique(rows, replace_on))
+    )
+    if conn.dialect.name != "sqlite" and not copying:
         if replace_on is None:
             conn.execute(table.insert(), list(rows))
         else:
@@ -150,14 +156,25 @@ def insert_rows(
             values.append([converted[value] for value in column])
         else:
             values.append([process(value) for value in column])
-    sql = _insert_sql(table, names)
+    replacing = None
     if replace_on is not None:
         keys = [table.c[key].name for key in replace_on]
         others = [name for name in names if name not in keys and name not in keep]
-        sql += f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET " + ", ".join(
+        replacing = f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET " + ", ".join(
             f"{name} = excluded.{name}" for name in others
         )
+    if copying:  # many rows on PostgreSQL: COPY, each value converted as above
+        copied = [table.c[name].name for name in names]
+        _copy(conn, table, copied, list(zip(*values, strict=True)), replacing)
+        return
+    sql = _insert_sql(table, names)
+    if replacing is not None:
+        sql += " " + replacing
     conn.exec_driver_sql(sql, list(zip(*values, strict=True)))
+
+
+def _unique(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> bool:
+    return len({tuple(row[key] for key in keys) for row in rows}) == len(rows)
 
 
 def _insert_sql(table: Table, names: Sequence[str]) -> str:
@@ -176,15 +193,21 @@ def _copy(
     table: Table,
     names: Sequence[str],
     rows: Sequence[tuple[Any, ...]],
-    add_on_conflict: tuple[Sequence[str], str] | None,
+    on_conflict: str | None,
 ) -> None:
-    """`insert_many` on PostgreSQL through COPY, in the connection's transaction: many
-    times faster than multi-row VALUES. Rows that add on conflict are copied into a
-    temporary table first, then added with one INSERT ... SELECT."""
-    target = table.name if add_on_conflict is None else f"accord_incoming_{table.name}"
-    if add_on_conflict is not None:
+    """Rows inserted on PostgreSQL through COPY, in the connection's transaction: many
+    times faster than multi-row VALUES. Rows with an `on_conflict` clause (adding to a
+    count, replacing values) are copied into a temporary table first, then inserted
+    with one INSERT ... SELECT ... ON CONFLICT."""
+    target = table.name
+    if on_conflict is not None:
+        # the columns copied only, without the table's constraints (a serial id is left
+        # to the table); one temporary table per table and set of columns
+        shape = hashlib.sha256(",".join(names).encode()).hexdigest()[:8]
+        target = f"accord_incoming_{table.name}_{shape}"
         conn.exec_driver_sql(
-            f"CREATE TEMPORARY TABLE IF NOT EXISTS {target} (LIKE {table.name}) ON COMMIT DROP"
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {target} ON COMMIT DROP AS "
+            f"SELECT {', '.join(names)} FROM {table.name} WITH NO DATA"
         )
     driver: Any = conn.connection.driver_connection
     with (
@@ -193,10 +216,10 @@ def _copy(
     ):
         for row in rows:
             copy.write_row(row)
-    if add_on_conflict is not None:
+    if on_conflict is not None:
         conn.exec_driver_sql(
             f"INSERT INTO {table.name} ({', '.join(names)}) "
-            f"SELECT {', '.join(names)} FROM {target} " + _adding(table, *add_on_conflict)
+            f"SELECT {', '.join(names)} FROM {target} " + on_conflict
         )
         conn.exec_driver_sql(f"TRUNCATE {target}")
 
@@ -228,7 +251,7 @@ def insert_many(
         return
     names = [table.c[name].name for name in columns]  # our own tables' columns only
     if conn.dialect.name == "postgresql" and len(rows) >= _COPY_FROM:
-        _copy(conn, table, names, rows, add_on_conflict)
+        _copy(conn, table, names, rows, add_on_conflict and _adding(table, *add_on_conflict))
         return
     if conn.dialect.name != "sqlite":
         dicts = [dict(zip(names, row, strict=True)) for row in rows]
