@@ -127,8 +127,9 @@ def insert_rows(
     `keep`. On SQLite the rows go straight to the driver's `executemany`, each value
     converted by its column's type as SQLAlchemy would (JSON, UTC datetimes), one column
     at a time: SQLAlchemy's per-row parameter handling costs several times the insert
-    itself, and a resolve writes millions of rows. On PostgreSQL, many new rows go
-    through COPY, converted the same way; upserts and a few rows through SQLAlchemy."""
+    itself, and a resolve writes millions of rows. On PostgreSQL, many rows go through
+    COPY, converted the same way (upserts through a temporary table); a few rows, and
+    upserts that repeat a key, through SQLAlchemy."""
     if not rows:
         return
     copying = (
