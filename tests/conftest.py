@@ -21,6 +21,7 @@ from accord.store.engine import make_engine, writing
 from accord.store.migrate import upgrade
 from accord.store.tables import metadata
 from accord.workspace import Workspace
+from tests.services import require_database
 
 POSTGRES_URL = os.environ.get(
     "ACCORD_TEST_POSTGRES_URL", "postgresql+psycopg://127.0.0.1:5432/test"
@@ -29,23 +30,10 @@ DEMO_PROJECT = Path(__file__).parent.parent / "src" / "accord" / "demo" / "proje
 BACKENDS = ["sqlite", "postgres"]
 
 
-def _postgres_or_skip() -> None:
-    try:
-        probe = create_engine(POSTGRES_URL)
-        with probe.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        probe.dispose()
-    except Exception as exc:  # noqa: BLE001
-        message = f"PostgreSQL not reachable at {POSTGRES_URL}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (under CI=true a missing service is a failure)")
-        pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def postgres_engine() -> Iterator[Engine]:
     """A migrated schema of its own for this test run."""
-    _postgres_or_skip()
+    require_database("PostgreSQL", POSTGRES_URL)
     schema = f"accord_test_{uuid.uuid4().hex[:10]}"
     admin = create_engine(POSTGRES_URL)
     with admin.begin() as conn:

@@ -35,6 +35,7 @@ from accord.store import deliveries
 from accord.store.tables import broker_delivery, load, quarantine, record_head, source_record
 from accord.workspace import Workspace
 from tests.factories import crm_row
+from tests.services import require
 
 NATS_URL = os.environ.get("ACCORD_TEST_NATS_URL", "nats://127.0.0.1:4222")
 ACTOR = Actor("cli", "test", Role.ADMIN).label
@@ -46,13 +47,7 @@ def _nats_or_skip() -> None:
         await client.jetstream().account_info()
         await client.close()
 
-    try:
-        asyncio.run(probe())
-    except Exception as exc:  # noqa: BLE001
-        message = f"NATS JetStream not reachable at {NATS_URL}: {exc!r}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (under CI=true a missing service is a failure)")
-        pytest.skip(message)
+    require("NATS JetStream", NATS_URL, lambda: asyncio.run(probe()))
 
 
 class Stream:

@@ -52,23 +52,11 @@ from accord.store.migrate import upgrade
 from accord.store.tables import load, quarantine, record_head, source_record
 from tests.conftest import POSTGRES_URL
 from tests.factories import CRM_COLUMNS, crm_row
+from tests.services import require_database
 
 MARIADB_URL = os.environ.get("ACCORD_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 ENV = "ACCORD_TEST_POLL_URL"
 T0 = datetime(2024, 5, 1, 12, 0, 0)  # noqa: DTZ001  (a naive source timestamp)
-
-
-def _reachable_or_skip(url: str, what: str) -> None:
-    try:
-        probe = create_engine(url)
-        with probe.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        probe.dispose()
-    except Exception as exc:  # noqa: BLE001
-        message = f"{what} not reachable at {url}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (under CI=true a missing service is a failure)")
-        pytest.skip(message)
 
 
 class SourceDB:
@@ -133,7 +121,7 @@ def sqlite_source(tmp_path: Path) -> Iterator[SourceDB]:
 
 
 def _postgres_source() -> Iterator[SourceDB]:
-    _reachable_or_skip(POSTGRES_URL, "PostgreSQL")
+    require_database("PostgreSQL", POSTGRES_URL)
     schema = f"poll_src_{uuid.uuid4().hex[:10]}"
     db = SourceDB(POSTGRES_URL, "postgres", "customers", schema)
     with db.engine.begin() as conn:
@@ -145,7 +133,7 @@ def _postgres_source() -> Iterator[SourceDB]:
 
 
 def _mariadb_source() -> Iterator[SourceDB]:
-    _reachable_or_skip(MARIADB_URL, "MariaDB")
+    require_database("MariaDB", MARIADB_URL)
     db = SourceDB(MARIADB_URL, "mariadb", f"poll_customers_{uuid.uuid4().hex[:10]}", None)
     yield db
     db.drop()

@@ -7,7 +7,6 @@ pushed."""
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -29,6 +28,7 @@ from accord.store.tables import work_item as work_item_table
 from accord.web.app import create_app
 from accord.workspace import Workspace
 from tests.factories import crm_row
+from tests.services import require
 
 REDIS_URL = "redis://127.0.0.1:6379"
 
@@ -59,13 +59,9 @@ def _stored(engine: Engine) -> int:
 @pytest.fixture
 def redis_url() -> str:
     redis = pytest.importorskip("redis")
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except Exception as exc:  # noqa: BLE001
-        message = f"Redis not reachable at {REDIS_URL}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (under CI=true a missing service is a failure)")
-        pytest.skip(message)
+    require(
+        "Redis", REDIS_URL, lambda: redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    )
     return REDIS_URL
 
 

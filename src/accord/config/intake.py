@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from cronsim import CronSim, CronSimError
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from accord.config.matching import StrictModel
 
@@ -67,6 +67,16 @@ def cron_expression(value: str) -> str:
 
 
 Duration = Annotated[timedelta, BeforeValidator(duration)]
+
+
+def _at_least_a_second(value: timedelta) -> timedelta:
+    if value < timedelta(seconds=1):
+        raise ValueError("run at most once a second: give 1s or more")
+    return value
+
+
+# how often a worker runs a channel
+Interval = Annotated[timedelta, BeforeValidator(duration), AfterValidator(_at_least_a_second)]
 # the same, as a number of seconds, for settings handed to libraries that want floats
 Seconds = Annotated[float, BeforeValidator(lambda value: duration(value).total_seconds())]
 EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=200)]
@@ -93,7 +103,7 @@ class DropConfig(StrictModel):
         description="file names to take (glob, case-insensitive); by default those of the "
         "mapping's format, plain or .gz: *.csv, *.csv.gz or *.jsonl, *.ndjson, ...",
     )
-    every: Duration = Field(
+    every: Interval = Field(
         timedelta(minutes=1), description="how often a worker scans the folder: 30s, 1m, 2h"
     )
     settle: Duration = Field(
@@ -101,13 +111,6 @@ class DropConfig(StrictModel):
         description="a file changed more recently than this is still being written and is "
         "left for the next scan (0s to take files at once)",
     )
-
-    @field_validator("every")
-    @classmethod
-    def _not_zero(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=1):
-            raise ValueError("scan at most once a second: give 1s or more")
-        return value
 
     @field_validator("pattern")
     @classmethod
@@ -172,18 +175,11 @@ class BrokerIntake(StrictModel):
     ack_wait: Seconds = Field(
         30.0, ge=1, le=3600, description="unacknowledged this long, a message is redelivered"
     )
-    every: Duration = Field(
+    every: Interval = Field(
         timedelta(minutes=1),
         description="how often a worker drains the stream when the system's sync is batch "
         "without a schedule (a realtime system's stream is consumed continuously)",
     )
-
-    @field_validator("every")
-    @classmethod
-    def _at_most_once_a_second(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=1):
-            raise ValueError("drain at most once a second: give 1s or more")
-        return value
 
 
 class WebhookIntake(StrictModel):

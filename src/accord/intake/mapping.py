@@ -257,8 +257,8 @@ class RecordMapper:
                     "add it to `translate` in the mapping",
                 )
             data[name] = raw
-        else:
-            data[name] = _SIMPLE[kind](raw)
+        else:  # the others are one value into one field: `_Plan.simple`, in `map`
+            raise ValueError(f"{kind} is standardized by `_SIMPLE`, not here")
 
 
 _SIMPLE: dict[FieldType, Callable[[str], str]] = {

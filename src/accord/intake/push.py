@@ -15,17 +15,14 @@ stored batch and one replayed answer (the loser's transaction is rolled back).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import re
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -37,7 +34,7 @@ from accord.intake.mapping import RecordMapper
 from accord.intake.parallel import map_records
 from accord.intake.readers import RawRecord, record_of
 from accord.store import records as store
-from accord.store.engine import writing
+from accord.store.engine import json_value, writing
 
 MAX_BODY_BYTES = 10 * 1_048_576  # a request's body as sent, compressed or not
 MAX_DOCUMENT_BYTES = 50 * 1_048_576  # its JSON, once gunzipped
@@ -130,20 +127,9 @@ def check_body_size(size: int, limit: int = MAX_BODY_BYTES) -> None:
         )
 
 
-# a run of digits that may be an integer beyond 64 bits, which orjson would make a float
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
-
-
 def parse_json(document: bytes) -> Any:
-    """A JSON document as the standard library reads it (UTF-8, no NaN or Infinity: RFC
-    8259), through orjson where that gives the same value: several times faster. The
-    standard library reads what orjson refuses (and raises the error to report, with its
-    line and column) and any document with a run of 19 digits, which could be an integer
-    beyond 64 bits: orjson would make it a float, the standard library keeps it exact."""
-    if _LONG_NUMBER.search(document) is None:
-        with contextlib.suppress(orjson.JSONDecodeError):
-            return orjson.loads(document)
-    return json.loads(document.decode("utf-8"), parse_constant=_not_json)
+    """A request body's JSON document: UTF-8, without NaN or Infinity (RFC 8259)."""
+    return json_value(document, parse_constant=_not_json)
 
 
 class _NotJSON(ValueError):
