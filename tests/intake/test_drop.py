@@ -311,6 +311,31 @@ def test_files_still_being_written_are_left_alone(engine: Engine, demo_project_d
     assert [r.name for r in _scan(engine, project)] == ["late.csv"]
 
 
+def test_a_claim_folder_tidied_away_under_a_worker_does_not_lose_the_file(
+    engine: Engine, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race CI found: worker A makes processing/<claim>/, worker B's scan sees it empty
+    # and tidies it away, A's rename then fails while B skips the file A holds locked.
+    folder = _folder(project)
+    write_csv(folder / "crm.csv", _crm_rows(3, "T-"))
+    real_rename = os.rename
+    tidied: list[str] = []
+
+    def rename_after_tidy(source: Any, target: Any) -> None:
+        claim = Path(target).parent
+        if not tidied and claim.parent.name == "processing":
+            claim.rmdir()  # what the other worker's _candidates does to an empty claim
+            tidied.append(claim.name)
+        real_rename(source, target)
+
+    monkeypatch.setattr(drop.os, "rename", rename_after_tidy)
+    results = _scan(engine, project)
+
+    assert tidied, "the fault was not injected"
+    assert [(r.name, r.status) for r in results] == [("crm.csv", "done")]
+    assert _count(engine, source_record) == 3
+
+
 def test_two_scans_racing_load_each_file_exactly_once(engine: Engine, project: Project) -> None:
     folder = _folder(project)
     names = [f"part{i}.csv" for i in range(8)]

@@ -198,6 +198,9 @@ class _Claim:
     sha256: str | None = None
 
 
+_CLAIM_ATTEMPTS = 5
+
+
 def _prepare(folder: Path) -> None:
     if not folder.is_dir():
         raise NotFound(
@@ -292,16 +295,28 @@ def _claimed(folder: Path, path: Path, *, resumed: bool) -> Iterator[_Claim | No
 
 
 def _into_claim(folder: Path, path: Path) -> Path | None:
-    claim = folder / PROCESSING / uuid.uuid4().hex[:16]
-    claim.mkdir()
-    target = claim / path.name
-    try:
-        os.rename(path, target)
-    except FileNotFoundError:  # taken by another worker (or our claim folder tidied away)
-        with contextlib.suppress(OSError):
-            claim.rmdir()
-        return None
-    return target
+    """Rename `path` into a new claim folder; None when another worker took it first.
+
+    Another worker's scan tidies away empty claim folders, and may do so between our
+    mkdir and rename: the rename then fails although the file is still there. That is
+    not "taken": try again with a new claim folder (found by a race under test)."""
+    for _ in range(_CLAIM_ATTEMPTS):
+        claim = folder / PROCESSING / uuid.uuid4().hex[:16]
+        claim.mkdir()
+        target = claim / path.name
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):
+                claim.rmdir()
+            if not os.path.lexists(path):
+                return None  # taken by another worker
+            continue  # our claim folder was tidied away under us
+        return target
+    raise AccordError(
+        f"could not move {path.name} into {folder / PROCESSING}: its claim folders kept vanishing",
+        hint="something other than Accord removes folders under processing/; stop it, scan again",
+    )
 
 
 def _process(
