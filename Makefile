@@ -18,7 +18,7 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --python $(PYTHON)
 	touch $@
 
-## demo: generate the demo company, load and resolve it, then serve the app on :8000
+## demo: generate the demo company, load and resolve it, deliver it to the peer services, then serve the app on :8000
 demo: $(VENV)/.synced
 	$(VENV)/bin/accord demo demo-project
 

@@ -160,3 +160,18 @@ def anna_chain_and_bob() -> list[dict[str, str]]:
             Street="Domplatz 1",
         ),
     ]
+
+
+def bob_row(phone: str = "+49 89 5555555", city: str = "Köln") -> dict[str, str]:
+    """Bob (C4 of `anna_chain_and_bob`), with another phone or city: a change to him."""
+    return crm_row(
+        "C4",
+        FirstName="Bob",
+        LastName="Jones",
+        Email="bob@z.org",
+        Phone=phone,
+        BirthDate="1970-01-01",
+        PostalCode="50667",
+        City=city,
+        Street="Domplatz 1",
+    )

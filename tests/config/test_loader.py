@@ -44,7 +44,7 @@ def test_every_problem_is_reported_with_file_line_and_hint(demo_project_dir: Pat
     trust, colour, unknown_field = problems
     assert "accord.yaml:11: systems.crm.trust: Input should be a valid number" in trust
     assert "accord.yaml:12: unknown key 'systems.crm.colour'" in colour
-    assert "hint: allowed here: authority, default_region, description" in colour
+    assert "hint: allowed here: authority, default_region, deliver, description, health" in colour
     assert "crm.yaml:" in unknown_field
     assert "'e_mail' is not a canonical field" in unknown_field
     assert "did you mean 'email'?" in unknown_field

@@ -13,7 +13,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, Engine, delete, event, select
+from sqlalchemy import Connection, Engine, delete, select
 
 from accord.config.loader import load_project
 from accord.golden.match_index import IndexChange, sync_index
@@ -25,6 +25,7 @@ from accord.store import stewardship
 from accord.store.engine import writing
 from accord.store.records import LOOKUP_CHUNK
 from accord.store.tables import crosswalk, golden_record, match_count, match_entry, match_key
+from tests.plans import query_plans
 
 DEMO_PROJECT = Path(__file__).parent.parent.parent / "src" / "accord" / "demo" / "project"
 PLAN = IndexPlan.of(load_project(DEMO_PROJECT).config.match)
@@ -422,27 +423,6 @@ def test_keys_planned_by_the_caller_are_the_keys_written(engine: Engine) -> None
 # ---- the statements incremental matching runs per record use indexes (SQLite)
 
 
-def _plans(engine: Engine, run: Any) -> list[str]:
-    """SQLite's query plan of every statement `run(conn)` executes, one line per step."""
-    seen: list[tuple[str, Any]] = []
-
-    def note(*args: Any) -> None:
-        seen.append((args[2], args[3]))
-
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        with engine.connect() as conn:
-            run(conn)
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
-    found: list[str] = []
-    with engine.connect() as conn:
-        for sql, params in seen:
-            rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)
-            found += [str(r[3]) for r in rows]
-    return found
-
-
 def test_per_record_reads_search_by_index_not_scan(sqlite_engine: Engine) -> None:
     """A full scan is invisible on a test's few rows and takes a second on a million
     (members_of did, once: the outer join from the entries was never turned around)."""
@@ -458,7 +438,7 @@ def test_per_record_reads_search_by_index_not_scan(sqlite_engine: Engine) -> Non
         "decisions_among": lambda conn: stewardship.decisions_among(conn, [A, B, C], involving=A),
     }
     for name, run in reads.items():
-        plans = _plans(sqlite_engine, run)
+        plans = query_plans(sqlite_engine, run)
         scans = [step for step in plans if step.startswith("SCAN") and "CONSTANT ROW" not in step]
         # the one-row select that lookup joins from is scanned, and nothing else
         assert scans in ([], ["SCAN anon_1"]), (name, plans)

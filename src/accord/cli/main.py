@@ -31,6 +31,8 @@ from accord.cli.output import (
     table,
 )
 from accord.cli.poll import poll as poll_command
+from accord.cli.status import status_command
+from accord.cli.sync import reconcile_command, sync_app
 from accord.cli.worker import worker_app
 from accord.config.loader import load_project
 from accord.config.scaffold import scaffold
@@ -57,7 +59,9 @@ app = typer.Typer(
 )
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 users_app = typer.Typer(help="People who sign in to the web app and API.", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys for connected systems.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys for connected systems and for monitoring.", no_args_is_help=True
+)
 match_app = typer.Typer(
     help="The matching engine on its own: run it on plain files.", no_args_is_help=True
 )
@@ -77,6 +81,9 @@ app.add_typer(quarantine_cli.quarantine_app, name="quarantine")
 app.add_typer(quarantine_cli.loads_app, name="loads")
 app.add_typer(map_app, name="map")
 app.add_typer(broker_app, name="broker")
+app.add_typer(sync_app, name="sync")
+app.command("reconcile")(reconcile_command)
+app.command("status")(status_command)
 
 
 def writing(engine: Engine) -> AbstractContextManager[Connection]:
@@ -760,16 +767,44 @@ def users_add(
 @reports_errors
 def keys_create(
     directory: ProjectDir,
-    system: Annotated[str, typer.Option("--system", "-s")],
+    system: Annotated[
+        str | None, typer.Option("--system", "-s", help="the system the key pushes for")
+    ] = None,
+    role: Annotated[
+        Role,
+        typer.Option(
+            help="system: a connected system's key; monitor: reads only the health figures "
+            "(/metrics)"
+        ),
+    ] = Role.SYSTEM,
+    name: Annotated[
+        str | None, typer.Option(help="the name of a monitoring key, such as prometheus")
+    ] = None,
 ) -> None:
-    """Create an API key for a system; it is printed once and stored only as a hash."""
+    """Create an API key for a system (`--system crm`), or a monitoring key (`--role
+    monitor --name prometheus`); it is printed once and stored only as a hash."""
     from accord.govern import identity  # noqa: PLC0415
 
     workspace = open_workspace(directory)
-    workspace.project.mapping(system)
+    if role is Role.SYSTEM:
+        if system is None or name is not None:
+            raise InputRejected(
+                "a system's key names its system: give --system, not --name",
+                hint="a monitoring key: --role monitor --name prometheus",
+            )
+        workspace.project.mapping(system)
+        holder = system
+    else:
+        if name is None or system is not None:
+            raise InputRejected(
+                f"a {role} key has a name of its own: give --name, not --system",
+                hint="for example: --role monitor --name prometheus",
+            )
+        holder = name
     with writing(workspace.engine) as conn:
-        secret = identity.create_api_key(conn, system, created_by=cli_actor().label)
-    console.print(f"API key for {system} (shown once, keep it in a secrets store):")
+        secret = identity.create_api_key(conn, holder, created_by=cli_actor().label, role=role)
+    what = holder if role is Role.SYSTEM else f"{role} {holder!r}"
+    console.print(f"API key for {what} (shown once, keep it in a secrets store):")
     sys.stdout.write(secret + "\n")
 
 
@@ -866,11 +901,19 @@ def demo(
     seed: Annotated[int, typer.Option()] = 7,
     serve_app: Annotated[bool, typer.Option("--serve/--no-serve")] = True,
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    sync: Annotated[
+        bool,
+        typer.Option(
+            "--sync/--no-sync",
+            help="start the billing and service desk peer services and deliver the golden "
+            "records to them",
+        ),
+    ] = True,
 ) -> None:
-    """Generate the demo company, load its four systems, resolve, report, and serve."""
+    """Generate the demo company, load its four systems, resolve, report, deliver the
+    golden records to the billing and service desk peers, and serve."""
     from accord.demo.generator import generate  # noqa: PLC0415
     from accord.demo.run import inputs, score, write_project  # noqa: PLC0415
-    from accord.govern import identity  # noqa: PLC0415
 
     write_project(directory)
     data = directory / "data"
@@ -924,6 +967,57 @@ def demo(
             ],
         )
     )
+    if not sync:
+        _serve_demo(directory, workspace, serve_app, port)
+        return
+    from accord.demo.run import add_deliveries, start_peers  # noqa: PLC0415
+
+    with activity("starting the billing and service desk peers") as note:
+        peers = start_peers(directory)
+        note("started")
+    try:
+        add_deliveries(directory, peers)
+        workspace = open_workspace(directory)  # with its new `deliver` blocks
+        started = time.perf_counter()
+        totals = _deliver_all(workspace)
+        console.print(
+            table(
+                f"Delivered to the peers ({time.perf_counter() - started:.1f} s)",
+                ["target", "peer", "changes sent", "dead", "writes"],
+                [[name, peers[name].url, r.sent, r.dead, r.writes] for name, r in totals.items()],
+            )
+        )
+        _serve_demo(directory, workspace, serve_app, port)
+    finally:
+        for peer in peers.values():
+            peer.stop()
+
+
+def _deliver_all(workspace: Workspace) -> dict[str, Any]:
+    import threading  # noqa: PLC0415
+
+    from accord.sync.dispatch import RoundReport, run, targets  # noqa: PLC0415
+
+    names = targets(workspace.project)
+    with count_progress() as progress:
+        tasks = {n: progress.add_task(f"delivering to {n}", total=None) for n in names}
+
+        def advance(name: str, report: RoundReport) -> None:
+            progress.advance(tasks[name], report.sent + report.dead)
+
+        return run(
+            workspace.engine,
+            workspace.project,
+            names,
+            stop=threading.Event(),
+            until_idle=True,
+            on_round=advance,
+        )
+
+
+def _serve_demo(directory: Path, workspace: Workspace, serve_app: bool, port: int) -> None:
+    from accord.govern import identity  # noqa: PLC0415
+
     if not serve_app:
         return
     password = secrets.token_urlsafe(12)

@@ -127,10 +127,16 @@ def stages(title: str, names: list[str]) -> Iterator[Callable[[str], None]]:
         progress.update(task, completed=len(names), description=f"{title}: done")
 
 
-def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+def new_table(title: str, columns: list[str]) -> Table:
+    """An empty table in the house style: the first column left, the others right."""
     out = Table(title=title, title_justify="left", header_style="bold")
     for i, column in enumerate(columns):
         out.add_column(column, justify="right" if i else "left")
+    return out
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> Table:
+    out = new_table(title, columns)
     for row in rows:
         out.add_row(*(_cell(v) for v in row))
     return out

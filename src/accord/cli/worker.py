@@ -53,12 +53,21 @@ def run(
             "(--no-intake: match only)",
         ),
     ] = True,
+    sync: Annotated[
+        bool,
+        typer.Option(
+            "--sync/--no-sync",
+            help="also deliver golden changes to the systems with a `deliver` block (docs/sync.md)",
+        ),
+    ] = True,
 ) -> None:
-    """Match queued records and run the intake channels on their schedule until stopped
-    (Ctrl-C or SIGTERM), or with --drain match until no record is left. Several workers
-    may run at once, on one machine or several."""
+    """Match queued records, run the intake channels on their schedule and deliver golden
+    changes to the target systems, until stopped (Ctrl-C or SIGTERM); or with --drain
+    match until no record is left. Several workers may run at once, on one machine or
+    several: each channel and each target is worked by one of them at a time."""
     from accord.runtime.scheduler import IntakeScheduler  # noqa: PLC0415
-    from accord.runtime.worker import MatchWorker  # noqa: PLC0415
+    from accord.runtime.worker import MatchWorker, delivery_thread  # noqa: PLC0415
+    from accord.sync.dispatch import targets  # noqa: PLC0415
 
     workspace = open_workspace(directory)
     worker = MatchWorker(
@@ -92,15 +101,25 @@ def run(
         )
         intake_thread.start()
     channels = ", ".join(f"{c.name} ({c.timing})" for c in scheduler.channels) if intake else ""
+    delivering = targets(workspace.project) if sync else []
+    sync_thread = (
+        delivery_thread(workspace.engine, workspace.project, stop, owner=worker.name)
+        if sync
+        else None
+    )
+    if sync_thread is not None:
+        sync_thread.start()
     console.print(
         f"worker {worker.name} running"
         + (f"; intake: {channels}" if channels else "; matching only")
+        + (f"; delivering to {', '.join(delivering)}" if delivering else "")
         + ". Ctrl-C stops it after the current batch, file, page or fetch "
         "(twice: at once; what was in hand is taken again)"
     )
     report = worker.run(stop)
-    if intake_thread is not None:
-        intake_thread.join()
+    for thread in (intake_thread, sync_thread):
+        if thread is not None:
+            thread.join()
     console.print(_report_table(report.as_dict()))
 
 

@@ -7,8 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from accord.config.health import HealthConfig
 from accord.config.intake import IntakeConfig, cron_expression
 from accord.config.matching import NAME_PATTERN, MatchConfig, StrictModel
+from accord.config.sync import DeliveryConfig
 
 __all__ = ["MatchConfig", "StrictModel"]  # re-exported: the match block is part of a project
 
@@ -46,6 +48,12 @@ class SystemConfig(StrictModel):
     )
     intake: IntakeConfig = Field(
         default_factory=IntakeConfig, description="channels the system's records come in by"
+    )
+    deliver: DeliveryConfig | None = Field(
+        None, description="where golden changes go out to the system (docs/sync.md)"
+    )
+    health: HealthConfig = Field(
+        default_factory=HealthConfig, description="alert thresholds (docs/health.md)"
     )
 
     @field_validator("schedule")

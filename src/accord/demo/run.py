@@ -4,10 +4,16 @@ result measured against the generator's ground truth."""
 from __future__ import annotations
 
 import csv
+import os
+import secrets
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from accord.match.evaluate import PairwiseScores, pairwise_scores
+
+if TYPE_CHECKING:
+    from accord.demo.peers import Kind, PeerProcess
 
 PROJECT_TEMPLATE = Path(__file__).parent / "project"
 
@@ -43,3 +49,84 @@ def score(assignment: dict[tuple[str, str], str], data: Path) -> PairwiseScores:
     """Pairwise precision and recall of a resolve's assignment against the ground truth
     the generator wrote beside the data, over the records the resolve saw."""
     return pairwise_scores(assignment, read_truth(data / "truth.csv"))
+
+
+# The demo's billing and service desk also receive golden changes (docs/sync.md), each
+# from a peer service of its own: target field -> canonical field.
+DEMO_TARGETS: dict[str, tuple[Kind, dict[str, str]]] = {
+    "billing": (
+        "billing",
+        {
+            "first_name": "given_name",
+            "last_name": "family_name",
+            "company": "organization_name",
+            "email_address": "email",  # billing is its authority: never written there
+            "phone": "phone",
+            "street": "street",
+            "postcode": "postcode",
+            "city": "city",
+            "country": "country",
+            "vat_number": "tax_id",
+        },
+    ),
+    "service": (
+        "service_desk",
+        {
+            "first_name": "given_name",
+            "last_name": "family_name",
+            "email": "email",
+            "phone": "phone",
+            "company": "employer",
+            "country": "country",
+        },
+    ),
+}
+
+
+def token_variable(system: str) -> str:
+    return f"ACCORD_DEMO_{system.upper()}_TOKEN"
+
+
+def start_peers(root: Path) -> dict[str, PeerProcess]:
+    """Start a peer service for each demo target (its store under `root/peers`), with a
+    fresh token each, put in this process's environment for Accord to read."""
+    from accord.demo.peers import PeerProcess  # noqa: PLC0415  (FastAPI is slow to import)
+
+    started: dict[str, PeerProcess] = {}
+    try:
+        for system, (kind, _) in DEMO_TARGETS.items():
+            token = secrets.token_urlsafe(24)
+            os.environ[token_variable(system)] = token
+            folder = root / "peers"
+            folder.mkdir(parents=True, exist_ok=True)
+            peer = PeerProcess(kind, folder / f"{system}.sqlite3", token=token)
+            started[system] = peer.start()
+    except BaseException:
+        for peer in started.values():
+            peer.stop()
+        raise
+    return started
+
+
+def add_deliveries(root: Path, peers: dict[str, PeerProcess]) -> None:
+    """Give the demo project's targets a `deliver` block pointing at their running peers
+    (the demo owns its accord.yaml; comments and order are kept)."""
+    from ruamel.yaml import YAML  # noqa: PLC0415
+
+    yaml = YAML()
+    path = root / "accord.yaml"
+    document = yaml.load(path.read_text(encoding="utf-8"))
+    for system, peer in peers.items():
+        fields = DEMO_TARGETS[system][1]
+        document["systems"][system]["deliver"] = {
+            "http": {
+                "url": peer.url,
+                "resource": peer.resource,
+                "token_env": token_variable(system),
+                "batch": 200,
+            },
+            "fields": dict(fields),
+            "retry": {"max_attempts": 12, "backoff": "1s", "max_backoff": "2m"},
+        }
+    with path.open("w", encoding="utf-8") as handle:
+        yaml.dump(document, handle)

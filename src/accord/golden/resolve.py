@@ -31,9 +31,9 @@ from accord.match.features import features_of, set_employer
 from accord.match.index import IndexPlan
 from accord.match.interface import OversizedBlock
 from accord.store import golden as golden_store
+from accord.store import outbox, stewardship
 from accord.store import queue as work_queue
 from accord.store import records as record_store
-from accord.store import stewardship
 from accord.store.dialect import exclusive
 from accord.store.engine import JSONText, json_value, writing
 from accord.store.records import CurrentDocument
@@ -360,13 +360,14 @@ def write_clusters(
             and fingerprints.get(ids.cluster_ids[i]) != built[i]["fingerprint"]
         ]
         previous = golden_store.data_of(conn, changed)
-        inserts, updates = [], []
+        inserts, updates, changes = [], [], []
         for i in batch:
             golden_id, golden = ids.cluster_ids[i], built[i]
             row = golden | {"golden_id": golden_id, "entity_type": entity}
             if golden_id in ids.new_ids:
                 inserts.append(row)
                 events.append(_event(AuditAction.GOLDEN_CREATED, golden_id, golden))
+                changes.append(_change(outbox.CREATED, golden_id, golden, None))
             elif golden_id in previous:
                 updates.append(row)
                 was = previous[golden_id]
@@ -378,12 +379,14 @@ def write_clusters(
                 events.append(
                     _event(AuditAction.GOLDEN_UPDATED, golden_id, golden, {"fields": fields})
                 )
+                changes.append(_change(outbox.UPDATED, golden_id, golden, fields))
             else:
                 report.unchanged += 1
         report.created += len(inserts)
         report.updated += len(updates)
         golden_store.insert_golden(conn, inserts)
         golden_store.update_golden(conn, updates)
+        outbox.record(conn, changes)
         golden_store.link(
             conn,
             _crosswalk_rows(
@@ -392,6 +395,14 @@ def write_clusters(
             decided_by=actor,
         )
     golden_store.retire(conn, ids.merged, ids.retired)
+    outbox.record(
+        conn,
+        [
+            {"golden_id": old, "change": outbox.MERGED, "merged_into": new}
+            for old, new in sorted(ids.merged.items())
+        ]
+        + [{"golden_id": old, "change": outbox.RETIRED} for old in sorted(ids.retired)],
+    )
     events += [
         AuditEvent(AuditAction.GOLDEN_MERGED, "golden", old, {"into": new})
         for old, new in sorted(ids.merged.items())
@@ -404,6 +415,19 @@ def write_clusters(
     report.merged += len(ids.merged)
     report.retired += len(ids.retired)
     return events
+
+
+def _change(
+    change: str, golden_id: str, golden: dict[str, Any], fields: list[str] | None
+) -> dict[str, Any]:
+    """An outbox change: the golden values after it and the system each came from."""
+    return {
+        "golden_id": golden_id,
+        "change": change,
+        "data": golden["data"],
+        "sources": outbox.sources_of(golden["data"], golden["lineage"]),
+        "fields": fields,
+    }
 
 
 def _crosswalk_rows(

@@ -51,6 +51,11 @@ class Survivorship:
                 ranks.setdefault(system, len(ranks))
             self._priority[field] = ranks
 
+    def rank(self, field: str, system: str) -> int:
+        """`system`'s place in `field`'s source priority: lower wins; unlisted last."""
+        ranks = self._priority.get(field, {})
+        return ranks.get(system, len(ranks))
+
     def build(self, members: Sequence[Member]) -> tuple[dict[str, Any], dict[str, Any]]:
         """The golden values and, per field, their lineage."""
         # Newest first, then by system and source id: the order within a source rank,

@@ -45,6 +45,7 @@ class AuditAction(StrEnum):
     USER_PASSWORD_RESET = "user.password_reset"  # noqa: S105  (an action name)
     API_KEY_CREATED = "api_key.created"
     POLL_RESET = "poll.reset"
+    SYNC_CONFLICT_DECIDED = "sync.conflict_decided"
 
 
 @dataclass(frozen=True)

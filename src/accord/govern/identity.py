@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -141,8 +142,25 @@ def sign_out(conn: Connection, token: str, *, actor: Actor) -> None:
     record(conn, actor.label, [AuditEvent(AuditAction.USER_SIGNED_OUT, "user", actor.name)])
 
 
-def create_api_key(conn: Connection, system: str, *, created_by: str) -> str:
-    """A new API key for `system`. Returned once; only its hash is kept."""
+KEY_ROLES = (Role.SYSTEM, Role.MONITOR)  # the roles an API key may carry
+KEY_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")  # a system's name, or a monitoring key's
+
+
+def create_api_key(
+    conn: Connection, system: str, *, created_by: str, role: Role = Role.SYSTEM
+) -> str:
+    """A new API key for `system` (role `system`), or a monitoring key named `system`
+    (role `monitor`). Returned once; only its hash is kept."""
+    if role not in KEY_ROLES:
+        raise InputRejected(
+            f"an API key carries the role system or monitor, not {role}",
+            hint="people sign in with a user of their own: `accord users add`",
+        )
+    if not KEY_NAME.match(system):
+        raise InputRejected(
+            f"{system!r} is not a key name: lower-case letters, digits, - and _, "
+            "starting with a letter, at most 64 characters"
+        )
     secret = f"{KEY_PREFIX}_{system}_{secrets.token_urlsafe(32)}"
     # The readable start of the key (4 random characters), to tell keys apart in lists.
     prefix = secret[: len(KEY_PREFIX) + len(system) + 6]
@@ -150,29 +168,30 @@ def create_api_key(conn: Connection, system: str, *, created_by: str) -> str:
         api_key.insert(),
         {
             "system": system,
+            "role": str(role),
             "prefix": prefix,
             "key_hash": _digest(secret),
             "created_by": created_by,
             "created_at": utcnow(),
         },
     )
-    record(
-        conn,
-        created_by,
-        [AuditEvent(AuditAction.API_KEY_CREATED, "system", system, {"prefix": prefix})],
-    )
+    details = {"prefix": prefix} | ({} if role is Role.SYSTEM else {"role": str(role)})
+    record(conn, created_by, [AuditEvent(AuditAction.API_KEY_CREATED, "system", system, details)])
     return secret
 
 
 def actor_for_api_key(conn: Connection, secret: str) -> Actor:
     row = conn.execute(
-        select(api_key.c.system).where(
+        select(api_key.c.system, api_key.c.role).where(
             api_key.c.key_hash == _digest(secret), api_key.c.revoked_at.is_(None)
         )
     ).first()
     if row is None:
         raise NotAuthenticated("unknown or revoked API key")
-    return Actor("system", row.system, Role.SYSTEM)
+    role = Role(row.role)
+    # a monitoring key is no system: it never passes a check meant for a system's own key,
+    # and the audit log names it as what it is
+    return Actor("system" if role is Role.SYSTEM else "monitor", row.system, role)
 
 
 def ensure_user(conn: Connection, username: str, password: str, role: Role, *, actor: str) -> None:

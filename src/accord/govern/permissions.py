@@ -22,6 +22,9 @@ class Permission(StrEnum):
     QUARANTINE_MANAGE = "quarantine:manage"
     # take a whole load back out of the current records
     LOADS_WITHDRAW = "loads:withdraw"
+    # the integration health figures (`/metrics`, `accord status`): volumes, error rates,
+    # backlogs and latencies per system, no customer data
+    HEALTH_READ = "health:read"
 
 
 class Role(StrEnum):
@@ -30,6 +33,7 @@ class Role(StrEnum):
     OPERATOR = "operator"
     VIEWER = "viewer"
     SYSTEM = "system"  # a connected system, authenticated by its API key
+    MONITOR = "monitor"  # a monitoring system (Prometheus) by its API key: health only
 
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -52,10 +56,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.MATCHES_READ,
             Permission.QUARANTINE_MANAGE,
             Permission.LOADS_WITHDRAW,
+            Permission.HEALTH_READ,
         }
     ),
     Role.VIEWER: frozenset({Permission.CUSTOMERS_READ}),
     Role.SYSTEM: frozenset({Permission.RECORDS_WRITE, Permission.RECORDS_READ}),
+    Role.MONITOR: frozenset({Permission.HEALTH_READ}),
 }
 
 
@@ -63,7 +69,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 class Actor:
     """Whoever acts: a person, a connected system, or the local command line."""
 
-    kind: str  # "user", "system" or "cli"
+    kind: str  # "user", "system", "monitor" (a monitoring key) or "cli"
     name: str
     role: Role
     user_id: int | None = None

@@ -43,7 +43,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import nats
@@ -98,7 +98,12 @@ def settings(project: Project, system: str) -> BrokerIntake:
     return config.intake.broker
 
 
-def server_urls(config: BrokerIntake, environ: Mapping[str, str]) -> list[str]:
+class _Located(Protocol):
+    @property
+    def url_env(self) -> str: ...
+
+
+def server_urls(config: _Located, environ: Mapping[str, str]) -> list[str]:
     """The servers to connect to: the comma-separated URLs in the environment variable
     `url_env`, or the local server when it is not set."""
     value = environ.get(config.url_env, "").strip()
@@ -254,6 +259,12 @@ class Consumer:
             hint="check that the server is up; what was stored is kept, and what was not "
             "acknowledged is delivered again to the next consumer",
         )
+
+
+async def connect(urls: list[str]) -> Client:
+    """A connection to the servers (the first that answers); BrokerUnavailable, with
+    what to do, when none does. Also used by sync out's NATS channel."""
+    return await _connect(urls)
 
 
 async def _connect(urls: list[str]) -> Client:

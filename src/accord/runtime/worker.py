@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from accord.config.loader import Project
+from accord.errors import AccordError
 from accord.golden.incremental import (
     IncrementalResolver,
     IncrementalUnavailable,
@@ -229,14 +230,42 @@ class MatchWorker:
         return self.report
 
 
+def delivery_thread(
+    engine: Engine, project: Project, stop: threading.Event, *, owner: str
+) -> threading.Thread | None:
+    """A thread delivering golden changes to the project's targets until `stop` is set
+    (None when no system has a `deliver` block). A target whose settings cannot work
+    (its token variable unset) is logged, with what to do, and left; the rest goes on."""
+    from accord.sync.dispatch import run, targets  # noqa: PLC0415
+
+    names = targets(project)
+    if not names:
+        return None
+
+    def deliver() -> None:
+        try:
+            run(engine, project, names, stop=stop, owner=owner)
+        except AccordError as exc:
+            log.error("sync out stopped: %s", exc)  # noqa: TRY400  (str(exc) has the hint)
+
+    return threading.Thread(target=deliver, name="accord-sync", daemon=True)
+
+
 class WorkerPool:
     """Workers on threads of this process (`accord serve` runs them beside the web app
     on the embedded default, so a pushed record is matched without a separate worker),
     and, with at least one worker and `intake`, the intake scheduler on a thread of its
-    own: it runs the project's drop, poll and broker channels when they are due."""
+    own: it runs the project's drop, poll and broker channels when they are due; with at
+    least one worker and `sync`, delivery of golden changes to the target systems."""
 
     def __init__(
-        self, engine: Engine, project: Project, count: int, *, intake: bool = True
+        self,
+        engine: Engine,
+        project: Project,
+        count: int,
+        *,
+        intake: bool = True,
+        sync: bool = True,
     ) -> None:
         self.stop_event = threading.Event()
         self.workers = [MatchWorker(engine, project) for _ in range(count)]
@@ -257,6 +286,10 @@ class WorkerPool:
                     daemon=True,
                 )
             )
+        if count and sync:
+            delivery = delivery_thread(engine, project, self.stop_event, owner=self.workers[0].name)
+            if delivery is not None:
+                self.threads.append(delivery)
 
     def __enter__(self) -> WorkerPool:
         for thread in self.threads:

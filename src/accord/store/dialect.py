@@ -8,7 +8,19 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, any_, bindparam, false, func, or_, select, text
+from sqlalchemy import (
+    Connection,
+    Float,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    false,
+    func,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 
@@ -112,6 +124,14 @@ def one_of(column: Any, name: str, dialect: str) -> Any:
     if dialect == "postgresql":
         return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
     return column.in_(bindparam(name, expanding=True))
+
+
+def seconds_between(start: Any, end: Any, dialect: str) -> Any:
+    """`end - start` in seconds, as a float, for two UTCDateTime columns. SQLite keeps
+    them as text, which julianday reads (to about a millisecond at today's dates)."""
+    if dialect == "postgresql":
+        return func.extract("epoch", end - start).cast(Float)
+    return (func.julianday(end) - func.julianday(start)) * 86_400.0
 
 
 def insert_rows(

@@ -26,11 +26,14 @@ def default_database_url(project_dir: Path) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for `url`, with SQLite set up for one writer and many readers (WAL)."""
+    """An engine for `url`, with SQLite set up for one writer and many readers (WAL).
+    JSON columns are written by `json_text` and read by `json_value`: orjson wherever it
+    gives the standard library's text and values."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
             json_serializer=json_text,
+            json_deserializer=json_value,
             connect_args={"check_same_thread": False, "timeout": 30},
             # Let us issue BEGIN ourselves so that a write transaction takes its lock
             # at the start instead of failing to upgrade a read lock half-way.
@@ -45,7 +48,9 @@ def make_engine(url: str) -> Engine:
                 f"unsupported PostgreSQL driver in {_redact(url)}",
                 hint="use postgresql+psycopg://user@host:5432/dbname (psycopg 3)",
             )
-        return create_engine(url, pool_pre_ping=True, json_serializer=json_text)
+        return create_engine(
+            url, pool_pre_ping=True, json_serializer=json_text, json_deserializer=json_value
+        )
     raise AccordError(
         f"unsupported database URL {_redact(url)}",
         hint="use sqlite:///path/to/file.sqlite3 or postgresql+psycopg://user@host/db",

@@ -82,6 +82,22 @@ def data_of(conn: Connection, golden_ids: Sequence[str]) -> dict[str, dict[str, 
     return found
 
 
+def content_of(
+    conn: Connection, golden_ids: Sequence[str]
+) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """golden id -> (data, lineage) of these active golden records."""
+    found: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for start in range(0, len(golden_ids), LOOKUP_CHUNK):
+        rows = conn.execute(
+            select(golden_record.c.golden_id, golden_record.c.data, golden_record.c.lineage).where(
+                golden_record.c.golden_id.in_(golden_ids[start : start + LOOKUP_CHUNK]),
+                golden_record.c.status == "active",
+            )
+        )
+        found.update({r.golden_id: (r.data, r.lineage) for r in rows})
+    return found
+
+
 def insert_golden(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         now = utcnow()

@@ -163,6 +163,7 @@ source_record = Table(
     Column("received_at", UTCDateTime, nullable=False),
     UniqueConstraint("system", "source_id", "version"),
     Index(None, "load_id"),  # a load's records, read to withdraw it
+    Index(None, "system", "received_at"),  # a system's records received lately (health)
 )
 
 # A source record mapped into the canonical model, with the mapping version that did it.
@@ -223,6 +224,7 @@ quarantine = Table(
     Index(None, "system", "status"),
     Index(None, "system", "content_hash"),
     Index(None, "load_id"),
+    Index(None, "system", "created_at"),  # a system's entries filed lately (health)
 )
 
 golden_record = Table(
@@ -404,6 +406,9 @@ user_session = Table(
     Column("expires_at", UTCDateTime, nullable=False),
 )
 
+# A key for a connected system (role `system`: it pushes and reads that system's
+# records), or a monitoring key (role `monitor`: it reads the health figures), named by
+# `system`.
 api_key = Table(
     "api_key",
     metadata,
@@ -414,6 +419,7 @@ api_key = Table(
     Column("created_by", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
+    Column("role", String(32), nullable=False, server_default="system"),
 )
 
 # The durable work queue between intake and matching: one row per record waiting to be
@@ -439,4 +445,100 @@ work_item = Table(
     Column("covered_token", String(32)),
     UniqueConstraint("system", "source_id"),
     Index(None, "entity_type", "id"),
+)
+
+# The outbox (C4.1, C2.3): one row per change of a golden record, written in the
+# transaction that made the change, so a change is delivered if and only if it happened.
+# `data` is the golden values after the change and `sources` the system each value came
+# from (for conflict policies); a merge or retirement carries neither: it is a tombstone.
+golden_change = Table(
+    "golden_change",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("golden_id", String(32), nullable=False),
+    Column("change", String(16), nullable=False),  # created, updated, merged, retired
+    Column("data", Document),
+    Column("sources", Document),
+    Column("fields", Document),  # the fields that changed; null when all of them did
+    Column("merged_into", String(32)),
+    # a repair for one target (`accord reconcile --repair`); null: a change for every target
+    Column("target", String(64)),
+    Column("changed_at", UTCDateTime, nullable=False),
+    Index(None, "golden_id", "id"),
+)
+
+# How far each delivery target has taken the outbox (changes after `change_id` are still
+# to be planned into deliveries for it), and which process delivers to it now: one at a
+# time, so several workers never write the same change twice at once.
+sync_cursor = Table(
+    "sync_cursor",
+    metadata,
+    Column("target", String(64), primary_key=True),
+    Column("change_id", BigInteger, nullable=False),
+    Column("lease_owner", String(200)),
+    Column("lease_until", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# One change to deliver to one target, with its own state: pending (waiting for its
+# turn or its next attempt at `due_at`), sent, or dead (given up; replayable). One
+# customer's deliveries to a target go in the order of its changes.
+sync_delivery = Table(
+    "sync_delivery",
+    metadata,
+    Column("target", String(64), primary_key=True),
+    Column("change_id", BigInteger, primary_key=True),
+    Column("golden_id", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("last_status", Integer),  # the target's HTTP status, if it answered
+    Column("last_error", Text),
+    Column("outcome", Document),  # per target record: what was done (created, updated, ...)
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Index(None, "target", "state", "change_id"),
+    Index(None, "target", "state", "golden_id", "change_id"),
+    Index(None, "target", "finished_at"),  # deliveries finished lately (health)
+)
+
+# What Accord knows of each record it writes in a target: the customer it belongs to,
+# whether Accord created it or it is the target's own (a member of the customer), its
+# version tag for conditional writes, and its fields as last seen (the base a conflict
+# is detected against).
+sync_record = Table(
+    "sync_record",
+    metadata,
+    Column("target", String(64), primary_key=True),
+    Column("record_id", String(256), primary_key=True),
+    Column("golden_id", String(32), nullable=False),
+    Column("origin", String(16), nullable=False),  # accord (created by Accord) or member
+    Column("etag", String(200)),
+    # JSON text, not a document column: a target may send back what jsonb cannot hold (\u0000)
+    Column("fields", Text),
+    Column("deleted", Boolean, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "target", "golden_id"),
+)
+
+# A field both Accord and a target changed since Accord last wrote it, and how the
+# field's conflict policy settled it (C4.2); those left to a steward wait here.
+sync_conflict = Table(
+    "sync_conflict",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("target", String(64), nullable=False),
+    Column("record_id", String(256), nullable=False),
+    Column("golden_id", String(32), nullable=False),
+    Column("change_id", BigInteger, nullable=False),
+    Column("field", String(64), nullable=False),
+    Column("ours", Text),  # JSON text, as sync_record.fields
+    Column("theirs", Text),
+    Column("policy", String(32), nullable=False),
+    Column("kept", String(16), nullable=False),  # ours, theirs, or waiting (for a steward)
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("decided_by", String(200)),  # the steward who settled a waiting one
+    Column("decided_at", UTCDateTime),
+    Index(None, "target", "kept"),
+    Index(None, "target", "record_id"),  # each round reads its records' latest conflicts
 )

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from accord.runtime.admission import Admission
-from accord.web import api, errors, pages, quarantine, webhooks
+from accord.web import api, errors, metrics, pages, quarantine, webhooks
 from accord.web.auth import ActorDep
 from accord.workspace import Workspace, open_workspace
 
@@ -53,6 +53,7 @@ def create_app(workspace: Workspace) -> FastAPI:
     app.include_router(api.router)
     app.include_router(quarantine.router)
     app.include_router(webhooks.router)
+    app.include_router(metrics.router)
     app.include_router(pages.router)
 
     @app.get("/health", tags=["operations"])

@@ -34,8 +34,11 @@ STATUS: dict[type[AccordError], int] = {
 }
 
 
+MACHINE_PATHS = ("/openapi.json", "/metrics")  # read by programs: JSON errors, never a page
+
+
 def wants_html(request: Request) -> bool:
-    return not request.url.path.startswith("/api/") and request.url.path != "/openapi.json"
+    return not request.url.path.startswith("/api/") and request.url.path not in MACHINE_PATHS
 
 
 def register(app: FastAPI) -> None:

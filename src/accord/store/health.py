@@ -1,0 +1,153 @@
+"""The aggregate reads behind the health figures (`runtime/health.py`): each is one
+statement over an index, bounded by a time window or by one target, so it stays fast
+at millions of records (a test checks SQLite's query plans)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, func, or_, select
+
+from accord.store.dialect import seconds_between
+from accord.store.queue import MAX_ATTEMPTS
+from accord.store.sync import DEAD, SENT, held_by
+from accord.store.tables import (
+    golden_change,
+    golden_record,
+    quarantine,
+    source_record,
+    sync_delivery,
+    work_item,
+)
+
+
+@dataclass(frozen=True)
+class Arrivals:
+    """What came in from one system lately: versions stored, entries quarantined."""
+
+    stored_hour: int = 0
+    stored_day: int = 0
+    quarantined_hour: int = 0
+    quarantined_day: int = 0
+
+
+def arrivals(conn: Connection, system: str, *, hour: datetime, day: datetime) -> Arrivals:
+    """What came in from `system` since `day`, and of that since `hour` (`hour` >=
+    `day`): two ranges of the (system, time) indexes."""
+    stored_hour, stored_day = conn.execute(
+        select(func.count().filter(source_record.c.received_at >= hour), func.count()).where(
+            source_record.c.system == system, source_record.c.received_at >= day
+        )
+    ).one()
+    filed_hour, filed_day = conn.execute(
+        select(func.count().filter(quarantine.c.created_at >= hour), func.count()).where(
+            quarantine.c.system == system, quarantine.c.created_at >= day
+        )
+    ).one()
+    return Arrivals(int(stored_hour), int(stored_day), int(filed_hour), int(filed_day))
+
+
+@dataclass(frozen=True)
+class Queue:
+    """One system's records on the work queue."""
+
+    backlog: int = 0  # waiting to be matched or being matched now
+    failed: int = 0  # given up on after MAX_ATTEMPTS (`accord worker retry`)
+    oldest: datetime | None = None  # when the longest-waiting of the backlog was queued
+
+
+def queues(conn: Connection) -> dict[str, Queue]:
+    """system -> its records on the work queue (the queue is the backlog: one pass)."""
+    failed = work_item.c.attempts >= MAX_ATTEMPTS
+    rows = conn.execute(
+        select(
+            work_item.c.system,
+            func.count().filter(~failed),
+            func.count().filter(failed),
+            func.min(work_item.c.enqueued_at).filter(~failed),
+        ).group_by(work_item.c.system)
+    ).all()
+    return {
+        system: Queue(int(backlog), int(given_up), oldest)
+        for system, backlog, given_up, oldest in rows
+    }
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Deliveries to one target finished (sent or dead) in a window."""
+
+    sent: int
+    dead: int
+    with_errors: int  # dead, or sent after a failed attempt
+
+
+def finished(conn: Connection, target: str, since: datetime) -> Finished:
+    state = sync_delivery.c.state
+    sent, dead, with_errors = conn.execute(
+        select(
+            func.count().filter(state == SENT),
+            func.count().filter(state == DEAD),
+            func.count().filter(or_(state == DEAD, sync_delivery.c.attempts > 1)),
+        ).where(
+            sync_delivery.c.target == target,
+            sync_delivery.c.finished_at >= since,
+            state.in_([SENT, DEAD]),
+        )
+    ).one()
+    return Finished(int(sent), int(dead), int(with_errors))
+
+
+def latencies_at(
+    conn: Connection, target: str, since: datetime, ranks: Sequence[int]
+) -> dict[int, float]:
+    """rank -> seconds from the golden change to its delivery, for the deliveries to
+    `target` sent since `since`, ranked from the quickest (1) on: the nearest-rank
+    percentiles, sorted by the database."""
+    if not ranks:
+        return {}
+    latency = seconds_between(
+        golden_change.c.changed_at, sync_delivery.c.finished_at, conn.dialect.name
+    )
+    ranked = (
+        select(
+            latency.label("seconds"),
+            func.row_number().over(order_by=latency).label("rank"),
+        )
+        .select_from(
+            sync_delivery.join(golden_change, golden_change.c.id == sync_delivery.c.change_id)
+        )
+        .where(
+            sync_delivery.c.target == target,
+            sync_delivery.c.finished_at >= since,
+            sync_delivery.c.state == SENT,
+        )
+        .subquery()
+    )
+    rows = conn.execute(
+        select(ranked.c.rank, ranked.c.seconds).where(ranked.c.rank.in_(sorted(set(ranks))))
+    )
+    return {int(rank): max(float(seconds), 0.0) for rank, seconds in rows}
+
+
+def active_customers(conn: Connection) -> int:
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(golden_record)
+            .where(golden_record.c.status == "active")
+        ).scalar_one()
+    )
+
+
+def customers_held(conn: Connection, target: str) -> int:
+    """Active customers `target` holds a record of (`store.sync.held_by`)."""
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(golden_record)
+            .where(golden_record.c.status == "active", held_by(target))
+        ).scalar_one()
+    )

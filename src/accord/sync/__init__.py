@@ -1,0 +1,1 @@
+"""Sync out: golden changes delivered to every target system (docs/sync.md)."""

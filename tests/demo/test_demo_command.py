@@ -1,0 +1,41 @@
+"""`accord demo` end to end, without the web server: the demo company loaded and
+resolved, then its golden records delivered to the billing and service desk peers,
+which run as processes of their own and are stopped at the end."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from accord.cli.main import app
+
+
+def test_the_demo_delivers_its_golden_records_to_both_peers(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    result = CliRunner().invoke(
+        app, ["demo", str(root), "--customers", "60", "--no-serve"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert "Delivered to the peers" in result.output
+    store = sqlite3.connect(root / ".accord" / "accord.sqlite3")
+    try:
+        golden = store.execute(
+            "SELECT COUNT(*) FROM golden_record WHERE status = 'active'"
+        ).fetchone()[0]
+        states = dict(
+            store.execute(
+                "SELECT target || ':' || state, COUNT(*) FROM sync_delivery GROUP BY 1"
+            ).fetchall()
+        )
+    finally:
+        store.close()
+    assert states == {"billing:sent": golden, "service:sent": golden}
+    for system in ("billing", "service"):
+        peer = sqlite3.connect(root / "peers" / f"{system}.sqlite3")
+        try:
+            held = peer.execute("SELECT COUNT(*) FROM record").fetchone()[0]
+        finally:
+            peer.close()
+        assert 0 < held <= golden  # created for customers the system lacked

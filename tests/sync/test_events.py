@@ -1,0 +1,210 @@
+"""Sync out to a NATS JetStream subject: each golden change published once, in order, as
+a CloudEvent, against the real server (127.0.0.1:4222), on both stores."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import nats
+import orjson
+import pytest
+from cloudevents.core.formats.json import JSONFormat
+from sqlalchemy import Engine
+
+from accord.golden.resolve import resolve
+from accord.intake.load import load_file
+from accord.settings import Settings
+from accord.store import outbox
+from accord.store.types import utcnow
+from accord.sync.dispatch import TargetDispatcher, run
+from accord.sync.nats import NatsChannel
+from accord.workspace import Workspace
+from tests.factories import anna_chain_and_bob, bob_row, write_csv
+from tests.services import require
+
+NATS_URL = os.environ.get("ACCORD_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+class Subject:
+    """A stream of the test's own with a duplicate window, and its subject."""
+
+    def __init__(self) -> None:
+        token = uuid.uuid4().hex[:12]
+        self.stream = f"ACCORD_OUT_{token}"
+        self.subject = f"accord{token}.customers"
+
+    async def _client(self) -> Any:
+        return await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
+
+    def create(self) -> None:
+        async def add() -> None:
+            client = await self._client()
+            await client.jetstream().add_stream(
+                name=self.stream, subjects=[self.subject], duplicate_window=120.0
+            )
+            await client.close()
+
+        asyncio.run(add())
+
+    def delete(self) -> None:
+        async def remove() -> None:
+            client = await self._client()
+            await client.jetstream().delete_stream(self.stream)
+            await client.close()
+
+        asyncio.run(remove())
+
+    def messages(self) -> list[Any]:
+        """Every message in the stream, in order."""
+
+        async def read() -> list[Any]:
+            client = await self._client()
+            js = client.jetstream()
+            info = await js.stream_info(self.stream)
+            found = [
+                await js.get_msg(self.stream, seq)
+                for seq in range(info.state.first_seq, info.state.last_seq + 1)
+                if info.state.messages
+            ]
+            await client.close()
+            return found
+
+        return asyncio.run(read())
+
+
+@pytest.fixture
+def subject() -> Iterator[Subject]:
+    async def probe() -> None:
+        client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
+        await client.jetstream().account_info()
+        await client.close()
+
+    require("NATS JetStream", NATS_URL, lambda: asyncio.run(probe()))
+    made = Subject()
+    made.create()
+    yield made
+    made.delete()
+
+
+@pytest.fixture
+def published(
+    engine: Engine, demo_project_dir: Path, subject: Subject, monkeypatch: pytest.MonkeyPatch
+) -> Workspace:
+    monkeypatch.setenv("ACCORD_TEST_NATS_URL", NATS_URL)
+    config = demo_project_dir / "accord.yaml"
+    text = config.read_text(encoding="utf-8")
+    anchor = "    sync: realtime\n\nmatch:"  # the service desk, the last system
+    assert anchor in text
+    block = (
+        "    sync: realtime\n"
+        "    deliver:\n"
+        f"      nats: {{url_env: ACCORD_TEST_NATS_URL, subject: {subject.subject}}}\n"
+        "      fields: {first_name: given_name, last_name: family_name, phone: phone}\n"
+        "      retry: {max_attempts: 50, backoff: 20ms, max_backoff: 100ms}\n"
+        "\nmatch:"
+    )
+    config.write_text(text.replace(anchor, block, 1), encoding="utf-8")
+    return Workspace(demo_project_dir, engine, Settings())
+
+
+def _deliver(workspace: Workspace) -> Any:
+    return run(
+        workspace.engine,
+        workspace.project,
+        ["service"],
+        stop=threading.Event(),
+        until_idle=True,
+        idle_wait=0.05,
+        deadline=utcnow() + timedelta(seconds=60),
+    )["service"]
+
+
+def test_each_golden_change_is_published_once_in_order_as_a_cloudevent(
+    published: Workspace, subject: Subject, tmp_path: Path
+) -> None:
+    engine, project = published.engine, published.project
+    rows = anna_chain_and_bob()
+    load_file(engine, project, "crm", write_csv(tmp_path / "a.csv", rows), actor="t")
+    resolve(engine, project, actor="test")
+    load_file(
+        engine,
+        project,
+        "crm",
+        write_csv(tmp_path / "b.csv", [*rows[:-1], bob_row("+49 89 7777")]),
+        actor="t",
+    )
+    resolve(engine, project, actor="test")
+    report = _deliver(published)
+    with engine.connect() as conn:
+        changes = outbox.after(conn, 0, 1000)
+    assert report.sent == len(changes) == 3 and report.dead == 0
+
+    messages = subject.messages()
+    events = [JSONFormat().read(None, m.data) for m in messages]
+    assert [e.get_id() for e in events] == [str(c.id) for c in changes]  # once each, in order
+    assert [m.headers["Nats-Msg-Id"] for m in messages] == [
+        f"accord-service-{c.id}" for c in changes
+    ]
+    created, _, updated = events
+    assert created.get_type() == "com.accord.customer.created"
+    assert created.get_source() == f"accord/{project.config.project}"
+    assert updated.get_type() == "com.accord.customer.updated"
+    assert updated.get_subject() == changes[-1].golden_id
+    data = updated.get_data()
+    assert isinstance(data, dict)
+    assert data["fields"] == {"first_name": "Bob", "last_name": "Jones", "phone": "+49897777"}
+    assert data["changed"] == ["phone"]
+    assert orjson.loads(messages[0].data)["specversion"] == "1.0"
+
+
+def test_a_change_published_again_is_stored_once(
+    published: Workspace, subject: Subject, tmp_path: Path
+) -> None:
+    engine, project = published.engine, published.project
+    load_file(
+        engine, project, "crm", write_csv(tmp_path / "a.csv", anna_chain_and_bob()), actor="t"
+    )
+    resolve(engine, project, actor="test")
+    with engine.connect() as conn:
+        changes = outbox.after(conn, 0, 1000)
+    config = project.config.systems["service"].deliver
+    assert config is not None and config.nats is not None
+    channel = NatsChannel("service", config.nats, project=project.config.project)
+    try:
+        first = channel.publish([(c, {}) for c in changes])
+        again = channel.publish([(c, {}) for c in changes])  # as after a lost acknowledgement
+    finally:
+        channel.close()
+    assert [p.duplicate for p in first] == [False] * len(changes)
+    assert [p.duplicate for p in again] == [True] * len(changes)
+    assert len(subject.messages()) == len(changes)
+
+
+def test_no_stream_for_the_subject_keeps_the_changes_waiting_with_what_to_do(
+    published: Workspace, subject: Subject, tmp_path: Path
+) -> None:
+    engine, project = published.engine, published.project
+    load_file(
+        engine, project, "crm", write_csv(tmp_path / "a.csv", anna_chain_and_bob()), actor="t"
+    )
+    resolve(engine, project, actor="test")
+    subject.delete()
+    try:
+        dispatcher = TargetDispatcher(engine, project, "service")
+        try:
+            report = dispatcher.round()
+        finally:
+            dispatcher.close()
+        assert (report.sent, report.dead, report.retrying) == (0, 0, 2)
+        assert report.error is not None and "no JetStream stream captures" in report.error
+    finally:
+        subject.create()
+    assert _deliver(published).sent == 2
+    assert len(subject.messages()) == 2
