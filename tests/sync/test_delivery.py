@@ -32,10 +32,10 @@ from accord.settings import Settings
 from accord.steward.service import decide_pair
 from accord.store import sync as sync_store
 from accord.store.engine import writing
-from accord.store.tables import audit_log
+from accord.store.tables import audit_log, sync_cursor
 from accord.store.types import utcnow
 from accord.sync.conflicts import decide
-from accord.sync.dispatch import TargetDispatcher, run, status
+from accord.sync.dispatch import RoundReport, TargetDispatcher, run, status
 from accord.sync.reconcile import reconcile
 from accord.workspace import Workspace
 from tests.factories import anna_chain_and_bob, bob_row, crm_row, write_csv
@@ -335,6 +335,42 @@ def test_a_refused_write_is_a_dead_letter_that_replays_once_fixed(
         assert sync_store.replay(conn, "billing") == count
     assert _deliver(synced)["sent"] == count
     assert len(_records(peer)) == count
+
+
+def test_a_round_that_outlasts_its_lease_records_nothing_and_the_new_holder_delivers_once(
+    synced: Workspace, peer: PeerProcess, tmp_path: Path
+) -> None:
+    """Worker A stalls mid-round past its lease; B takes the target over and delivers.
+    A's late answers are rolled back at its fence, and every write counts once."""
+    _load(synced, tmp_path, anna_chain_and_bob(), "a.csv")
+    count = len(_golden(synced))
+    slow = TargetDispatcher(synced.engine, synced.project, "billing", owner="A")
+    quick = TargetDispatcher(synced.engine, synced.project, "billing", owner="B")
+    assert slow.channel is not None
+    real_apply = slow.channel.apply
+    taken_over: list[RoundReport] = []
+
+    def stalled_apply(operations: Any) -> Any:
+        with writing(synced.engine) as conn:  # A's lease runs out while it is stalled
+            conn.execute(sync_cursor.update().values(lease_until=utcnow() - timedelta(seconds=1)))
+        taken_over.append(quick.round())
+        return real_apply(operations)  # A's writes arrive late, repeated: applied once
+
+    slow.channel.apply = stalled_apply  # type: ignore[method-assign]
+    try:
+        report = slow.round()
+    finally:
+        quick.close()
+        slow.close()
+    assert (
+        report.held_elsewhere and report.sent == 0 and "took the target over" in str(report.error)
+    )
+    assert taken_over[0].sent == count
+    [state] = status(synced.engine, synced.project)
+    assert (state.waiting, state.sent, state.dead) == (0, count, 0)
+    log = _log(peer)
+    assert len(log) == count  # A's repeated writes were replays, not second writes
+    assert len({entry["key"] for entry in log}) == count
 
 
 def test_a_worker_process_matches_and_delivers_and_two_never_deliver_at_once(

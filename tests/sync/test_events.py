@@ -3,16 +3,11 @@ a CloudEvent, against the real server (127.0.0.1:4222), on both stores."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import threading
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import nats
 import orjson
 import pytest
 from cloudevents.core.formats.json import JSONFormat
@@ -27,70 +22,7 @@ from accord.sync.dispatch import TargetDispatcher, run
 from accord.sync.nats import NatsChannel
 from accord.workspace import Workspace
 from tests.factories import anna_chain_and_bob, bob_row, write_csv
-from tests.services import require
-
-NATS_URL = os.environ.get("ACCORD_TEST_NATS_URL", "nats://127.0.0.1:4222")
-
-
-class Subject:
-    """A stream of the test's own with a duplicate window, and its subject."""
-
-    def __init__(self) -> None:
-        token = uuid.uuid4().hex[:12]
-        self.stream = f"ACCORD_OUT_{token}"
-        self.subject = f"accord{token}.customers"
-
-    async def _client(self) -> Any:
-        return await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
-
-    def create(self) -> None:
-        async def add() -> None:
-            client = await self._client()
-            await client.jetstream().add_stream(
-                name=self.stream, subjects=[self.subject], duplicate_window=120.0
-            )
-            await client.close()
-
-        asyncio.run(add())
-
-    def delete(self) -> None:
-        async def remove() -> None:
-            client = await self._client()
-            await client.jetstream().delete_stream(self.stream)
-            await client.close()
-
-        asyncio.run(remove())
-
-    def messages(self) -> list[Any]:
-        """Every message in the stream, in order."""
-
-        async def read() -> list[Any]:
-            client = await self._client()
-            js = client.jetstream()
-            info = await js.stream_info(self.stream)
-            found = [
-                await js.get_msg(self.stream, seq)
-                for seq in range(info.state.first_seq, info.state.last_seq + 1)
-                if info.state.messages
-            ]
-            await client.close()
-            return found
-
-        return asyncio.run(read())
-
-
-@pytest.fixture
-def subject() -> Iterator[Subject]:
-    async def probe() -> None:
-        client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
-        await client.jetstream().account_info()
-        await client.close()
-
-    require("NATS JetStream", NATS_URL, lambda: asyncio.run(probe()))
-    made = Subject()
-    made.create()
-    yield made
-    made.delete()
+from tests.sync.jetstream import NATS_URL, Subject
 
 
 @pytest.fixture

@@ -121,6 +121,18 @@ class DeliveryConfig(StrictModel):
     backlog_alarm: int = Field(
         10_000, ge=1, description="changes waiting beyond which `accord sync status` alarms"
     )
+    lease: Duration = Field(
+        timedelta(seconds=30),
+        description="how long a worker's hold on the target lasts unless renewed (every "
+        "round renews it): after a worker dies, another takes the target over once it ends",
+    )
+
+    @field_validator("lease")
+    @classmethod
+    def _sensible_lease(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(hours=1):
+            raise ValueError("a lease lasts from 1s to 1h")
+        return value
 
     @field_validator("fields")
     @classmethod

@@ -210,6 +210,21 @@ def claim(conn: Connection, target: str, owner: str, until: datetime) -> bool:
     return bool(result.rowcount)
 
 
+def hold(conn: Connection, target: str, owner: str, until: datetime) -> bool:
+    """Renew `owner`'s hold on `target` until `until`, only if it is still `owner`'s: the
+    fence a dispatcher puts first in each transaction that plans or records deliveries.
+    False when another owner took the target over (this one's lease ran out meanwhile):
+    the caller must roll back, as what it did may have been done by the new owner too.
+    The row stays locked to the end of the caller's transaction, so no other owner can
+    take over between the fence and the commit."""
+    result = conn.execute(
+        update(sync_cursor)
+        .where(sync_cursor.c.target == target, sync_cursor.c.lease_owner == owner)
+        .values(lease_until=until)
+    )
+    return bool(result.rowcount)
+
+
 def release(conn: Connection, target: str, owner: str) -> None:
     conn.execute(
         update(sync_cursor)

@@ -33,11 +33,11 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pybreaker
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from accord.config.loader import Project
 from accord.config.sync import DeliveryConfig
@@ -55,8 +55,15 @@ from accord.sync.nats import NatsChannel
 log = logging.getLogger(__name__)
 
 PLAN_BATCH = 5_000  # outbox changes read per planning step
-LEASE = timedelta(minutes=2)  # a dispatcher's hold on its target, renewed every round
 CONFLICT_PASSES = 3  # writes of one record in a round, after 412s
+FAILED_ROUND_WAIT = 0.5  # seconds before a failed round is tried again, doubling
+FAILED_ROUND_WAIT_MOST = 5.0  # with each failure in a row up to this
+
+
+class LeaseLost(Exception):
+    """Another process took the target over while this one worked (its lease ran out):
+    what this round did is rolled back, and the new holder does it again; the target's
+    idempotency keys make the writes sent twice count once."""
 
 
 @dataclass
@@ -117,6 +124,18 @@ class TargetDispatcher:
         )
         self.rng = rng or random.Random()  # noqa: S311  (jitter, not a secret)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease = self.config.lease
+
+    def renew(self) -> None:
+        """Renew the hold on the target in a transaction of its own (see `_fence`)."""
+        with writing(self.engine) as conn:
+            self._fence(conn)
+
+    def _fence(self, conn: Connection) -> None:
+        """First in every transaction that plans or records: renew the hold, or raise
+        LeaseLost (rolling the transaction back) when another process has the target."""
+        if not outbox.hold(conn, self.target, self.owner, utcnow() + self.lease):
+            raise LeaseLost(f"{self.target}: another process took the target over")
 
     def close(self) -> None:
         """Let the target go (another process may deliver to it at once) and close."""
@@ -132,6 +151,7 @@ class TargetDispatcher:
         planned = 0
         while True:
             with writing(self.engine) as conn:
+                self._fence(conn)
                 start = outbox.cursor(conn, self.target)
                 changes = outbox.headings_after(conn, start, PLAN_BATCH)
                 if not changes:
@@ -149,11 +169,19 @@ class TargetDispatcher:
 
     def round(self, now: datetime | None = None) -> RoundReport:
         """Plan, then send the deliveries due now (up to `batch_size`); nothing when
-        another process holds the target."""
+        another process holds the target (or took it over during the round, which then
+        leaves no trace: see LeaseLost)."""
         with writing(self.engine) as conn:
-            held = outbox.claim(conn, self.target, self.owner, utcnow() + LEASE)
+            held = outbox.claim(conn, self.target, self.owner, utcnow() + self.lease)
         if not held:
             return RoundReport(held_elsewhere=True)
+        try:
+            return self._round(now)
+        except LeaseLost as exc:
+            log.warning("%s; this round's outcomes are left to it", exc)
+            return RoundReport(held_elsewhere=True, error=str(exc))
+
+    def _round(self, now: datetime | None) -> RoundReport:
         report = RoundReport(planned=self.plan())
         now = now or utcnow()
         with self.engine.connect() as conn:
@@ -182,6 +210,7 @@ class TargetDispatcher:
             report.error = f"{self.target}: circuit open after repeated failures; waiting"
             outcomes = []
         with writing(self.engine) as conn:
+            self._fence(conn)
             sync_store.save_records(conn, self.target, work.known.values())
             sync_store.add_conflicts(conn, work.conflicts)
             sync_store.finish(conn, self.target, outcomes)
@@ -209,6 +238,7 @@ class TargetDispatcher:
         ]
         failure: Unavailable | None = None
         done: list[Any] = []
+        self.renew()
         try:
             done = self.call(self.publisher.publish, items)
         except Unavailable as exc:
@@ -235,6 +265,7 @@ class TargetDispatcher:
                 _retry(self, delivery, now, status=None, error=str(failure), retry_after=None)
             )
         with writing(self.engine) as conn:
+            self._fence(conn)
             sync_store.finish(conn, self.target, outcomes)
         report.writes = len(done)
         _count(report, outcomes)
@@ -362,6 +393,7 @@ class _Round:
         live = [(item, op) for item, op in ops if item.unavailable is None]
         if not live:
             return
+        self.d.renew()  # a slow target must not cost the hold mid-round
         try:
             results = self.d.call(self.channel.apply, [op for _, op in live])
         except Unavailable as exc:
@@ -657,6 +689,7 @@ def run(
         dispatcher = TargetDispatcher(
             engine, project, name, owner=f"{owner}/{name}" if owner else None
         )
+        failed = 0  # rounds failed in a row
         try:
             while not stop.is_set():
                 try:
@@ -666,9 +699,12 @@ def run(
                         raise
                     # a long-running worker keeps going: the store or the network may
                     # be back in a moment; nothing was recorded of the failed round
-                    log.exception("sync to %s: a round failed; trying again in 5 s", name)
-                    stop.wait(5.0)
+                    pause = min(FAILED_ROUND_WAIT * 2**failed, FAILED_ROUND_WAIT_MOST)
+                    failed += 1
+                    log.exception("sync to %s: a round failed; trying again in %.1f s", name, pause)
+                    stop.wait(pause)
                     continue
+                failed = 0
                 totals[name].add(report)
                 if on_round is not None:
                     on_round(name, report)
@@ -677,7 +713,8 @@ def run(
                 if report.held_elsewhere:  # another process delivers: look again later
                     if until_idle:
                         return
-                    stop.wait(max(idle_wait, 5.0))
+                    # as often as its lease may run out, should that process die
+                    stop.wait(max(idle_wait, min(5.0, dispatcher.lease.total_seconds())))
                     continue
                 upcoming = dispatcher.next_due()
                 if until_idle and upcoming is None:
