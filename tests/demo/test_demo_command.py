@@ -1,6 +1,7 @@
 """`accord demo` end to end, without the web server: the demo company loaded and
 resolved, then its golden records delivered to the billing and service desk peers,
-which run as processes of their own and are stopped at the end."""
+which run as processes of their own and are stopped at the end, and the sync story told
+(accord.demo.story)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,17 @@ from accord.cli.main import app
 def test_the_demo_delivers_its_golden_records_to_both_peers(tmp_path: Path) -> None:
     root = tmp_path / "demo"
     result = CliRunner().invoke(
-        app, ["demo", str(root), "--customers", "60", "--no-serve"], catch_exceptions=False
+        app, ["demo", str(root), "--customers", "150", "--no-serve"], catch_exceptions=False
     )
     assert result.exit_code == 0, result.output
     assert "Delivered to the peers" in result.output
+    for scene in (
+        "A change in the CRM reaches billing",
+        "Crossing edits, settled by policy",
+        "Crossing edits, left to a steward",
+        "Billing down, then back: nothing lost",
+    ):
+        assert scene in result.output
     store = sqlite3.connect(root / ".accord" / "accord.sqlite3")
     try:
         golden = store.execute(
@@ -29,9 +37,18 @@ def test_the_demo_delivers_its_golden_records_to_both_peers(tmp_path: Path) -> N
                 "SELECT target || ':' || state, COUNT(*) FROM sync_delivery GROUP BY 1"
             ).fetchall()
         )
+        conflicts = store.execute(
+            "SELECT target, field, policy, kept FROM sync_conflict ORDER BY id"
+        ).fetchall()
     finally:
         store.close()
-    assert states == {"billing:sent": golden, "service:sent": golden}
+    # every change sent (the story's among them), none dead
+    assert set(states) == {"billing:sent", "service:sent"}
+    assert states["billing:sent"] > golden and states["service:sent"] > golden
+    assert conflicts == [
+        ("billing", "city", "newest", "ours"),
+        ("service", "phone", "steward", "waiting"),
+    ]
     for system in ("billing", "service"):
         peer = sqlite3.connect(root / "peers" / f"{system}.sqlite3")
         try:

@@ -269,6 +269,27 @@ def test_a_target_down_opens_the_breaker_and_the_backlog_arrives_when_it_is_back
     assert len(_records(peer)) == len(_golden(synced))
 
 
+def test_delivering_until_idle_to_a_dead_target_ends_at_its_deadline(
+    synced: Workspace, peer: PeerProcess, tmp_path: Path
+) -> None:
+    # Found by the demo: with the breaker open, a round takes its deliveries and sends
+    # none, and the loop went round again at once, never reaching the deadline.
+    _load(synced, tmp_path, anna_chain_and_bob(), "a.csv")
+    peer.kill()
+    finished = threading.Event()
+    outcome: list[dict[str, Any]] = []
+
+    def deliver() -> None:
+        outcome.append(_deliver(synced, seconds=2))
+        finished.set()
+
+    threading.Thread(target=deliver, daemon=True).start()
+    assert finished.wait(60), "delivery to a dead target never reached its deadline"
+    assert outcome[0]["breaker_open"] and outcome[0]["sent"] == 0
+    [state] = status(synced.engine, synced.project)
+    assert state.waiting == len(_golden(synced))
+
+
 def test_an_edit_in_the_target_meanwhile_is_settled_by_the_field_policy(
     synced: Workspace, peer: PeerProcess, tmp_path: Path
 ) -> None:

@@ -909,6 +909,14 @@ def demo(
             "records to them",
         ),
     ] = True,
+    story: Annotated[
+        bool,
+        typer.Option(
+            "--story/--no-story",
+            help="with --sync: then show a CRM change reaching billing, crossing edits "
+            "settled by policy and by a steward, and an outage that heals",
+        ),
+    ] = True,
 ) -> None:
     """Generate the demo company, load its four systems, resolve, report, deliver the
     golden records to the billing and service desk peers, and serve."""
@@ -987,10 +995,24 @@ def demo(
                 [[name, peers[name].url, r.sent, r.dead, r.writes] for name, r in totals.items()],
             )
         )
+        if story:
+            _tell_sync_story(workspace, peers, data)
         _serve_demo(directory, workspace, serve_app, port)
     finally:
         for peer in peers.values():
             peer.stop()
+
+
+def _tell_sync_story(workspace: Workspace, peers: dict[str, Any], data: Path) -> None:
+    import os  # noqa: PLC0415
+
+    from accord.demo.run import token_variable  # noqa: PLC0415
+    from accord.demo.story import tell  # noqa: PLC0415
+
+    console.print("\n[bold]Keeping the systems in step[/]")
+    for scene in tell(workspace, peers, data, lambda s: os.environ[token_variable(s)]):
+        console.print(table(scene.title, scene.columns, scene.rows))
+        console.print(scene.note, style="dim")
 
 
 def _deliver_all(workspace: Workspace) -> dict[str, Any]:

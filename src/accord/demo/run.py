@@ -83,6 +83,14 @@ DEMO_TARGETS: dict[str, tuple[Kind, dict[str, str]]] = {
 }
 
 
+# target -> canonical field -> how an edit there crossing a golden change is settled (the
+# sync story, accord.demo.story, shows one of each)
+DEMO_CONFLICTS: dict[str, dict[str, str]] = {
+    "billing": {"city": "newest"},
+    "service": {"phone": "steward"},
+}
+
+
 def token_variable(system: str) -> str:
     return f"ACCORD_DEMO_{system.upper()}_TOKEN"
 
@@ -126,6 +134,7 @@ def add_deliveries(root: Path, peers: dict[str, PeerProcess]) -> None:
                 "batch": 200,
             },
             "fields": dict(fields),
+            "conflicts": dict(DEMO_CONFLICTS[system]),
             "retry": {"max_attempts": 12, "backoff": "1s", "max_backoff": "2m"},
         }
     with path.open("w", encoding="utf-8") as handle:

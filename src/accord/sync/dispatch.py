@@ -708,8 +708,8 @@ def run(
                 totals[name].add(report)
                 if on_round is not None:
                     on_round(name, report)
-                if report.taken:
-                    continue
+                if report.taken and not report.breaker_open:
+                    continue  # more may be due at once; with the breaker open, wait
                 if report.held_elsewhere:  # another process delivers: look again later
                     if until_idle:
                         return
