@@ -165,16 +165,8 @@ class SqlChannel:
                 problems.append(f"the key {config.key!r} is neither the primary key nor unique")
         if config.version in table.c and _python_type(table.c[config.version]) is not int:
             problems.append(f"the version {config.version!r} is not an integer column")
-        deleted = config.deleted
-        if (
-            deleted is not None
-            and deleted in table.c
-            and _python_type(table.c[deleted])
-            not in {
-                bool,
-                int,
-            }
-        ):
+        deleted = table.c.get(config.deleted) if config.deleted is not None else None
+        if deleted is not None and _python_type(deleted) not in {bool, int}:
             problems.append(f"the column {config.deleted!r} (sql.deleted) is not a boolean")
         return problems
 
