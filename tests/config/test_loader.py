@@ -131,3 +131,80 @@ def test_project_digest_changes_with_any_file(demo_project_dir: Path) -> None:
     assert before.digest != after.digest
     assert before.mappings["service"].version != after.mappings["service"].version
     assert before.mappings["crm"].version == after.mappings["crm"].version
+
+
+def _with_deliver(root: Path, block: str) -> None:
+    """`block` as billing's deliver block (billing is the authority for email)."""
+    project_file = root / "accord.yaml"
+    anchor = "    authority: [email]\n"
+    text = project_file.read_text()
+    assert anchor in text
+    project_file.write_text(text.replace(anchor, anchor + block, 1))
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        (
+            (
+                "      sql: {url_env: BILLING_DB, table: accounts}\n"
+                "      http: {url: 'http://billing.internal'}\n"
+            ),
+            "give exactly one channel (found http, sql): `http`",
+        ),
+        ("", "give exactly one channel: `http` (a REST API"),
+        (
+            "      sql: {table: accounts}\n",
+            "systems.billing.deliver.sql.url_env: required, but missing",
+        ),
+        (
+            "      sql: {url_env: BILLING_DB, table: 'accounts; DROP TABLE x'}\n",
+            "systems.billing.deliver.sql.table: String should match pattern",
+        ),
+        (
+            "      sql: {url_env: 'postgresql://u:p@h/db', table: accounts}\n",
+            "systems.billing.deliver.sql.url_env: String should match pattern",
+        ),
+        (
+            (
+                "      sql: {url_env: BILLING_DB, table: accounts, version: rev}\n"
+                "      fields: {rev: phone}\n"
+            ),
+            "fields: rev is a column the sql channel keeps itself",
+        ),
+        (
+            "      file: {folder: exports, format: xml}\n",
+            "systems.billing.deliver.file.format: Input should be 'csv' or 'jsonl'",
+        ),
+        ("      file: {format: csv}\n", "systems.billing.deliver.file.folder: required"),
+        (
+            "      file: {folder: exports, format: csv}\n      fields: {change_id: phone}\n",
+            "fields: change_id would repeat a column every export row has",
+        ),
+    ],
+)
+def test_a_bad_sql_or_file_delivery_is_a_clear_problem(
+    demo_project_dir: Path, block: str, expected: str
+) -> None:
+    fields = "" if "fields:" in block else "      fields: {phone: phone}\n"
+    _with_deliver(demo_project_dir, "    deliver:\n" + block + fields)
+    problems = _problems(demo_project_dir)
+    assert len(problems) == 1, problems
+    assert expected in " ".join(problems[0].split()), problems[0]
+
+
+def test_sql_and_file_deliveries_load(demo_project_dir: Path) -> None:
+    _with_deliver(
+        demo_project_dir,
+        "    deliver:\n"
+        "      sql: {url_env: BILLING_DB, schema: billing, table: accounts, deleted: gone}\n"
+        "      fields: {phone: phone}\n",
+    )
+    deliver = load_project(demo_project_dir).config.systems["billing"].deliver
+    assert deliver is not None and deliver.sql is not None
+    assert (deliver.sql.schema_, deliver.sql.key, deliver.sql.version) == (
+        "billing",
+        "id",
+        "version",
+    )
+    assert deliver.sql.columns() == ["id", "version", "gone"]

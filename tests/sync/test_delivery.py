@@ -35,10 +35,11 @@ from accord.store.engine import writing
 from accord.store.tables import audit_log, sync_cursor
 from accord.store.types import utcnow
 from accord.sync.conflicts import decide
-from accord.sync.dispatch import RoundReport, TargetDispatcher, run, status
+from accord.sync.dispatch import RoundReport, TargetDispatcher, status
 from accord.sync.reconcile import reconcile
 from accord.workspace import Workspace
 from tests.factories import anna_chain_and_bob, bob_row, crm_row, write_csv
+from tests.sync.helpers import deliver, expected_fields, golden_data, load, with_billing_delivery
 
 TOKEN = "billing-test-token"
 TOKEN_ENV = "ACCORD_TEST_BILLING_TOKEN"
@@ -87,15 +88,8 @@ def _workspace(
     batch: int = 50,
 ) -> Workspace:
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
-    config = root / "accord.yaml"
-    text = config.read_text(encoding="utf-8")
-    anchor = "    authority: [email]\n"
-    assert anchor in text  # billing is the authority for email
-    block = DELIVER.format(
-        url=peer.url, token_env=TOKEN_ENV, attempts=attempts, batch=batch
-    ).lstrip("\n")
-    config.write_text(text.replace(anchor, anchor + block, 1), encoding="utf-8")
-    return Workspace(root, engine, Settings())
+    block = DELIVER.format(url=peer.url, token_env=TOKEN_ENV, attempts=attempts, batch=batch)
+    return with_billing_delivery(engine, root, block)
 
 
 def _client(peer: PeerProcess) -> httpx2.Client:
@@ -129,68 +123,29 @@ def _faults(peer: PeerProcess, **settings: Any) -> None:
         client.put("/_faults", json=settings).raise_for_status()
 
 
-def _deliver(workspace: Workspace, seconds: float = 60) -> dict[str, Any]:
-    totals = run(
-        workspace.engine,
-        workspace.project,
-        ["billing"],
-        stop=threading.Event(),
-        until_idle=True,
-        idle_wait=0.05,
-        deadline=utcnow() + timedelta(seconds=seconds),
-    )
-    return vars(totals["billing"])
-
-
-def _load(workspace: Workspace, tmp_path: Path, rows: list[dict[str, str]], name: str) -> None:
-    load_file(
-        workspace.engine, workspace.project, "crm", write_csv(tmp_path / name, rows), actor="t"
-    )
-    resolve(workspace.engine, workspace.project, actor="test")
-
-
-def _golden(workspace: Workspace) -> dict[str, dict[str, Any]]:
-    with workspace.engine.connect() as conn:
-        from accord.store.tables import golden_record  # noqa: PLC0415
-
-        rows = conn.execute(golden_record.select().where(golden_record.c.status == "active")).all()
-    return {r.golden_id: r.data for r in rows}
-
-
-def _expected(data: dict[str, Any]) -> dict[str, Any]:
-    names = {
-        "first_name": "given_name",
-        "last_name": "family_name",
-        "phone": "phone",
-        "town": "city",
-        "country": "country",
-    }  # not email_address: billing is the authority for email
-    return {field: data[canonical] for field, canonical in names.items() if data.get(canonical)}
-
-
 def test_customers_are_created_in_the_target_then_their_changes_follow(
     synced: Workspace, peer: PeerProcess, tmp_path: Path
 ) -> None:
     rows = anna_chain_and_bob()
-    _load(synced, tmp_path, rows, "a.csv")
-    golden = _golden(synced)
-    report = _deliver(synced)
+    load(synced, tmp_path, rows, "a.csv")
+    golden = golden_data(synced)
+    report = deliver(synced)
     assert report["sent"] == len(golden) and report["dead"] == 0
     held = _records(peer)
     assert {gid: r["fields"] for gid, r in held.items()} == {
-        gid: _expected(data) for gid, data in golden.items()
+        gid: expected_fields(data) for gid, data in golden.items()
     }
 
-    _load(synced, tmp_path, [*rows[:-1], bob_row(phone="+49 89 7777777")], "b.csv")
-    assert _deliver(synced)["sent"] == 1
-    [bob] = [gid for gid, data in _golden(synced).items() if data.get("given_name") == "Bob"]
+    load(synced, tmp_path, [*rows[:-1], bob_row(phone="+49 89 7777777")], "b.csv")
+    assert deliver(synced)["sent"] == 1
+    [bob] = [gid for gid, data in golden_data(synced).items() if data.get("given_name") == "Bob"]
     after = _records(peer)[bob]
     assert after["fields"]["phone"] == "+49897777777"
     assert after["version"] == 2
     # each change was written once, in order, and nothing else was
     log = _log(peer)
     assert Counter(entry["id"] for entry in log) == Counter({**dict.fromkeys(golden, 1), bob: 2})
-    assert _deliver(synced)["taken"] == 0  # nothing left, nothing written twice
+    assert deliver(synced)["taken"] == 0  # nothing left, nothing written twice
     assert len(_log(peer)) == len(log)
     [state] = status(synced.engine, synced.project)
     assert (state.waiting, state.sent, state.dead, state.alarm) == (0, len(golden) + 1, 0, None)
@@ -218,18 +173,18 @@ def test_faults_lose_nothing_and_apply_each_change_once(
         for i in range(40)
     ]
     _faults(peer, error_rate=0.4, fail_after_commit_rate=0.25, seed=7)
-    _load(synced, tmp_path, rows, "a.csv")
+    load(synced, tmp_path, rows, "a.csv")
     changed = [{**row, "City": "Potsdam"} if i % 2 == 0 else row for i, row in enumerate(rows)]
-    _load(synced, tmp_path, changed, "b.csv")  # a second change for half of them
-    report = _deliver(synced, seconds=120)
-    golden = _golden(synced)
+    load(synced, tmp_path, changed, "b.csv")  # a second change for half of them
+    report = deliver(synced, seconds=120)
+    golden = golden_data(synced)
     assert report["dead"] == 0
     assert report["retrying"] > 0  # the faults were met
     with _client(peer) as client:
         client.delete("/_faults").raise_for_status()
     held = _records(peer)
     assert {gid: r["fields"] for gid, r in held.items()} == {
-        gid: _expected(data) for gid, data in golden.items()
+        gid: expected_fields(data) for gid, data in golden.items()
     }
     log = _log(peer)
     keys = [entry["key"] for entry in log]
@@ -248,7 +203,7 @@ def test_faults_lose_nothing_and_apply_each_change_once(
 def test_a_target_down_opens_the_breaker_and_the_backlog_arrives_when_it_is_back(
     synced: Workspace, peer: PeerProcess, tmp_path: Path
 ) -> None:
-    _load(synced, tmp_path, anna_chain_and_bob(), "a.csv")
+    load(synced, tmp_path, anna_chain_and_bob(), "a.csv")
     peer.kill()
     dispatcher = TargetDispatcher(synced.engine, synced.project, "billing")
     reports = []
@@ -262,11 +217,11 @@ def test_a_target_down_opens_the_breaker_and_the_backlog_arrives_when_it_is_back
     assert sum(r.taken for r in reports) >= 3
     assert sum(r.sent for r in reports) == 0
     [state] = status(synced.engine, synced.project)
-    assert state.waiting == len(_golden(synced)) and state.last_error
+    assert state.waiting == len(golden_data(synced)) and state.last_error
     peer.start()
-    report = _deliver(synced)
-    assert report["sent"] == len(_golden(synced)) and report["dead"] == 0
-    assert len(_records(peer)) == len(_golden(synced))
+    report = deliver(synced)
+    assert report["sent"] == len(golden_data(synced)) and report["dead"] == 0
+    assert len(_records(peer)) == len(golden_data(synced))
 
 
 def test_delivering_until_idle_to_a_dead_target_ends_at_its_deadline(
@@ -274,36 +229,36 @@ def test_delivering_until_idle_to_a_dead_target_ends_at_its_deadline(
 ) -> None:
     # Found by the demo: with the breaker open, a round takes its deliveries and sends
     # none, and the loop went round again at once, never reaching the deadline.
-    _load(synced, tmp_path, anna_chain_and_bob(), "a.csv")
+    load(synced, tmp_path, anna_chain_and_bob(), "a.csv")
     peer.kill()
     finished = threading.Event()
     outcome: list[dict[str, Any]] = []
 
-    def deliver() -> None:
-        outcome.append(_deliver(synced, seconds=2))
+    def attempt() -> None:
+        outcome.append(deliver(synced, seconds=2))
         finished.set()
 
-    threading.Thread(target=deliver, daemon=True).start()
+    threading.Thread(target=attempt, daemon=True).start()
     assert finished.wait(60), "delivery to a dead target never reached its deadline"
     assert outcome[0]["breaker_open"] and outcome[0]["sent"] == 0
     [state] = status(synced.engine, synced.project)
-    assert state.waiting == len(_golden(synced))
+    assert state.waiting == len(golden_data(synced))
 
 
 def test_an_edit_in_the_target_meanwhile_is_settled_by_the_field_policy(
     synced: Workspace, peer: PeerProcess, tmp_path: Path
 ) -> None:
     rows = anna_chain_and_bob()
-    _load(synced, tmp_path, rows, "a.csv")
-    _deliver(synced)
-    [bob] = [gid for gid, data in _golden(synced).items() if data.get("given_name") == "Bob"]
+    load(synced, tmp_path, rows, "a.csv")
+    deliver(synced)
+    [bob] = [gid for gid, data in golden_data(synced).items() if data.get("given_name") == "Bob"]
     with _client(peer) as client:  # someone in billing edits Bob's phone and town
         current = client.get(f"/accounts/{bob}").json()["fields"]
         edited = {**current, "phone": "+4989000000", "town": "Bonn"}
         client.put(f"/accounts/{bob}", json={"fields": edited}).raise_for_status()
     # meanwhile the CRM changes both too
-    _load(synced, tmp_path, [*rows[:-1], bob_row(phone="+49 89 7777777", city="Aachen")], "b.csv")
-    assert _deliver(synced)["sent"] == 1
+    load(synced, tmp_path, [*rows[:-1], bob_row(phone="+49 89 7777777", city="Aachen")], "b.csv")
+    assert deliver(synced)["sent"] == 1
     fields = _records(peer)[bob]["fields"]
     # phone: survivorship ranks crm above billing for phone (source priority): ours.
     # town: `newest`; the golden change came after billing's edit: ours too.
@@ -317,18 +272,18 @@ def test_an_edit_in_the_target_meanwhile_is_settled_by_the_field_policy(
 def test_a_merge_deletes_the_record_accord_created_for_the_customer_merged_away(
     synced: Workspace, peer: PeerProcess, tmp_path: Path
 ) -> None:
-    _load(synced, tmp_path, anna_chain_and_bob(), "a.csv")
-    _deliver(synced)
-    before = set(_golden(synced))
+    load(synced, tmp_path, anna_chain_and_bob(), "a.csv")
+    deliver(synced)
+    before = set(golden_data(synced))
     with writing(synced.engine) as conn:
         decide_pair(conn, cli_actor(), ("crm", "C4"), ("crm", "C1"), decision="same")
     resolve(synced.engine, synced.project, actor="test")
-    gone = before - set(_golden(synced))
+    gone = before - set(golden_data(synced))
     assert len(gone) == 1
-    report = _deliver(synced)
+    report = deliver(synced)
     assert report["dead"] == 0
     held = _records(peer)
-    assert set(held) == set(_golden(synced))
+    assert set(held) == set(golden_data(synced))
     with _client(peer) as client:
         [merged_away] = gone
         assert client.get(f"/accounts/{merged_away}").status_code == 410  # a tombstone
@@ -337,10 +292,10 @@ def test_a_merge_deletes_the_record_accord_created_for_the_customer_merged_away(
 def test_a_refused_write_is_a_dead_letter_that_replays_once_fixed(
     synced: Workspace, peer: PeerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _load(synced, tmp_path, anna_chain_and_bob(), "a.csv")
+    load(synced, tmp_path, anna_chain_and_bob(), "a.csv")
     monkeypatch.setenv(TOKEN_ENV, "a-wrong-token")
-    report = _deliver(synced)
-    count = len(_golden(synced))
+    report = deliver(synced)
+    count = len(golden_data(synced))
     assert (report["sent"], report["dead"]) == (0, count)
     with synced.engine.connect() as conn:
         letters = sync_store.dead_letters(conn, "billing")
@@ -354,7 +309,7 @@ def test_a_refused_write_is_a_dead_letter_that_replays_once_fixed(
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     with writing(synced.engine) as conn:
         assert sync_store.replay(conn, "billing") == count
-    assert _deliver(synced)["sent"] == count
+    assert deliver(synced)["sent"] == count
     assert len(_records(peer)) == count
 
 
@@ -363,8 +318,8 @@ def test_a_round_that_outlasts_its_lease_records_nothing_and_the_new_holder_deli
 ) -> None:
     """Worker A stalls mid-round past its lease; B takes the target over and delivers.
     A's late answers are rolled back at its fence, and every write counts once."""
-    _load(synced, tmp_path, anna_chain_and_bob(), "a.csv")
-    count = len(_golden(synced))
+    load(synced, tmp_path, anna_chain_and_bob(), "a.csv")
+    count = len(golden_data(synced))
     slow = TargetDispatcher(synced.engine, synced.project, "billing", owner="A")
     quick = TargetDispatcher(synced.engine, synced.project, "billing", owner="B")
     assert slow.channel is not None
@@ -421,7 +376,7 @@ def test_a_worker_process_matches_and_delivers_and_two_never_deliver_at_once(
             assert all(w.poll() is None for w in workers), _logs(tmp_path)
             assert time.monotonic() < deadline, _logs(tmp_path)
             time.sleep(0.2)
-        expected = {gid: _expected(data) for gid, data in _golden(synced).items()}
+        expected = {gid: expected_fields(data) for gid, data in golden_data(synced).items()}
         assert {gid: r["fields"] for gid, r in _records(peer).items()} == expected
         assert len(_log(peer)) == len(expected)  # each written once, by one of the two
     finally:
@@ -439,9 +394,9 @@ def _logs(folder: Path) -> str:
 def test_reconcile_reports_drift_field_by_field_and_repairs_it_through_delivery(
     synced: Workspace, peer: PeerProcess, tmp_path: Path
 ) -> None:
-    _load(synced, tmp_path, anna_chain_and_bob(), "a.csv")
-    _deliver(synced)
-    golden = _golden(synced)
+    load(synced, tmp_path, anna_chain_and_bob(), "a.csv")
+    deliver(synced)
+    golden = golden_data(synced)
     [bob] = [gid for gid, data in golden.items() if data.get("given_name") == "Bob"]
     [anna] = [gid for gid in golden if gid != bob]
     with _client(peer) as client:  # someone edits Bob's town, deletes Anna, adds a stranger
@@ -463,7 +418,7 @@ def test_reconcile_reports_drift_field_by_field_and_repairs_it_through_delivery(
 
     repaired = reconcile(synced.engine, synced.project, "billing", repair=True)
     assert repaired.repaired == 1
-    assert _deliver(synced)["sent"] == 1
+    assert deliver(synced)["sent"] == 1
     assert _records(peer)[bob]["fields"]["town"] == golden[bob]["city"]
     again = reconcile(synced.engine, synced.project, "billing")
     assert (again.drifted, again.in_step) == (0, 1)
@@ -480,7 +435,7 @@ def test_the_sync_commands(
 
     monkeypatch.setattr(output.console, "width", 200)
     monkeypatch.setattr(sync_cli, "open_workspace", lambda _root: synced)
-    _load(synced, tmp_path, anna_chain_and_bob(), "a.csv")
+    load(synced, tmp_path, anna_chain_and_bob(), "a.csv")
     root = str(synced.root)
     runner = CliRunner()
 
@@ -493,7 +448,7 @@ def test_the_sync_commands(
     assert (state["target"], state["waiting"], state["sent"], state["alarm"]) == (
         "billing",
         0,
-        len(_golden(synced)),
+        len(golden_data(synced)),
         None,
     )
     wrong = runner.invoke(app, ["sync", "replay", root, "--target", "crm"])
@@ -503,7 +458,7 @@ def test_the_sync_commands(
     )
     checked = runner.invoke(app, ["reconcile", root, "--system", "billing", "--json"])
     assert checked.exit_code == 0, checked.output
-    assert json.loads(checked.output)["in_step"] == len(_golden(synced))
+    assert json.loads(checked.output)["in_step"] == len(golden_data(synced))
     assert runner.invoke(app, ["sync", "dead", root]).exit_code == 0
     assert runner.invoke(app, ["sync", "conflicts", root]).exit_code == 0
 
@@ -525,15 +480,15 @@ def test_a_conflict_left_to_a_steward_waits_and_is_settled_either_way(
     )
     synced = Workspace(demo_project_dir, engine, Settings())
     rows = anna_chain_and_bob()
-    _load(synced, tmp_path, rows, "a.csv")
-    _deliver(synced)
-    [bob] = [gid for gid, data in _golden(synced).items() if data.get("given_name") == "Bob"]
+    load(synced, tmp_path, rows, "a.csv")
+    deliver(synced)
+    [bob] = [gid for gid, data in golden_data(synced).items() if data.get("given_name") == "Bob"]
     with _client(peer) as client:
         current = client.get(f"/accounts/{bob}").json()["fields"]
         edited = {**current, "phone": "+4989000000", "town": "Bonn"}
         client.put(f"/accounts/{bob}", json={"fields": edited}).raise_for_status()
-    _load(synced, tmp_path, [*rows[:-1], bob_row(phone="+49 89 7777777", city="Aachen")], "b.csv")
-    _deliver(synced)
+    load(synced, tmp_path, [*rows[:-1], bob_row(phone="+49 89 7777777", city="Aachen")], "b.csv")
+    deliver(synced)
     fields = _records(peer)[bob]["fields"]
     assert (fields["phone"], fields["town"]) == ("+4989000000", "Bonn")  # theirs, meanwhile
     with synced.engine.connect() as conn:
@@ -547,7 +502,7 @@ def test_a_conflict_left_to_a_steward_waits_and_is_settled_either_way(
         decide(synced.engine, steward, waiting["phone"]["id"], "ours")
     with pytest.raises(NotAllowed):
         decide(synced.engine, Actor("user", "vic", Role.VIEWER), waiting["town"]["id"], "ours")
-    assert _deliver(synced)["sent"] == 1
+    assert deliver(synced)["sent"] == 1
     fields = _records(peer)[bob]["fields"]
     assert (fields["phone"], fields["town"]) == ("+4989000000", "Aachen")
     with synced.engine.connect() as conn:

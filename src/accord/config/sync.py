@@ -1,12 +1,13 @@
 """How golden changes go out to a system: the optional `deliver` block under
 `systems.<name>` in accord.yaml (docs/sync.md).
 
-The block says where the system's records live (an HTTP API with conditional writes),
-or where its events go (a NATS JetStream subject),
-which of its fields each canonical field fills (the reverse of its intake mapping), how
-a field both sides changed is settled, and how hard to try before giving a change up.
-Secrets are never written here: `token_env` names the environment variable that holds
-the bearer token.
+The block says where the system's records live (an HTTP API with conditional writes,
+or a table in the system's own database), or where its changes go (events on a NATS
+JetStream subject, or export files in a folder), which of its fields each canonical
+field fills (the reverse of its intake mapping), how a field both sides changed is
+settled, and how hard to try before giving a change up. Secrets are never written here:
+`token_env` and `url_env` name the environment variables that hold the bearer token and
+the database URL.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from accord.config.intake import Duration, EnvName
+from accord.config.intake import ColumnName, Duration, EnvName
 from accord.config.matching import StrictModel
 from accord.model.customer import FIELDS_BY_NAME
 
@@ -78,6 +79,65 @@ class NatsTarget(StrictModel):
     timeout: Duration = Field(timedelta(seconds=10), description="for one publish")
 
 
+class SqlTarget(StrictModel):
+    """A table in the system's own database, one row per customer record: Accord updates
+    a row only at the version it last saw (`version`, an integer the system bumps on
+    every write of the row, and Accord on each of its own), inserts rows for customers
+    the system lacks, and deletes (or marks deleted) the rows it created for customers
+    merged away. The database's SQLAlchemy URL is read from the environment variable
+    `url_env`, never written here."""
+
+    url_env: EnvName = Field(
+        description="the environment variable holding the SQLAlchemy URL of the database"
+    )
+    table: ColumnName = Field(description="the table holding the records")
+    schema_: ColumnName | None = Field(
+        None, alias="schema", description="the table's schema, when not the default one"
+    )
+    key: ColumnName = Field(
+        "id", description="the record id column: text, unique (the primary key, usually)"
+    )
+    version: ColumnName = Field(
+        "version",
+        description="an integer column bumped on every write of the row: Accord writes a "
+        "row only at the version it last saw",
+    )
+    deleted: ColumnName | None = Field(
+        None,
+        description="a boolean column marking a row deleted (a soft delete); without it, "
+        "Accord's rows of customers merged away are deleted",
+    )
+    updated_at: ColumnName | None = Field(
+        None,
+        description="a column the system sets to when it last changed the row (read for "
+        "the `newest` conflict policy; Accord does not write it)",
+    )
+    batch: int = Field(500, ge=1, le=10_000, description="writes per transaction of the database")
+
+    def columns(self) -> list[str]:
+        """The columns Accord reads besides the delivered fields."""
+        named = [self.key, self.version, self.deleted, self.updated_at]
+        return [c for c in named if c is not None]
+
+
+class FileTarget(StrictModel):
+    """A folder Accord writes export files of golden changes to, for a system that takes
+    files: one file per round of delivery, written under a temporary name and renamed
+    when complete (docs/sync.md)."""
+
+    folder: str = Field(
+        min_length=1,
+        description="where the files go, relative to the project folder or absolute",
+    )
+    format: Literal["csv", "jsonl"] = Field(
+        description="csv (a header, then one row per change) or jsonl (one JSON object per line)"
+    )
+
+
+# The columns of every row of a CSV export, before the delivered fields.
+FILE_COLUMNS = ("change_id", "golden_id", "change", "tombstone", "merged_into", "changed_at")
+
+
 class RetryPolicy(StrictModel):
     max_attempts: int = Field(
         12, ge=1, le=1000, description="attempts before a change is given up (dead letter)"
@@ -96,6 +156,8 @@ class BreakerPolicy(StrictModel):
 class DeliveryConfig(StrictModel):
     http: HttpTarget | None = Field(None, description="a REST API holding the records")
     nats: NatsTarget | None = Field(None, description="a JetStream subject for the events")
+    sql: SqlTarget | None = Field(None, description="a table in the system's own database")
+    file: FileTarget | None = Field(None, description="a folder for export files")
     fields: dict[str, str] = Field(
         min_length=1,
         description="the system's field -> the canonical field whose golden value it holds",
@@ -150,11 +212,33 @@ class DeliveryConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_channel(self) -> DeliveryConfig:
-        if (self.http is None) == (self.nats is None):
+        given = [c for c in ("http", "nats", "sql", "file") if getattr(self, c) is not None]
+        if len(given) != 1:
+            found = f" (found {', '.join(given)})" if given else ""
             raise ValueError(
-                "give exactly one channel: `http` (a REST API holding the records) or "
-                "`nats` (a JetStream subject for the events)"
+                f"give exactly one channel{found}: `http` (a REST API holding the records), "
+                "`nats` (a JetStream subject for the events), `sql` (a table in the "
+                "system's database) or `file` (a folder for export files)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _fields_apart_from_the_channel_s_own(self) -> DeliveryConfig:
+        if self.sql is not None:
+            own = set(self.sql.columns())
+            taken = [f for f in self.fields if f in own]
+            if taken:
+                raise ValueError(
+                    f"fields: {', '.join(taken)} is a column the sql channel keeps itself "
+                    f"(key, version, deleted, updated_at): deliver to other columns"
+                )
+        if self.file is not None and self.file.format == "csv":
+            taken = [f for f in self.fields if f in FILE_COLUMNS]
+            if taken:
+                raise ValueError(
+                    f"fields: {', '.join(taken)} would repeat a column every export row has "
+                    f"({', '.join(FILE_COLUMNS)}): name the field otherwise"
+                )
         return self
 
     @model_validator(mode="after")

@@ -1,5 +1,10 @@
 """Delivering golden changes to one target, a round at a time.
 
+A target is one of two shapes (`channel.py`): records written with conditions (an HTTP
+API, a table in the system's database), or events taken in order (a NATS subject, a
+folder of export files). The rest of this text is of the first; the second publishes
+the round's changes in order (`_publish`) and records how far it got.
+
 A round:
 1. *plan*: the outbox changes after the target's cursor that concern it become pending
    deliveries, and the cursor moves on (one transaction);
@@ -49,8 +54,18 @@ from accord.store.outbox import Change
 from accord.store.sync import DEAD, PENDING, SENT, Delivery, KnownRecord, Outcome
 from accord.store.types import utcnow
 from accord.sync import plan
-from accord.sync.http import HttpChannel, Operation, Remote, Result, Unavailable
+from accord.sync.channel import (
+    EventChannel,
+    Operation,
+    RecordChannel,
+    Remote,
+    Result,
+    Unavailable,
+)
+from accord.sync.files import FileChannel
+from accord.sync.http import HttpChannel
 from accord.sync.nats import NatsChannel
+from accord.sync.sql import SqlChannel
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +107,27 @@ def targets(project: Project) -> list[str]:
     return [name for name, system in project.config.systems.items() if system.deliver]
 
 
+def record_channel(target: str, config: DeliveryConfig) -> RecordChannel | None:
+    """The channel holding `target`'s records (None for a target taking events)."""
+    if config.http is not None:
+        return HttpChannel(target, config.http)
+    if config.sql is not None:
+        return SqlChannel(target, config.sql, list(config.fields))
+    return None
+
+
+def event_channel(
+    target: str, config: DeliveryConfig, project: Project, authority: frozenset[str]
+) -> EventChannel | None:
+    """The channel taking `target`'s changes as events (None for a target with records)."""
+    if config.nats is not None:
+        return NatsChannel(target, config.nats, project=project.config.project)
+    if config.file is not None:
+        columns = [f for f, canonical in config.fields.items() if canonical not in authority]
+        return FileChannel(target, config.file, root=project.root, fields=columns)
+    return None
+
+
 class TargetDispatcher:
     def __init__(
         self,
@@ -99,7 +135,7 @@ class TargetDispatcher:
         project: Project,
         target: str,
         *,
-        channel: HttpChannel | None = None,
+        channel: RecordChannel | None = None,
         rng: random.Random | None = None,
         owner: str | None = None,
     ) -> None:
@@ -111,12 +147,10 @@ class TargetDispatcher:
         self.config: DeliveryConfig = system.deliver
         self.authority = frozenset(system.authority)
         self.survivorship = Survivorship(project.config.survivorship, project.config.systems)
-        self.channel: HttpChannel | None = None
-        self.publisher: NatsChannel | None = None
-        if self.config.nats is not None:
-            self.publisher = NatsChannel(target, self.config.nats, project=project.config.project)
-        elif self.config.http is not None:
-            self.channel = channel or HttpChannel(target, self.config.http)
+        self.publisher = event_channel(target, self.config, project, self.authority)
+        self.channel = (
+            None if self.publisher is not None else channel or record_channel(target, self.config)
+        )
         self.breaker = pybreaker.CircuitBreaker(
             fail_max=self.config.breaker.failures,
             reset_timeout=self.config.breaker.reset.total_seconds(),
@@ -197,7 +231,7 @@ class TargetDispatcher:
                 others = sorted({i for ids in members.values() for i in ids} - known.keys())
                 known |= sync_store.known_by_id(conn, self.target, others)
                 earlier = sync_store.latest_conflicts(conn, self.target, sorted(known))
-        if self.channel is None:  # events on a subject: no records to read first
+        if self.channel is None:  # events: no records to read first
             return self._publish(report, deliveries, changes, now)
         report.taken = len(deliveries)
         work = _Round(self, self.channel, now, known, earlier)
@@ -226,7 +260,8 @@ class TargetDispatcher:
         changes: dict[int, Change],
         now: datetime,
     ) -> RoundReport:
-        """Publish the deliveries' changes as events, in order, and record how far it got."""
+        """Publish the deliveries' changes as events, in order (to a subject, or to a
+        file), and record how far it got."""
         assert self.publisher is not None  # noqa: S101  (round() calls it only then)
         report.taken = len(deliveries)
         items = [
@@ -254,10 +289,15 @@ class TargetDispatcher:
         for delivery in deliveries:
             sent = published.get(delivery.change_id)
             if sent is not None:
-                detail = {"sequence": sent.sequence, "duplicate": sent.duplicate}
                 outcomes.append(
                     Outcome(
-                        delivery.change_id, SENT, delivery.attempts + 1, now, None, None, detail
+                        delivery.change_id,
+                        SENT,
+                        delivery.attempts + 1,
+                        now,
+                        None,
+                        None,
+                        sent.detail(),
                     )
                 )
                 continue
@@ -299,7 +339,7 @@ class _Round:
     def __init__(
         self,
         dispatcher: TargetDispatcher,
-        channel: HttpChannel,
+        channel: RecordChannel,
         now: datetime,
         known: dict[str, KnownRecord],
         earlier: dict[str, dict[str, tuple[Any, Any, str]]],

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import httpx2
@@ -29,69 +28,22 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base
 
 from accord.config.sync import HttpTarget
-from accord.errors import AccordError
 from accord.store.engine import json_text, json_value
+from accord.sync.channel import Operation, Remote, Result, TargetMisconfigured, Unavailable
 from accord.sync.plan import TRANSIENT_STATUSES
+
+# the values of a channel, importable from here as before
+__all__ = [
+    "HttpChannel",
+    "Operation",
+    "Remote",
+    "Result",
+    "TargetMisconfigured",
+    "Unavailable",
+]
 
 QUICK_ATTEMPTS = 3  # within a round, before the delivery waits for its back-off
 QUICK_WAIT_CAP = 2.0  # seconds: a longer Retry-After is left to the back-off
-
-
-class Unavailable(Exception):
-    """The target could not take a request now: try again later."""
-
-    def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
-    ):
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
-class TargetMisconfigured(AccordError):
-    """The target's settings cannot work (a token variable unset)."""
-
-
-@dataclass(frozen=True)
-class Operation:
-    op: str  # put or delete
-    record_id: str
-    fields: dict[str, Any] | None
-    if_match: str | None
-    if_none_match: str | None
-    key: str
-
-    def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"op": self.op, "id": self.record_id, "key": self.key}
-        if self.fields is not None:
-            out["fields"] = self.fields
-        if self.if_match is not None:
-            out["if_match"] = self.if_match
-        if self.if_none_match is not None:
-            out["if_none_match"] = self.if_none_match
-        return out
-
-
-@dataclass(frozen=True)
-class Remote:
-    """A record as the target holds it."""
-
-    record_id: str
-    etag: str | None
-    fields: dict[str, Any]
-    deleted: bool
-    updated_at: str | None
-
-
-@dataclass(frozen=True)
-class Result:
-    """How the target answered one operation."""
-
-    status: int
-    etag: str | None
-    record: Remote | None  # after a write; on 412 the record as it is now
-    error: str | None
-    retry_after: float | None = None
 
 
 class _RetryAfterWait(wait_base):

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
@@ -36,16 +35,11 @@ from nats.aio.client import Client
 from accord.config.sync import NatsTarget
 from accord.intake import broker
 from accord.store.outbox import Change
-from accord.sync.http import Unavailable
+from accord.sync.channel import Published, Unavailable
+
+__all__ = ["CONTENT_TYPE", "NatsChannel", "Published", "event"]
 
 CONTENT_TYPE = "application/cloudevents+json"
-
-
-@dataclass(frozen=True)
-class Published:
-    change_id: int
-    sequence: int | None  # the stream sequence, when stored
-    duplicate: bool  # JetStream had it already (a change published again)
 
 
 def event(change: Change, fields: dict[str, Any], *, project: str) -> CloudEvent:

@@ -1,7 +1,8 @@
 """Reconciliation (C4.4): what a target system holds, compared with the golden records,
 field by field; and the repair of what drifted through the normal delivery path.
 
-The target's records are read a page at a time (`HttpChannel.page`). Each is placed:
+The target's records are read a page at a time (`RecordChannel.page`: an HTTP API's
+listing, or a table's rows in key order). Each is placed:
 - a record of a customer (a member through the crosswalk, or one Accord created for
   it): each delivered field it holds is compared with the value Accord would write
   (`plan.desired`); a difference is *drift*;
@@ -26,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from accord.config.loader import Project
+from accord.config.sync import DeliveryConfig
 from accord.errors import InputRejected
 from accord.store import golden as golden_store
 from accord.store import outbox
@@ -33,7 +35,8 @@ from accord.store import sync as sync_store
 from accord.store.engine import writing
 from accord.store.sync import KnownRecord
 from accord.sync import plan
-from accord.sync.http import HttpChannel, Remote
+from accord.sync.channel import RecordChannel, Remote
+from accord.sync.dispatch import record_channel
 
 PAGE = 1000
 SHOWN = 1000  # drift rows kept for the report; every one is counted
@@ -86,7 +89,7 @@ def reconcile(
     target: str,
     *,
     repair: bool = False,
-    channel: HttpChannel | None = None,
+    channel: RecordChannel | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Reconciliation:
     system = project.config.systems.get(target)
@@ -96,13 +99,8 @@ def reconcile(
             hint="reconciliation compares a system with a `deliver` block (docs/sync.md)",
         )
     config = system.deliver
-    if config.http is None:
-        raise InputRejected(
-            f"{target} receives events on a NATS subject: it holds no records to compare",
-            hint="reconciliation compares a target with an `http` channel",
-        )
+    own = channel or _records_of(target, config)
     authority = frozenset(system.authority)
-    own = channel or HttpChannel(target, config.http)
     report = Reconciliation(target)
     seen: set[str] = set()
     to_repair: dict[str, set[str]] = {}
@@ -164,7 +162,18 @@ def reconcile(
     return report
 
 
-def _pages(channel: HttpChannel) -> Iterator[list[Remote]]:
+def _records_of(target: str, config: DeliveryConfig) -> RecordChannel:
+    found = record_channel(target, config)
+    if found is None:
+        taken = "events on a NATS subject" if config.nats is not None else "export files"
+        raise InputRejected(
+            f"{target} takes {taken}: it holds no records to compare",
+            hint="reconciliation compares a target with an `http` or `sql` channel",
+        )
+    return found
+
+
+def _pages(channel: RecordChannel) -> Iterator[list[Remote]]:
     after: str | None = None
     while True:
         records, following = channel.page(after, PAGE)
