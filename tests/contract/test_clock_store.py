@@ -18,7 +18,7 @@ from accord.hlc import Stamp, wall_ms
 from accord.intake.load import load_file
 from accord.store import clock
 from accord.store.engine import make_engine, writing
-from accord.store.tables import source_record
+from accord.store.tables import counter, source_record
 from tests.factories import crm_row, write_csv
 
 
@@ -43,7 +43,7 @@ def test_stamps_grow_and_survive_a_restart(engine: Engine) -> None:
 
 def test_a_clock_row_missing_is_made_again(engine: Engine) -> None:
     with writing(engine) as conn:
-        conn.execute(clock.counter.delete().where(clock.counter.c.name == clock.COUNTER))
+        conn.execute(counter.delete().where(counter.c.name == clock.COUNTER))
     assert len(_stamps(engine, 2)) == 2
 
 
