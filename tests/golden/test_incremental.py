@@ -1024,3 +1024,44 @@ def test_contacts_found_by_company_name_follow_incremental_changes(based: Based)
     # another company, one Accord does not know: the contact goes
     new_version(organization="Nirgendwo Holding")
     assert stating not in _employer_edges(based.engine)
+
+
+# ---- steward overrides
+
+
+def test_an_override_survives_incremental_matching_and_follows_a_merge(based: Based) -> None:
+    from accord.golden import overrides  # noqa: PLC0415
+
+    first, second = based.golden_of("T-BX"), based.golden_of("T-BY")
+    with writing(based.engine) as conn:
+        overrides.override(
+            conn, STEWARD, based.project, second, "city", value="Wasserburg", reason="visited"
+        )
+    assert _golden(based.engine, second)["data"]["city"] == "Wasserburg"
+
+    # T-BZ bridges the two customers: one of them is merged into the other
+    based.add(
+        [
+            _contact(
+                "T-BZ",
+                "Quirin",
+                "Hallweger",
+                Email="quirin.hallweger@gmx.de",
+                Phone="+49 8031 5550177",
+                BirthDate="1971-09-30",
+                Street="Mühlbachweg 12",
+                PostalCode="83026",
+                City="Rosenheim",
+            )
+        ]
+    )
+    kept = based.golden_of("T-BZ")
+    assert kept in {first, second}
+    golden = _golden(based.engine, kept)
+    assert golden["data"]["city"] == "Wasserburg"
+    assert golden["lineage"]["city"]["rule"] == "steward_override"
+    # a new version of a member, matched incrementally, rebuilds the customer: still pinned
+    changed = _contact("T-BX", "Quirin", "Hallweger", Email="quirin.hallweger@gmx.de", City="Au")
+    assert based.add([changed], "v2.csv").records == 1
+    assert based.golden_of("T-BX") == kept
+    assert _golden(based.engine, kept)["data"]["city"] == "Wasserburg"

@@ -15,6 +15,7 @@ from rich.markup import escape
 from accord.cli import quarantine as quarantine_cli
 from accord.cli.broker import broker_app
 from accord.cli.drop import drop_app
+from accord.cli.golden import golden_app
 from accord.cli.mapping import map_app
 from accord.cli.output import (
     ProjectDir,
@@ -72,6 +73,7 @@ review_app = typer.Typer(
 )
 app.add_typer(match_app, name="match")
 app.add_typer(review_app, name="review")
+app.add_typer(golden_app, name="golden")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(worker_app, name="worker")

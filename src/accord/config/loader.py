@@ -333,7 +333,10 @@ def _check_project(config: ProjectConfig, raw: Any, path: Path, problems: list[P
         (("survivorship", "default_priority"), survivorship.default_priority)
     ]
     for field, rule in survivorship.fields.items():
-        if not _unknown_field(field, _where(path, raw, "survivorship", "fields", field), problems):
+        known = not _unknown_field(
+            field, _where(path, raw, "survivorship", "fields", field), problems
+        )
+        if known and rule.priority is not None:
             priorities.append((("survivorship", "fields", field, "priority"), rule.priority))
     for loc, priority in priorities:
         for i, system_name in enumerate(priority):

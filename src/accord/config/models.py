@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from accord.config.health import HealthConfig
-from accord.config.intake import IntakeConfig, cron_expression
+from accord.config.intake import Duration, IntakeConfig, cron_expression
 from accord.config.matching import NAME_PATTERN, MatchConfig, StrictModel
 from accord.config.sync import DeliveryConfig
 
@@ -70,14 +71,53 @@ class SystemConfig(StrictModel):
         return value
 
 
+# How a field's golden value is chosen among its members' values (docs/survivorship.md).
+Strategy = Literal["source_priority", "most_recent", "most_complete", "most_frequent"]
+
+
 class FieldSurvivorship(StrictModel):
-    priority: list[str] = Field(min_length=1)
+    strategy: Strategy | None = Field(
+        None, description="how the value is chosen; by default `default_strategy`"
+    )
+    priority: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="systems in order of trust for this field; by default its authorities, "
+        "then `default_priority`",
+    )
+
+    @model_validator(mode="after")
+    def _says_something(self) -> FieldSurvivorship:
+        if self.strategy is None and self.priority is None:
+            raise ValueError("give a `strategy`, a `priority`, or both")
+        return self
 
 
 class SurvivorshipConfig(StrictModel):
     default_priority: list[str] = Field(min_length=1)
+    default_strategy: Strategy = Field(
+        "source_priority", description="the strategy of every field without one of its own"
+    )
     tie_break: Literal["most_recent"] = "most_recent"
+    max_clock_skew: Duration = Field(
+        timedelta(minutes=5),
+        description="how far ahead of Accord's clock a source's change time is believed "
+        "(the hybrid logical clock clamps it there)",
+    )
     fields: dict[str, FieldSurvivorship] = Field(default_factory=dict)
+
+    @field_validator("max_clock_skew")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("a clock skew is not negative")
+        return value
+
+    def strategy_of(self, field: str) -> Strategy:
+        explicit = self.fields.get(field)
+        if explicit is not None and explicit.strategy is not None:
+            return explicit.strategy
+        return self.default_strategy
 
 
 class ProjectConfig(StrictModel):

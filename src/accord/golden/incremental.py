@@ -269,17 +269,16 @@ class IncrementalResolver:
         # members withdrawn as well are taken out in their own turn
         members = [k for k in indexed if k in records]
         scope = Scope.of(conn, members, also=frozenset({old}), restore=False)
-        evidence: Evidence = {}
-        for k, (_, rule, proof) in scope.current.items():  # the links they were kept by
-            partner = proof.get("linked_to")
-            evidence[k] = (
-                rule,
-                (str(partner[0]), str(partner[1])) if partner else None,
-                proof.get("probability"),
-            )
         groups = [members] if members else []
         events = self._rewrite(
-            conn, groups, records, scope, evidence, touched={old}, actor=actor, report=report
+            conn,
+            groups,
+            records,
+            scope,
+            scope.evidence(),  # the links they were kept by
+            touched={old},
+            actor=actor,
+            report=report,
         )
         report.removed += 1
         return events
@@ -301,16 +300,14 @@ class IncrementalResolver:
         """Write `groups` as customers (golden ids, golden records, crosswalk) within
         `scope`, and the relationships of every customer touched. Returns the audit
         events."""
-        built = [
-            golden_content(self.survivorship, [member_of(records[key]) for key in group])
-            for group in groups
-        ]
         events = write_clusters(
             conn,
             actor=actor,
             entity=self.project.config.entity,
             keys=groups,
-            content=built.__getitem__,
+            content=lambda i, pins: golden_content(
+                self.survivorship, [member_of(records[key]) for key in groups[i]], pins
+            ),
             evidence=evidence,
             report=report,
             scope=scope,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,7 +22,7 @@ from accord.digest import digest
 from accord.golden.ids import assign_ids
 from accord.golden.match_index import sync_index
 from accord.golden.relationships import referenced_employers, stating, sync_all
-from accord.golden.survivorship import Member, Survivorship
+from accord.golden.survivorship import Member, Pin, Survivorship
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.match import Link, Matcher, MatchRecord, build_matcher
 from accord.match.clusters import clusters as connected
@@ -32,6 +32,7 @@ from accord.match.index import IndexPlan
 from accord.match.interface import OversizedBlock
 from accord.store import golden as golden_store
 from accord.store import outbox, stewardship
+from accord.store import overrides as override_store
 from accord.store import queue as work_queue
 from accord.store import records as record_store
 from accord.store.dialect import exclusive
@@ -126,8 +127,8 @@ def resolve(
                 actor=actor,
                 entity=project.config.entity,
                 keys=keys,
-                content=lambda i: golden_content(
-                    survivorship, [member_of(stored[j].record()) for j in groups[i]]
+                content=lambda i, pins: golden_content(
+                    survivorship, [member_of(stored[j].record()) for j in groups[i]], pins
                 ),
                 evidence=evidence,
                 report=report,
@@ -190,6 +191,7 @@ def member_of(current: record_store.CurrentRecord) -> Member:
         current.mapping_version,
         current.data,
         current.received_at,
+        current.hlc,
     )
 
 
@@ -315,6 +317,19 @@ class Scope:
             else set(),
         )
 
+    def evidence(self) -> Evidence:
+        """Per record in scope, the link it was kept by (a write that keeps its
+        customers as they are)."""
+        found: Evidence = {}
+        for key, (_, rule, proof) in self.current.items():
+            partner = proof.get("linked_to")
+            found[key] = (
+                rule,
+                (str(partner[0]), str(partner[1])) if partner else None,
+                proof.get("probability"),
+            )
+        return found
+
     @classmethod
     def everything(cls, conn: Connection) -> Scope:
         return cls(
@@ -331,15 +346,17 @@ def write_clusters(
     actor: str,
     entity: str,
     keys: list[list[Key]],
-    content: Callable[[int], dict[str, Any]],
+    content: Callable[[int, Mapping[str, Pin]], dict[str, Any]],
     evidence: Evidence,
     report: ResolveReport,
     scope: Scope,
 ) -> list[AuditEvent]:
     """Keep golden ids, write changed golden records and links, retire ids; returns the
-    audit events (the caller records them with its own summary). `content(i)` builds the
-    golden content of cluster `i` (`golden_content`); it is asked for a batch of clusters
-    at a time, and what it returns is written and let go before the next batch."""
+    audit events (the caller records them with its own summary). `content(i, pins)`
+    builds the golden content of cluster `i` with the stewards' overrides of its
+    customer (`golden_content`); it is asked for a batch of clusters at a time, and what
+    it returns is written and let go before the next batch. Overrides of customers
+    merged away follow them (`store.overrides.follow_merges`)."""
     current, fingerprints, previous_ids = scope.current, scope.fingerprints, scope.previous
     ids = assign_ids(
         keys,
@@ -349,10 +366,13 @@ def write_clusters(
         previous=dict(previous_ids),
         restorable=scope.restorable,
     )
+    pinned = override_store.follow_merges(
+        override_store.pins_of(conn, set(ids.cluster_ids) | set(ids.merged)), ids.merged
+    )
     events: list[AuditEvent] = []
     for start in range(0, len(keys), WRITE_BATCH):
         batch = range(start, min(start + WRITE_BATCH, len(keys)))
-        built = {i: content(i) for i in batch}
+        built = {i: content(i, _pins(pinned.pins.get(ids.cluster_ids[i]))) for i in batch}
         changed = [
             ids.cluster_ids[i]
             for i in batch
@@ -395,6 +415,21 @@ def write_clusters(
             decided_by=actor,
         )
     golden_store.retire(conn, ids.merged, ids.retired)
+    override_store.store_merges(conn, pinned)
+    events += [
+        AuditEvent(
+            AuditAction.GOLDEN_OVERRIDE_SET_ASIDE,
+            "golden",
+            row["golden_id"],
+            {
+                "field": row["field"],
+                "value": row["value"],
+                "set_by": row["set_by"],
+                "kept": row["kept"],
+            },
+        )
+        for row in pinned.set_aside
+    ]
     outbox.record(
         conn,
         [
@@ -415,6 +450,14 @@ def write_clusters(
     report.merged += len(ids.merged)
     report.retired += len(ids.retired)
     return events
+
+
+def _pins(rows: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Pin]:
+    """A customer's stored overrides as survivorship takes them."""
+    return {
+        name: Pin(row["value"], row["reason"], row["set_by"], row["set_at"])
+        for name, row in (rows or {}).items()
+    }
 
 
 def _change(
@@ -484,8 +527,12 @@ def kind_of(record: MatchRecord) -> dict[str, str]:
     return {"kind": record.kind} if record.kind else {}
 
 
-def golden_content(survivorship: Survivorship, members: Sequence[Member]) -> dict[str, Any]:
-    data, lineage = survivorship.build(members)
+def golden_content(
+    survivorship: Survivorship,
+    members: Sequence[Member],
+    pins: Mapping[str, Pin] | None = None,
+) -> dict[str, Any]:
+    data, lineage = survivorship.build(members, pins)
     member_keys = sorted(f"{m.system}/{m.source_id}" for m in members)
     fingerprint = digest([data, lineage, member_keys])
     name = display_name(data)

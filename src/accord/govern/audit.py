@@ -37,6 +37,10 @@ class AuditAction(StrEnum):
     GOLDEN_MERGED = "golden.merged"
     GOLDEN_RETIRED = "golden.retired"
     GOLDEN_RESTORED = "golden.restored"
+    GOLDEN_OVERRIDDEN = "golden.overridden"  # a steward pinned a field's value
+    GOLDEN_OVERRIDE_CLEARED = "golden.override_cleared"
+    # a merge met two overrides of one field: one stays, the other is set aside
+    GOLDEN_OVERRIDE_SET_ASIDE = "golden.override_set_aside"
     MATCH_DECIDED = "match.decided"
     USER_CREATED = "user.created"
     USER_SIGNED_IN = "user.signed_in"

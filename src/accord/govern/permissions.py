@@ -17,6 +17,8 @@ class Permission(StrEnum):
     AUDIT_READ = "audit:read"
     MATCHES_READ = "matches:read"
     MATCHES_DECIDE = "matches:decide"
+    # pin a field's golden value over survivorship (and clear the pin)
+    GOLDEN_OVERRIDE = "golden:override"
     USERS_MANAGE = "users:manage"
     # read, correct, replay and discard quarantined records (their raw text is customer data)
     QUARANTINE_MANAGE = "quarantine:manage"
@@ -45,6 +47,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.AUDIT_READ,
             Permission.MATCHES_READ,
             Permission.MATCHES_DECIDE,
+            Permission.GOLDEN_OVERRIDE,
             Permission.QUARANTINE_MANAGE,
         }
     ),

@@ -356,7 +356,14 @@ def _store(
         records: list[RawRecord] = []
         for message, _ in fresh:
             records += _records(message, config, mapping.config.format.max_field_bytes, report)
-        Batcher(engine, mapper, report, project.config.entity, changes=True).write(conn, records)
+        Batcher(
+            engine,
+            mapper,
+            report,
+            project.config.entity,
+            changes=True,
+            max_skew=project.config.survivorship.max_clock_skew,
+        ).write(conn, records)
         deliveries.remember_messages(conn, system, [k for _, k in fresh], report.load_id)
         report.seconds = time.perf_counter() - started
         end_load(conn, report, channel="broker", actor=actor)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from accord.intake.parallel import Mapped, MappingPool, map_records, workers_for
 from accord.intake.readers import RawRecord, SourceFile
 from accord.intake.reasons import Reason
 from accord.store import records as store
+from accord.store.clock import DEFAULT_MAX_SKEW
 from accord.store.engine import writing
 
 Progress = Callable[[int, int], None]  # (bytes read, total bytes)
@@ -96,7 +98,13 @@ def load_file(
         ) as report,
         contextlib.ExitStack() as stack,
     ):
-        batcher = Batcher(engine, mapper, report, project.config.entity)
+        batcher = Batcher(
+            engine,
+            mapper,
+            report,
+            project.config.entity,
+            max_skew=project.config.survivorship.max_clock_skew,
+        )
         if on_start is not None:
             on_start(report)
         batches = _chunks(all_records, batch_size)
@@ -237,6 +245,7 @@ class Batcher:
         outcomes: list[dict[str, Any]] | None = None,
         *,
         changes: bool = False,
+        max_skew: timedelta = DEFAULT_MAX_SKEW,
     ) -> None:
         if changes and outcomes is not None:
             raise ValueError("outcomes are kept in input order, which changes do not keep")
@@ -247,6 +256,7 @@ class Batcher:
         self.seen: Seen = {}
         self.outcomes = outcomes
         self.changes = changes
+        self.max_skew = max_skew  # of the sources' clocks (survivorship.max_clock_skew)
 
     def add(self, batch: list[RawRecord], mapped: Mapped | None = None) -> None:
         """Store one batch in a transaction of its own; `mapped`: its records mapped
@@ -339,6 +349,7 @@ class Batcher:
             system=report.system,
             mapping_version=self.mapper.version,
             versions=new_versions,
+            max_skew=self.max_skew,
         )
         store.store_remaps(
             conn, system=report.system, mapping_version=self.mapper.version, remaps=remaps

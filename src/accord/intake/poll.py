@@ -455,7 +455,13 @@ def _run(
             with writing(engine) as conn:
                 # a page is an input of its own: a row read again in a later page
                 # changed in between, and is a new version, not a repeated source id
-                Batcher(engine, mapper, report, project.config.entity).write(conn, page)
+                Batcher(
+                    engine,
+                    mapper,
+                    report,
+                    project.config.entity,
+                    max_skew=project.config.survivorship.max_clock_skew,
+                ).write(conn, page)
                 if ahead:  # under `lag` the first pages re-read what the cursor covers
                     poll_cursor.move(
                         conn,

@@ -302,7 +302,14 @@ def _store_batch(
         )
         report = LoadReport(load_id, system, source)
         outcomes: list[dict[str, Any]] = []
-        batcher = Batcher(engine, mapper, report, project.config.entity, outcomes)
+        batcher = Batcher(
+            engine,
+            mapper,
+            report,
+            project.config.entity,
+            outcomes,
+            max_skew=project.config.survivorship.max_clock_skew,
+        )
         batcher.write(conn, batch.records, mapped)
         report.seconds = time.perf_counter() - started
         counts = dict.fromkeys(("accepted", "duplicate", "rejected"), 0)

@@ -406,6 +406,7 @@ def _replay_system(
             load_report,
             project.config.entity,
             outcomes,
+            max_skew=project.config.survivorship.max_clock_skew,
         )
         for chunk in chunks:
             with writing(engine) as conn:

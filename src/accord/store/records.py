@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Text, and_, bindparam, cast, func, select, tuple_, update
 
-from accord.store import queue
+from accord.hlc import millis
+from accord.store import clock, queue
 from accord.store.dialect import insert_rows, keys_in, next_ids
 from accord.store.engine import json_value
 from accord.store.tables import (
@@ -69,6 +70,7 @@ class CurrentRecord:
     mapping_version: str
     data: dict[str, Any]
     received_at: datetime
+    hlc: str | None = None  # the clock's stamp at intake (accord.hlc); None before it existed
 
 
 class CurrentDocument(NamedTuple):
@@ -81,10 +83,11 @@ class CurrentDocument(NamedTuple):
     mapping_version: str
     document: str
     received_at: datetime
+    hlc: str | None = None
 
     def record(self) -> CurrentRecord:
         """The record, its data read."""
-        return CurrentRecord(*self[:5], json_value(self.document), self.received_at)
+        return CurrentRecord(*self[:5], json_value(self.document), self.received_at, self.hlc)
 
 
 def start_load(
@@ -212,11 +215,17 @@ def store_versions(
     system: str,
     mapping_version: str,
     versions: Sequence[NewVersion],
+    max_skew: timedelta = clock.DEFAULT_MAX_SKEW,
 ) -> None:
-    """Store new source record versions, their canonical records, and move the heads."""
+    """Store new source record versions, each stamped by the hybrid logical clock (its
+    source change time believed up to `max_skew` ahead), their canonical records, and
+    move the heads."""
     if not versions:
         return
     now = utcnow()
+    stamps = clock.stamp(
+        conn, [_source_ms(v.data.get("source_updated_at")) for v in versions], max_skew=max_skew
+    )
     source_ids = next_ids(conn, source_record, len(versions))
     canonical_ids = next_ids(conn, canonical_record, len(versions))
     insert_rows(
@@ -232,8 +241,9 @@ def store_versions(
                 "content_hash": v.content_hash,
                 "payload": v.payload,
                 "received_at": now,
+                "hlc": received.stamp.text(),
             }
-            for v, source_id in zip(versions, source_ids, strict=True)
+            for v, source_id, received in zip(versions, source_ids, stamps, strict=True)
         ],
     )
     insert_rows(
@@ -272,6 +282,16 @@ def store_versions(
         replace_on=["system", "source_id"],
     )
     _enqueue(conn, system, versions)
+
+
+def _source_ms(value: Any) -> int | None:
+    """A canonical `source_updated_at` (ISO text) in milliseconds; None if absent."""
+    if not value:
+        return None
+    try:
+        return millis(datetime.fromisoformat(str(value)))
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -389,6 +409,7 @@ def _current(*, document: bool = False) -> Any:
             if document
             else canonical_record.c.data,
             source_record.c.received_at,
+            source_record.c.hlc,
         )
         .join(canonical_record, canonical_record.c.id == record_head.c.canonical_record_id)
         .join(source_record, source_record.c.id == record_head.c.source_record_id)
@@ -404,6 +425,7 @@ def _current_record(row: Any) -> CurrentRecord:
         row.mapping_version,
         row.data,
         row.received_at,
+        row.hlc,
     )
 
 
@@ -505,9 +527,8 @@ def current_documents(
     (`store.engine.json_value`) when needed: a million records' text takes a fraction of
     the memory of their data read."""
     shared: dict[str, str] = {}  # one copy of each system's name and mapping version
-    for system, source_id, source_record_id, canonical_record_id, version, document, at in _pages(
-        conn, _current(document=True), entity_type, batch_size
-    ):
+    for row in _pages(conn, _current(document=True), entity_type, batch_size):
+        system, source_id, source_record_id, canonical_record_id, version, document, at, hlc = row
         yield CurrentDocument(
             shared.setdefault(system, system),
             source_id,
@@ -516,6 +537,7 @@ def current_documents(
             shared.setdefault(version, version),
             document,
             at,
+            hlc,
         )
 
 

@@ -161,6 +161,9 @@ source_record = Table(
     Column("content_hash", String(64), nullable=False),
     Column("payload", Document, nullable=False),
     Column("received_at", UTCDateTime, nullable=False),
+    # the hybrid logical clock's stamp at intake (accord.hlc), fixed-width text that sorts
+    # as the stamps do; NULL for records stored before the clock existed
+    Column("hlc", String(24)),
     UniqueConstraint("system", "source_id", "version"),
     Index(None, "load_id"),  # a load's records, read to withdraw it
     Index(None, "system", "received_at"),  # a system's records received lately (health)
@@ -245,6 +248,19 @@ golden_record = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Index(None, "status", "display_name"),
+)
+
+# A steward's pinned value of one field of a golden customer: it wins over every
+# survivorship strategy at every rebuild, and follows the customer into a merge.
+golden_override = Table(
+    "golden_override",
+    metadata,
+    Column("golden_id", ForeignKey("golden_record.golden_id"), primary_key=True),
+    Column("field", String(64), primary_key=True),
+    Column("value", Document, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("set_by", String(200), nullable=False),
+    Column("set_at", UTCDateTime, nullable=False),
 )
 
 # (system, source id) -> golden id, with the decision that put the link there.

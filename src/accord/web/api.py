@@ -60,15 +60,25 @@ CustomerPage = Page[CustomerSummary]
 
 class FieldLineage(BaseModel):
     value: Any
-    system: str
-    source_id: str
-    source_record_id: int
-    canonical_record_id: int
-    mapping_version: str
+    system: str = Field(description="the system the value came from; @steward when pinned")
+    source_id: str = Field(description="its record; for a pinned value, who pinned it")
+    source_record_id: int | None = Field(description="None for a pinned value")
+    canonical_record_id: int | None = Field(description="None for a pinned value")
+    mapping_version: str | None = Field(description="None for a pinned value")
     observed_at: str
-    rule: str = Field(description="what picked this value: source_priority, most_recent, ...")
+    rule: str = Field(
+        description="what picked this value: source_priority, most_recent, most_complete, "
+        "most_frequent, steward_override, agreed, only_value, stable_order"
+    )
     candidates: int
     alternatives: list[dict[str, Any]]
+    hlc: str | None = Field(None, description="the winner's clock stamp (not source_priority)")
+    clock_clamped: bool | None = Field(
+        None, description="the source's change time was ahead of the allowed clock skew"
+    )
+    by: str | None = Field(None, description="who pinned the value (steward_override)")
+    at: str | None = Field(None, description="when it was pinned")
+    reason: str | None = Field(None, description="why it was pinned")
 
 
 class Member(BaseModel):

@@ -1,0 +1,99 @@
+"""A hybrid logical clock: the stamp each source record gets at intake, by which
+`most_recent` survivorship orders records (docs/survivorship.md).
+
+A stamp is (physical milliseconds since the epoch, logical counter). Receiving a record
+moves the clock to the latest of: Accord's wall clock, the last stamp given, and the
+source's own change time, that last one believed only up to `max_skew` ahead of the wall
+clock (a source whose clock runs far ahead would otherwise win every comparison for as
+long as it stays ahead). When the physical part does not move, the logical counter
+does. So stamps only grow, are never behind a source's plausible change time, and no two
+are equal. Pure: the store keeps the clock's last stamp (`store/clock.py`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+LOGICAL_LIMIT = 1_000_000  # logical values per millisecond; past it, the next millisecond
+_PHYSICAL_DIGITS = 15
+_LOGICAL_DIGITS = 6
+TEXT_LENGTH = _PHYSICAL_DIGITS + 1 + _LOGICAL_DIGITS
+
+
+@dataclass(frozen=True, order=True)
+class Stamp:
+    physical: int  # milliseconds since 1970-01-01 UTC
+    logical: int = 0
+
+    def text(self) -> str:
+        """Fixed-width text that sorts as the stamps do: `000001719312345678.000012`."""
+        return f"{self.physical:0{_PHYSICAL_DIGITS}d}.{self.logical:0{_LOGICAL_DIGITS}d}"
+
+    @classmethod
+    def parse(cls, text: str) -> Stamp:
+        physical, _, logical = text.partition(".")
+        return cls(int(physical), int(logical or 0))
+
+    def packed(self) -> int:
+        """One 64-bit integer that orders as the stamps do (until the year 2262)."""
+        return self.physical * LOGICAL_LIMIT + self.logical
+
+    @classmethod
+    def unpack(cls, value: int) -> Stamp:
+        return cls(*divmod(value, LOGICAL_LIMIT))
+
+
+ZERO = Stamp(0, 0)
+
+
+@dataclass(frozen=True)
+class Received:
+    stamp: Stamp
+    clamped: bool  # the source's change time was further ahead than the skew allows
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def millis(moment: datetime) -> int:
+    """An aware datetime in milliseconds since the epoch."""
+    return int(moment.timestamp() * 1000)
+
+
+class Clock:
+    """The clock from its last stamp; `receive` gives the next one."""
+
+    def __init__(self, last: Stamp, *, max_skew_ms: int, wall: Callable[[], int] = wall_ms) -> None:
+        self.last = last
+        self.max_skew_ms = max_skew_ms
+        self.wall = wall
+
+    def receive(self, source_ms: int | None = None) -> Received:
+        """The stamp of a record the source changed at `source_ms` (None: unknown)."""
+        now = self.wall()
+        clamped = False
+        physical = now
+        if source_ms is not None:
+            limit = now + self.max_skew_ms
+            if source_ms > limit:
+                source_ms, clamped = limit, True
+            physical = max(physical, source_ms)
+        last = self.last
+        if physical > last.physical:
+            stamp = Stamp(physical, 0)
+        elif last.logical + 1 < LOGICAL_LIMIT:
+            stamp = Stamp(last.physical, last.logical + 1)
+        else:  # a million stamps in one millisecond: borrow the next one
+            stamp = Stamp(last.physical + 1, 0)
+        self.last = stamp
+        return Received(stamp, clamped)
+
+
+def was_clamped(stamp: Stamp, source_ms: int | None) -> bool:
+    """Whether a record with this stamp and source change time had its time clamped:
+    an unclamped stamp is never behind the source's change time, a clamped one is."""
+    return source_ms is not None and source_ms > stamp.physical
