@@ -165,10 +165,17 @@ class TargetDispatcher:
         with writing(self.engine) as conn:
             self._fence(conn)
 
-    def _fence(self, conn: Connection) -> None:
+    def _fence(self, conn: Connection, *, take: bool = False) -> None:
         """First in every transaction that plans or records: renew the hold, or raise
-        LeaseLost (rolling the transaction back) when another process has the target."""
-        if not outbox.hold(conn, self.target, self.owner, utcnow() + self.lease):
+        LeaseLost (rolling the transaction back) when another process has the target.
+        With `take` (planning, which reads the cursor after this and so cannot repeat
+        another's work), a target nobody holds is taken as well."""
+        until = utcnow() + self.lease
+        if take:
+            held = outbox.claim(conn, self.target, self.owner, until)
+        else:
+            held = outbox.hold(conn, self.target, self.owner, until)
+        if not held:
             raise LeaseLost(f"{self.target}: another process took the target over")
 
     def close(self) -> None:
@@ -185,7 +192,7 @@ class TargetDispatcher:
         planned = 0
         while True:
             with writing(self.engine) as conn:
-                self._fence(conn)
+                self._fence(conn, take=True)
                 start = outbox.cursor(conn, self.target)
                 changes = outbox.headings_after(conn, start, PLAN_BATCH)
                 if not changes:
