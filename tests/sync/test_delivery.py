@@ -24,7 +24,7 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from accord.demo.peers import PeerProcess
-from accord.errors import Conflict, NotAllowed
+from accord.errors import AccordError, Conflict, NotAllowed
 from accord.golden.resolve import resolve
 from accord.govern.permissions import Actor, Role, cli_actor
 from accord.intake.load import load_file
@@ -35,7 +35,7 @@ from accord.store.engine import writing
 from accord.store.tables import audit_log, sync_cursor
 from accord.store.types import utcnow
 from accord.sync.conflicts import decide
-from accord.sync.dispatch import RoundReport, TargetDispatcher, status
+from accord.sync.dispatch import RoundReport, TargetDispatcher, run, status
 from accord.sync.reconcile import reconcile
 from accord.workspace import Workspace
 from tests.factories import anna_chain_and_bob, bob_row, crm_row, write_csv
@@ -287,6 +287,42 @@ def test_a_merge_deletes_the_record_accord_created_for_the_customer_merged_away(
     with _client(peer) as client:
         [merged_away] = gone
         assert client.get(f"/accounts/{merged_away}").status_code == 410  # a tombstone
+
+
+def test_a_target_that_cannot_start_is_said_at_once_and_the_others_go_on(
+    engine: Engine,
+    demo_project_dir: Path,
+    peer: PeerProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = demo_project_dir / "accord.yaml"
+    text = config.read_text(encoding="utf-8")
+    anchor = "    sync: realtime\n\nmatch:"  # the service desk, the last system
+    assert anchor in text
+    service = (
+        "    sync: realtime\n    deliver:\n"
+        "      file: {folder: exports, format: jsonl}\n"
+        "      fields: {first_name: given_name, phone: phone}\n\nmatch:"
+    )
+    config.write_text(text.replace(anchor, service, 1), encoding="utf-8")
+    synced = _workspace(engine, demo_project_dir, peer, monkeypatch)
+    monkeypatch.delenv(TOKEN_ENV)  # billing's token: unset
+    load(synced, demo_project_dir, anna_chain_and_bob(), "a.csv")
+    with pytest.raises(AccordError, match=f"{TOKEN_ENV} holding the target's token is not set"):
+        run(
+            synced.engine,
+            synced.project,
+            ["billing", "service"],
+            stop=threading.Event(),
+            until_idle=True,
+            idle_wait=0.05,
+            deadline=utcnow() + timedelta(seconds=60),
+        )
+    assert "sync to billing cannot start" in caplog.text
+    [billing, service] = status(synced.engine, synced.project)
+    assert service.sent == len(golden_data(synced)) and service.waiting == 0
+    assert billing.sent == 0 and billing.waiting == len(golden_data(synced))
 
 
 def test_a_refused_write_is_a_dead_letter_that_replays_once_fixed(

@@ -733,9 +733,9 @@ def run(
     failures: dict[str, BaseException] = {}
 
     def loop(name: str) -> None:
-        dispatcher = TargetDispatcher(
-            engine, project, name, owner=f"{owner}/{name}" if owner else None
-        )
+        dispatcher = _start(engine, project, name, owner, failures)
+        if dispatcher is None:
+            return
         failed = 0  # rounds failed in a row
         try:
             while not stop.is_set():
@@ -787,6 +787,24 @@ def run(
     if failures:
         raise next(iter(failures.values()))
     return totals
+
+
+def _start(
+    engine: Engine,
+    project: Project,
+    name: str,
+    owner: str | None,
+    failures: dict[str, BaseException],
+) -> TargetDispatcher | None:
+    """The dispatcher of target `name`, or None when its settings cannot work (a token
+    variable unset, a table not as configured): that is said at once, in the log and in
+    `failures`, while the other targets go on."""
+    try:
+        return TargetDispatcher(engine, project, name, owner=f"{owner}/{name}" if owner else None)
+    except Exception as exc:  # noqa: BLE001  (raised again by `run`'s caller)
+        log.error("sync to %s cannot start: %s", name, exc)  # noqa: TRY400  (has the hint)
+        failures[name] = exc
+        return None
 
 
 @dataclass(frozen=True)
