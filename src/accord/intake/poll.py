@@ -43,7 +43,6 @@ from sqlalchemy import (
     create_engine,
     inspect,
     literal_column,
-    make_url,
     or_,
     select,
     table,
@@ -60,7 +59,7 @@ from accord.intake.load import Batcher, LoadReport, recorded_load
 from accord.intake.mapping import RecordMapper
 from accord.intake.readers import RawRecord, keep, record_of
 from accord.store import poll_cursor
-from accord.store.engine import writing
+from accord.store.engine import first_line, shown_url, writing
 from accord.store.types import utcnow
 
 PollProgress = Callable[[int], None]  # rows read so far in this run
@@ -203,7 +202,7 @@ class Source:
                 hint=f"export {config.url_env}=postgresql+psycopg://user:password@host/db "
                 "(any SQLAlchemy URL) in the environment that runs accord",
             )
-        self.shown_url = _shown_url(url)
+        self.shown_url = shown_url(url)
         try:
             self.engine = create_engine(url, poolclass=NullPool)
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
@@ -221,7 +220,7 @@ class Source:
             connection = self.engine.connect()
         except DBAPIError as exc:
             raise AccordError(
-                f"cannot reach {self.system}'s database at {self.shown_url}: {_first_line(exc)}",
+                f"cannot reach {self.system}'s database at {self.shown_url}: {first_line(exc)}",
                 hint=f"check that it is up and that {self.config.url_env} is right, then run "
                 "again: nothing was skipped, the next run starts where the last one stopped",
             ) from None
@@ -231,7 +230,7 @@ class Source:
                 connection.rollback()
         except SQLAlchemyError as exc:
             raise AccordError(
-                f"reading {self._what()} of {self.system} failed: {_first_line(exc)}",
+                f"reading {self._what()} of {self.system} failed: {first_line(exc)}",
                 hint=self._columns_hint(),
             ) from None
         for row in rows:
@@ -260,19 +259,6 @@ class Source:
                 return f"check that the table {self.config.table} exists ({where}.table)"
         known = f"; its columns: {', '.join(columns)}" if columns else ""
         return f"check `watermark: {self.config.watermark}` and `key: {self.key}` in {where}{known}"
-
-
-def _shown_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(not a URL)"
-
-
-def _first_line(exc: BaseException) -> str:
-    cause = getattr(exc, "orig", None) or exc
-    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
 
 
 # --- rows as records -----------------------------------------------------------------------

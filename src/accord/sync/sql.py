@@ -48,7 +48,6 @@ from sqlalchemy import (
     false,
     insert,
     inspect,
-    make_url,
     or_,
     select,
     update,
@@ -68,6 +67,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from accord.config.sync import SqlTarget
 from accord.intake.poll import json_ready
+from accord.store.engine import first_line, shown_url
 from accord.sync.channel import Operation, Remote, Result, TargetMisconfigured, Unavailable
 
 REFUSED = 422  # the table refused the row: a constraint, a value its column cannot hold
@@ -89,7 +89,7 @@ class SqlChannel:
                 hint=f"export {config.url_env}=postgresql+psycopg://user:password@host/db "
                 "(any SQLAlchemy URL) before running `accord sync`",
             )
-        self.shown_url = _shown_url(url)
+        self.shown_url = shown_url(url)
         try:
             # a connection the server dropped is found out and replaced on checkout
             self.engine: Engine = create_engine(url, pool_pre_ping=True)
@@ -231,7 +231,7 @@ class SqlChannel:
         except _TRANSIENT:
             raise
         except SQLAlchemyError as exc:
-            return Result(REFUSED, None, None, f"the table refused the row: {_first_line(exc)}")
+            return Result(REFUSED, None, None, f"the table refused the row: {first_line(exc)}")
         return result
 
     def _write(
@@ -327,7 +327,7 @@ class SqlChannel:
             raise self._unavailable("connecting", exc) from None
 
     def _unavailable(self, doing: str, exc: SQLAlchemyError) -> Unavailable:
-        return Unavailable(f"{self.target}: {doing} at {self.shown_url} failed: {_first_line(exc)}")
+        return Unavailable(f"{self.target}: {doing} at {self.shown_url} failed: {first_line(exc)}")
 
 
 def _parts(operations: Sequence[Operation]) -> Iterator[list[Operation]]:
@@ -409,15 +409,3 @@ def _unique_columns(conn: Connection, name: str, schema: str | None) -> set[str]
         if i.get("unique")
     ]
     return {columns[0] for columns in single if len(columns) == 1}
-
-
-def _shown_url(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(not a URL)"
-
-
-def _first_line(exc: BaseException) -> str:
-    cause = getattr(exc, "orig", None) or exc
-    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
