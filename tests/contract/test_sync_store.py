@@ -121,6 +121,73 @@ def test_one_customers_deliveries_go_in_order_and_a_waiting_one_holds_back_only_
     assert _due(engine) == [2, 3, 4]
 
 
+def test_pruning_removes_only_what_no_target_needs(engine: Engine) -> None:
+    with writing(engine) as conn:
+        outbox.record(
+            conn, [{"golden_id": f"C{i}", "change": "created", "data": {}} for i in range(1, 7)]
+        )
+    _deliveries(engine, [(1, "C1"), (2, "C2"), (3, "C3"), (4, "C4"), (5, "C5")])
+    _finish(engine, 1, SENT)
+    _finish(engine, 2, SENT)
+    _finish(engine, 3, DEAD)  # a dead letter may be replayed: its change stays
+    _finish(engine, 4, SENT)
+    with writing(engine) as conn:
+        sync_store.add_conflicts(
+            conn,
+            [
+                {
+                    "target": "billing",
+                    "record_id": "C4",
+                    "golden_id": "C4",
+                    "change_id": 4,
+                    "field": "phone",
+                    "ours": "1",
+                    "theirs": "2",
+                    "policy": "steward",
+                    "kept": "waiting",
+                    "created_at": utcnow(),
+                }
+            ],
+        )
+    later = utcnow() + timedelta(seconds=1)
+    with writing(engine) as conn:
+        assert sync_store.prune_sent(conn, ["billing"], utcnow() - timedelta(days=1)) == 0
+        assert sync_store.prune_sent(conn, ["billing"], later) == 3  # 1, 2 and 4
+        # up to 5: 1 and 2 are unneeded; 3 is a dead letter's, 4 a waiting conflict's,
+        # 5 still pending; 6 is past the range
+        assert sync_store.unneeded_changes(conn, ["billing"], 0, 5, later) == [1, 2]
+        assert sync_store.unneeded_changes(conn, ["billing"], 0, 5, utcnow() - timedelta(1)) == []
+        assert outbox.pruned_to(conn) == 0
+        assert outbox.prune(conn, [1, 2]) == 2
+        assert outbox.pruned_to(conn) == 2
+        assert outbox.prune(conn, []) == 0 and outbox.pruned_to(conn) == 2
+    assert [c.id for c in _changes(engine)] == [3, 4, 5, 6]
+
+
+def test_a_snapshot_starts_a_target_from_the_active_customers(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    engine, project = workspace.engine, workspace.project
+    load_file(
+        engine, project, "crm", write_csv(tmp_path / "a.csv", anna_chain_and_bob()), actor="t"
+    )
+    resolve(engine, project, actor="test")
+    with engine.connect() as conn:
+        active = sorted(
+            conn.execute(
+                select(golden_record.c.golden_id).where(golden_record.c.status == "active")
+            ).scalars()
+        )
+        head = outbox.last_id(conn)
+    with writing(engine) as conn:
+        assert outbox.snapshot(conn, "ledger", ["given_name", "phone"]) == len(active)
+        assert outbox.cursor(conn, "ledger") == head
+        repairs = outbox.after(conn, head, 100)
+    assert sorted(c.golden_id for c in repairs) == active
+    assert all(c.change == "repair" and c.target == "ledger" for c in repairs)
+    assert all(c.fields == ["given_name", "phone"] and c.data for c in repairs)
+
+
 def test_the_cursor_and_what_is_known_of_target_records(engine: Engine) -> None:
     with writing(engine) as conn:
         assert outbox.cursor(conn, "billing") == 0

@@ -358,3 +358,65 @@ def decide(
         f"conflict {conflict}: {decided['target']} {decided['record_id']} "
         f"{decided['field']}: kept {keep}{then}"
     )
+
+
+@sync_app.command("prune")
+@reports_errors
+def prune(
+    directory: ProjectDir,
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            help="keep what is younger than this: 30d, 12h, ... (sent deliveries and "
+            "outbox changes every target has planned)",
+        ),
+    ] = "30d",
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Remove the sent deliveries and the outbox changes no target needs any more, older
+    than --older-than; a target configured later starts from a snapshot (docs/sync.md)."""
+    from accord.config.intake import duration  # noqa: PLC0415
+    from accord.sync.retention import prune as prune_sync  # noqa: PLC0415
+
+    try:
+        keep = duration(older_than)
+    except ValueError as exc:
+        raise InputRejected(f"--older-than: {exc}", hint="for example --older-than 30d") from exc
+    workspace = open_workspace(directory)
+    if as_json:
+        report = prune_sync(workspace.engine, workspace.project, keep)
+    else:
+        with count_progress() as progress:
+            task = progress.add_task("pruning the outbox", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            report = prune_sync(workspace.engine, workspace.project, keep, progress=advance)
+    if as_json:
+        print_json(
+            {
+                "before": report.before.isoformat(),
+                "deliveries_removed": report.deliveries,
+                "changes_removed": report.changes,
+                "kept_from_change": report.kept_from,
+                "held_back_by": report.held_back_by,
+                "never_ran": report.never_ran,
+            }
+        )
+        return
+    console.print(
+        f"Removed {report.deliveries:,} sent deliveries and {report.changes:,} outbox "
+        f"changes from before {report.before:%Y-%m-%d %H:%M} UTC."
+    )
+    if report.held_back_by is not None:
+        console.print(
+            f"The outbox is kept from change {report.kept_from:,} on: "
+            f"{escape(report.held_back_by)} has not planned further."
+        )
+    if report.never_ran:
+        console.print(
+            f"{', '.join(report.never_ran)} never delivered: each will start from a "
+            "snapshot of the customers as they are then."
+        )

@@ -14,16 +14,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, delete, func, or_, select, update
 
 from accord.store import golden as golden_store
 from accord.store.dialect import insert_new, insert_rows, next_ids, upsert
 from accord.store.records import LOOKUP_CHUNK
-from accord.store.tables import golden_change, sync_cursor
+from accord.store.tables import counter, golden_change, golden_record, sync_cursor
 from accord.store.types import utcnow
 
 CREATED, UPDATED, MERGED, RETIRED = "created", "updated", "merged", "retired"
 REPAIR = "repair"  # the golden values again, for one target whose records drifted
+PRUNED_TO = "outbox_pruned_to"  # the `counter` row: changes up to here may be gone
+SNAPSHOT_CHUNK = 5_000  # customers a snapshot records at a time
 
 
 @dataclass(frozen=True)
@@ -231,3 +233,54 @@ def release(conn: Connection, target: str, owner: str) -> None:
         .where(sync_cursor.c.target == target, sync_cursor.c.lease_owner == owner)
         .values(lease_owner=None, lease_until=None)
     )
+
+
+def pruned_to(conn: Connection) -> int:
+    """The highest change id pruning has removed (0 when nothing was): a target whose
+    cursor is behind it cannot replay the outbox and starts from a snapshot."""
+    found = conn.execute(select(counter.c.value).where(counter.c.name == PRUNED_TO)).scalar()
+    return int(found or 0)
+
+
+def cursors(conn: Connection) -> dict[str, int]:
+    """Each target's cursor (the targets that ever planned)."""
+    return {
+        t: int(c) for t, c in conn.execute(select(sync_cursor.c.target, sync_cursor.c.change_id))
+    }
+
+
+def prune(conn: Connection, change_ids: Sequence[int]) -> int:
+    """Remove these changes (the caller has checked that no target needs them) and
+    note how far pruning went; returns how many were removed."""
+    removed = 0
+    for start in range(0, len(change_ids), LOOKUP_CHUNK):
+        chunk = change_ids[start : start + LOOKUP_CHUNK]
+        removed += conn.execute(delete(golden_change).where(golden_change.c.id.in_(chunk))).rowcount
+    if change_ids:
+        highest = max(change_ids)
+        insert_new(conn, counter, {"name": PRUNED_TO, "value": 0})
+        conn.execute(
+            update(counter)
+            .where(counter.c.name == PRUNED_TO, counter.c.value < highest)
+            .values(value=highest)
+        )
+    return removed
+
+
+def snapshot(conn: Connection, target: str, fields: Iterable[str]) -> int:
+    """Start `target` from now: its cursor moves to the outbox's head and a `repair`
+    change for it alone is recorded for every active customer, carrying its golden
+    values. For a target whose earlier changes were pruned. Returns the customers."""
+    advance(conn, target, last_id(conn))
+    wanted = sorted(fields)
+    active = list(
+        conn.execute(
+            select(golden_record.c.golden_id)
+            .where(golden_record.c.status == "active")
+            .order_by(golden_record.c.golden_id)
+        ).scalars()
+    )
+    for start in range(0, len(active), SNAPSHOT_CHUNK):
+        chunk = active[start : start + SNAPSHOT_CHUNK]
+        record_repairs(conn, target, dict.fromkeys(chunk, wanted))
+    return len(active)

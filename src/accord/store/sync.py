@@ -485,3 +485,56 @@ def latest_conflicts(
         for record_id, name, ours, theirs, kept in rows:
             found.setdefault(record_id, {})[name] = (_read(ours), _read(theirs), kept)
     return found
+
+
+def prune_sent(conn: Connection, targets: Sequence[str], before: datetime) -> int:
+    """Remove the deliveries sent before `before` (their outcome stays in the target);
+    returns how many."""
+    removed = 0
+    for target in targets:
+        removed += conn.execute(
+            sync_delivery.delete().where(
+                sync_delivery.c.target == target,
+                sync_delivery.c.state == SENT,
+                sync_delivery.c.finished_at < before,
+            )
+        ).rowcount
+    return removed
+
+
+def unneeded_changes(
+    conn: Connection, targets: Sequence[str], low: int, high: int, before: datetime
+) -> list[int]:
+    """The outbox changes with ids in (low, high], made before `before`, that no delivery
+    of these targets refers to and no conflict waiting for a steward was met on."""
+    candidates = set(
+        conn.execute(
+            select(golden_change.c.id).where(
+                golden_change.c.id > low,
+                golden_change.c.id <= high,
+                golden_change.c.changed_at < before,
+            )
+        ).scalars()
+    )
+    if not candidates:
+        return []
+    for target in targets:  # the primary key (target, change_id) serves each range
+        candidates -= set(
+            conn.execute(
+                select(sync_delivery.c.change_id).where(
+                    sync_delivery.c.target == target,
+                    sync_delivery.c.change_id > low,
+                    sync_delivery.c.change_id <= high,
+                )
+            ).scalars()
+        )
+    candidates -= set(
+        conn.execute(
+            select(sync_conflict.c.change_id).where(
+                sync_conflict.c.kept == "waiting",
+                sync_conflict.c.change_id > low,
+                sync_conflict.c.change_id <= high,
+            )
+        ).scalars()
+    )
+    return sorted(candidates)

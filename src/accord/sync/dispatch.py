@@ -194,6 +194,18 @@ class TargetDispatcher:
             with writing(self.engine) as conn:
                 self._fence(conn, take=True)
                 start = outbox.cursor(conn, self.target)
+                if start < outbox.pruned_to(conn):
+                    # changes it has not planned are gone (`accord sync prune`): it
+                    # starts from the customers as they are now
+                    delivered = sorted(set(self.config.fields.values()))
+                    count = outbox.snapshot(conn, self.target, delivered)
+                    log.info(
+                        "%s starts from a snapshot of %d customers: the changes after "
+                        "its place in the outbox were pruned",
+                        self.target,
+                        count,
+                    )
+                    start = outbox.cursor(conn, self.target)
                 changes = outbox.headings_after(conn, start, PLAN_BATCH)
                 if not changes:
                     return planned
