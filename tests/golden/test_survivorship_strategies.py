@@ -213,3 +213,50 @@ def test_the_outcome_never_depends_on_member_order(
         for m in shuffled
     ]
     assert rules.build(again) == rules.build(members)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_system_that_may_not_propose_a_field_never_supplies_its_value(strategy: str) -> None:
+    systems = {
+        "crm": SystemConfig(kind="crm", owner="x"),
+        # erp ranks first, but may propose only its authority (tax_id) and the name
+        "erp": SystemConfig(kind="erp", owner="x", authority=["tax_id"], proposes=["family_name"]),
+        "billing": SystemConfig(kind="billing", owner="x"),
+    }
+    config = SurvivorshipConfig.model_validate(
+        {"default_priority": ["erp", "crm", "billing"], "default_strategy": strategy}
+    )
+    members = [
+        _member("erp", "9", (3, 0), email="erp@x.org", family_name="Erp", tax_id="DE1"),
+        _member("erp", "8", (3, 1), email="erp@x.org", family_name="Erp"),
+        _member("crm", "1", (1, 0), email="crm@x.org", family_name="Crm"),
+    ]
+    data, lineage = Survivorship(config, systems).build(members)
+    assert data["email"] == "crm@x.org"  # erp's value, newest and most frequent, is silent
+    assert lineage["email"]["system"] == "crm"
+    assert lineage["email"]["rule"] == "only_value"  # erp's was never a candidate
+    assert lineage["email"]["alternatives"] == []
+    assert data["tax_id"] == "DE1"  # its authority: always proposed
+    assert data["family_name"] in {"Erp", "Crm"}  # proposed: a candidate as ever
+    assert lineage["family_name"]["candidates"] == 3
+
+
+def test_proposes_names_canonical_fields_a_golden_record_keeps(tmp_path: Any) -> None:
+    from accord.config.loader import load_project  # noqa: PLC0415
+    from accord.demo.run import write_project  # noqa: PLC0415
+    from accord.errors import ProjectInvalid  # noqa: PLC0415
+
+    write_project(tmp_path)
+    config = tmp_path / "accord.yaml"
+    text = config.read_text(encoding="utf-8")
+    anchor = "    authority: [tax_id]\n"
+    assert anchor in text
+    config.write_text(
+        text.replace(anchor, anchor + "    proposes: [emial, source_updated_at]\n", 1),
+        encoding="utf-8",
+    )
+    with pytest.raises(ProjectInvalid) as caught:
+        load_project(tmp_path)
+    shown = str(caught.value) + " ".join(str(p) for p in getattr(caught.value, "problems", []))
+    assert "'emial' is not a canonical field" in shown and "did you mean 'email'" in shown
+    assert "'source_updated_at' is read from records but not kept" in shown

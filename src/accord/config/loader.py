@@ -319,6 +319,16 @@ def _check_project(config: ProjectConfig, raw: Any, path: Path, problems: list[P
                     )
                 )
             claimed[field] = name
+        for i, field in enumerate(system.proposes or []):
+            where = _where(path, raw, "systems", name, "proposes", i)
+            if not _unknown_field(field, where, problems) and FIELDS_BY_NAME[field].input_only:
+                problems.append(
+                    Problem(
+                        where,
+                        f"{field!r} is read from records but not kept on golden records",
+                        "list fields a golden record holds (see docs/canonical-model.md)",
+                    )
+                )
         region = system.default_region
         if region is not None and region not in phonenumbers.SUPPORTED_REGIONS:
             problems.append(

@@ -44,6 +44,12 @@ class SystemConfig(StrictModel):
     authority: list[str] = Field(
         default_factory=list, description="canonical fields this system is the authority for"
     )
+    proposes: list[str] | None = Field(
+        None,
+        description="canonical fields this system's values may become golden values of; "
+        "by default all. Its other values are kept on its records and used in matching, "
+        "but never survive. The fields it is the authority for are always proposed",
+    )
     default_region: str | None = Field(
         None, description="ISO 3166 alpha-2 region for phone numbers written without +CC"
     )

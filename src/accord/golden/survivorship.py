@@ -13,7 +13,9 @@ Each field has a strategy (`survivorship.fields.<field>.strategy`, else
 - `most_frequent`: the value most members hold, compared in the field's normal form;
   ties by priority, then recency (the clock).
 
-A steward's override (a `Pin`) wins over every strategy. The last tie-break is always
+A system whose `proposes` list leaves a field out is no candidate for it (ownership: its
+value stays on its record, for matching, but never survives). A steward's override (a
+`Pin`) wins over every strategy. The last tie-break is always
 system and source id, so the outcome never depends on the order of the members. The
 lineage names the criterion that decided against the best candidate holding another
 value, and keeps the losing distinct values.
@@ -104,7 +106,14 @@ class Survivorship:
     def __init__(self, config: SurvivorshipConfig, systems: dict[str, SystemConfig]) -> None:
         self._priority: dict[str, dict[str, int]] = {}
         self._strategy: dict[str, Strategy] = {}
+        # field -> the systems whose values may not survive for it (ownership: `proposes`)
+        self._silent: dict[str, frozenset[str]] = {}
         for field in PUBLISHED_FIELDS:
+            self._silent[field] = frozenset(
+                name
+                for name, s in systems.items()
+                if s.proposes is not None and field not in s.proposes and field not in s.authority
+            )
             authorities = [name for name, s in systems.items() if field in s.authority]
             explicit = config.fields.get(field)
             if explicit is not None and explicit.priority is not None:
@@ -148,6 +157,9 @@ class Survivorship:
                 candidates = [m for m in ordered if m.data.get(field) not in (None, "")]
             else:
                 candidates = [m for m in stable if m.data.get(field) not in (None, "")]
+            silent = self._silent[field]
+            if silent:  # systems that may not propose this field
+                candidates = [m for m in candidates if m.system not in silent]
             if not candidates:
                 if pin is not None:
                     data[field] = pin.value
