@@ -132,13 +132,18 @@ def linked_summary(directory: ProjectDir, as_json: AsJson = False) -> None:
     console.print(summary_table(rows))
 
 
-def summary_table(rows: list[dict[str, Any]]) -> Any:
-    """Linked records per system and kind: stored, attached, orphans."""
-    return table(
-        "Linked records",
-        ["system", "kind", "records", "attached to a customer", "orphans"],
-        [[r["system"], r["kind"], r["records"], r["attached"], r["orphans"]] for r in rows],
-    )
+def summary_table(
+    rows: list[dict[str, Any]], quarantined: dict[tuple[str, str], int] | None = None
+) -> Any:
+    """Linked records per system and kind: stored, attached, orphans; with
+    `quarantined`, what a load of each just quarantined."""
+    columns = ["system", "kind", "records", "attached to a customer", "orphans"]
+    shown = [[r["system"], r["kind"], r["records"], r["attached"], r["orphans"]] for r in rows]
+    if quarantined is not None:
+        columns.insert(3, "quarantined")
+        for row in shown:
+            row.insert(3, quarantined.get((row[0], row[1]), 0))
+    return table("Linked records", columns, shown)
 
 
 def _amount(item: dict[str, Any]) -> str:

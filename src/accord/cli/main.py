@@ -979,11 +979,13 @@ def demo(
     timings["load"] = sum(r.seconds for r in reports)
     report = _resolve(workspace)
     timings["resolve"] = sum(report.seconds.values())
-    linked_reports = [
-        _load_linked_one(workspace, workspace.project.linked_mapping(system, kind), path)
+    linked_reports = {
+        (system, kind): _load_linked_one(
+            workspace, workspace.project.linked_mapping(system, kind), path
+        )
         for system, kind, path in linked_inputs(data)
-    ]
-    timings["load linked records"] = sum(r.seconds for r in linked_reports)
+    }
+    timings["load linked records"] = sum(r.seconds for r in linked_reports.values())
     scores = score(report.assignment, data)
     console.print(
         table(
@@ -1017,7 +1019,7 @@ def demo(
             ],
         )
     )
-    _print_linked_summary(workspace)
+    _print_linked_summary(workspace, linked_reports)
     if not sync:
         _serve_demo(directory, workspace, serve_app, port)
         return
@@ -1046,14 +1048,15 @@ def demo(
             peer.stop()
 
 
-def _print_linked_summary(workspace: Workspace) -> None:
-    """The demo's orders, invoices and tickets: loaded, attached to a golden customer
-    through the crosswalk, and orphans (their customer record was quarantined)."""
+def _print_linked_summary(workspace: Workspace, reports: dict[tuple[str, str], LoadReport]) -> None:
+    """The demo's orders, invoices and tickets: read, quarantined, stored, attached to a
+    golden customer through the crosswalk, and orphans."""
     from accord.linked import service  # noqa: PLC0415
 
     with workspace.engine.connect() as conn:
         rows = service.summary(conn, cli_actor())
-    console.print(summary_table(rows))
+    quarantined = {key: r.quarantined for key, r in reports.items()}
+    console.print(summary_table(rows, quarantined))
     if any(r["orphans"] for r in rows):
         console.print(
             f"[dim]orphans: `accord linked orphans {workspace.root}` says why, record by record[/]"
