@@ -310,7 +310,7 @@ def test_reading_needs_the_right_permission(contracts: Workspace) -> None:
 def test_reads_search_by_index(contracts: Workspace, tmp_path: Path) -> None:
     """A customer's records are found from its crosswalk rows, and an orphan's reason
     from its customer's key, never by scanning (SQLite's plans; PostgreSQL's were checked
-    by hand on a million orders, docs/linked-records.md)."""
+    by hand at 200,000 orders, docs/linked-records.md)."""
     if contracts.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's query plans")
     rows = [contract_row(f"K{n}", f"C{n % 7}") for n in range(50)]
