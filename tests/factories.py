@@ -175,3 +175,69 @@ def bob_row(phone: str = "+49 89 5555555", city: str = "Köln") -> dict[str, str
         City=city,
         Street="Domplatz 1",
     )
+
+
+def erp_order_row(vbeln: str, kunnr: str, **values: str) -> dict[str, str]:
+    """An ERP (SAP-style) order row, as the demo generator writes them; keyword arguments
+    override columns."""
+    row = {"VBELN": vbeln, "KUNNR": kunnr, "ERDAT": "04.10.2013", "NETWR": "1234.50"}
+    row["WAERK"] = "EUR"
+    row.update(values)
+    return row
+
+
+def invoice_row(invoice_id: str, account_id: str, **values: Any) -> dict[str, Any]:
+    """A billing invoice, as the demo generator writes them (JSON Lines)."""
+    row: dict[str, Any] = {
+        "invoice_id": invoice_id,
+        "account_id": account_id,
+        "issued_at": "2024-03-01T09:30:00Z",
+        "amount": "99.90",
+        "currency": "EUR",
+        "status": "paid",
+    }
+    row.update(values)
+    return row
+
+
+def ticket_row(ticket_id: str, requester_id: str, **values: str) -> dict[str, str]:
+    """A service desk ticket, as the demo generator writes them."""
+    row = {
+        "ticket_id": ticket_id,
+        "requester_id": requester_id,
+        "opened_at": "2024-05-02T08:00:00Z",
+        "subject": "Login does not work",
+        "priority": "high",
+        "status": "open",
+    }
+    row.update(values)
+    return row
+
+
+# A CRM linked-record mapping for tests (the demo's CRM has none): contracts of accounts
+# and contacts, named by the CRM id of the customer's record.
+CRM_CONTRACTS_MAPPING = """\
+system: crm
+kind: contract
+source_id: ContractId
+customer: CustomerId
+format: {type: csv}
+fields:
+  occurred_at: {from: Signed, formats: ["%Y-%m-%d"]}
+  amount: Value
+  currency: Currency
+  title: Name
+"""
+
+
+def contract_row(contract_id: str, customer_id: str, **values: str) -> dict[str, str]:
+    row = {
+        "ContractId": contract_id,
+        "CustomerId": customer_id,
+        "Signed": "2024-01-15",
+        "Value": "500.00",
+        "Currency": "EUR",
+        "Name": f"Service contract {contract_id}",
+    }
+    row.update(values)
+    return row

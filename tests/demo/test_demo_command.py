@@ -40,11 +40,28 @@ def test_the_demo_delivers_its_golden_records_to_both_peers(tmp_path: Path) -> N
         conflicts = store.execute(
             "SELECT target, field, policy, kept FROM sync_conflict ORDER BY id"
         ).fetchall()
+        linked = dict(
+            store.execute(
+                "SELECT system || ':' || kind, COUNT(*) FROM linked_record GROUP BY 1"
+            ).fetchall()
+        )
+        # the generator writes no dangling reference: an order is an orphan only when its
+        # customer's row is one of the malformed ones it writes on purpose (quarantined)
+        orphans = store.execute(
+            "SELECT l.customer_system, l.customer_source_id, EXISTS (SELECT 1 FROM quarantine q"
+            " WHERE q.system = l.customer_system AND q.source_id = l.customer_source_id)"
+            " FROM linked_record l WHERE NOT EXISTS (SELECT 1 FROM crosswalk c"
+            " WHERE c.system = l.customer_system AND c.source_id = l.customer_source_id)"
+        ).fetchall()
     finally:
         store.close()
     # every change sent (the story's among them), none dead
     assert set(states) == {"billing:sent", "service:sent"}
     assert states["billing:sent"] > golden and states["service:sent"] > golden
+    assert "Linked records" in result.output
+    assert set(linked) == {"erp:order", "billing:invoice", "service:ticket"}
+    assert all(count > 0 for count in linked.values())
+    assert all(quarantined for _, _, quarantined in orphans), orphans
     assert conflicts == [
         ("billing", "city", "newest", "ours"),
         ("service", "phone", "steward", "waiting"),

@@ -16,6 +16,7 @@ from accord.cli import quarantine as quarantine_cli
 from accord.cli.broker import broker_app
 from accord.cli.drop import drop_app
 from accord.cli.golden import golden_app
+from accord.cli.linked import linked_app, summary_table
 from accord.cli.mapping import map_app
 from accord.cli.output import (
     ProjectDir,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection, Engine
 
+    from accord.config.loader import LinkedMapping
     from accord.golden.resolve import ResolveReport
     from accord.intake.load import LoadReport
     from accord.workspace import Workspace
@@ -84,6 +86,7 @@ app.add_typer(quarantine_cli.loads_app, name="loads")
 app.add_typer(map_app, name="map")
 app.add_typer(broker_app, name="broker")
 app.add_typer(sync_app, name="sync")
+app.add_typer(linked_app, name="linked")
 app.command("reconcile")(reconcile_command)
 app.command("status")(status_command)
 
@@ -111,9 +114,10 @@ def init(
 def validate(directory: ProjectDir) -> None:
     """Check accord.yaml and every mapping; list every problem with file and line."""
     project = load_project(directory)
+    linked = f", {len(project.linked)} linked-record mappings" if project.linked else ""
     console.print(
         f"[green]ok[/]: {project.config.project}: {len(project.config.systems)} systems, "
-        f"{len(project.mappings)} mappings, version {project.digest[:12]}"
+        f"{len(project.mappings)} mappings{linked}, version {project.digest[:12]}"
     )
 
 
@@ -123,12 +127,25 @@ def load(
     directory: ProjectDir,
     files: Annotated[list[Path], typer.Argument(help="CSV or JSON Lines files, gzip allowed")],
     system: Annotated[str, typer.Option("--system", "-s", help="the system they come from")],
+    linked: Annotated[
+        str | None,
+        typer.Option(
+            "--linked",
+            help="the files hold the system's linked records of this kind (order, invoice, "
+            "ticket, ...), read by its linked-record mapping of that kind",
+        ),
+    ] = None,
 ) -> None:
-    """Bring source records in through validation and mapping; bad rows go to quarantine."""
+    """Bring source records in through validation and mapping; bad rows go to quarantine.
+    With --linked KIND, the system's orders, invoices or tickets instead of customers."""
     workspace = open_workspace(directory)
     project = workspace.project
-    project.mapping(system)
-    reports = [_load_one(workspace, system, path) for path in files]
+    if linked is None:
+        project.mapping(system)
+        reports = [_load_one(workspace, system, path) for path in files]
+    else:
+        mapping = project.linked_mapping(system, linked)
+        reports = [_load_linked_one(workspace, mapping, path) for path in files]
     console.print(_load_table(reports))
     if any(r.quarantined for r in reports):
         console.print(
@@ -147,6 +164,24 @@ def _load_one(workspace: Workspace, system: str, path: Path) -> LoadReport:
             workspace.engine,
             workspace.project,
             system,
+            path,
+            actor=cli_actor().label,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+
+
+def _load_linked_one(workspace: Workspace, mapping: LinkedMapping, path: Path) -> LoadReport:
+    from accord.linked.intake import load_linked_file  # noqa: PLC0415
+
+    if not path.is_file():
+        raise InputRejected(f"no file at {path}")
+    with bytes_progress() as progress:
+        label = f"{mapping.config.system} {mapping.config.kind}s ← {path.name}"
+        task = progress.add_task(label, total=path.stat().st_size)
+        return load_linked_file(
+            workspace.engine,
+            workspace.project,
+            mapping,
             path,
             actor=cli_actor().label,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
@@ -923,7 +958,7 @@ def demo(
     """Generate the demo company, load its four systems, resolve, report, deliver the
     golden records to the billing and service desk peers, and serve."""
     from accord.demo.generator import generate  # noqa: PLC0415
-    from accord.demo.run import inputs, score, write_project  # noqa: PLC0415
+    from accord.demo.run import inputs, linked_inputs, score, write_project  # noqa: PLC0415
 
     write_project(directory)
     data = directory / "data"
@@ -944,6 +979,13 @@ def demo(
     timings["load"] = sum(r.seconds for r in reports)
     report = _resolve(workspace)
     timings["resolve"] = sum(report.seconds.values())
+    linked_reports = {
+        (system, kind): _load_linked_one(
+            workspace, workspace.project.linked_mapping(system, kind), path
+        )
+        for system, kind, path in linked_inputs(data)
+    }
+    timings["load linked records"] = sum(r.seconds for r in linked_reports.values())
     scores = score(report.assignment, data)
     console.print(
         table(
@@ -977,6 +1019,7 @@ def demo(
             ],
         )
     )
+    _print_linked_summary(workspace, linked_reports)
     if not sync:
         _serve_demo(directory, workspace, serve_app, port)
         return
@@ -1003,6 +1046,21 @@ def demo(
     finally:
         for peer in peers.values():
             peer.stop()
+
+
+def _print_linked_summary(workspace: Workspace, reports: dict[tuple[str, str], LoadReport]) -> None:
+    """The demo's orders, invoices and tickets: read, quarantined, stored, attached to a
+    golden customer through the crosswalk, and orphans."""
+    from accord.linked import service  # noqa: PLC0415
+
+    with workspace.engine.connect() as conn:
+        rows = service.summary(conn, cli_actor())
+    quarantined = {key: r.quarantined for key, r in reports.items()}
+    console.print(summary_table(rows, quarantined))
+    if any(r["orphans"] for r in rows):
+        console.print(
+            f"[dim]orphans: `accord linked orphans {workspace.root}` says why, record by record[/]"
+        )
 
 
 def _tell_sync_story(workspace: Workspace, peers: dict[str, Any], data: Path) -> None:

@@ -205,7 +205,14 @@ def quarantine_replay(
             "Replayed",
             ["system", "load", "entries", "stored", "still failing", "need a correction"],
             [
-                [r.system, r.load_id, r.entries, r.replayed, r.still_failing, r.needs_correction]
+                [
+                    r.system if r.kind is None else f"{r.system} ({r.kind}s)",
+                    r.load_id,
+                    r.entries,
+                    r.replayed,
+                    r.still_failing,
+                    r.needs_correction,
+                ]
                 for r in reports
             ],
         )

@@ -33,9 +33,9 @@ def status_command(
     directory: ProjectDir,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """Each system's health, in (records received, quarantined, waiting to be matched)
-    and out (changes waiting, delivered, latency, completeness), and the alerts; exits 3
-    when an alert fires."""
+    """Each system's health, in (records received, quarantined, waiting to be matched,
+    linked records attached to no customer) and out (changes waiting, delivered,
+    latency, completeness), and the alerts; exits 3 when an alert fires."""
     from accord.govern.permissions import cli_actor  # noqa: PLC0415
     from accord.runtime.health import health_report  # noqa: PLC0415
 
@@ -70,6 +70,7 @@ def _intake_table(rows: tuple[IntakeHealth, ...], firing: set[tuple[str, str, st
             "backlog",
             "waited",
             "failed",
+            "orphans",
             "channels",
         ],
     )
@@ -82,6 +83,7 @@ def _intake_table(rows: tuple[IntakeHealth, ...], firing: set[tuple[str, str, st
             red("backlog", f"{h.backlog:,}"),
             red("latency", _age(h.oldest_waiting)),
             f"{h.failed:,}",
+            f"{h.orphans:,}",
             red("channel_failures", _channels(h)),
         )
     return out

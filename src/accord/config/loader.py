@@ -6,6 +6,7 @@ and, where we can guess it, a hint such as the key the user probably meant.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import types
@@ -22,7 +23,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from accord import expressions
 from accord.config.matching import StandaloneSettings
-from accord.config.models import MappingConfig, ProjectConfig, Rule
+from accord.config.models import LinkedMappingConfig, MappingConfig, ProjectConfig, Rule
 from accord.digest import canonical_json
 from accord.errors import NotFound, Problem, ProjectInvalid
 from accord.model.customer import FIELDS_BY_NAME, FieldType
@@ -51,11 +52,26 @@ class Mapping:
 
 
 @dataclass(frozen=True)
+class LinkedMapping:
+    """How one system's linked records of one kind are read (docs/linked-records.md);
+    `name` is the file's stem, and the version is stamped on every record it maps."""
+
+    config: LinkedMappingConfig
+    path: Path
+    version: str
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+@dataclass(frozen=True)
 class Project:
     root: Path
     config: ProjectConfig
     mappings: dict[str, Mapping]
     digest: str  # sha256 over every project file: the project's version
+    linked: dict[str, LinkedMapping] = dataclasses.field(default_factory=dict)  # by file stem
 
     def mapping(self, system: str) -> Mapping:
         if system not in self.config.systems:
@@ -71,15 +87,43 @@ class Project:
             )
         return self.mappings[system]
 
+    def linked_mapping(self, system: str, kind: str) -> LinkedMapping:
+        """The mapping of `system`'s linked records of `kind`; NotFound naming those
+        there are."""
+        if system not in self.config.systems:
+            self.mapping(system)  # raises, naming the known systems
+        for linked in self.linked.values():
+            if (linked.config.system, linked.config.kind) == (system, kind):
+                return linked
+        known = sorted(m.config.kind for m in self.linked.values() if m.config.system == system)
+        raise NotFound(
+            f"system {system!r} has no mapping for linked records of kind {kind!r}",
+            hint=f"its linked-record kinds: {', '.join(known)}"
+            if known
+            else f"write {self.root / MAPPINGS_DIR / (system + '_' + kind + 's.yaml')} "
+            "(docs/linked-records.md)",
+        )
+
+    def linked_of_version(self, version: str) -> LinkedMapping | None:
+        """The linked-record mapping a mapping version (`name@digest`, as a load records
+        it) was made by, if it is one and the project still has it."""
+        return self.linked.get(version.partition("@")[0])
+
     def as_document(self) -> dict[str, Any]:
         """The project as plain data, for storing each applied version."""
-        return {
+        document = {
             "config": self.config.model_dump(mode="json", by_alias=True),
             "mappings": {
                 name: m.config.model_dump(mode="json", by_alias=True)
                 for name, m in sorted(self.mappings.items())
             },
         }
+        if self.linked:  # absent without any: earlier versions' documents stay the same
+            document["linked"] = {
+                name: m.config.model_dump(mode="json", by_alias=True)
+                for name, m in sorted(self.linked.items())
+            }
+        return document
 
 
 def load_project(root: Path) -> Project:
@@ -109,11 +153,20 @@ def load_project(root: Path) -> Project:
     )
 
     mappings: dict[str, Mapping] = {}
+    linked: dict[str, LinkedMapping] = {}
     mapping_nodes: dict[str, tuple[Path, Any]] = {}
+    linked_nodes: dict[str, tuple[Path, Any]] = {}
     mapping_dir = root / MAPPINGS_DIR
     for path in sorted(mapping_dir.glob("*.yaml")) if mapping_dir.is_dir() else []:
         file_digest = hashlib.sha256()
         raw = _read_yaml(path, problems, file_digest, digest)
+        if raw is not None and "kind" in raw:  # a linked-record mapping (orders, invoices)
+            linked_nodes[path.stem] = (path, raw)
+            linked_config = _validate(LinkedMappingConfig, raw, path, problems)
+            if linked_config is not None:
+                version = f"{path.stem}@{file_digest.hexdigest()[:12]}"
+                linked[path.stem] = LinkedMapping(linked_config, path, version)
+            continue
         mapping_config = _validate(MappingConfig, raw, path, problems)
         if raw is not None:
             mapping_nodes[path.stem] = (path, raw)
@@ -138,9 +191,12 @@ def load_project(root: Path) -> Project:
         _check_project(config, raw_project, project_path, problems)
     for path, raw in mapping_nodes.values():
         _check_mapping(config, raw, path, problems)
+    for path, raw in linked_nodes.values():
+        _check_linked_mapping(config, raw, path, problems)
+    _check_linked_kinds(linked, problems)
     if problems or config is None:
         raise ProjectInvalid(problems)
-    return Project(root, config, mappings, digest.hexdigest())
+    return Project(root, config, mappings, digest.hexdigest(), linked)
 
 
 def load_match_settings(path: Path) -> StandaloneSettings:
@@ -477,3 +533,70 @@ def _check_mapping(
                 for target in targets
                 if target not in field.vocabulary
             )
+
+
+def _check_linked_mapping(
+    config: ProjectConfig | None, raw: Any, path: Path, problems: list[Problem]
+) -> None:
+    """Cross-checks of a linked-record mapping, on the raw YAML: its systems are
+    declared, its file is not named like a system (that name is a customer mapping's),
+    and its fields use only what a linked record's fields take."""
+    systems = set(config.systems) if config is not None else set()
+    if path.stem in systems:
+        problems.append(
+            Problem(
+                _where(path, raw, "kind"),
+                f"{path.name} is named like system {path.stem!r}, whose customer mapping "
+                "it would be; a linked-record mapping needs a name of its own",
+                f"rename it {path.stem}_{raw.get('kind')}s.yaml",
+            )
+        )
+    for key in ("system", "customer_system"):
+        name = raw.get(key)
+        if config is not None and isinstance(name, str) and name not in systems:
+            problems.append(
+                Problem(
+                    _where(path, raw, key),
+                    f"{key} {name!r} is not declared in accord.yaml",
+                    "known systems: " + ", ".join(sorted(systems)),
+                )
+            )
+    fields = raw.get("fields")
+    if not isinstance(fields, dict):
+        return
+    for name, spec in fields.items():
+        if not isinstance(spec, dict):
+            continue
+        problems.extend(
+            Problem(
+                _where(path, raw, "fields", name, key),
+                f"`{key}` is for customer mappings; a linked record's {name} takes "
+                "`from`, `value`, `default`, `translate`, `formats` and `on_invalid`",
+            )
+            for key in ("compute", "only_for")
+            if key in spec
+        )
+        if "formats" in spec and name != "occurred_at":
+            problems.append(
+                Problem(
+                    _where(path, raw, "fields", name),
+                    f"`formats` only applies to occurred_at; {name} is not a date",
+                )
+            )
+
+
+def _check_linked_kinds(linked: dict[str, LinkedMapping], problems: list[Problem]) -> None:
+    """One mapping per system and kind: `accord load --linked KIND` must know which."""
+    seen: dict[tuple[str, str], LinkedMapping] = {}
+    for mapping in linked.values():
+        key = (mapping.config.system, mapping.config.kind)
+        if key in seen:
+            problems.append(
+                Problem(
+                    f"{mapping.path}:1",
+                    f"{seen[key].path.name} maps {key[0]}'s {key[1]} records already",
+                    "keep one mapping per system and kind",
+                )
+            )
+        else:
+            seen[key] = mapping

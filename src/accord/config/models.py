@@ -212,3 +212,58 @@ class MappingConfig(StrictModel):
                 for name, spec in data["fields"].items()
             }
         return data
+
+
+# What a linked record is (docs/linked-records.md): orders, invoices and the like that
+# belong to a customer without being one.
+LinkedKind = Literal[
+    "order", "invoice", "payment", "ticket", "contract", "subscription", "opportunity", "other"
+]
+
+
+class LinkedFields(StrictModel):
+    """The few typed fields every linked record may have; all optional."""
+
+    occurred_at: FieldMapping | None = Field(
+        None, description="when it happened (ordered, issued, opened): a date or timestamp"
+    )
+    amount: FieldMapping | None = Field(None, description="a decimal amount, as 1234.50")
+    currency: FieldMapping | None = Field(None, description="an ISO 4217 code, as EUR")
+    status: FieldMapping | None = Field(None, description="the source's own status word")
+    title: FieldMapping | None = Field(None, description="a subject or short description")
+
+
+class LinkedMappingConfig(StrictModel):
+    """How one system's records of one kind (its orders, its invoices) are read and
+    attached to the customers they belong to."""
+
+    system: SystemName
+    kind: LinkedKind
+    source_id: str = Field(min_length=1, description="the source field holding the record id")
+    customer: str = Field(
+        min_length=1,
+        description="the source field holding the source id of the customer it belongs to",
+    )
+    customer_system: SystemName | None = Field(
+        None,
+        description="the system whose customer id `customer` holds; by default `system`",
+    )
+    format: FileFormat = Field(default_factory=FileFormat)
+    fields: LinkedFields = Field(default_factory=LinkedFields)
+
+    @property
+    def customers_in(self) -> str:
+        """The system whose customer records the references name."""
+        return self.customer_system or self.system
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_shorthand(cls, data: Any) -> Any:
+        # `amount: NETWR` is short for `amount: {from: NETWR}`.
+        if isinstance(data, dict) and isinstance(data.get("fields"), dict):
+            data = dict(data)
+            data["fields"] = {
+                name: {"from": spec} if isinstance(spec, str) else spec
+                for name, spec in data["fields"].items()
+            }
+        return data

@@ -26,6 +26,14 @@ DEMO_FILES: dict[str, str] = {
 }
 
 
+# Which generated file each demo system's linked records load from: (system, kind, file).
+DEMO_LINKED_FILES: tuple[tuple[str, str, str], ...] = (
+    ("erp", "order", "erp_orders.csv"),
+    ("billing", "invoice", "billing_invoices.jsonl.gz"),
+    ("service", "ticket", "service_tickets.csv"),
+)
+
+
 def write_project(root: Path) -> None:
     """Write (or refresh) the demo project's files under `root`; data and store are kept."""
     root.mkdir(parents=True, exist_ok=True)
@@ -43,6 +51,12 @@ def read_truth(path: Path) -> dict[tuple[str, str], str]:
 def inputs(data: Path) -> list[tuple[str, Path]]:
     """(system, file) for each demo system, from a folder the generator wrote."""
     return [(system, data / name) for system, name in DEMO_FILES.items()]
+
+
+def linked_inputs(data: Path) -> list[tuple[str, str, Path]]:
+    """(system, kind, file) for each demo system's linked records, from a folder the
+    generator wrote."""
+    return [(system, kind, data / name) for system, kind, name in DEMO_LINKED_FILES]
 
 
 def score(assignment: dict[tuple[str, str], str], data: Path) -> PairwiseScores:

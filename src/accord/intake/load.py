@@ -122,17 +122,25 @@ def load_file(
 
 
 def begin_load(
-    conn: Connection, project: Project, system: str, *, channel: str, source_name: str, actor: str
+    conn: Connection,
+    project: Project,
+    system: str,
+    *,
+    channel: str,
+    source_name: str,
+    actor: str,
+    mapping_version: str | None = None,
 ) -> int:
     """Record the start of a load of `channel` (under the project version it runs with)
-    in the caller's transaction; returns its id."""
+    in the caller's transaction; returns its id. `mapping_version`: the mapping it loads
+    with, by default the system's customer mapping (a linked-record load names its own)."""
     versions.apply(conn, project, actor)
     return store.start_load(
         conn,
         system=system,
         channel=channel,
         source_name=source_name,
-        mapping_version=project.mapping(system).version,
+        mapping_version=mapping_version or project.mapping(system).version,
         project_digest=project.digest,
         actor=actor,
     )
@@ -162,14 +170,22 @@ def recorded_load(
     source_name: str,
     actor: str,
     on_end: Callable[[Connection], None] | None = None,
+    mapping_version: str | None = None,
 ) -> Iterator[LoadReport]:
     """A load stored in several transactions (a file, a poll, a replay): recorded as
     started, then, however the block ends, as done or failed (whatever stopped it, it
-    did not finish), timed and audited; `on_end` runs in that last transaction."""
+    did not finish), timed and audited; `on_end` runs in that last transaction.
+    `mapping_version`: as `begin_load`'s."""
     started = time.perf_counter()
     with writing(engine) as conn:
         load_id = begin_load(
-            conn, project, system, channel=channel, source_name=source_name, actor=actor
+            conn,
+            project,
+            system,
+            channel=channel,
+            source_name=source_name,
+            actor=actor,
+            mapping_version=mapping_version,
         )
     report = LoadReport(load_id, system, source_name)
     try:

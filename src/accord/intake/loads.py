@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine
 from accord.errors import Conflict, InputRejected, NotFound
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.govern.permissions import Actor, Permission, require
+from accord.linked import is_linked_version
 from accord.paging import Page, check_window
 from accord.store import quarantine as store
 from accord.store.engine import writing
@@ -90,6 +91,11 @@ def withdraw(engine: Engine, load_id: int, *, actor: Actor, force: bool = False)
             raise Conflict(
                 f"load {load_id} is withdrawn already",
                 hint=f"nothing to do; `accord loads show DIR {load_id}` says what it reverted",
+            )
+        if is_linked_version(found["mapping_version"], found["system"]):
+            raise InputRejected(
+                f"load {load_id} stored linked records, which keep no versions to go back to",
+                hint="load a corrected file again: each record is replaced by what it sends",
             )
         if found["status"] == "running" and not force:
             raise InputRejected(

@@ -28,12 +28,15 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from accord.config.loader import Project
+from accord.config.models import FileFormat
 from accord.errors import Conflict, InputRejected, NotFound, TooLarge
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.govern.permissions import Actor, Permission, require
 from accord.intake.load import Batcher, LoadReport, recorded_load
 from accord.intake.mapping import RecordMapper
 from accord.intake.readers import UNSAFE_TEXT, RawRecord, deeper_than, size_reasons
+from accord.linked.intake import LinkedBatcher
+from accord.linked.mapping import LinkedMapper
 from accord.paging import Page, check_window
 from accord.store import quarantine as store
 from accord.store.engine import writing
@@ -142,9 +145,10 @@ def correct(
         raise InputRejected("give exactly one of: the whole record, changed fields, raw text")
     with writing(engine) as conn:
         found = _open_entry(conn, entry_id)
-        limit = project.mapping(found["system"]).config.format.max_field_bytes
+        fmt = _format_of(conn, project, found)
+        limit = fmt.max_field_bytes
         if text is not None:
-            corrected = _from_text(project, found, text)
+            corrected = _from_text(fmt, found, text)
         elif changes is not None:
             base = replayable(found)
             if base is None:
@@ -172,7 +176,17 @@ def correct(
         return store.get_entry(conn, entry_id) or found
 
 
-def _from_text(project: Project, found: dict[str, Any], text: str) -> Any:
+def _format_of(conn: Connection, project: Project, found: dict[str, Any]) -> FileFormat:
+    """The file format of the mapping that filed the entry: its system's customer
+    mapping, or the linked-record mapping of the load that met it."""
+    load_id = int(found["load_id"])
+    linked = project.linked_of_version(store.load_versions(conn, [load_id]).get(load_id, ""))
+    if linked is not None and linked.config.system == found["system"]:
+        return linked.config.format
+    return project.mapping(found["system"]).config.format
+
+
+def _from_text(fmt: FileFormat, found: dict[str, Any], text: str) -> Any:
     _check_text(text, "the corrected text")
     if len(text.encode("utf-8", "surrogatepass")) > MAX_CORRECTION_BYTES:
         raise TooLarge(f"the corrected text is over {MAX_CORRECTION_BYTES:,} bytes")
@@ -189,7 +203,7 @@ def _from_text(project: Project, found: dict[str, Any], text: str) -> Any:
             "a CSV row with",
             hint="give the record as a JSON object of its fields",
         )
-    delimiter = project.mapping(found["system"]).config.format.delimiter
+    delimiter = fmt.delimiter
     try:
         rows = list(csv.reader([stripped], delimiter=delimiter, strict=True))
     except csv.Error as exc:
@@ -298,6 +312,7 @@ class ReplayReport:
 
     system: str
     load_id: int
+    kind: str | None = None  # of linked records; None: customer records
     entries: int = 0
     replayed: int = 0  # stored (or found stored already): closed as replayed
     still_failing: int = 0  # open, with their new reasons
@@ -322,8 +337,10 @@ def replay(
     progress: Callable[[int], None] | None = None,
 ) -> list[ReplayReport]:
     """Replay the entries `ids`, or every open entry (of `system`, with `reason`), one
-    load per system. Entries named by id must exist and be open. `progress` is told how
-    many entries each finished chunk held."""
+    load per system and mapping: a system's customer records by its mapping, each kind
+    of its linked records by theirs (the mapping of the load that filed the entry).
+    Entries named by id must exist and be open. `progress` is told how many entries
+    each finished chunk held."""
     require(actor, Permission.QUARANTINE_MANAGE)
     if ids is not None:
         wanted = sorted(set(ids))
@@ -331,6 +348,7 @@ def replay(
             raise InputRejected("name at least one entry to replay")
         with engine.connect() as conn:
             found = store.entries(conn, wanted)
+            versions = store.load_versions(conn, [int(e["load_id"]) for e in found])
         missing = sorted(set(wanted) - {int(e["id"]) for e in found})
         if missing:
             raise NotFound(
@@ -339,26 +357,46 @@ def replay(
             )
         for item in found:
             _check_open(item)
-        by_system: dict[str, list[int]] = {}
+        by_mapping: dict[tuple[str, str], list[int]] = {}
         for item in found:
-            by_system.setdefault(item["system"], []).append(int(item["id"]))
+            key = (item["system"], _mapping_name(versions[int(item["load_id"])]))
+            by_mapping.setdefault(key, []).append(int(item["id"]))
         return [
-            _replay_system(engine, project, name, actor, chunks=_chunked(chosen), progress=progress)
-            for name, chosen in sorted(by_system.items())
+            _replay_system(
+                engine,
+                project,
+                name,
+                actor,
+                chunks=_chunked(chosen),
+                progress=progress,
+                mapping=mapping,
+            )
+            for (name, mapping), chosen in sorted(by_mapping.items())
         ]
     with engine.connect() as conn:  # a system with nothing open to replay makes no load
-        systems = [s for s in store.open_systems(conn, reason=reason) if system in (None, s)]
+        groups = store.open_groups(conn, reason=reason)
+    by_name: dict[tuple[str, str], list[str]] = {}
+    for name, version in groups:
+        if system in (None, name):
+            by_name.setdefault((name, _mapping_name(version)), []).append(version)
     return [
         _replay_system(
             engine,
             project,
             name,
             actor,
-            chunks=_open_chunks(engine, name, reason),
+            chunks=_open_chunks(engine, name, reason, chosen),
             progress=progress,
+            mapping=mapping,
         )
-        for name in systems
+        for (name, mapping), chosen in sorted(by_name.items())
     ]
+
+
+def _mapping_name(version: str) -> str:
+    """The mapping a version (`name@digest`) is of: a system's name for its customer
+    mapping, a file's stem for a linked-record mapping."""
+    return version.partition("@")[0]
 
 
 def _chunked(ids: list[int]) -> Iterator[list[int]]:
@@ -366,13 +404,21 @@ def _chunked(ids: list[int]) -> Iterator[list[int]]:
         yield ids[start : start + REPLAY_CHUNK]
 
 
-def _open_chunks(engine: Engine, system: str, reason: str | None) -> Iterator[list[int]]:
-    """Open entries a chunk at a time, oldest first; those still failing stay behind."""
+def _open_chunks(
+    engine: Engine, system: str, reason: str | None, versions: list[str]
+) -> Iterator[list[int]]:
+    """Open entries filed under these mapping versions a chunk at a time, oldest first;
+    those still failing stay behind."""
     after = 0
     while True:
         with engine.connect() as conn:
             chunk = store.open_ids(
-                conn, system=system, reason=reason, after=after, limit=REPLAY_CHUNK
+                conn,
+                system=system,
+                reason=reason,
+                after=after,
+                limit=REPLAY_CHUNK,
+                mapping_versions=versions,
             )
         if not chunk:
             return
@@ -388,26 +434,46 @@ def _replay_system(
     *,
     chunks: Iterator[list[int]],
     progress: Callable[[int], None] | None,
+    mapping: str,
 ) -> ReplayReport:
     if system not in project.config.systems:
         raise InputRejected(
             f"quarantine entries of system {system!r}, which accord.yaml no longer has",
             hint="add the system back, or discard its entries",
         )
-    mapping = project.mapping(system)
+    linked = None if mapping == system else project.linked.get(mapping)
+    if mapping != system and linked is None:
+        raise InputRejected(
+            f"quarantine entries of system {system!r} filed by mapping {mapping!r}, which "
+            "the project no longer has",
+            hint=f"add mappings/{mapping}.yaml back, or discard its entries",
+        )
+    version = project.mapping(system).version if linked is None else linked.version
     with recorded_load(
-        engine, project, system, channel="replay", source_name="quarantine", actor=actor.label
+        engine,
+        project,
+        system,
+        channel="replay",
+        source_name="quarantine",
+        actor=actor.label,
+        mapping_version=version,
     ) as load_report:
         report = ReplayReport(system, load_report.load_id, load=load_report)
+        if linked is not None:
+            report.kind = linked.config.kind
         outcomes: list[dict[str, Any]] = []  # each chunk's, in its order
-        batcher = Batcher(
-            engine,
-            RecordMapper(mapping, project.config.systems[system]),
-            load_report,
-            project.config.entity,
-            outcomes,
-            max_skew=project.config.survivorship.max_clock_skew,
-        )
+        batcher: Batcher | LinkedBatcher
+        if linked is None:
+            batcher = Batcher(
+                engine,
+                RecordMapper(project.mapping(system), project.config.systems[system]),
+                load_report,
+                project.config.entity,
+                outcomes,
+                max_skew=project.config.survivorship.max_clock_skew,
+            )
+        else:
+            batcher = LinkedBatcher(engine, LinkedMapper(linked), load_report, outcomes)
         for chunk in chunks:
             with writing(engine) as conn:
                 _replay_chunk(conn, batcher, outcomes, chunk, report=report, actor=actor)
@@ -418,7 +484,7 @@ def _replay_system(
 
 def _replay_chunk(
     conn: Connection,
-    batcher: Batcher,
+    batcher: Batcher | LinkedBatcher,
     outcomes: list[dict[str, Any]],
     ids: list[int],
     *,

@@ -3,7 +3,8 @@ golden changes go out, and the alerts the thresholds in accord.yaml give.
 
 - **in**, every system: records received in the last hour and day (versions stored and
   entries quarantined), the share quarantined (the error rate), the work queue (backlog,
-  how long the oldest has waited, records given up on) and each pull channel's last run;
+  how long the oldest has waited, records given up on), each pull channel's last run,
+  and its linked records (orders, invoices) attached to no golden customer (orphans);
 - **out**, every system with a `deliver` block: changes waiting (planned deliveries and
   outbox changes not yet planned), deliveries sent and dead in the last hour, the share
   of those that needed a retry or died (the error rate), the latency from golden change
@@ -29,6 +30,7 @@ from accord.config.loader import Project
 from accord.govern.permissions import Actor, Permission, require
 from accord.runtime.scheduler import status as channel_status
 from accord.store import health as store
+from accord.store import linked as linked_store
 from accord.store import sync as sync_store
 from accord.store.types import utcnow
 
@@ -71,6 +73,9 @@ class IntakeHealth:
     oldest_waiting: timedelta | None  # how long the oldest of the backlog has waited
     failed: int  # records the worker gave up on
     channels: tuple[ChannelHealth, ...]
+    # the system's linked records (orders, invoices) no golden customer holds the
+    # customer record of (docs/linked-records.md)
+    orphans: int = 0
 
     @property
     def received_hour(self) -> int:
@@ -99,6 +104,7 @@ class IntakeHealth:
             "oldest_waiting_seconds": _seconds(self.oldest_waiting),
             "failed": self.failed,
             "channels": [c.as_dict() for c in self.channels],
+            "orphans": self.orphans,
         }
 
 
@@ -250,6 +256,7 @@ def health_report(
             name: store.arrivals(conn, name, hour=now - HOUR, day=now - DAY) for name in systems
         }
         queues = store.queues(conn)
+        orphans = linked_store.orphan_counts(conn)
         active = store.active_customers(conn) if targets else 0
         delivery = tuple(_delivery(conn, name, now, active) for name in targets)
     channels: dict[str, list[ChannelHealth]] = {}
@@ -264,6 +271,7 @@ def health_report(
             queues.get(name, store.Queue()),
             tuple(channels.get(name, [])),
             now,
+            orphans=orphans.get(name, 0),
         )
         for name in systems
     )
@@ -277,6 +285,8 @@ def _intake(
     queue: store.Queue,
     channels: tuple[ChannelHealth, ...],
     now: datetime,
+    *,
+    orphans: int,
 ) -> IntakeHealth:
     return IntakeHealth(
         system,
@@ -288,6 +298,7 @@ def _intake(
         _age(queue.oldest, now),
         queue.failed,
         channels,
+        orphans,
     )
 
 

@@ -93,25 +93,52 @@ def entries(conn: Connection, ids: Sequence[int], *, lock: bool = False) -> list
 
 
 def open_ids(
-    conn: Connection, *, system: str | None, reason: str | None, after: int, limit: int
+    conn: Connection,
+    *,
+    system: str | None,
+    reason: str | None,
+    after: int,
+    limit: int,
+    mapping_versions: Sequence[str] | None = None,
 ) -> list[int]:
     """The next `limit` open entries' ids after `after`, oldest first (replayed in the
-    order they came)."""
+    order they came); with `mapping_versions`, those filed by loads of these mapping
+    versions only."""
     where = _filters(conn, system, "open", reason)
-    return list(
-        conn.execute(
-            select(quarantine.c.id)
-            .where(*where, quarantine.c.id > after)
-            .order_by(quarantine.c.id)
-            .limit(limit)
-        ).scalars()
-    )
+    query = select(quarantine.c.id).where(*where, quarantine.c.id > after)
+    if mapping_versions is not None:
+        query = query.join(load, load.c.id == quarantine.c.load_id).where(
+            load.c.mapping_version.in_(mapping_versions)
+        )
+    return list(conn.execute(query.order_by(quarantine.c.id).limit(limit)).scalars())
 
 
-def open_systems(conn: Connection, *, reason: str | None) -> list[str]:
-    """The systems with open entries (with this reason code)."""
+def open_groups(conn: Connection, *, reason: str | None) -> list[tuple[str, str]]:
+    """(system, mapping version of the load that filed them) of the open entries (with
+    this reason code): a system's customer records and each kind of its linked records
+    are replayed by their own mappings."""
     where = _filters(conn, None, "open", reason)
-    return sorted(conn.execute(select(quarantine.c.system).where(*where).distinct()).scalars())
+    rows = conn.execute(
+        select(quarantine.c.system, load.c.mapping_version)
+        .join(load, load.c.id == quarantine.c.load_id)
+        .where(*where)
+        .distinct()
+    )
+    return sorted((system, version) for system, version in rows)
+
+
+def load_versions(conn: Connection, load_ids: Sequence[int]) -> dict[int, str]:
+    """load id -> the mapping version it loaded with."""
+    found: dict[int, str] = {}
+    wanted = sorted(set(load_ids))
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        rows = conn.execute(
+            select(load.c.id, load.c.mapping_version).where(
+                load.c.id.in_(wanted[start : start + LOOKUP_CHUNK])
+            )
+        )
+        found.update({int(i): v for i, v in rows})
+    return found
 
 
 def set_correction(conn: Connection, entry_id: int, correction: dict[str, Any], *, by: str) -> None:

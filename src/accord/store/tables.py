@@ -228,6 +228,7 @@ quarantine = Table(
     Index(None, "system", "content_hash"),
     Index(None, "load_id"),
     Index(None, "system", "created_at"),  # a system's entries filed lately (health)
+    Index(None, "system", "source_id"),  # is a record in quarantine (linked-record orphans)
 )
 
 golden_record = Table(
@@ -366,6 +367,39 @@ match_count = Table(
     metadata,
     Column("key_hash", BigInteger, primary_key=True, autoincrement=False),
     Column("entries", BigInteger, nullable=False),
+)
+
+# A record that belongs to a customer without being one: an order, an invoice, a ticket
+# (docs/linked-records.md). It names its customer by the source id of the customer's
+# record (`customer_system`, `customer_source_id`) and never by golden id: it is attached
+# to a golden customer when read, through the crosswalk, so merges, splits and steward
+# decisions move it with its customer without a write. One row per (system, kind, source
+# id), replaced when its content or mapping changes; `payload` is the record as read.
+linked_record = Table(
+    "linked_record",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("system", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("source_id", String(256), nullable=False),
+    Column("customer_system", String(64), nullable=False),
+    Column("customer_source_id", String(256), nullable=False),
+    Column("occurred_at", UTCDateTime),
+    Column("amount", String(64)),  # a decimal as text, as written: never a float
+    Column("currency", String(3)),
+    Column("status", Text),
+    Column("title", Text),
+    Column("issues", Document, nullable=False),
+    Column("payload", Document, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("mapping_version", String(64), nullable=False),
+    Column("load_id", ForeignKey("load.id"), nullable=False),  # the load that stored it last
+    Column("first_seen_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("system", "kind", "source_id"),
+    # a customer's records (crosswalk -> here); with `system`, orphans are counted per
+    # system from the index alone
+    Index(None, "customer_system", "customer_source_id", "system"),
 )
 
 # Links between golden records that are not merges: a person is a contact of an

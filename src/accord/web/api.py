@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from accord.golden import customers
 from accord.govern import identity
 from accord.intake import push
+from accord.linked import service as linked
 from accord.runtime.admission import Admission
 from accord.steward import service as steward
 from accord.store.engine import writing
@@ -181,6 +182,80 @@ def get_source_record(
 ) -> dict[str, Any]:
     """A source record as the system sent it, every version, and its golden customer."""
     return customers.source_record(conn, actor, system, source_id)
+
+
+class LinkedRecord(BaseModel):
+    system: str = Field(description="the system that sent it")
+    kind: str = Field(description="order, invoice, payment, ticket, contract, ...")
+    source_id: str = Field(description="its id in that system")
+    customer_system: str
+    customer_source_id: str = Field(description="its customer's record, in customer_system")
+    occurred_at: str | None = Field(description="when it happened (UTC)")
+    amount: str | None = Field(description="a decimal, as text")
+    currency: str | None = Field(description="ISO 4217")
+    status: str | None
+    title: str | None
+    issues: list[dict[str, Any]] = Field(description="values flagged, not fixed")
+    payload: dict[str, Any] = Field(description="the record as read")
+    mapping_version: str
+    load_id: int = Field(description="the load that stored it last")
+    first_seen_at: str
+    updated_at: str
+
+
+class CustomerLinked(BaseModel):
+    golden_id: str
+    status: str = Field(description="active; merged (see merged_into) and retired have none")
+    merged_into: str | None
+    display_name: str
+    kinds: dict[str, int] = Field(description="how many linked records of each kind")
+    items: list[LinkedRecord] = Field(description="newest first")
+    total: int
+    limit: int
+    offset: int
+
+
+class Orphan(LinkedRecord):
+    reason: Literal["unresolved", "customer_quarantined", "no_customer_record"] = Field(
+        description="unresolved: the customer record is stored, not matched yet; "
+        "customer_quarantined: it waits in quarantine; no_customer_record: it never came, "
+        "or the reference is wrong"
+    )
+    hint: str
+
+
+OrphanPage = Page[Orphan]
+
+
+@router.get("/customers/{golden_id}/linked", response_model=CustomerLinked, tags=["linked"])
+def get_customer_linked(
+    golden_id: str,
+    actor: ActorDep,
+    conn: ConnDep,
+    kind: Annotated[str | None, Query(max_length=32, description="only this kind")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> dict[str, Any]:
+    """The golden customer's orders, invoices, tickets and contracts, from every member
+    record, newest first; how many of each kind."""
+    found = linked.of_customer(conn, actor, golden_id, kind=kind, limit=limit, offset=offset)
+    page = found.pop("page")
+    return found | asdict(page)
+
+
+@router.get("/linked/orphans", response_model=OrphanPage, tags=["linked"])
+def list_orphans(
+    actor: ActorDep,
+    conn: ConnDep,
+    system: Annotated[str | None, Query(max_length=64)] = None,
+    kind: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> dict[str, Any]:
+    """Linked records no golden customer holds the customer record of, oldest first,
+    with the reason; a system key sees only its own system's."""
+    page = linked.orphans(conn, actor, system=system, kind=kind, limit=limit, offset=offset)
+    return asdict(page)
 
 
 class PushedRecord(BaseModel):

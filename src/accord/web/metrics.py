@@ -70,8 +70,16 @@ class HealthCollector(Collector):
             "When a pull channel's last run ended (absent: never)",
             channel,
         )
+        orphans = _gauge(
+            "accord_linked_orphans",
+            "The system's linked records (orders, invoices, tickets) attached to no golden "
+            "customer: their customer record never came, waits in quarantine or is not "
+            "matched yet",
+            system,
+        )
         for health in self.report.intake:
             name = health.system
+            orphans.add_metric([name], health.orphans)
             for window, count, bad, rate in (
                 ("1h", health.received_hour, health.quarantined_hour, health.error_rate_hour),
                 ("1d", health.received_day, health.quarantined_day, health.error_rate_day),
@@ -89,6 +97,7 @@ class HealthCollector(Collector):
                 if run.finished_at is not None:
                     finished.add_metric([name, run.channel], run.finished_at.timestamp())
         yield from (received, quarantined, errors, backlog, oldest, failed, failures, finished)
+        yield orphans
 
     def _delivery(self) -> Iterator[Metric]:
         target = ["target"]
