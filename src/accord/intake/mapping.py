@@ -131,7 +131,7 @@ class RecordMapper:
 
     def source_id(self, fields: dict[str, Any]) -> str | None:
         """The record's source id as written, before any check (None when it has none)."""
-        return _text(_lookup(fields, self._source_id_path))
+        return source_text(lookup(fields, self._source_id_path))
 
     def map(self, fields: dict[str, Any]) -> MappedRecord | Rejected:
         source_id = self.source_id(fields)
@@ -158,7 +158,7 @@ class RecordMapper:
                         scope = scope or Scope(self._needs, fields)
                         raw = self._computed_value(plan.name, spec, scope, data)
                 else:
-                    found = fields.get(plan.path[0]) if plan.flat else _lookup(fields, plan.path)
+                    found = fields.get(plan.path[0]) if plan.flat else lookup(fields, plan.path)
                     # text, as every CSV value is, first
                     raw = found.strip() or None if type(found) is str else self._read(plan, found)
                     if raw is not None and plan.finish:
@@ -198,7 +198,7 @@ class RecordMapper:
                 "value.structured",
                 f"{plan.spec.source} holds {what} where a single value belongs",
             )
-        return _text(found)
+        return source_text(found)
 
     def _computed_value(
         self, name: str, spec: FieldMapping, scope: Scope, data: dict[str, Any]
@@ -281,7 +281,8 @@ def _required(data: dict[str, Any]) -> list[Reason]:
     return []
 
 
-def _lookup(fields: dict[str, Any], path: list[str]) -> Any:
+def lookup(fields: dict[str, Any], path: list[str]) -> Any:
+    """The value at `path` in a source record (nested objects), None where it stops."""
     value: Any = fields
     for part in path:
         if not isinstance(value, dict):
@@ -290,7 +291,7 @@ def _lookup(fields: dict[str, Any], path: list[str]) -> Any:
     return value
 
 
-def _text(value: Any) -> str | None:
+def source_text(value: Any) -> str | None:
     """A source value as stripped text; None for missing, empty or structured values
     (a field's structured value is refused before, in `RecordMapper._read`)."""
     if value is None or isinstance(value, dict | list):

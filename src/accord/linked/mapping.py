@@ -29,7 +29,7 @@ import pycountry
 from accord import standardize as std
 from accord.config.loader import LinkedMapping
 from accord.config.models import FieldMapping
-from accord.intake.mapping import MAX_SOURCE_ID_CHARS, Rejected
+from accord.intake.mapping import MAX_SOURCE_ID_CHARS, Rejected, lookup, source_text
 from accord.intake.reasons import Reason
 from accord.standardize.errors import show
 
@@ -84,20 +84,20 @@ class LinkedMapper:
 
     def source_id(self, fields: dict[str, Any]) -> str | None:
         """The record's own id as written (None when it has none)."""
-        return _text(_lookup(fields, self._source_id))
+        return source_text(lookup(fields, self._source_id))
 
     def map(self, fields: dict[str, Any]) -> LinkedValues | Rejected:
         """The record's values, or the reasons it cannot be stored."""
         reasons: list[Reason] = []
         source_id = _identifier(self.source_id(fields), "source_id", "its own id", reasons)
         customer = _identifier(
-            _text(_lookup(fields, self._customer)), "customer", "its customer's id", reasons
+            source_text(lookup(fields, self._customer)), "customer", "its customer's id", reasons
         )
         data: dict[str, str] = {}
         issues: list[Reason] = []
         for name, spec, path in self._fields:
             try:
-                raw = spec.value if path is None else _read(spec, _lookup(fields, path))
+                raw = spec.value if path is None else _read(spec, lookup(fields, path))
                 if raw is not None and spec.translate is not None:
                     raw = spec.translate.get(raw) or self._folded[name].get(raw.casefold(), raw)
                 raw = raw or spec.default
@@ -192,21 +192,4 @@ def _read(spec: FieldMapping, found: Any) -> str | None:
         raise std.InvalidValue(
             "value.structured", f"{spec.source} holds {what} where a single value belongs"
         )
-    return _text(found)
-
-
-def _lookup(fields: dict[str, Any], path: list[str]) -> Any:
-    value: Any = fields
-    for part in path:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
-
-
-def _text(value: Any) -> str | None:
-    """A source value as stripped text; None for missing, empty or structured values."""
-    if value is None or isinstance(value, dict | list):
-        return None
-    text = str(value).strip() if not isinstance(value, bool) else str(value).lower()
-    return text or None
+    return source_text(found)
