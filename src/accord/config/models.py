@@ -137,6 +137,18 @@ class ProjectConfig(StrictModel):
     )
 
 
+def expand_shorthand(data: Any) -> Any:
+    """A mapping's `fields` with the short form expanded: `email: Email` is short for
+    `email: {from: Email}`."""
+    if isinstance(data, dict) and isinstance(data.get("fields"), dict):
+        data = dict(data)
+        data["fields"] = {
+            name: {"from": spec} if isinstance(spec, str) else spec
+            for name, spec in data["fields"].items()
+        }
+    return data
+
+
 class FileFormat(StrictModel):
     type: Literal["csv", "jsonl"] | None = Field(
         None, description="csv or jsonl; by default taken from the file name"
@@ -204,14 +216,7 @@ class MappingConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _expand_shorthand(cls, data: Any) -> Any:
-        # `email: Email` is short for `email: {from: Email}`.
-        if isinstance(data, dict) and isinstance(data.get("fields"), dict):
-            data = dict(data)
-            data["fields"] = {
-                name: {"from": spec} if isinstance(spec, str) else spec
-                for name, spec in data["fields"].items()
-            }
-        return data
+        return expand_shorthand(data)
 
 
 # What a linked record is (docs/linked-records.md): orders, invoices and the like that
@@ -259,11 +264,4 @@ class LinkedMappingConfig(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _expand_shorthand(cls, data: Any) -> Any:
-        # `amount: NETWR` is short for `amount: {from: NETWR}`.
-        if isinstance(data, dict) and isinstance(data.get("fields"), dict):
-            data = dict(data)
-            data["fields"] = {
-                name: {"from": spec} if isinstance(spec, str) else spec
-                for name, spec in data["fields"].items()
-            }
-        return data
+        return expand_shorthand(data)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine
 
@@ -204,6 +204,53 @@ def recorded_load(
 Seen = dict[str, tuple[str, str]]  # source id -> (content hash, location) in one input
 
 
+class _Identified(Protocol):
+    @property
+    def source_id(self) -> str: ...
+
+
+_M = TypeVar("_M", bound=_Identified)
+
+
+def sort_mapped(
+    batch: list[RawRecord],
+    results: Sequence[tuple[_M, str] | Rejected | None],
+    *,
+    seen: Seen,
+    report: LoadReport,
+    outcome: list[dict[str, Any]],
+    quarantine: Callable[
+        [RawRecord, str | None, tuple[Reason, ...], dict[str, Any]], store.QuarantineEntry
+    ],
+) -> tuple[list[store.QuarantineEntry], list[tuple[int, RawRecord, _M, str]]]:
+    """Sort a batch's records, each mapped to (what it became, its content digest), or
+    rejected, or None when it could not be read: those that could not be read, mapped or
+    validated, or repeat a source id of the input with other content, go to quarantine
+    (`quarantine` files the entry); a repeat with the same content is counted and left;
+    the rest are kept, with their place in the batch. Counts what it read."""
+    quarantined: list[store.QuarantineEntry] = []
+    kept: list[tuple[int, RawRecord, _M, str]] = []
+    for position, (raw, found) in enumerate(zip(batch, results, strict=True)):
+        report.read += 1
+        if raw.fields is None or found is None:
+            quarantined.append(quarantine(raw, None, raw.reasons, outcome[position]))
+            continue
+        if isinstance(found, Rejected):
+            quarantined.append(quarantine(raw, found.source_id, found.reasons, outcome[position]))
+            continue
+        result, digest = found
+        outcome[position]["source_id"] = result.source_id
+        repeat = repeated(seen, result.source_id, digest, raw.location)
+        if repeat == "same":
+            report.repeated_in_file += 1
+            outcome[position]["status"] = "duplicate"
+        elif repeat is not None:
+            quarantined.append(quarantine(raw, result.source_id, (repeat,), outcome[position]))
+        else:
+            kept.append((position, raw, result, digest))
+    return quarantined, kept
+
+
 def repeated(
     seen: Seen, source_id: str, digest: str, location: str, *, kept: str = "was kept"
 ) -> Reason | Literal["same"] | None:
@@ -380,35 +427,16 @@ class Batcher:
     def _classify(
         self, batch: list[RawRecord], results: Mapped, outcome: list[dict[str, Any]]
     ) -> tuple[list[store.QuarantineEntry], list[tuple[int, dict[str, Any], MappedRecord, str]]]:
-        """Sort the mapped records: those that could not be read, mapped or validated,
-        or repeat a source id with other content, go to quarantine."""
-        report = self.report
-        quarantined: list[store.QuarantineEntry] = []
-        mapped: list[tuple[int, dict[str, Any], MappedRecord, str]] = []
-        for position, (raw, found) in enumerate(zip(batch, results, strict=True)):
-            report.read += 1
-            if raw.fields is None or found is None:
-                quarantined.append(self._quarantine(raw, None, raw.reasons, outcome[position]))
-                continue
-            if isinstance(found, Rejected):
-                quarantined.append(
-                    self._quarantine(raw, found.source_id, found.reasons, outcome[position])
-                )
-                continue
-            result, digest = found
-            outcome[position]["source_id"] = result.source_id
-            repeat = repeated(self.seen, result.source_id, digest, raw.location)
-            if repeat == "same":
-                report.repeated_in_file += 1
-                outcome[position]["status"] = "duplicate"
-            elif repeat is not None:
-                quarantined.append(
-                    self._quarantine(raw, result.source_id, (repeat,), outcome[position])
-                )
-            else:
-                mapped.append((position, raw.fields, result, digest))
-
-        return quarantined, mapped
+        """Sort the mapped records (`sort_mapped`)."""
+        quarantined, kept = sort_mapped(
+            batch,
+            results,
+            seen=self.seen,
+            report=self.report,
+            outcome=outcome,
+            quarantine=self._quarantine,
+        )
+        return quarantined, [(p, raw.fields or {}, m, digest) for p, raw, m, digest in kept]
 
     def _quarantine(
         self,

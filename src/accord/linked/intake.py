@@ -2,7 +2,7 @@
 
 The same way in as customer records where it fits: the readers (CSV, JSON Lines, gzip,
 row problems as reasons), the load's life cycle and audit (`intake.load.recorded_load`),
-a source id repeated in one file (`intake.load.repeated`), and quarantine with reasons
+a source id repeated in one file (`intake.load.sort_mapped`), and quarantine with reasons
 (replayed through this module by `intake.quarantine`). What differs is the store: a
 linked record is one row per (system, kind, source id), replaced when its content or
 its mapping changes and left alone when neither did, with no versions and no matching.
@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine
 from accord.config.loader import LinkedMapping, Project
 from accord.digest import digest as content_digest
 from accord.errors import InputRejected
-from accord.intake.load import LoadReport, Progress, Seen, recorded_load, repeated
+from accord.intake.load import LoadReport, Progress, Seen, recorded_load, sort_mapped
 from accord.intake.mapping import Rejected
 from accord.intake.readers import RawRecord, SourceFile
 from accord.intake.reasons import Reason
@@ -103,31 +103,24 @@ class LinkedBatcher:
         one statement of inserts and replacements, one of quarantine entries."""
         report, mapper = self.report, self.mapper
         outcome: list[dict[str, Any]] = [{"record": raw.location} for raw in batch]
-        quarantined: list[QuarantineEntry] = []
-        kept: list[tuple[int, RawRecord, LinkedValues, str]] = []
-        for position, raw in enumerate(batch):
-            report.read += 1
-            result = None if raw.fields is None else mapper.map(raw.fields)
-            if raw.fields is None or result is None:
-                quarantined.append(self._quarantine(raw, None, raw.reasons, outcome[position]))
+        results: list[tuple[LinkedValues, str] | Rejected | None] = []
+        for raw in batch:
+            if raw.fields is None:  # could not be read
+                results.append(None)
                 continue
-            if isinstance(result, Rejected):
-                quarantined.append(
-                    self._quarantine(raw, result.source_id, result.reasons, outcome[position])
-                )
-                continue
-            digest = content_digest(raw.fields)
-            outcome[position]["source_id"] = result.source_id
-            repeat = repeated(self.seen, result.source_id, digest, raw.location)
-            if repeat == "same":
-                report.repeated_in_file += 1
-                outcome[position]["status"] = "duplicate"
-            elif repeat is not None:
-                quarantined.append(
-                    self._quarantine(raw, result.source_id, (repeat,), outcome[position])
-                )
+            mapped = mapper.map(raw.fields)
+            if isinstance(mapped, LinkedValues):
+                results.append((mapped, content_digest(raw.fields)))
             else:
-                kept.append((position, raw, result, digest))
+                results.append(mapped)
+        quarantined, kept = sort_mapped(
+            batch,
+            results,
+            seen=self.seen,
+            report=report,
+            outcome=outcome,
+            quarantine=self._quarantine,
+        )
         known = store.stored(conn, mapper.system, mapper.kind, [v.source_id for _, _, v, _ in kept])
         now = utcnow()
         rows: list[dict[str, Any]] = []
