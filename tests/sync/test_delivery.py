@@ -289,6 +289,38 @@ def test_a_merge_deletes_the_record_accord_created_for_the_customer_merged_away(
         assert client.get(f"/accounts/{merged_away}").status_code == 410  # a tombstone
 
 
+def test_a_record_edited_in_the_target_is_still_deleted_with_the_edit_on_record(
+    synced: Workspace, peer: PeerProcess, tmp_path: Path
+) -> None:
+    # Found in review: a delete meeting a 412 used to end "unchanged" and leave the
+    # record of a customer merged away in the target.
+    load(synced, tmp_path, anna_chain_and_bob(), "a.csv")
+    deliver(synced)
+    before = set(golden_data(synced))
+    with _client(peer) as client:  # someone in billing edits every record's town
+        for record_id in before:
+            current = client.get(f"/accounts/{record_id}")
+            client.put(
+                f"/accounts/{record_id}",
+                json={"fields": {**current.json()["fields"], "town": f"Edited {record_id}"}},
+                headers={"If-Match": current.headers["etag"]},
+            ).raise_for_status()
+    with writing(synced.engine) as conn:
+        decide_pair(conn, cli_actor(), ("crm", "C4"), ("crm", "C1"), decision="same")
+    resolve(synced.engine, synced.project, actor="test")
+    [merged_away] = before - set(golden_data(synced))
+    assert deliver(synced)["dead"] == 0
+    with _client(peer) as client:
+        assert client.get(f"/accounts/{merged_away}").status_code == 410
+    with synced.engine.connect() as conn:
+        tombstones = [
+            c for c in sync_store.conflicts(conn, "billing") if c["policy"] == "tombstone"
+        ]
+    assert [(c["record_id"], c["field"], c["theirs"], c["kept"]) for c in tombstones] == [
+        (merged_away, "town", f"Edited {merged_away}", "ours")
+    ]
+
+
 def test_a_target_that_cannot_start_is_said_at_once_and_the_others_go_on(
     engine: Engine,
     demo_project_dir: Path,

@@ -533,6 +533,8 @@ class _Round:
         and write again over the record as it is now."""
         record_id = op.record_id
         previous = self.known.get(record_id)
+        if op.op == "delete":
+            return self._delete_over_edit(item, op, theirs, previous, last=last)
         origin = _origin(op)
         base = None if op.if_none_match == "*" else (previous.fields if previous else None)
         to_write, found = plan.settle(
@@ -592,6 +594,46 @@ class _Round:
         attempt = op.key.count(":r") + 1
         return Operation(
             "put", record_id, fields, theirs.etag, None, f"{op.key.split(':r')[0]}:r{attempt}"
+        )
+
+    def _delete_over_edit(
+        self,
+        item: _Pending,
+        op: Operation,
+        theirs: Remote,
+        previous: KnownRecord | None,
+        *,
+        last: bool,
+    ) -> Operation | None:
+        """A record Accord created for a customer now merged away or retired was edited
+        in the target meanwhile: it is deleted all the same (it stands for no customer),
+        and each field the target changed is recorded as a conflict (policy `tombstone`,
+        their value kept in it), so the edit is not lost unseen."""
+        base = (previous.fields if previous is not None else None) or {}
+        for field_name, value in sorted(theirs.fields.items()):
+            if base.get(field_name) == value:
+                continue
+            self.conflicts.append(
+                {
+                    "target": self.d.target,
+                    "record_id": op.record_id,
+                    "golden_id": item.delivery.golden_id,
+                    "change_id": item.change.id,
+                    "field": field_name,
+                    "ours": None,
+                    "theirs": value,
+                    "policy": "tombstone",
+                    "kept": "ours",
+                }
+            )
+        if last:
+            item.transient = Result(
+                412, theirs.etag, theirs, "the record kept changing under the delete"
+            )
+            return None
+        attempt = op.key.count(":r") + 1
+        return Operation(
+            "delete", op.record_id, None, theirs.etag, None, f"{op.key.split(':r')[0]}:r{attempt}"
         )
 
     @staticmethod
