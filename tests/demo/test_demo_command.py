@@ -5,7 +5,10 @@ which run as processes of their own and are stopped at the end, and the sync sto
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
+from collections import Counter
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -66,10 +69,28 @@ def test_the_demo_delivers_its_golden_records_to_both_peers(tmp_path: Path) -> N
         ("billing", "city", "newest", "ours"),
         ("service", "phone", "steward", "waiting"),
     ]
-    for system in ("billing", "service"):
+    seeded = re.search(
+        r"The peers hold their systems' records: billing ([\d,]+), service ([\d,]+)",
+        " ".join(result.output.split()),
+    )
+    assert seeded is not None, result.output
+    store = sqlite3.connect(root / ".accord" / "accord.sqlite3")
+    try:
+        outcomes = [
+            json.loads(row[0])["records"]
+            for row in store.execute("SELECT outcome FROM sync_delivery WHERE outcome IS NOT NULL")
+        ]
+    finally:
+        store.close()
+    # the peers hold their systems' records, so Accord updates those it links to the
+    # customers (none is absent) and creates one for each customer a system lacks
+    done = Counter(what for records in outcomes for what in records.values())
+    assert done["absent"] == 0 and done["updated"] > 0 and done["created"] > 0
+    for system, count in zip(("billing", "service"), seeded.groups(), strict=True):
         peer = sqlite3.connect(root / "peers" / f"{system}.sqlite3")
         try:
-            held = peer.execute("SELECT COUNT(*) FROM record").fetchone()[0]
+            held, changed = peer.execute("SELECT COUNT(*), SUM(version > 1) FROM record").fetchone()
         finally:
             peer.close()
-        assert 0 < held <= golden  # created for customers the system lacked
+        assert held > int(count.replace(",", ""))  # theirs, and those created
+        assert changed > 0  # records of theirs brought up to the golden values

@@ -1023,12 +1023,18 @@ def demo(
     if not sync:
         _serve_demo(directory, workspace, serve_app, port)
         return
-    from accord.demo.run import add_deliveries, start_peers  # noqa: PLC0415
+    from accord.demo.run import add_deliveries, seed_peers, start_peers  # noqa: PLC0415
 
     with activity("starting the billing and service desk peers") as note:
         peers = start_peers(directory)
         note("started")
     try:
+        with activity("giving the peers their systems' records"):
+            seeded = seed_peers(workspace.project, data, peers)
+        console.print(
+            "The peers hold their systems' records: "
+            + ", ".join(f"{system} {count:,}" for system, count in seeded.items())
+        )
         add_deliveries(directory, peers)
         workspace = open_workspace(directory)  # with its new `deliver` blocks
         started = time.perf_counter()
