@@ -20,6 +20,7 @@ from accord.workspace import Workspace
 from tests.factories import write_csv
 
 BILLING = "    authority: [email]\n"  # the billing system's last line before `deliver`
+SERVICE = "    sync: realtime\n"  # the service desk's last line, the last system's
 
 # billing's fields, the reverse of its mapping (billing is the authority for email)
 BILLING_FIELDS = {
@@ -39,6 +40,18 @@ def with_billing_delivery(engine: Engine, root: Path, block: str) -> Workspace:
     text = config.read_text(encoding="utf-8")
     assert BILLING in text
     config.write_text(text.replace(BILLING, BILLING + block.lstrip("\n"), 1), encoding="utf-8")
+    return Workspace(root, engine, Settings())
+
+
+def with_service_delivery(engine: Engine, root: Path, block: str) -> Workspace:
+    """The project at `root` with `block` (the `deliver:` lines, indented four spaces)
+    under the service desk system (the last one, before `match:`)."""
+    config = root / "accord.yaml"
+    text = config.read_text(encoding="utf-8")
+    anchor = SERVICE + "\nmatch:"
+    assert anchor in text
+    replaced = text.replace(anchor, SERVICE + block.lstrip("\n") + "\nmatch:", 1)
+    config.write_text(replaced, encoding="utf-8")
     return Workspace(root, engine, Settings())
 
 

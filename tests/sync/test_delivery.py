@@ -39,7 +39,14 @@ from accord.sync.dispatch import RoundReport, TargetDispatcher, run, status
 from accord.sync.reconcile import reconcile
 from accord.workspace import Workspace
 from tests.factories import anna_chain_and_bob, bob_row, crm_row, write_csv
-from tests.sync.helpers import deliver, expected_fields, golden_data, load, with_billing_delivery
+from tests.sync.helpers import (
+    deliver,
+    expected_fields,
+    golden_data,
+    load,
+    with_billing_delivery,
+    with_service_delivery,
+)
 
 TOKEN = "billing-test-token"
 TOKEN_ENV = "ACCORD_TEST_BILLING_TOKEN"
@@ -328,16 +335,13 @@ def test_a_target_that_cannot_start_is_said_at_once_and_the_others_go_on(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    config = demo_project_dir / "accord.yaml"
-    text = config.read_text(encoding="utf-8")
-    anchor = "    sync: realtime\n\nmatch:"  # the service desk, the last system
-    assert anchor in text
-    service = (
-        "    sync: realtime\n    deliver:\n"
+    with_service_delivery(
+        engine,
+        demo_project_dir,
+        "    deliver:\n"
         "      file: {folder: exports, format: jsonl}\n"
-        "      fields: {first_name: given_name, phone: phone}\n\nmatch:"
+        "      fields: {first_name: given_name, phone: phone}\n",
     )
-    config.write_text(text.replace(anchor, service, 1), encoding="utf-8")
     synced = _workspace(engine, demo_project_dir, peer, monkeypatch)
     monkeypatch.delenv(TOKEN_ENV)  # billing's token: unset
     load(synced, demo_project_dir, anna_chain_and_bob(), "a.csv")

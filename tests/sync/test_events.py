@@ -3,25 +3,19 @@ a CloudEvent, against the real server (127.0.0.1:4222), on both stores."""
 
 from __future__ import annotations
 
-import threading
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 from cloudevents.core.formats.json import JSONFormat
 from sqlalchemy import Engine
 
-from accord.golden.resolve import resolve
-from accord.intake.load import load_file
-from accord.settings import Settings
 from accord.store import outbox
-from accord.store.types import utcnow
-from accord.sync.dispatch import TargetDispatcher, run
+from accord.sync.dispatch import RoundReport, TargetDispatcher
 from accord.sync.nats import NatsChannel
 from accord.workspace import Workspace
-from tests.factories import anna_chain_and_bob, bob_row, write_csv
+from tests.factories import anna_chain_and_bob, bob_row
+from tests.sync.helpers import deliver, load, with_service_delivery
 from tests.sync.jetstream import NATS_URL, Subject
 
 
@@ -30,32 +24,18 @@ def published(
     engine: Engine, demo_project_dir: Path, subject: Subject, monkeypatch: pytest.MonkeyPatch
 ) -> Workspace:
     monkeypatch.setenv("ACCORD_TEST_NATS_URL", NATS_URL)
-    config = demo_project_dir / "accord.yaml"
-    text = config.read_text(encoding="utf-8")
-    anchor = "    sync: realtime\n\nmatch:"  # the service desk, the last system
-    assert anchor in text
-    block = (
-        "    sync: realtime\n"
+    return with_service_delivery(
+        engine,
+        demo_project_dir,
         "    deliver:\n"
         f"      nats: {{url_env: ACCORD_TEST_NATS_URL, subject: {subject.subject}}}\n"
         "      fields: {first_name: given_name, last_name: family_name, phone: phone}\n"
-        "      retry: {max_attempts: 50, backoff: 20ms, max_backoff: 100ms}\n"
-        "\nmatch:"
+        "      retry: {max_attempts: 50, backoff: 20ms, max_backoff: 100ms}\n",
     )
-    config.write_text(text.replace(anchor, block, 1), encoding="utf-8")
-    return Workspace(demo_project_dir, engine, Settings())
 
 
-def _deliver(workspace: Workspace) -> Any:
-    return run(
-        workspace.engine,
-        workspace.project,
-        ["service"],
-        stop=threading.Event(),
-        until_idle=True,
-        idle_wait=0.05,
-        deadline=utcnow() + timedelta(seconds=60),
-    )["service"]
+def _deliver(workspace: Workspace) -> RoundReport:
+    return RoundReport(**deliver(workspace, "service"))
 
 
 def test_each_golden_change_is_published_once_in_order_as_a_cloudevent(
@@ -63,16 +43,8 @@ def test_each_golden_change_is_published_once_in_order_as_a_cloudevent(
 ) -> None:
     engine, project = published.engine, published.project
     rows = anna_chain_and_bob()
-    load_file(engine, project, "crm", write_csv(tmp_path / "a.csv", rows), actor="t")
-    resolve(engine, project, actor="test")
-    load_file(
-        engine,
-        project,
-        "crm",
-        write_csv(tmp_path / "b.csv", [*rows[:-1], bob_row("+49 89 7777")]),
-        actor="t",
-    )
-    resolve(engine, project, actor="test")
+    load(published, tmp_path, rows, "a.csv")
+    load(published, tmp_path, [*rows[:-1], bob_row("+49 89 7777")], "b.csv")
     report = _deliver(published)
     with engine.connect() as conn:
         changes = outbox.after(conn, 0, 1000)
@@ -100,10 +72,7 @@ def test_a_change_published_again_is_stored_once(
     published: Workspace, subject: Subject, tmp_path: Path
 ) -> None:
     engine, project = published.engine, published.project
-    load_file(
-        engine, project, "crm", write_csv(tmp_path / "a.csv", anna_chain_and_bob()), actor="t"
-    )
-    resolve(engine, project, actor="test")
+    load(published, tmp_path, anna_chain_and_bob(), "a.csv")
     with engine.connect() as conn:
         changes = outbox.after(conn, 0, 1000)
     config = project.config.systems["service"].deliver
@@ -123,10 +92,7 @@ def test_no_stream_for_the_subject_keeps_the_changes_waiting_with_what_to_do(
     published: Workspace, subject: Subject, tmp_path: Path
 ) -> None:
     engine, project = published.engine, published.project
-    load_file(
-        engine, project, "crm", write_csv(tmp_path / "a.csv", anna_chain_and_bob()), actor="t"
-    )
-    resolve(engine, project, actor="test")
+    load(published, tmp_path, anna_chain_and_bob(), "a.csv")
     subject.delete()
     try:
         dispatcher = TargetDispatcher(engine, project, "service")

@@ -12,14 +12,17 @@ import pytest
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
-from accord.settings import Settings
 from accord.store import outbox
 from accord.store.tables import golden_change, sync_delivery
 from accord.workspace import Workspace
 from tests.factories import anna_chain_and_bob, bob_row
-from tests.sync.helpers import deliver, golden_data, load, with_billing_delivery
-
-SERVICE = "    sync: realtime\n\nmatch:"  # the service desk, the last system
+from tests.sync.helpers import (
+    deliver,
+    golden_data,
+    load,
+    with_billing_delivery,
+    with_service_delivery,
+)
 
 
 def _exports(folder: Path) -> list[dict[str, Any]]:
@@ -35,6 +38,17 @@ def _count(engine: Engine, table: Any) -> int:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
+def _filing(engine: Engine, root: Path, fields: str) -> Workspace:
+    """Billing delivered to export files (JSON Lines under exports/billing)."""
+    return with_billing_delivery(
+        engine,
+        root,
+        "    deliver:\n"
+        "      file: {folder: exports/billing, format: jsonl}\n"
+        f"      fields: {fields}\n",
+    )
+
+
 def _prune(workspace: Workspace, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
     from accord.cli import sync as sync_cli  # noqa: PLC0415
     from accord.cli.main import app  # noqa: PLC0415
@@ -46,12 +60,8 @@ def _prune(workspace: Workspace, monkeypatch: pytest.MonkeyPatch, *args: str) ->
 def test_pruned_history_is_gone_and_a_later_target_starts_from_a_snapshot(
     engine: Engine, demo_project_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    workspace = with_billing_delivery(
-        engine,
-        demo_project_dir,
-        "    deliver:\n"
-        "      file: {folder: exports/billing, format: jsonl}\n"
-        "      fields: {first_name: given_name, phone: phone, town: city}\n",
+    workspace = _filing(
+        engine, demo_project_dir, "{first_name: given_name, phone: phone, town: city}"
     )
     rows = anna_chain_and_bob()
     load(workspace, tmp_path, rows, "a.csv")
@@ -76,16 +86,13 @@ def test_pruned_history_is_gone_and_a_later_target_starts_from_a_snapshot(
     assert deliver(workspace)["sent"] == 1
 
     # the service desk is configured now: its history is gone, so a snapshot
-    config = demo_project_dir / "accord.yaml"
-    text = config.read_text(encoding="utf-8")
-    assert SERVICE in text
-    block = (
-        "    sync: realtime\n    deliver:\n"
+    workspace = with_service_delivery(
+        engine,
+        demo_project_dir,
+        "    deliver:\n"
         "      file: {folder: exports/service, format: jsonl}\n"
-        "      fields: {first_name: given_name, phone: phone}\n\nmatch:"
+        "      fields: {first_name: given_name, phone: phone}\n",
     )
-    config.write_text(text.replace(SERVICE, block, 1), encoding="utf-8")
-    workspace = Workspace(demo_project_dir, engine, Settings())
     assert deliver(workspace, "service")["sent"] == len(customers)
     exported = _exports(demo_project_dir / "exports" / "service")
     now = golden_data(workspace)
@@ -102,13 +109,7 @@ def test_pruned_history_is_gone_and_a_later_target_starts_from_a_snapshot(
 def test_a_target_behind_holds_the_outbox_and_a_bad_retention_is_refused(
     engine: Engine, demo_project_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    workspace = with_billing_delivery(
-        engine,
-        demo_project_dir,
-        "    deliver:\n"
-        "      file: {folder: exports/billing, format: jsonl}\n"
-        "      fields: {first_name: given_name, phone: phone}\n",
-    )
+    workspace = _filing(engine, demo_project_dir, "{first_name: given_name, phone: phone}")
     load(workspace, tmp_path, anna_chain_and_bob(), "a.csv")
     never = _prune(workspace, monkeypatch, "--older-than", "0s", "--json")
     assert never.exit_code == 0, never.output

@@ -156,9 +156,7 @@ def clear(
     """Remove the override of `field` and rebuild the golden record, whose value goes
     back to what survivorship chooses; `conn` must be writing."""
     require(actor, Permission.GOLDEN_OVERRIDE)
-    reason = reason.strip()
-    if len(reason) > MAX_REASON_CHARS:
-        raise InputRejected(f"a reason is at most {MAX_REASON_CHARS} characters")
+    reason = _reason(reason, required=False)
     _active(conn, golden_id)
     removed = store.clear_pin(conn, golden_id, field)
     if removed is None:
@@ -197,9 +195,9 @@ def listed(conn: Connection, actor: Actor, golden_id: str | None = None) -> list
     ]
 
 
-def _reason(reason: str) -> str:
+def _reason(reason: str, *, required: bool = True) -> str:
     reason = reason.strip()
-    if not reason:
+    if required and not reason:
         raise InputRejected("an override needs a reason", hint="--reason 'why this value'")
     if len(reason) > MAX_REASON_CHARS:
         raise InputRejected(f"a reason is at most {MAX_REASON_CHARS} characters")

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine
 
 from accord.config import versions
 from accord.config.loader import Project
+from accord.config.models import FileFormat
 from accord.errors import InputRejected
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.intake.mapping import MappedRecord, RecordMapper, Rejected
@@ -84,13 +85,7 @@ def load_file(
     mapping = project.mapping(system)
     system_config = project.config.systems[system]
     mapper = RecordMapper(mapping, system_config)
-    try:
-        source = SourceFile(path, mapping.config.format, mapper.source_columns())
-    except OSError as exc:
-        raise InputRejected(f"cannot read {path}: {exc.strerror}") from exc
-    records = iter(source)
-    first = next(records, None)  # reads the header: a bad file is rejected before any write
-    all_records = chain([first] if first is not None else [], records)
+    source, all_records = open_source(path, mapping.config.format, mapper.source_columns())
     processes = workers_for(source.size, workers)
     with (
         recorded_load(
@@ -107,7 +102,7 @@ def load_file(
         )
         if on_start is not None:
             on_start(report)
-        batches = _chunks(all_records, batch_size)
+        batches = chunks(all_records, batch_size)
         mapped_batches: Iterator[tuple[list[RawRecord], Mapped | None]]
         if processes > 0:
             pool = stack.enter_context(MappingPool(mapping, system_config, processes))
@@ -288,7 +283,22 @@ def in_order(records: list[RawRecord], mapper: RecordMapper) -> list[list[RawRec
     return rounds
 
 
-def _chunks(items: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:
+def open_source(
+    path: Path, fmt: FileFormat, columns: tuple[str, ...]
+) -> tuple[SourceFile, Iterator[RawRecord]]:
+    """The file and its records. The first is read at once, so a file unusable as a whole
+    (no header, the wrong delimiter) raises InputRejected before any write."""
+    try:
+        source = SourceFile(path, fmt, columns)
+    except OSError as exc:
+        raise InputRejected(f"cannot read {path}: {exc.strerror}") from exc
+    records = iter(source)
+    first = next(records, None)
+    return source, chain([first] if first is not None else [], records)
+
+
+def chunks(items: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:
+    """`items` in lists of `size` (the last shorter)."""
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch

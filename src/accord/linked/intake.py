@@ -11,7 +11,6 @@ its mapping changes and left alone when neither did, with no versions and no mat
 from __future__ import annotations
 
 from collections.abc import Callable
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,17 @@ from sqlalchemy import Connection, Engine
 
 from accord.config.loader import LinkedMapping, Project
 from accord.digest import digest as content_digest
-from accord.errors import InputRejected
-from accord.intake.load import LoadReport, Progress, Seen, recorded_load, sort_mapped
+from accord.intake.load import (
+    LoadReport,
+    Progress,
+    Seen,
+    chunks,
+    open_source,
+    recorded_load,
+    sort_mapped,
+)
 from accord.intake.mapping import Rejected
-from accord.intake.readers import RawRecord, SourceFile
+from accord.intake.readers import RawRecord
 from accord.intake.reasons import Reason
 from accord.linked.mapping import LinkedMapper, LinkedValues
 from accord.standardize.dates import timestamp
@@ -47,12 +53,7 @@ def load_linked_file(
     """Load one file of linked records with `mapping`. Raises InputRejected when the
     file as a whole is unusable (before anything is written)."""
     mapper = LinkedMapper(mapping)
-    try:
-        source = SourceFile(path, mapping.config.format, mapper.source_columns())
-    except OSError as exc:
-        raise InputRejected(f"cannot read {path}: {exc.strerror}") from exc
-    records = iter(source)
-    first = next(records, None)  # reads the header: a bad file is rejected before any write
+    source, records = open_source(path, mapping.config.format, mapper.source_columns())
     with recorded_load(
         engine,
         project,
@@ -65,10 +66,8 @@ def load_linked_file(
         if on_start is not None:
             on_start(report)
         batcher = LinkedBatcher(engine, mapper, report)
-        batch = [first] if first is not None else []
-        while batch := batch + list(islice(records, batch_size - len(batch))):
+        for batch in chunks(records, batch_size):
             batcher.add(batch)
-            batch = []
             if progress is not None:
                 progress(source.bytes_read, source.size)
     return report

@@ -586,15 +586,7 @@ class _Round:
         if fields == theirs.fields:
             item.records[record_id] = "kept_theirs" if found else "unchanged"
             return None
-        if last:
-            item.transient = Result(
-                412, theirs.etag, theirs, "the record kept changing under the write"
-            )
-            return None
-        attempt = op.key.count(":r") + 1
-        return Operation(
-            "put", record_id, fields, theirs.etag, None, f"{op.key.split(':r')[0]}:r{attempt}"
-        )
+        return _again(item, op, fields, theirs, last=last)
 
     def _delete_over_edit(
         self,
@@ -626,15 +618,7 @@ class _Round:
                     "kept": "ours",
                 }
             )
-        if last:
-            item.transient = Result(
-                412, theirs.etag, theirs, "the record kept changing under the delete"
-            )
-            return None
-        attempt = op.key.count(":r") + 1
-        return Operation(
-            "delete", op.record_id, None, theirs.etag, None, f"{op.key.split(':r')[0]}:r{attempt}"
-        )
+        return _again(item, op, None, theirs, last=last)
 
     @staticmethod
     def _op(
@@ -741,6 +725,22 @@ def _retry(
         )
     wait = plan.backoff(attempts, retry, retry_after, dispatcher.rng)
     return Outcome(delivery.change_id, PENDING, attempts, now + wait, status, error, detail)
+
+
+def _again(
+    item: _Pending, op: Operation, fields: dict[str, Any] | None, theirs: Remote, *, last: bool
+) -> Operation | None:
+    """`op` once more over the record as it is now (after a 412), under a key of its own
+    (`...:r1`, `...:r2`); after the last pass, the delivery waits its back-off."""
+    if last:
+        what = "delete" if op.op == "delete" else "write"
+        item.transient = Result(
+            412, theirs.etag, theirs, f"the record kept changing under the {what}"
+        )
+        return None
+    attempt = op.key.count(":r") + 1
+    key = f"{op.key.split(':r')[0]}:r{attempt}"
+    return Operation(op.op, op.record_id, fields, theirs.etag, None, key)
 
 
 def _count(report: RoundReport, outcomes: list[Outcome]) -> None:
