@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import pybreaker
 from sqlalchemy import Connection, Engine
@@ -128,6 +128,17 @@ def event_channel(
     return None
 
 
+class ChangeFeed(Protocol):
+    """Where a target's changes come from in the scale-out mode (`sync/bus.py`): `plan`
+    turns those waiting into the dispatcher's deliveries, `wait` waits for more."""
+
+    def plan(self, dispatcher: TargetDispatcher) -> int: ...
+
+    def wait(self, stop: threading.Event, seconds: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class TargetDispatcher:
     def __init__(
         self,
@@ -138,6 +149,7 @@ class TargetDispatcher:
         channel: RecordChannel | None = None,
         rng: random.Random | None = None,
         owner: str | None = None,
+        feed: ChangeFeed | None = None,
     ) -> None:
         system = project.config.systems[target]
         if system.deliver is None:
@@ -159,6 +171,7 @@ class TargetDispatcher:
         self.rng = rng or random.Random()  # noqa: S311  (jitter, not a secret)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.lease = self.config.lease
+        self.feed = feed
 
     def renew(self) -> None:
         """Renew the hold on the target in a transaction of its own (see `_fence`)."""
@@ -186,9 +199,15 @@ class TargetDispatcher:
             self.channel.close()
         if self.publisher is not None:
             self.publisher.close()
+        if self.feed is not None:
+            self.feed.close()
 
     def plan(self) -> int:
-        """Turn the outbox changes after the cursor into deliveries; returns how many."""
+        """Turn the changes after the target's cursor into deliveries; returns how many.
+        They are read from the outbox, or, in the scale-out mode, taken from the bus
+        (`feed`, `sync/bus.py`)."""
+        if self.feed is not None:
+            return self.feed.plan(self)
         planned = 0
         while True:
             with writing(self.engine) as conn:
@@ -329,6 +348,14 @@ class TargetDispatcher:
         report.writes = len(done)
         _count(report, outcomes)
         return report
+
+    def idle(self, stop: threading.Event, seconds: float) -> None:
+        """Wait up to `seconds` for work (until `stop`): on the bus, a change arriving
+        ends the wait at once."""
+        if self.feed is not None:
+            self.feed.wait(stop, seconds)
+        else:
+            stop.wait(seconds)
 
     def next_due(self) -> datetime | None:
         with self.engine.connect() as conn:
@@ -827,7 +854,9 @@ def run(
                     wait = min(idle_wait, max((upcoming - utcnow()).total_seconds(), 0.01))
                 if report.breaker_open:
                     wait = max(wait, 0.2)
-                stop.wait(wait)
+                    stop.wait(wait)
+                else:
+                    dispatcher.idle(stop, wait)
         except BaseException as exc:  # noqa: BLE001  (raised again by the caller's thread)
             failures[name] = exc
         finally:
