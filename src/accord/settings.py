@@ -36,6 +36,18 @@ class Settings(BaseSettings):
         "accord",
         description="separates the rate limit counts of deployments sharing one Redis",
     )
+    bus_url: str | None = Field(
+        None,
+        description="NATS server(s) with JetStream for the scale-out mode, e.g. "
+        "nats://127.0.0.1:4222 (commas between several): golden changes travel from "
+        "resolution to delivery through it (docs/scale-out.md); unset: through the store",
+    )
+    bus_partitions: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="subjects the bus spreads customers' changes over, by golden id",
+    )
     workers: int = Field(
         1, ge=0, le=16, description="matching workers `accord serve` runs in its own process"
     )

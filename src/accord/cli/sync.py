@@ -69,6 +69,7 @@ def run(
     (Ctrl-C or SIGTERM) or, with --until-idle, until nothing is waiting."""
     from datetime import timedelta  # noqa: PLC0415
 
+    from accord.runtime.worker import relay_thread  # noqa: PLC0415
     from accord.store.types import utcnow  # noqa: PLC0415
     from accord.sync.dispatch import RoundReport  # noqa: PLC0415
     from accord.sync.dispatch import run as deliver  # noqa: PLC0415
@@ -84,6 +85,9 @@ def run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
     deadline = utcnow() + timedelta(seconds=max_seconds) if max_seconds else None
+    relay = None if until_idle else relay_thread(workspace.engine, workspace.project, stop)
+    if relay is not None:  # the scale-out mode: this process may relay the outbox too
+        relay.start()
     with count_progress() as progress:
         tasks = {name: progress.add_task(f"{name}: delivering", total=None) for name in names}
         done = dict.fromkeys(names, 0)
@@ -106,6 +110,8 @@ def run(
             on_round=on_round,
             deadline=deadline,
         )
+    if relay is not None:
+        relay.join()
     rows = [
         [name, r.planned, r.sent, r.dead, r.retrying, r.conflicts, r.writes]
         for name, r in totals.items()

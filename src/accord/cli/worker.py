@@ -60,14 +60,29 @@ def run(
             help="also deliver golden changes to the systems with a `deliver` block (docs/sync.md)",
         ),
     ] = True,
+    match: Annotated[
+        bool,
+        typer.Option(
+            "--match/--no-match",
+            help="match queued records (--no-match: a worker for intake or delivery only, "
+            "as in the scale-out mode, docs/scale-out.md)",
+        ),
+    ] = True,
 ) -> None:
     """Match queued records, run the intake channels on their schedule and deliver golden
     changes to the target systems, until stopped (Ctrl-C or SIGTERM); or with --drain
     match until no record is left. Several workers may run at once, on one machine or
-    several: each channel and each target is worked by one of them at a time."""
+    several: each channel and each target is worked by one of them at a time. With
+    ACCORD_BUS_URL set, golden changes travel to delivery through NATS JetStream."""
     from accord.runtime.scheduler import IntakeScheduler  # noqa: PLC0415
-    from accord.runtime.worker import MatchWorker, delivery_thread  # noqa: PLC0415
+    from accord.runtime.worker import MatchWorker, delivery_thread, relay_thread  # noqa: PLC0415
     from accord.sync.dispatch import targets  # noqa: PLC0415
+
+    if not (match or intake or sync):
+        raise typer.BadParameter(
+            "--no-match, --no-intake and --no-sync leave the worker nothing to do; "
+            "keep at least one"
+        )
 
     workspace = open_workspace(directory)
     worker = MatchWorker(
@@ -109,18 +124,31 @@ def run(
     )
     if sync_thread is not None:
         sync_thread.start()
+    relay = relay_thread(workspace.engine, workspace.project, stop, owner=worker.name)
+    if relay is not None:
+        relay.start()
+    doing = [
+        *(["matching"] if match else []),
+        *([f"intake: {channels}"] if channels else []),
+        *([f"delivering to {', '.join(delivering)}"] if delivering else []),
+        *(["relaying golden changes to the bus"] if relay is not None else []),
+    ]
     console.print(
-        f"worker {worker.name} running"
-        + (f"; intake: {channels}" if channels else "; matching only")
-        + (f"; delivering to {', '.join(delivering)}" if delivering else "")
+        f"worker {worker.name} running; "
+        + ("; ".join(doing) or "nothing to do here (no channel, no target)")
         + ". Ctrl-C stops it after the current batch, file, page or fetch "
         "(twice: at once; what was in hand is taken again)"
     )
-    report = worker.run(stop)
-    for thread in (intake_thread, sync_thread):
+    if match:
+        worker.run(stop)
+    else:
+        while not stop.wait(1.0):
+            pass
+    for thread in (intake_thread, sync_thread, relay):
         if thread is not None:
             thread.join()
-    console.print(_report_table(report.as_dict()))
+    if match:
+        console.print(_report_table(worker.report.as_dict()))
 
 
 def _report_table(counts: dict[str, Any]) -> Any:

@@ -251,6 +251,21 @@ def delivery_thread(
     return threading.Thread(target=deliver, name="accord-sync", daemon=True)
 
 
+def relay_thread(
+    engine: Engine, project: Project, stop: threading.Event, *, owner: str | None = None
+) -> threading.Thread | None:
+    """In the scale-out mode (`ACCORD_BUS_URL`), a thread publishing the outbox's golden
+    changes to the bus until `stop` is set (one process relays at a time: `sync/bus.py`);
+    None without a bus."""
+    from accord.sync.bus import Relay, configured  # noqa: PLC0415
+
+    config = configured(project.config.project)
+    if config is None:
+        return None
+    relay = Relay(engine, config, owner=owner)
+    return threading.Thread(target=relay.run, args=(stop,), name="accord-relay", daemon=True)
+
+
 class WorkerPool:
     """Workers on threads of this process (`accord serve` runs them beside the web app
     on the embedded default, so a pushed record is matched without a separate worker),
@@ -290,6 +305,10 @@ class WorkerPool:
             delivery = delivery_thread(engine, project, self.stop_event, owner=self.workers[0].name)
             if delivery is not None:
                 self.threads.append(delivery)
+        if count:
+            relay = relay_thread(engine, project, self.stop_event, owner=self.workers[0].name)
+            if relay is not None:
+                self.threads.append(relay)
 
     def __enter__(self) -> WorkerPool:
         for thread in self.threads:

@@ -54,6 +54,7 @@ from accord.store.outbox import Change
 from accord.store.sync import DEAD, PENDING, SENT, Delivery, KnownRecord, Outcome
 from accord.store.types import utcnow
 from accord.sync import plan
+from accord.sync.bus import feed as bus_feed
 from accord.sync.channel import (
     EventChannel,
     Operation,
@@ -212,19 +213,7 @@ class TargetDispatcher:
         while True:
             with writing(self.engine) as conn:
                 self._fence(conn, take=True)
-                start = outbox.cursor(conn, self.target)
-                if start < outbox.pruned_to(conn):
-                    # changes it has not planned are gone (`accord sync prune`): it
-                    # starts from the customers as they are now
-                    delivered = sorted(set(self.config.fields.values()))
-                    count = outbox.snapshot(conn, self.target, delivered)
-                    log.info(
-                        "%s starts from a snapshot of %d customers: the changes after "
-                        "its place in the outbox were pruned",
-                        self.target,
-                        count,
-                    )
-                    start = outbox.cursor(conn, self.target)
+                start = self.restart_if_pruned(conn)
                 changes = outbox.headings_after(conn, start, PLAN_BATCH)
                 if not changes:
                     return planned
@@ -238,6 +227,22 @@ class TargetDispatcher:
             planned += len(wanted)
             if len(changes) < PLAN_BATCH:
                 return planned
+
+    def restart_if_pruned(self, conn: Connection) -> int:
+        """The target's cursor; when changes it has not planned are gone (`accord sync
+        prune`), it starts from the customers as they are now (a snapshot) first."""
+        start = outbox.cursor(conn, self.target)
+        if start < outbox.pruned_to(conn):
+            delivered = sorted(set(self.config.fields.values()))
+            count = outbox.snapshot(conn, self.target, delivered)
+            log.info(
+                "%s starts from a snapshot of %d customers: the changes after "
+                "its place in the outbox were pruned",
+                self.target,
+                count,
+            )
+            start = outbox.cursor(conn, self.target)
+        return start
 
     def round(self, now: datetime | None = None) -> RoundReport:
         """Plan, then send the deliveries due now (up to `batch_size`); nothing when
@@ -814,7 +819,7 @@ def run(
     failures: dict[str, BaseException] = {}
 
     def loop(name: str) -> None:
-        dispatcher = _start(engine, project, name, owner, failures)
+        dispatcher = _start(engine, project, name, owner, failures, bus=not until_idle)
         if dispatcher is None:
             return
         failed = 0  # rounds failed in a row
@@ -878,12 +883,22 @@ def _start(
     name: str,
     owner: str | None,
     failures: dict[str, BaseException],
+    *,
+    bus: bool = True,
 ) -> TargetDispatcher | None:
     """The dispatcher of target `name`, or None when its settings cannot work (a token
     variable unset, a table not as configured): that is said at once, in the log and in
-    `failures`, while the other targets go on."""
+    `failures`, while the other targets go on. With `bus` and the bus configured, it
+    takes its changes from the bus (a run until idle reads the outbox: it must know
+    when nothing is left)."""
     try:
-        return TargetDispatcher(engine, project, name, owner=f"{owner}/{name}" if owner else None)
+        return TargetDispatcher(
+            engine,
+            project,
+            name,
+            owner=f"{owner}/{name}" if owner else None,
+            feed=bus_feed(project.config.project, name) if bus else None,
+        )
     except Exception as exc:  # noqa: BLE001  (raised again by `run`'s caller)
         log.error("sync to %s cannot start: %s", name, exc)  # noqa: TRY400  (has the hint)
         failures[name] = exc
