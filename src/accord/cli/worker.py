@@ -133,6 +133,8 @@ def run(
         *([f"delivering to {', '.join(delivering)}"] if delivering else []),
         *(["relaying golden changes to the bus"] if relay is not None else []),
     ]
+    if doing == ["matching"]:
+        doing = ["matching only"]
     console.print(
         f"worker {worker.name} running; "
         + ("; ".join(doing) or "nothing to do here (no channel, no target)")
