@@ -25,6 +25,8 @@ have seen.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import nats
 import orjson
 from ruamel.yaml import YAML
 from sqlalchemy import Engine, func, select, text
@@ -51,6 +54,7 @@ from accord.demo.run import DEMO_TARGETS
 from accord.store import outbox
 from accord.store.engine import writing
 from accord.store.tables import sync_delivery
+from accord.sync.bus import BusConfig
 from accord.sync.dispatch import status
 from tests.sync.jetstream import NATS_URL, Subject
 
@@ -84,6 +88,7 @@ class DrillSettings:
     drop_connections_every: float = 2.5  # PostgreSQL only
     lease: str = "2s"
     deadline: float = 300.0  # seconds for the whole drill
+    bus: bool = False  # the scale-out mode: changes reach the workers over JetStream
 
 
 @dataclass
@@ -101,6 +106,7 @@ class DrillReport:
     retried: int = 0  # deliveries that took more than one attempt
     most_attempts: int = 0
     problems: list[str] = field(default_factory=list)
+    streamed: int = 0  # with the bus: the changes it holds (each once)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -220,6 +226,8 @@ def add_targets(
         "lease": settings.lease,
         "batch_size": 500,
     }
+    if settings.bus:  # a stream of its own on the bus
+        document["project"] = f"drill-{uuid.uuid4().hex[:8]}"
     for system, peer in peers.items():
         document["systems"][system]["deliver"] = {
             "http": {
@@ -245,7 +253,7 @@ def add_targets(
 class Workers:
     """`accord sync run` processes on the project, SIGKILLed and started again at will."""
 
-    def __init__(self, root: Path, url: str, count: int, logs: Path) -> None:
+    def __init__(self, root: Path, url: str, count: int, logs: Path, *, bus: bool) -> None:
         self.root = root
         self.logs = logs
         self.env = os.environ | {
@@ -253,6 +261,8 @@ class Workers:
             "DRILL_PEER_TOKEN": TOKEN,
             "DRILL_NATS_URL": NATS_URL,
         }
+        if bus:
+            self.env["ACCORD_BUS_URL"] = NATS_URL
         self.processes: list[subprocess.Popen[bytes] | None] = [None] * count
         self.started = 0
 
@@ -459,12 +469,21 @@ def run_drill(
     application = f"accord-drill-{uuid.uuid4().hex[:8]}"
     subject = Subject()
     subject.create()
+    on_bus: str | None = None  # the project's name, with the bus
     try:
         with _peers(work, settings.peer_faults, settings.seed) as peers:
             project = add_targets(root, peers, subject, settings)
+            if settings.bus:
+                on_bus = project.config.project
             started = time.monotonic()
             with (
-                Workers(root, _worker_url(engine, application), settings.workers, work) as workers,
+                Workers(
+                    root,
+                    _worker_url(engine, application),
+                    settings.workers,
+                    work,
+                    bus=settings.bus,
+                ) as workers,
                 Chaos(settings, workers, peers, _dropper(engine, application), report) as chaos,
             ):
                 _produce(engine, changes, settings.rate, progress)
@@ -480,9 +499,39 @@ def run_drill(
             if chaos.failure is not None:
                 raise chaos.failure
             _check(engine, project, peers=peers, subject=subject, changes=changes, report=report)
+            if on_bus is not None:
+                report.streamed = bus_messages(on_bus)
     finally:
         subject.delete()
+        if on_bus is not None:
+            delete_bus_stream(on_bus)
     return report
+
+
+def _bus(project: str) -> BusConfig:
+    return BusConfig([NATS_URL], project, 1)
+
+
+def bus_messages(project: str) -> int:
+    """The messages in the project's stream on the bus."""
+
+    async def count() -> int:
+        client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
+        info = await client.jetstream().stream_info(_bus(project).stream)
+        await client.close()
+        return int(info.state.messages)
+
+    return asyncio.run(count())
+
+
+def delete_bus_stream(project: str) -> None:
+    async def delete() -> None:
+        client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await client.jetstream().delete_stream(_bus(project).stream)
+        await client.close()
+
+    asyncio.run(delete())
 
 
 def _produce(

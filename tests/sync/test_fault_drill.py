@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from tests.conftest import _empty
 from tests.sync.drill import (
     DrillSettings,
     event_problems,
@@ -44,6 +45,23 @@ def test_every_change_arrives_once_in_order_through_every_fault(
     assert set(report.deliveries) == {"billing", "service", "erp"}
     assert all(count > 500 for count in report.deliveries.values())
     assert report.writes["erp"] == report.deliveries["erp"]
+
+
+def test_over_the_bus_every_change_arrives_once_in_order_through_every_fault(
+    postgres_engine: Engine, demo_project_dir: Path, tmp_path: Path
+) -> None:
+    """The scale-out mode (PostgreSQL, changes relayed over JetStream to the workers'
+    feeds) through the same faults: workers killed while relaying, planning or
+    acknowledging, their connections cut, so messages come twice and out of order."""
+    jetstream_available()
+    _empty(postgres_engine)
+    settings = DrillSettings(changes=3_000, rate=250.0, bus=True)
+    report = run_drill(postgres_engine, demo_project_dir, tmp_path, settings)
+
+    assert report.problems == [], report.as_dict()
+    assert report.worker_kills >= 2 and report.connection_drops >= 2
+    assert all(count > 500 for count in report.deliveries.values())
+    assert report.streamed == 3_000  # every change on the bus, once
 
 
 # The drill's verdict, shown to fail: its checks on hand-made logs.
