@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from accord.config.loader import PROJECT_FILE, Project, load_project
 from accord.errors import Problem, ProjectInvalid
 from accord.settings import Settings
 from accord.store.engine import default_database_url, make_engine
 from accord.store.migrate import upgrade
+
+UPGRADE_ATTEMPTS = 4  # tries at opening the store when its connection is cut meanwhile
 
 
 @dataclass
@@ -44,5 +48,14 @@ def open_workspace(root: Path, settings: Settings | None = None) -> Workspace:
         )
     settings = settings or Settings()
     engine = make_engine(settings.database_url or default_database_url(root))
-    upgrade(engine)
+    for attempt in range(UPGRADE_ATTEMPTS):
+        try:
+            upgrade(engine)
+            break
+        except DBAPIError as exc:
+            # a connection cut while starting (a database restarting, a failover) is
+            # tried again: each migration is a transaction of its own
+            if not exc.connection_invalidated or attempt == UPGRADE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5 * 2**attempt)
     return Workspace(root.resolve(), engine, settings)

@@ -187,7 +187,7 @@ class _Connection:
                 self._client = await broker.connect(self.config.urls)
             except broker.BrokerUnavailable as exc:
                 raise BusUnavailable(
-                    exc.message.replace("url_env names (NATS_URL by default)", "ACCORD_BUS_URL"),
+                    exc.message,
                     hint="start the NATS server (with JetStream), or correct ACCORD_BUS_URL; "
                     "changes wait in the outbox meanwhile",
                 ) from None
@@ -233,12 +233,17 @@ class Relay:
         self.owner = f"{owner}/relay"
         self._bus = _Connection(config)
         self.published = 0
+        self.holding = True  # false: another process relays (this one looks less often)
 
     def step(self) -> int:
         """Publish the next changes after the relay's place; returns how many (0: none
-        waiting, or another process relays). Raises BusUnavailable."""
+        waiting, or another process relays: see `holding`). Raises BusUnavailable."""
+        with self.engine.connect() as conn:  # a read first: idle, it writes nothing
+            if outbox.last_id(conn) <= outbox.cursor(conn, RELAY):
+                return 0
         with writing(self.engine) as conn:
-            if not outbox.claim(conn, RELAY, self.owner, utcnow() + RELAY_LEASE):
+            self.holding = outbox.claim(conn, RELAY, self.owner, utcnow() + RELAY_LEASE)
+            if not self.holding:
                 return 0
             start = outbox.cursor(conn, RELAY)
             changes = outbox.headings_after(conn, start, RELAY_BATCH)
@@ -285,7 +290,8 @@ class Relay:
 
     def run(self, stop: threading.Event, *, idle: float = 0.05) -> None:
         """Relay until `stop`: at once while changes wait, every `idle` seconds when none
-        do; a failure is logged and tried again after a pause growing to 5 s."""
+        do (a read of two numbers; every few seconds while another process relays); a
+        failure is logged and tried again after a pause growing to 5 s."""
         pause = 0.5
         while not stop.is_set():
             try:
@@ -297,7 +303,8 @@ class Relay:
                 pause = min(pause * 2, 5.0)
                 continue
             if not published:
-                stop.wait(idle)
+                # another relay's lease runs out at most RELAY_LEASE after its last step
+                stop.wait(idle if self.holding else min(5.0, RELAY_LEASE.total_seconds() / 2))
         self.close()
 
     def close(self) -> None:
