@@ -16,7 +16,11 @@ fresh Accord store:
    recorded as sent (p50, p95, p99).
 
 The outbox is filled directly (`store.outbox.record`), not by resolving, so what is
-measured is delivery. Writes benchmarks/results/sync-<backend>.json.
+measured is delivery. First, the peer alone (`--peer-only` runs just that): the same
+creates and updates sent to a fresh peer of their own as prepared `:batch` requests, one
+at a time, with no Accord in between: what the peer takes at most, so that what is left
+of a delivery's time is seen to be Accord's. Writes
+benchmarks/results/sync-<backend>.json.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx2
 from sqlalchemy import select
 
 from accord.config.loader import load_project
@@ -83,10 +88,54 @@ def _fill(engine: Any, count: int, suffix: str, *, new: bool) -> None:
             )
 
 
-def _deliver(engine: Any, project: Any) -> tuple[float, RoundReport]:
-    started = time.perf_counter()
+def _peer_alone(folder: Path, customers: int, batch: int) -> dict[str, int]:
+    """Writes a second the peer takes with nothing but a client in front of it: the
+    creates, then the updates (If-Match on version 1), `batch` a request, each request's
+    body made before the clock starts and every answer read and checked."""
+    rates = {}
+    with PeerProcess("billing", folder / "peer-alone.sqlite3", token=TOKEN) as peer:
+        client = httpx2.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+        url = f"{peer.url}/{peer.resource}:batch"
+        for name, new in (("creates", True), ("updates", False)):
+            bodies = []
+            for start in range(0, customers, batch):
+                operations = []
+                for i in range(start, min(customers, start + batch)):
+                    change = _change(i, f"+4930{i:07d}{0 if new else 1}", new=new)["data"]
+                    operation = {
+                        "op": "put",
+                        "id": f"C{i:07d}",
+                        "key": f"bench:{name}:{i}",
+                        "fields": {
+                            "first_name": change["given_name"],
+                            "last_name": change["family_name"],
+                            "phone": change["phone"],
+                            "town": change["city"],
+                        },
+                    }
+                    operation["if_none_match" if new else "if_match"] = "*" if new else '"1"'
+                    operations.append(operation)
+                bodies.append(json.dumps({"operations": operations}).encode())
+            started = time.perf_counter()
+            for body in bodies:
+                response = client.post(
+                    url, content=body, headers={"Content-Type": "application/json"}
+                )
+                answers = response.json()["results"]
+                if response.status_code != 200 or any(a["status"] >= 300 for a in answers):
+                    raise SystemExit(f"the peer refused a write: {response.text[:300]}")
+            rates[f"{name}_per_second"] = round(customers / (time.perf_counter() - started))
+        client.close()
+    print(f"peer alone: {rates}")
+    return rates
+
+
+def _deliver(engine: Any, project: Any) -> tuple[float, float, RoundReport]:
+    """Deliver until nothing is due: the seconds it took, the CPU seconds this process
+    (Accord: the peer is a process of its own) spent, and the totals."""
+    started, cpu = time.perf_counter(), time.process_time()
     totals = run(engine, project, ["billing"], stop=threading.Event(), until_idle=True)
-    return time.perf_counter() - started, totals["billing"]
+    return time.perf_counter() - started, time.process_time() - cpu, totals["billing"]
 
 
 def _latencies(engine: Any, after: int) -> list[float]:
@@ -140,9 +189,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--batch", type=int, default=200, help="writes per peer request")
     parser.add_argument("--postgres", help="a PostgreSQL URL instead of SQLite")
+    parser.add_argument(
+        "--peer-only", action="store_true", help="measure the peer alone, without Accord"
+    )
     args = parser.parse_args()
     os.environ["BENCH_BILLING_TOKEN"] = TOKEN
     with tempfile.TemporaryDirectory() as folder:
+        peer_alone = _peer_alone(Path(folder), args.customers, args.batch)
+        if args.peer_only:
+            return
         root = Path(folder) / "project"
         write_project(root)
         url = (
@@ -161,11 +216,17 @@ def main() -> None:
             project = load_project(root)
 
             _fill(engine, args.customers, "0", new=True)
-            creates, created = _deliver(engine, project)
-            print(f"creates: {created.sent:,} in {creates:.1f} s = {created.sent / creates:,.0f}/s")
+            creates, creates_cpu, created = _deliver(engine, project)
+            print(
+                f"creates: {created.sent:,} in {creates:.1f} s = {created.sent / creates:,.0f}/s"
+                f", Accord's CPU {creates_cpu / created.sent * 1e6:.0f} µs each"
+            )
             _fill(engine, args.customers, "1", new=False)
-            updates, updated = _deliver(engine, project)
-            print(f"updates: {updated.sent:,} in {updates:.1f} s = {updated.sent / updates:,.0f}/s")
+            updates, updates_cpu, updated = _deliver(engine, project)
+            print(
+                f"updates: {updated.sent:,} in {updates:.1f} s = {updated.sent / updates:,.0f}/s"
+                f", Accord's CPU {updates_cpu / updated.sent * 1e6:.0f} µs each"
+            )
 
             written, latencies = _steady(engine, project, args)
         result = {
@@ -175,8 +236,11 @@ def main() -> None:
             "backend": engine.dialect.name,
             "customers": args.customers,
             "batch": args.batch,
+            "peer_alone": peer_alone,
             "creates_per_second": round(created.sent / creates),
             "updates_per_second": round(updated.sent / updates),
+            "accord_cpu_us_per_create": round(creates_cpu / created.sent * 1e6),
+            "accord_cpu_us_per_update": round(updates_cpu / updated.sent * 1e6),
             "steady": {
                 "rate": args.rate,
                 "seconds": args.seconds,

@@ -138,39 +138,59 @@ def next_due(conn: Connection, target: str) -> datetime | None:
 
 
 def finish(conn: Connection, target: str, outcomes: Sequence[Outcome]) -> None:
-    """Record how these deliveries' attempts ended."""
+    """Record how these deliveries' attempts ended. On SQLite the rows go straight to
+    the driver's `executemany`, each column converted once by its type, as
+    `dialect.insert_rows` does: SQLAlchemy's per-row parameter handling cost more than
+    the UPDATE itself (a round records up to `batch_size` outcomes)."""
     if not outcomes:
         return
     now = utcnow()
-    conn.execute(
-        update(sync_delivery)
-        .where(
-            sync_delivery.c.target == target,
-            sync_delivery.c.change_id == bindparam("b_change_id"),
+    names = ("state", "attempts", "due_at", "last_status", "last_error", "outcome", "finished_at")
+    columns: list[list[Any]] = [
+        [o.state for o in outcomes],
+        [o.attempts for o in outcomes],
+        [o.due_at for o in outcomes],
+        [o.status for o in outcomes],
+        [o.error for o in outcomes],
+        [o.detail for o in outcomes],
+        [now if o.state != PENDING else None for o in outcomes],
+    ]
+    if conn.dialect.name != "sqlite":
+        conn.execute(
+            update(sync_delivery)
+            .where(
+                sync_delivery.c.target == target,
+                sync_delivery.c.change_id == bindparam("b_change_id"),
+            )
+            .values({name: bindparam(f"b_{name}") for name in names}),
+            [
+                {"b_change_id": o.change_id}
+                | {f"b_{n}": c[i] for n, c in zip(names, columns, strict=True)}
+                for i, o in enumerate(outcomes)
+            ],
         )
-        .values(
-            state=bindparam("b_state"),
-            attempts=bindparam("b_attempts"),
-            due_at=bindparam("b_due_at"),
-            last_status=bindparam("b_status"),
-            last_error=bindparam("b_error"),
-            outcome=bindparam("b_detail"),
-            finished_at=bindparam("b_finished_at"),
-        ),
+        return
+    converted = [_bound(conn, name, column) for name, column in zip(names, columns, strict=True)]
+    assignments = ", ".join(f"{name} = ?" for name in names)
+    conn.exec_driver_sql(
+        f"UPDATE sync_delivery SET {assignments} WHERE target = ? AND change_id = ?",
         [
-            {
-                "b_change_id": o.change_id,
-                "b_state": o.state,
-                "b_attempts": o.attempts,
-                "b_due_at": o.due_at,
-                "b_status": o.status,
-                "b_error": o.error,
-                "b_detail": o.detail,
-                "b_finished_at": now if o.state != PENDING else None,
-            }
-            for o in outcomes
+            (*row, target, o.change_id)
+            for row, o in zip(zip(*converted, strict=True), outcomes, strict=True)
         ],
     )
+
+
+def _bound(conn: Connection, name: str, values: list[Any]) -> list[Any]:
+    """`values` of column `name` of sync_delivery as the driver takes them, converted by
+    the column's type as SQLAlchemy would (UTC datetimes, JSON), each distinct time once."""
+    process = sync_delivery.c[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    if process is None:
+        return values
+    if name.endswith("_at"):
+        done = {value: process(value) for value in set(values)}
+        return [done[value] for value in values]
+    return [process(value) for value in values]
 
 
 def known_records(
@@ -180,7 +200,7 @@ def known_records(
     found: dict[str, list[KnownRecord]] = {}
     for start in range(0, len(golden_ids), LOOKUP_CHUNK):
         rows = conn.execute(
-            select(sync_record)
+            select(*_KNOWN)
             .where(
                 sync_record.c.target == target,
                 sync_record.c.golden_id.in_(golden_ids[start : start + LOOKUP_CHUNK]),
@@ -188,7 +208,8 @@ def known_records(
             .order_by(sync_record.c.record_id)
         )
         for row in rows:
-            found.setdefault(row.golden_id, []).append(_known(row))
+            known = _known(row)
+            found.setdefault(known.golden_id, []).append(known)
     return found
 
 
@@ -196,19 +217,29 @@ def known_by_id(conn: Connection, target: str, record_ids: Sequence[str]) -> dic
     found: dict[str, KnownRecord] = {}
     for start in range(0, len(record_ids), LOOKUP_CHUNK):
         rows = conn.execute(
-            select(sync_record).where(
+            select(*_KNOWN).where(
                 sync_record.c.target == target,
                 sync_record.c.record_id.in_(record_ids[start : start + LOOKUP_CHUNK]),
             )
         )
-        found.update({row.record_id: _known(row) for row in rows})
+        found.update({row[0]: _known(row) for row in rows})
     return found
 
 
+# what a round needs of a known record, in KnownRecord's order (not when it was noted)
+_KNOWN = (
+    sync_record.c.record_id,
+    sync_record.c.golden_id,
+    sync_record.c.origin,
+    sync_record.c.etag,
+    sync_record.c.fields,
+    sync_record.c.deleted,
+)
+
+
 def _known(row: Any) -> KnownRecord:
-    return KnownRecord(
-        row.record_id, row.golden_id, row.origin, row.etag, _read(row.fields), row.deleted
-    )
+    record_id, golden_id, origin, etag, fields, deleted = row
+    return KnownRecord(record_id, golden_id, origin, etag, _read(fields), bool(deleted))
 
 
 # What targets send back is kept as JSON text, not in a document column: PostgreSQL's
