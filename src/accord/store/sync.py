@@ -13,7 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from accord.store.dialect import insert_rows
 from accord.store.engine import json_text, json_value
@@ -155,6 +166,23 @@ def finish(conn: Connection, target: str, outcomes: Sequence[Outcome]) -> None:
         [o.detail for o in outcomes],
         [now if o.state != PENDING else None for o in outcomes],
     ]
+    if conn.dialect.name == "postgresql":
+        # one statement for the round: the outcomes as arrays, unnested and joined
+        conn.execute(
+            _FINISH_FROM_ARRAYS,
+            {
+                "target": target,
+                "change_ids": [o.change_id for o in outcomes],
+                "states": columns[0],
+                "attempts": columns[1],
+                "due_ats": columns[2],
+                "statuses": columns[3],
+                "errors": columns[4],
+                "outcomes": [None if d is None else json_text(d) for d in columns[5]],
+                "finished": columns[6],
+            },
+        )
+        return
     if conn.dialect.name != "sqlite":
         conn.execute(
             update(sync_delivery)
@@ -179,6 +207,23 @@ def finish(conn: Connection, target: str, outcomes: Sequence[Outcome]) -> None:
             for row, o in zip(zip(*converted, strict=True), outcomes, strict=True)
         ],
     )
+
+
+_FINISH_FROM_ARRAYS = text(
+    """
+    UPDATE sync_delivery AS d
+    SET state = v.state, attempts = v.attempts, due_at = v.due_at,
+        last_status = v.last_status, last_error = v.last_error,
+        outcome = CAST(v.outcome AS jsonb), finished_at = v.finished_at
+    FROM unnest(
+        CAST(:change_ids AS bigint[]), CAST(:states AS varchar[]),
+        CAST(:attempts AS integer[]), CAST(:due_ats AS timestamptz[]),
+        CAST(:statuses AS integer[]), CAST(:errors AS text[]),
+        CAST(:outcomes AS text[]), CAST(:finished AS timestamptz[])
+    ) AS v(change_id, state, attempts, due_at, last_status, last_error, outcome, finished_at)
+    WHERE d.target = :target AND d.change_id = v.change_id
+    """
+)
 
 
 def _bound(conn: Connection, name: str, values: list[Any]) -> list[Any]:
