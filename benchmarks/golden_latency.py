@@ -24,6 +24,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -170,8 +171,9 @@ def run(customers: int, rates: list[int], seconds: int, postgres: str | None) ->
             worker.terminate()
             worker.wait(timeout=120)
             log = (Path(scratch) / "worker.log").read_text(errors="replace")
-        if "full resolve" in log:
-            print("note: the worker ran a full resolve (no model?)")
+        # the worker's report at exit: it matched incrementally, never by a full resolve
+        full = [line for line in log.splitlines() if "full resolves" in line]
+        full_resolves = int(re.sub(r"\D", "", full[-1])) if full else None
         engine.dispose()
     return {
         "benchmark": "golden-latency",
@@ -179,6 +181,7 @@ def run(customers: int, rates: list[int], seconds: int, postgres: str | None) ->
         "customers": customers,
         "base_records": base.records,
         "worker": "one process, batches of 200 (accord worker run --no-intake --no-sync)",
+        "worker_full_resolves": full_resolves,
         "phases": phases,
         "machine": machine(),
         "commit": _commit(),
