@@ -65,6 +65,11 @@ def test_status_exits_3_while_an_alert_fires_and_0_once_none_does(
     assert crm["received"] == {"1h": 2, "1d": 2}
     assert crm["error_rate"] == {"1h": 0.5, "1d": 0.5}  # under 0.6
     assert (crm["backlog"], crm["failed"]) == (1, 0)
+    assert (crm["matched"], crm["golden_latency_seconds"]) == ({"1h": 0}, None)
+    after = json.loads(_run("status", project, "--json"))
+    crm = next(s for s in after["in"] if s["system"] == "crm")
+    assert crm["matched"] == {"1h": 1}  # the resolve matched it from the queue
+    assert set(crm["golden_latency_seconds"]) == {"p50", "p95", "p99"}
     assert "no alert fires (2 thresholds checked)" in settled
     assert "alert:" not in settled
 

@@ -355,6 +355,7 @@ def test_an_empty_store_has_no_figures_and_fires_nothing(engine: Engine, project
     for health in report.intake:
         assert (health.received_day, health.backlog, health.failed) == (0, 0, 0)
         assert (health.error_rate_hour, health.oldest_waiting) == (None, None)
+        assert (health.matched_hour, health.golden_latency) == (0, None)
     (billing,) = report.delivery
     assert (billing.waiting, billing.sent_hour, billing.dead_letters) == (0, 0, 0)
     assert (billing.latency, billing.error_rate, billing.completeness) == (None, None, None)
@@ -435,6 +436,7 @@ def test_the_health_reads_search_by_index(sqlite_engine: Engine) -> None:
         "outgoing": lambda conn: sync_store.outgoing(conn, "billing"),
         "finished": lambda conn: health_store.finished(conn, "billing", since),
         "latencies_at": lambda conn: health_store.latencies_at(conn, "billing", since, [1, 2]),
+        "waits": lambda conn: health_store.waits(conn, since, [50, 95, 99]),
         "active_customers": health_store.active_customers,
         "customers_held": lambda conn: health_store.customers_held(conn, "billing"),
     }
@@ -454,3 +456,118 @@ def test_the_health_reads_search_by_index(sqlite_engine: Engine) -> None:
         "ix_sync_delivery_target_finished_at" in step
         for step in query_plans(sqlite_engine, reads["finished"])
     )
+
+
+# ---- received to golden
+
+
+def _queued_minutes_ago(engine: Engine, system: str, minutes: float) -> None:
+    with writing(engine) as conn:
+        conn.execute(
+            update(work_item)
+            .where(work_item.c.system == system)
+            .values(enqueued_at=utcnow() - timedelta(minutes=minutes))
+        )
+
+
+def test_records_matched_give_each_system_its_latency_to_golden(
+    engine: Engine, demo_project_dir: Path, tmp_path: Path
+) -> None:
+    crm = "    health:\n      max_golden_latency: 1m\n"
+    billing = "    health: {in: {max_golden_latency: 5m}}\n"
+    project = _configure(demo_project_dir, billing=billing, crm=crm)
+    _load_crm(engine, project, tmp_path / "a.csv", [_person("C1", 0), _person("C2", 1)])
+    _queued_minutes_ago(engine, "crm", 2)
+    account = billing_row(
+        "B1", first_name="Greta", last_name="Lindqvist", email="greta@example.se", phone=""
+    )
+    load_file(
+        engine, project, "billing", write_jsonl(tmp_path / "billing.jsonl", [account]), actor="t"
+    )
+    resolve(engine, project, actor="test")  # covers the queue: each record's wait ends
+
+    report = health_report(engine, project, actor=ADMIN)
+
+    intake = {h.system: h for h in report.intake}
+    assert (intake["crm"].matched_hour, intake["billing"].matched_hour) == (2, 1)
+    slow = intake["crm"].golden_latency
+    assert slow is not None
+    assert 120 <= slow.p50 <= slow.p95 <= slow.p99 < 180
+    quick = intake["billing"].golden_latency
+    assert quick is not None
+    assert 0 <= quick.p99 < 60
+    assert (intake["erp"].matched_hour, intake["erp"].golden_latency) == (0, None)
+    assert [(a.system, a.direction, a.check) for a in report.alerts] == [
+        ("crm", "in", "golden_latency")
+    ]
+    (alert,) = report.alerts
+    assert (alert.value, alert.threshold) == (slow.p99, 60.0)
+    assert alert.message == f"crm in: golden_latency {slow.p99:,.1f}s over 60.0s"
+    assert set(report.checks) == {
+        Check("crm", "in", "golden_latency", 60.0),
+        Check("billing", "in", "golden_latency", 300.0),
+    }
+    shown = {s["system"]: s for s in report.as_dict()["in"]}
+    assert shown["crm"]["matched"] == {"1h": 2}
+    assert shown["crm"]["golden_latency_seconds"] == slow.as_dict()
+    assert shown["erp"]["golden_latency_seconds"] is None
+
+
+def test_records_matched_over_an_hour_ago_leave_no_latency(
+    engine: Engine, project: Project, tmp_path: Path
+) -> None:
+    _load_crm(engine, project, tmp_path / "a.csv", [_person("C1", 0)])
+    resolve(engine, project, actor="test")
+    later = utcnow() + timedelta(hours=1, seconds=1)
+
+    report = health_report(engine, project, actor=ADMIN, now=later)
+
+    crm = next(h for h in report.intake if h.system == "crm")
+    assert (crm.matched_hour, crm.golden_latency) == (0, None)  # none, not zero
+    assert ("crm", "in", "golden_latency") not in {
+        (a.system, a.direction, a.check) for a in report.alerts
+    }
+
+
+def test_latency_to_golden_is_a_threshold_of_records_coming_in_only(
+    demo_project_dir: Path,
+) -> None:
+    crm = "    health:\n      max_golden_latency: 90s\n      out: {max_golden_latency: 1m}\n"
+    with pytest.raises(ProjectInvalid) as raised:
+        _configure(demo_project_dir, crm=crm)
+
+    problems = [f"{p.where}: {p.message}" for p in raised.value.problems]
+    assert len(problems) == 1, problems
+    assert "unknown key 'systems.crm.health.out.max_golden_latency'" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("-5s", "'-5s' is not a duration"),
+        ("soon", "'soon' is not a duration"),
+        ("[1]", "a duration is a number of seconds or text like 30s"),
+    ],
+)
+def test_a_bad_latency_to_golden_is_reported_with_file_and_line(
+    demo_project_dir: Path, value: str, why: str
+) -> None:
+    crm = f"    health:\n      max_error_rate: 0.1\n      in: {{max_golden_latency: {value}}}\n"
+    with pytest.raises(ProjectInvalid) as raised:
+        _configure(demo_project_dir, crm=crm)
+
+    problems = [f"{p.where}: {p.message}" for p in raised.value.problems]
+    assert len(problems) == 1, problems
+    assert "accord.yaml:17: systems.crm.health.in.max_golden_latency" in problems[0]
+    assert why in problems[0]
+
+
+def test_a_latency_to_golden_threshold_is_read_for_records_coming_in(
+    demo_project_dir: Path,
+) -> None:
+    crm = "    health:\n      max_golden_latency: 90s\n      in: {max_golden_latency: 500ms}\n"
+    project = _configure(demo_project_dir, crm=crm)
+    health = project.config.systems["crm"].health
+
+    assert health.for_intake().max_golden_latency == timedelta(milliseconds=500)
+    assert health.for_delivery().max_golden_latency is None

@@ -20,16 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, delete, func, select, update
 
 from accord.demo.run import inputs
 from accord.golden.incremental import IncrementalResolver, resolve_changes
 from accord.govern import audit
+from accord.govern.permissions import cli_actor
 from accord.intake.load import load_file
+from accord.runtime.health import health_report
 from accord.runtime.worker import MatchWorker
 from accord.store import queue
 from accord.store import records as record_store
-from accord.store.tables import crosswalk, golden_record, record_head, work_item
+from accord.store.engine import writing
+from accord.store.tables import crosswalk, golden_record, match_wait, record_head, work_item
+from accord.store.types import utcnow
 from tests.golden.test_incremental import (
     HELD_OUT,
     Based,
@@ -122,6 +126,26 @@ def test_the_worker_matches_queued_records_as_an_incremental_resolve_does(
     with engine.connect() as conn:
         assert record_store.changed_since_matched(conn, based.project.config.entity) == []
         audit.verify(conn)
+
+
+def test_the_worker_records_how_long_each_record_took_from_received_to_golden(
+    based: Based,
+) -> None:
+    engine = based.engine
+    loaded = _load_held_out(based)
+    with writing(engine) as conn:
+        conn.execute(delete(match_wait))  # the base's resolve recorded its records' waits
+        conn.execute(update(work_item).values(enqueued_at=utcnow() - timedelta(seconds=90)))
+
+    MatchWorker(engine, based.project, batch_size=7).drain()
+    report = health_report(engine, based.project, actor=cli_actor())
+
+    latency = {h.system: (h.matched_hour, h.golden_latency) for h in report.intake}
+    matched, held_out = latency.pop(HELD_OUT)
+    assert matched == loaded
+    assert held_out is not None
+    assert 90 <= held_out.p50 <= held_out.p95 <= held_out.p99 < 150
+    assert set(latency.values()) == {(0, None)}  # nothing of theirs was queued
 
 
 def test_records_matched_by_a_resolve_meanwhile_are_skipped(based: Based) -> None:

@@ -30,7 +30,7 @@ BILLING = """\
     health: {min_completeness: 0.5}
 """
 CRM = """\
-    health: {max_error_rate: 0.1, in: {max_backlog: 0}}
+    health: {max_error_rate: 0.1, in: {max_backlog: 0, max_golden_latency: 1h}}
 """
 
 
@@ -144,6 +144,18 @@ def test_an_operator_reads_the_figures_and_alerts(client: TestClient) -> None:
     assert _value(samples, "accord_sync_dead_letters", target="billing") == 0
     assert _value(samples, "accord_sync_completeness_ratio", target="billing") == 0
     assert not any(name == "accord_sync_latency_seconds" for name, _ in samples)  # none sent
+    # the resolve matched C1 and C2 from the queue: their wait from received to golden
+    assert _value(samples, "accord_intake_matched_records", system="crm", window="1h") == 2
+    waits = [
+        _value(samples, "accord_intake_latency_seconds", system="crm", quantile=q)
+        for q in ("0.5", "0.95", "0.99")
+    ]
+    assert 0 <= waits[0] <= waits[1] <= waits[2] < 60
+    assert _value(samples, "accord_intake_matched_records", system="erp", window="1h") == 0
+    assert not any(  # nothing of erp's matched: no quantiles rather than made-up ones
+        name == "accord_intake_latency_seconds" and ("system", "erp") in labels
+        for name, labels in samples
+    )
     alerts = {
         tuple(sorted(labels)): value
         for (name, labels), value in samples.items()
@@ -152,6 +164,7 @@ def test_an_operator_reads_the_figures_and_alerts(client: TestClient) -> None:
     assert alerts == {
         (("check", "error_rate"), ("direction", "in"), ("system", "crm")): 1,
         (("check", "backlog"), ("direction", "in"), ("system", "crm")): 1,
+        (("check", "golden_latency"), ("direction", "in"), ("system", "crm")): 0,
         (("check", "backlog"), ("direction", "out"), ("system", "billing")): 0,
         (("check", "completeness"), ("direction", "out"), ("system", "billing")): 1,
     }

@@ -23,7 +23,7 @@ from accord.cli.output import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from accord.runtime.health import DeliveryHealth, HealthReport, IntakeHealth
+    from accord.runtime.health import DeliveryHealth, HealthReport, IntakeHealth, Latency
 
 ALERT_EXIT = 3  # 0: no alert fires; 1: an error (the project, the store); 2: bad usage
 
@@ -34,8 +34,9 @@ def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Each system's health, in (records received, quarantined, waiting to be matched,
-    linked records attached to no customer) and out (changes waiting, delivered,
-    latency, completeness), and the alerts; exits 3 when an alert fires."""
+    latency from received to golden, linked records attached to no customer) and out
+    (changes waiting, delivered, latency, completeness), and the alerts; exits 3 when an
+    alert fires."""
     from accord.govern.permissions import cli_actor  # noqa: PLC0415
     from accord.runtime.health import health_report  # noqa: PLC0415
 
@@ -69,6 +70,7 @@ def _intake_table(rows: tuple[IntakeHealth, ...], firing: set[tuple[str, str, st
             "error rate 1h / 1d",
             "backlog",
             "waited",
+            "to golden p50/95/99",
             "failed",
             "orphans",
             "channels",
@@ -82,6 +84,7 @@ def _intake_table(rows: tuple[IntakeHealth, ...], firing: set[tuple[str, str, st
             red("error_rate", f"{_share(h.error_rate_hour)} / {_share(h.error_rate_day)}"),
             red("backlog", f"{h.backlog:,}"),
             red("latency", _age(h.oldest_waiting)),
+            red("golden_latency", _percentiles(h.golden_latency)),
             f"{h.failed:,}",
             f"{h.orphans:,}",
             red("channel_failures", _channels(h)),
@@ -96,19 +99,13 @@ def _delivery_table(rows: tuple[DeliveryHealth, ...], firing: set[tuple[str, str
     )
     for h in rows:
         red = _marker(firing, h.target, "out")
-        latency = "-"
-        if h.latency is not None:
-            latency = " / ".join(
-                _age(timedelta(seconds=s), fine=True)
-                for s in (h.latency.p50, h.latency.p95, h.latency.p99)
-            )
         out.add_row(
             escape(h.target),
             red("backlog", f"{h.waiting:,}"),
             red("latency", _age(h.oldest_waiting)),
             f"{h.sent_hour:,} / {h.dead_hour:,}",
             red("error_rate", _share(h.error_rate)),
-            red("latency", latency),
+            red("latency", _percentiles(h.latency)),
             red("completeness", _share(h.completeness)),
         )
     return out
@@ -133,6 +130,14 @@ def _channels(health: IntakeHealth) -> str:
         outcome = f"failed {run.failures}x" if run.failures else run.outcome or "-"
         shown.append(f"{run.channel} {outcome}")
     return escape(", ".join(shown)) or "-"
+
+
+def _percentiles(latency: Latency | None) -> str:
+    """p50 / p95 / p99 as people read them; '-' for none."""
+    if latency is None:
+        return "-"
+    values = (latency.p50, latency.p95, latency.p99)
+    return " / ".join(_age(timedelta(seconds=s), fine=True) for s in values)
 
 
 def _share(value: float | None) -> str:

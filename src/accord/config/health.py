@@ -49,6 +49,11 @@ class IntakeThresholds(_Thresholds):
     max_channel_failures: int | None = Field(
         None, ge=1, description="failed runs in a row of a pull channel (drop, poll, broker)"
     )
+    max_golden_latency: Duration | None = Field(
+        None,
+        description="the 99th percentile of the last hour's records matched, from received "
+        "(stored and queued) to golden (matched and written): 500ms, 30s, 5m",
+    )
 
 
 class DeliveryThresholds(_Thresholds):
@@ -97,6 +102,7 @@ class Limits:
     max_latency: timedelta | None = None
     max_channel_failures: int | None = None
     min_completeness: float | None = None
+    max_golden_latency: timedelta | None = None
 
 
 def _first(*values: T | None) -> T | None:

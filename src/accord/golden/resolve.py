@@ -113,7 +113,7 @@ def resolve(
         with writing(engine, cache_mib=WRITE_CACHE_MIB) as conn:
             exclusive(conn, MATCHING_LOCK)
             versions.apply(conn, project, actor)
-            work_queue.remove_covered(conn, project.config.entity)
+            removed_at = work_queue.remove_covered(conn, project.config.entity)
             clock.start("index")
             if matched.index is not None:
                 sync_index(conn, matched.index[0], matched.index[1], complete=True)
@@ -151,6 +151,8 @@ def resolve(
             report.review = reviews["queued"]
             if matched.model is not None:
                 stewardship.save_model(conn, project_digest=project.digest, **matched.model)
+            # the covered records' waits end as the writes do, not as they began
+            work_queue.end_covered_waits(conn, removed_at)
     return report
 
 

@@ -3,8 +3,10 @@ golden changes go out, and the alerts the thresholds in accord.yaml give.
 
 - **in**, every system: records received in the last hour and day (versions stored and
   entries quarantined), the share quarantined (the error rate), the work queue (backlog,
-  how long the oldest has waited, records given up on), each pull channel's last run,
-  and its linked records (orders, invoices) attached to no golden customer (orphans);
+  how long the oldest has waited, records given up on), how long the last hour's records
+  took from received to golden (nearest-rank p50, p95, p99 of their waits on the queue,
+  recorded as each was matched), each pull channel's last run, and its linked records
+  (orders, invoices) attached to no golden customer (orphans);
 - **out**, every system with a `deliver` block: changes waiting (planned deliveries and
   outbox changes not yet planned), deliveries sent and dead in the last hour, the share
   of those that needed a retry or died (the error rate), the latency from golden change
@@ -61,6 +63,19 @@ class ChannelHealth:
 
 
 @dataclass(frozen=True)
+class Latency:
+    """Seconds, nearest-rank percentiles: from received to golden (in), from golden
+    change to delivery (out)."""
+
+    p50: float
+    p95: float
+    p99: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"p50": self.p50, "p95": self.p95, "p99": self.p99}
+
+
+@dataclass(frozen=True)
 class IntakeHealth:
     """Records coming in from one system."""
 
@@ -76,6 +91,9 @@ class IntakeHealth:
     # the system's linked records (orders, invoices) no golden customer holds the
     # customer record of (docs/linked-records.md)
     orphans: int = 0
+    matched_hour: int = 0  # records matched from the work queue in the last hour
+    # of those, seconds from received (stored and queued) to golden; None: none matched
+    golden_latency: Latency | None = None
 
     @property
     def received_hour(self) -> int:
@@ -105,19 +123,11 @@ class IntakeHealth:
             "failed": self.failed,
             "channels": [c.as_dict() for c in self.channels],
             "orphans": self.orphans,
+            "matched": {"1h": self.matched_hour},
+            "golden_latency_seconds": (
+                None if self.golden_latency is None else self.golden_latency.as_dict()
+            ),
         }
-
-
-@dataclass(frozen=True)
-class Latency:
-    """Seconds from golden change to delivery: nearest-rank percentiles."""
-
-    p50: float
-    p95: float
-    p99: float
-
-    def as_dict(self) -> dict[str, float]:
-        return {"p50": self.p50, "p95": self.p95, "p99": self.p99}
 
 
 @dataclass(frozen=True)
@@ -177,7 +187,7 @@ class Alert:
 
     system: str
     direction: Direction
-    check: str  # error_rate, backlog, latency, completeness, channel_failures
+    check: str  # error_rate, backlog, latency, golden_latency, completeness, channel_failures
     value: float
     threshold: float
 
@@ -256,6 +266,7 @@ def health_report(
             name: store.arrivals(conn, name, hour=now - HOUR, day=now - DAY) for name in systems
         }
         queues = store.queues(conn)
+        waits = store.waits(conn, now - HOUR, PERCENTILES)
         orphans = linked_store.orphan_counts(conn)
         active = store.active_customers(conn) if targets else 0
         delivery = tuple(_delivery(conn, name, now, active) for name in targets)
@@ -272,6 +283,7 @@ def health_report(
             tuple(channels.get(name, [])),
             now,
             orphans=orphans.get(name, 0),
+            waits=waits.get(name),
         )
         for name in systems
     )
@@ -287,7 +299,11 @@ def _intake(
     now: datetime,
     *,
     orphans: int,
+    waits: store.Waits | None,
 ) -> IntakeHealth:
+    latency = None
+    if waits is not None:
+        latency = Latency(*(waits.seconds[p] for p in PERCENTILES))
     return IntakeHealth(
         system,
         arrived.stored_hour,
@@ -299,6 +315,8 @@ def _intake(
         queue.failed,
         channels,
         orphans,
+        0 if waits is None else waits.matched,
+        latency,
     )
 
 
@@ -353,6 +371,7 @@ _THRESHOLDS = {
     "latency": "max_latency",
     "channel_failures": "max_channel_failures",
     "completeness": "min_completeness",
+    "golden_latency": "max_golden_latency",
 }
 
 
@@ -392,6 +411,9 @@ def _intake_alerts(health: IntakeHealth, limits: Limits) -> Iterator[Alert]:
         yield Alert(
             name, "in", "latency", waited.total_seconds(), limits.max_latency.total_seconds()
         )
+    slowest, most = health.golden_latency, limits.max_golden_latency
+    if most is not None and slowest is not None and slowest.p99 > most.total_seconds():
+        yield Alert(name, "in", "golden_latency", slowest.p99, most.total_seconds())
     failures = max((c.failures for c in health.channels), default=0)
     if limits.max_channel_failures is not None and failures >= limits.max_channel_failures:
         yield Alert(name, "in", "channel_failures", failures, limits.max_channel_failures)
@@ -430,6 +452,6 @@ def _iso(when: datetime | None) -> str | None:
 def _shown(check: str, value: float) -> str:
     if check in ("error_rate", "completeness"):
         return f"{value:.1%}"
-    if check == "latency":
+    if check in ("latency", "golden_latency"):
         return f"{value:,.1f}s"
     return f"{value:,.0f}"

@@ -5,7 +5,7 @@ at millions of records (a test checks SQLite's query plans)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection, func, or_, select
@@ -16,6 +16,7 @@ from accord.store.sync import DEAD, SENT, held_by
 from accord.store.tables import (
     golden_change,
     golden_record,
+    match_wait,
     quarantine,
     source_record,
     sync_delivery,
@@ -130,6 +131,50 @@ def latencies_at(
         select(ranked.c.rank, ranked.c.seconds).where(ranked.c.rank.in_(sorted(set(ranks))))
     )
     return {int(rank): max(float(seconds), 0.0) for rank, seconds in rows}
+
+
+@dataclass(frozen=True)
+class Waits:
+    """One system's records matched in a window: how many, and how long they waited
+    from received (queued) to golden, at each percentile asked for."""
+
+    matched: int
+    seconds: dict[int, float] = field(default_factory=dict)  # percent -> seconds
+
+
+def waits(conn: Connection, since: datetime, percents: Sequence[int]) -> dict[str, Waits]:
+    """system -> its records matched since `since` (`match_wait`) and the nearest-rank
+    percentiles of their waits: the smallest wait with at least p% of them at or under
+    it, rank ceil(p * count / 100). One statement over the window's range of the
+    `matched_at` index, every system at once, ranked and counted by the database; a
+    system with nothing matched in the window is absent."""
+    ranked = (
+        select(
+            match_wait.c.system,
+            match_wait.c.seconds,
+            func.row_number()
+            .over(partition_by=match_wait.c.system, order_by=match_wait.c.seconds)
+            .label("rank"),
+            func.count().over(partition_by=match_wait.c.system).label("total"),
+        )
+        .where(match_wait.c.matched_at >= since)
+        .subquery()
+    )
+    rank_of = {p: (p * ranked.c.total + 99) // 100 for p in sorted(set(percents))}
+    rows = conn.execute(
+        select(ranked.c.system, ranked.c.seconds, ranked.c.rank, ranked.c.total).where(
+            or_(ranked.c.rank == 1, *(ranked.c.rank == rank for rank in rank_of.values()))
+        )
+    ).all()
+    totals: dict[str, int] = {}
+    by_rank: dict[str, dict[int, float]] = {}
+    for system, seconds, rank, total in rows:
+        totals[system] = int(total)
+        by_rank.setdefault(system, {})[int(rank)] = max(float(seconds), 0.0)
+    return {
+        system: Waits(total, {p: by_rank[system][max(1, -(-p * total // 100))] for p in rank_of})
+        for system, total in totals.items()
+    }
 
 
 def active_customers(conn: Connection) -> int:

@@ -17,6 +17,11 @@ A worker takes a batch in two steps:
 A full resolve matches every record: it marks the rows it will cover as it starts reading
 and removes them when it commits (`mark_covered`, `remove_covered`).
 
+Each row removed as matched leaves how long it waited in `match_wait` (from `enqueued_at`
+to the matching transaction: the received-to-golden latency integration health reports),
+written by the same statement set in the same transaction, one INSERT ... SELECT per
+batch; rows older than `KEEP_WAITS` are pruned there too, at most `PRUNE_AT_ONCE` at a time.
+
 A worker killed anywhere loses nothing (its rows come back when the lease runs out) and
 duplicates nothing (the outcome and the deletion commit together or not at all).
 """
@@ -29,13 +34,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, select, update
+from sqlalchemy import Connection, delete, func, literal, select, update
 
-from accord.store.dialect import insert_rows
-from accord.store.tables import work_item
-from accord.store.types import utcnow
+from accord.store.dialect import insert_rows, seconds_between
+from accord.store.tables import match_wait, work_item
+from accord.store.types import UTCDateTime, utcnow
 
 MAX_ATTEMPTS = 5  # a row taken this many times without success waits for `retry_failed`
+KEEP_WAITS = timedelta(days=1)  # how long a matched record's wait is kept (health reads 1h)
+PRUNE_AT_ONCE = 10_000  # waits older than KEEP_WAITS deleted by one batch, at most
 
 
 @dataclass(frozen=True)
@@ -141,22 +148,30 @@ def hold(conn: Connection, worker: str, claims: Sequence[Claim]) -> list[Claim]:
 
 
 def complete(conn: Connection, worker: str, claims: Sequence[Claim]) -> int:
-    """Remove the rows matched as taken; release those that changed since (they are
-    matched again). Returns how many were released. Call after `hold`, in its
-    transaction."""
+    """Remove the rows matched as taken, recording how long each waited (`match_wait`);
+    release those that changed since (they are matched again, and keep their place).
+    Returns how many were released. Call after `hold`, in its transaction: the rows are
+    locked, so their tokens read here are the ones the deletion sees."""
     if not claims:
         return 0
-    conn.execute(
-        delete(work_item).where(
-            work_item.c.id == bindparam("b_id"),
-            work_item.c.token == bindparam("b_token"),
-            work_item.c.lease_owner == worker,
-        ),
-        [{"b_id": c.id, "b_token": c.token} for c in claims],
-    )
+    taken = {c.id: c.token for c in claims}
+    current = conn.execute(
+        select(work_item.c.id, work_item.c.token).where(
+            work_item.c.id.in_(list(taken)), work_item.c.lease_owner == worker
+        )
+    ).all()
+    matched = [row.id for row in current if taken[row.id] == row.token]
+    changed = [row.id for row in current if taken[row.id] != row.token]
+    if matched:
+        _record_waits(conn, work_item.c.id.in_(matched))
+        conn.execute(
+            delete(work_item).where(work_item.c.id.in_(matched), work_item.c.lease_owner == worker)
+        )
+    if not changed:
+        return 0
     released = conn.execute(
         update(work_item)
-        .where(work_item.c.id.in_([c.id for c in claims]), work_item.c.lease_owner == worker)
+        .where(work_item.c.id.in_(changed), work_item.c.lease_owner == worker)
         .values(lease_owner=None, lease_until=None, attempts=0)
     )
     return released.rowcount or 0
@@ -186,14 +201,60 @@ def mark_covered(conn: Connection, entity_type: str) -> None:
     )
 
 
-def remove_covered(conn: Connection, entity_type: str) -> None:
-    """Drop the rows a full resolve covered, in its transaction (see `mark_covered`)."""
+def remove_covered(conn: Connection, entity_type: str) -> datetime:
+    """Drop the rows a full resolve covered, recording how long each has waited
+    (`match_wait`), in its transaction (see `mark_covered`). The rows go as the writes
+    begin, so that the resolve takes their locks in the same order as intake does (then
+    the audit counter); the waits are recorded as ending then, and `end_covered_waits`
+    moves them to the end of the writes. Returns the time recorded."""
+    covered = (work_item.c.entity_type == entity_type) & (
+        work_item.c.covered_token == work_item.c.token
+    )
+    now = _record_waits(conn, covered)
+    conn.execute(delete(work_item).where(covered))
+    return now
+
+
+def end_covered_waits(conn: Connection, recorded_at: datetime) -> None:
+    """Move the waits `remove_covered` recorded at `recorded_at` to now: a full resolve
+    calls it last in its write transaction, so a record's wait ends with the writes that
+    made its golden record (at a million records, minutes after they began). Matching
+    writes one transaction at a time (`MATCHING_LOCK`), so no other waits carry that time."""
+    now = utcnow()
+    shift = (now - recorded_at).total_seconds()
+    if shift <= 0:
+        return
     conn.execute(
-        delete(work_item).where(
-            work_item.c.entity_type == entity_type,
-            work_item.c.covered_token == work_item.c.token,
+        update(match_wait)
+        .where(match_wait.c.matched_at == recorded_at)
+        .values(matched_at=now, seconds=match_wait.c.seconds + shift)
+    )
+
+
+def _record_waits(conn: Connection, rows: Any) -> datetime:
+    """For each queue row `rows` selects, about to be removed as matched: its system and
+    how long it has waited, from `enqueued_at` to now, in one INSERT ... SELECT; then
+    prune waits older than KEEP_WAITS (an index range, PRUNE_AT_ONCE at most).
+    Returns the time recorded as the end of the waits."""
+    now = utcnow()
+    at = literal(now, UTCDateTime)
+    waited = seconds_between(work_item.c.enqueued_at, at, conn.dialect.name)
+    conn.execute(
+        match_wait.insert().from_select(
+            ["system", "matched_at", "seconds"],
+            select(work_item.c.system, at, waited).where(rows),
         )
     )
+    prune_waits(conn, now - KEEP_WAITS)
+    return now
+
+
+def prune_waits(conn: Connection, before: datetime, *, limit: int = PRUNE_AT_ONCE) -> int:
+    """Delete up to `limit` recorded waits of records matched before `before`. Returns
+    how many."""
+    old = select(match_wait.c.id).where(match_wait.c.matched_at < before).limit(limit)
+    result = conn.execute(delete(match_wait).where(match_wait.c.id.in_(old.scalar_subquery())))
+    return result.rowcount or 0
 
 
 def retry_failed(conn: Connection, max_attempts: int = MAX_ATTEMPTS) -> int:

@@ -497,6 +497,21 @@ work_item = Table(
     Index(None, "entity_type", "id"),
 )
 
+# How long each record matched from the work queue waited, from its queue row's
+# `enqueued_at` (stored and queued in one transaction: received) to the transaction that
+# matched it and removed the row (golden): one row per record, written in that
+# transaction by `queue.complete` / `remove_covered`, pruned after a day (`queue.KEEP_WAITS`).
+# What integration health reads as the received-to-golden latency of the last hour.
+match_wait = Table(
+    "match_wait",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("system", String(64), nullable=False),
+    Column("matched_at", UTCDateTime, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Index(None, "matched_at"),
+)
+
 # The outbox (C4.1, C2.3): one row per change of a golden record, written in the
 # transaction that made the change, so a change is delivered if and only if it happened.
 # `data` is the golden values after the change and `sources` the system each value came

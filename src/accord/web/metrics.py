@@ -59,6 +59,17 @@ class HealthCollector(Collector):
         failed = _gauge(
             "accord_intake_failed", "Records the matching worker gave up on (worker retry)", system
         )
+        matched = _gauge(
+            "accord_intake_matched_records",
+            "Records matched from the work queue into golden records",
+            windowed,
+        )
+        latency = _gauge(
+            "accord_intake_latency_seconds",
+            "Seconds from received (stored and queued) to golden (matched and written), "
+            "nearest-rank quantiles of the last hour's matched records (absent: none matched)",
+            ["system", "quantile"],
+        )
         channel = ["system", "channel"]
         failures = _gauge(
             "accord_intake_channel_failures",
@@ -92,11 +103,21 @@ class HealthCollector(Collector):
             waited = health.oldest_waiting
             oldest.add_metric([name], waited.total_seconds() if waited else 0.0)
             failed.add_metric([name], health.failed)
+            matched.add_metric([name, "1h"], health.matched_hour)
+            if health.golden_latency is not None:
+                values = (
+                    health.golden_latency.p50,
+                    health.golden_latency.p95,
+                    health.golden_latency.p99,
+                )
+                for percent, seconds in zip(PERCENTILES, values, strict=True):
+                    latency.add_metric([name, str(percent / 100)], seconds)
             for run in health.channels:
                 failures.add_metric([name, run.channel], run.failures)
                 if run.finished_at is not None:
                     finished.add_metric([name, run.channel], run.finished_at.timestamp())
-        yield from (received, quarantined, errors, backlog, oldest, failed, failures, finished)
+        yield from (received, quarantined, errors, backlog, oldest, failed, matched, latency)
+        yield from (failures, finished)
         yield orphans
 
     def _delivery(self) -> Iterator[Metric]:
