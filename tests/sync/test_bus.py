@@ -141,6 +141,16 @@ def _planned(engine: Engine, target: str = "billing") -> list[int]:
         )
 
 
+def _chain(engine: Engine, count: int) -> list[tuple[str, bytes]]:
+    """The first `count` changes of the outbox as the relay publishes them: (message id,
+    body naming the change before)."""
+    with engine.connect() as conn:
+        headings = outbox.headings_after(conn, 0, count)
+    previous = [0, *(h.id for h in headings[:-1])]
+    pairs = zip(headings, previous, strict=True)
+    return [(f"change-{h.id}", Message(h, before).body()) for h, before in pairs]
+
+
 def _relay_once(engine: Engine, bus: BusConfig) -> int:
     relay = Relay(engine, bus, owner="r")
     try:
@@ -316,15 +326,11 @@ def test_messages_out_of_order_leave_no_change_out_and_plan_none_twice(
 ) -> None:
     engine = billing.engine
     ids = _changes(engine, 8)
-    with engine.connect() as conn:
-        headings = outbox.headings_after(conn, 0, 8)
-    previous = [0, *ids[:-1]]
+    chain = _chain(engine, 8)
     feed = BusFeed(bus, "billing")
     dispatcher = _dispatcher(billing, feed)
     for order in ([5, 6, 2], [7, 0, 1, 3, 4]):  # the bus brings them shuffled, in two goes
-        _publish(
-            bus, [(f"change-{ids[i]}", Message(headings[i], previous[i]).body()) for i in order]
-        )
+        _publish(bus, [chain[i] for i in order])
         _plan_all(dispatcher, feed)
     assert _planned(engine) == ids
     assert feed.filled == 4  # 0 and 1 before 2, 3 and 4 before 5, from the outbox
@@ -335,11 +341,8 @@ def test_messages_out_of_order_leave_no_change_out_and_plan_none_twice(
 def test_a_lost_message_is_planned_from_the_outbox(billing: Workspace, bus: BusConfig) -> None:
     engine = billing.engine
     ids = _changes(engine, 4)
-    with engine.connect() as conn:
-        headings = outbox.headings_after(conn, 0, 4)
-    previous = [0, *ids[:-1]]
-    kept = [0, 1, 3]  # the third never comes
-    _publish(bus, [(f"change-{ids[i]}", Message(headings[i], previous[i]).body()) for i in kept])
+    chain = _chain(engine, 4)
+    _publish(bus, [chain[0], chain[1], chain[3]])  # the third never comes
     feed = BusFeed(bus, "billing")
     dispatcher = _dispatcher(billing, feed)
     _plan_all(dispatcher, feed)
@@ -353,15 +356,7 @@ def test_a_message_that_is_not_a_change_is_skipped_and_what_it_hid_is_planned(
 ) -> None:
     engine = billing.engine
     ids = _changes(engine, 3)
-    with engine.connect() as conn:
-        headings = outbox.headings_after(conn, 0, 3)
-    _publish(
-        bus,
-        [
-            ("change-x", b"<html>not a change</html>"),
-            (f"change-{ids[2]}", Message(headings[2], ids[1]).body()),
-        ],
-    )
+    _publish(bus, [("change-x", b"<html>not a change</html>"), _chain(engine, 3)[2]])
     feed = BusFeed(bus, "billing")
     dispatcher = _dispatcher(billing, feed)
     _plan_all(dispatcher, feed)
