@@ -43,13 +43,11 @@ from accord.intake.load import load_file
 from accord.intake.push import push
 from accord.runtime.health import PERCENTILES
 from accord.store import queue
-from accord.store.engine import make_engine
 from accord.store.health import waits
-from accord.store.migrate import upgrade
 from accord.store.types import utcnow
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pipeline import RESULTS, _commit, fresh_schema, machine
+from pipeline import RESULTS, _commit, fresh_store, machine
 
 PUSHED = "crm"
 TICK = 0.1  # seconds between batches: a batch holds a tick's records
@@ -138,13 +136,8 @@ def run(customers: int, rates: list[int], seconds: int, postgres: str | None) ->
         write_project(root)
         data = root / "data"
         generate(data, seed=7, customers=customers)
-        url = (
-            fresh_schema(postgres, "accord_bench_latency")
-            if postgres
-            else f"sqlite:///{root / 'latency.sqlite3'}"
-        )
-        engine = make_engine(url)
-        upgrade(engine)
+        engine = fresh_store(postgres, "accord_bench_latency", root / "latency.sqlite3")
+        url = engine.url.render_as_string(hide_password=False)
         project = load_project(root)
         started = time.perf_counter()
         for system, path in inputs(data):

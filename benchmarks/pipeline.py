@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from accord.demo.generator import generate
 from accord.demo.run import inputs, score, write_project
@@ -103,6 +103,15 @@ def fresh_schema(postgres_url: str, schema: str) -> str:
     return f"{postgres_url}{sep}options=-csearch_path%3D{schema}"
 
 
+def fresh_store(postgres_url: str | None, schema: str, sqlite_path: Path) -> Engine:
+    """A migrated, empty store: in `schema` (made anew) of `postgres_url`, or else the
+    SQLite file `sqlite_path`."""
+    url = fresh_schema(postgres_url, schema) if postgres_url else f"sqlite:///{sqlite_path}"
+    engine = make_engine(url)
+    upgrade(engine)
+    return engine
+
+
 def run(customers: int, seed: int, postgres_url: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "project"
@@ -112,11 +121,7 @@ def run(customers: int, seed: int, postgres_url: str | None) -> dict[str, Any]:
         generate(data, seed=seed, customers=customers)
         generate_seconds = time.perf_counter() - started
 
-        if postgres_url:
-            engine = make_engine(fresh_schema(postgres_url, "accord_bench"))
-        else:
-            engine = make_engine(f"sqlite:///{root / 'bench.sqlite3'}")
-        upgrade(engine)
+        engine = fresh_store(postgres_url, "accord_bench", root / "bench.sqlite3")
         workspace = Workspace(root, engine, Settings())
 
         loads = {}

@@ -30,11 +30,10 @@ from typing import Any
 from accord.demo.generator import generate
 from accord.demo.run import write_project
 from accord.govern import identity
-from accord.store.engine import make_engine, writing
-from accord.store.migrate import upgrade
+from accord.store.engine import writing
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pipeline import RESULTS, _commit, fresh_schema, machine
+from pipeline import RESULTS, _commit, fresh_store, machine
 
 PORT = 8765
 
@@ -82,13 +81,8 @@ def run(
         with (root / "data" / "crm.csv").open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
         env = dict(os.environ)
-        if postgres_url:
-            url = fresh_schema(postgres_url, "accord_push")
-        else:
-            url = f"sqlite:///{root / 'push.sqlite3'}"
-        env["ACCORD_DATABASE_URL"] = url
-        engine = make_engine(url)
-        upgrade(engine)
+        engine = fresh_store(postgres_url, "accord_push", root / "push.sqlite3")
+        env["ACCORD_DATABASE_URL"] = engine.url.render_as_string(hide_password=False)
         with writing(engine) as conn:
             key = identity.create_api_key(conn, "crm", created_by="bench")
         engine.dispose()

@@ -42,13 +42,12 @@ from accord.config.loader import load_project
 from accord.demo.peers import PeerProcess
 from accord.demo.run import write_project
 from accord.store import outbox
-from accord.store.engine import make_engine, writing
-from accord.store.migrate import upgrade
+from accord.store.engine import writing
 from accord.store.tables import golden_change, sync_delivery
 from accord.sync.dispatch import RoundReport, run
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pipeline import RESULTS, _commit, fresh_schema, machine
+from pipeline import RESULTS, _commit, fresh_store, machine
 
 TOKEN = "benchmark-token"  # noqa: S105
 DELIVER = """
@@ -200,13 +199,7 @@ def main() -> None:
             return
         root = Path(folder) / "project"
         write_project(root)
-        url = (
-            fresh_schema(args.postgres, "accord_bench_sync")
-            if args.postgres
-            else f"sqlite:///{root / 'accord.sqlite3'}"
-        )
-        engine = make_engine(url)
-        upgrade(engine)
+        engine = fresh_store(args.postgres, "accord_bench_sync", root / "accord.sqlite3")
         with PeerProcess("billing", Path(folder) / "peer.sqlite3", token=TOKEN) as peer:
             config = root / "accord.yaml"
             text = config.read_text(encoding="utf-8")

@@ -32,9 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 from tests.sync.drill import DrillSettings, run_drill
 
 from accord.demo.run import write_project
-from accord.store.engine import make_engine
-from accord.store.migrate import upgrade
-from pipeline import RESULTS, _commit, fresh_schema, machine
+from pipeline import RESULTS, _commit, fresh_store, machine
 
 
 def main() -> None:
@@ -51,13 +49,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder) / "project"
         write_project(root)
-        url = (
-            fresh_schema(args.postgres, "accord_bench_sync_faults")
-            if args.postgres
-            else f"sqlite:///{root / 'accord.sqlite3'}"
-        )
-        engine = make_engine(url)
-        upgrade(engine)
+        engine = fresh_store(args.postgres, "accord_bench_sync_faults", root / "accord.sqlite3")
         work = Path(folder) / "work"
         work.mkdir()
         with Progress(

@@ -8,24 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
-
 from accord.cli.main import app
+from tests.cli.helpers import run as _run
+from tests.cli.helpers import runner
 from tests.factories import billing_row, crm_row, write_csv, write_jsonl
-
-runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _embedded_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ACCORD_DATABASE_URL", raising=False)
-
-
-def _run(*args: str | Path, code: int = 0) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    return result.output
 
 
 def test_init_then_validate(tmp_path: Path) -> None:

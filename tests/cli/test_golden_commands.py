@@ -9,26 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from accord.cli.main import app
+from tests.cli.helpers import run as _run
 from tests.factories import anna_chain_and_bob, write_csv
-
-runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _embedded_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ACCORD_DATABASE_URL", raising=False)
-
-
-def _run(*args: str | Path, code: int = 0) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    if code:
-        assert isinstance(result.exception, SystemExit), result.exception
-        assert "Traceback" not in result.output
-    return result.output
 
 
 def _show(project: Path, golden_id: str) -> dict[str, Any]:

@@ -6,24 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
-
-from accord.cli.main import app
+from tests.cli.helpers import run
 from tests.factories import erp_order_row, erp_row, write_csv
-
-runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _embedded_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ACCORD_DATABASE_URL", raising=False)
 
 
 def _run(*args: str | Path, code: int = 0) -> str:
-    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
-    assert result.exit_code == code, result.output
-    return result.output
+    return run(*args, code=code, env={"COLUMNS": "200"})  # wide tables: a row on a line
 
 
 def test_orders_load_attach_and_orphans_are_explained(

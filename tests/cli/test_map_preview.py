@@ -6,30 +6,21 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from accord.cli import output
-from accord.cli.main import app
 from accord.config import load_project
 from accord.errors import InputRejected
 from accord.intake.preview import MAX_PREVIEW_ROWS, preview
+from tests.cli.helpers import run as _run
 from tests.factories import billing_row, erp_row, write_csv, write_jsonl
-
-runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
-def _no_database(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_database(_embedded_store: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """A database nobody can reach: the preview must not need one. A wide console, so
     that a reason is on one line of the output."""
     monkeypatch.setenv("ACCORD_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
     monkeypatch.setattr(output.console, "width", 250)
-
-
-def _run(*args: str | Path, code: int = 0) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    return result.output
 
 
 def _erp_file(tmp_path: Path) -> Path:

@@ -6,24 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-from typer.testing import CliRunner
-
-from accord.cli.main import app
+from tests.cli.helpers import run as _run
 from tests.factories import crm_row, write_csv
-
-runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _embedded_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ACCORD_DATABASE_URL", raising=False)
-
-
-def _run(*args: str | Path, code: int = 0) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    return result.output
 
 
 def test_quarantine_and_loads_commands(demo_project_dir: Path, tmp_path: Path) -> None:

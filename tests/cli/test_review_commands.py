@@ -12,34 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
-from typer.testing import CliRunner
 
-from accord.cli.main import app
 from accord.demo.generator import generate
 from accord.demo.run import inputs, write_project
 from accord.govern.permissions import cli_actor
+from tests.cli.helpers import invoke as _invoke
+from tests.cli.helpers import run as _run
 from tests.factories import anna_chain_and_bob, write_csv
-
-runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _embedded_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ACCORD_DATABASE_URL", raising=False)
-
-
-def _invoke(*args: str | Path) -> Result:
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def _run(*args: str | Path, code: int = 0) -> str:
-    result = _invoke(*args)
-    assert result.exit_code == code, result.output
-    if code:  # refused with a message, not a crash
-        assert isinstance(result.exception, SystemExit), result.exception
-        assert "Traceback" not in result.output
-    return result.output
 
 
 def _show(project: Path, review_id: int) -> dict[str, Any]:

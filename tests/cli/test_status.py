@@ -7,27 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from accord.cli.main import app
 from accord.govern import identity
 from accord.govern.permissions import Role
 from accord.workspace import open_workspace
+from tests.cli.helpers import run as _run
 from tests.factories import crm_row, write_csv
 
-runner = CliRunner()
 CRM = "    health: {max_error_rate: 0.6, in: {max_backlog: 0}}\n"
-
-
-@pytest.fixture(autouse=True)
-def _embedded_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ACCORD_DATABASE_URL", raising=False)
-
-
-def _run(*args: str | Path, code: int = 0) -> str:
-    result = runner.invoke(app, [str(a) for a in args])
-    assert result.exit_code == code, result.output
-    return result.output
 
 
 @pytest.fixture

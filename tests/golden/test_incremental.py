@@ -72,6 +72,21 @@ Key = tuple[str, str]
 _EMPTY = {"Email": "", "Phone": "", "Street": "", "PostalCode": "", "City": "", "BirthDate": ""}
 
 
+def _bridge() -> dict[str, str]:
+    """T-BZ: a record with enough in common with both T-BX and T-BY to join them."""
+    return _contact(
+        "T-BZ",
+        "Quirin",
+        "Hallweger",
+        Email="quirin.hallweger@gmx.de",
+        Phone="+49 8031 5550177",
+        BirthDate="1971-09-30",
+        Street="Mühlbachweg 12",
+        PostalCode="83026",
+        City="Rosenheim",
+    )
+
+
 def _contact(source_id: str, first: str, last: str, **values: str) -> dict[str, str]:
     return crm_row(source_id, FirstName=first, LastName=last, **(_EMPTY | values))
 
@@ -546,21 +561,7 @@ def test_a_new_record_bridging_two_customers_merges_them(based: Based) -> None:
     assert first != second  # too little in common: two customers so far
     seq = _last_seq(based.engine)
 
-    report = based.add(
-        [
-            _contact(
-                "T-BZ",
-                "Quirin",
-                "Hallweger",
-                Email="quirin.hallweger@gmx.de",
-                Phone="+49 8031 5550177",
-                BirthDate="1971-09-30",
-                Street="Mühlbachweg 12",
-                PostalCode="83026",
-                City="Rosenheim",
-            )
-        ]
-    )
+    report = based.add([_bridge()])
 
     kept = based.golden_of("T-BZ")
     assert kept in {first, second}
@@ -1040,21 +1041,7 @@ def test_an_override_survives_incremental_matching_and_follows_a_merge(based: Ba
     assert _golden(based.engine, second)["data"]["city"] == "Wasserburg"
 
     # T-BZ bridges the two customers: one of them is merged into the other
-    based.add(
-        [
-            _contact(
-                "T-BZ",
-                "Quirin",
-                "Hallweger",
-                Email="quirin.hallweger@gmx.de",
-                Phone="+49 8031 5550177",
-                BirthDate="1971-09-30",
-                Street="Mühlbachweg 12",
-                PostalCode="83026",
-                City="Rosenheim",
-            )
-        ]
-    )
+    based.add([_bridge()])
     kept = based.golden_of("T-BZ")
     assert kept in {first, second}
     golden = _golden(based.engine, kept)

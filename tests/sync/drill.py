@@ -25,8 +25,6 @@ have seen.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import random
 import signal
@@ -43,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-import nats
 import orjson
 from ruamel.yaml import YAML
 from sqlalchemy import Engine, func, select, text
@@ -56,7 +53,7 @@ from accord.store.engine import writing
 from accord.store.tables import sync_delivery
 from accord.sync.bus import BusConfig
 from accord.sync.dispatch import status
-from tests.sync.jetstream import NATS_URL, Subject
+from tests.sync.jetstream import NATS_URL, Subject, delete_stream, stream_size
 
 TOKEN = "drill-token"
 HTTP_TARGETS = ("billing", "service")
@@ -469,12 +466,12 @@ def run_drill(
     application = f"accord-drill-{uuid.uuid4().hex[:8]}"
     subject = Subject()
     subject.create()
-    on_bus: str | None = None  # the project's name, with the bus
+    on_bus: str | None = None  # the project's stream, with the bus
     try:
         with _peers(work, settings.peer_faults, settings.seed) as peers:
             project = add_targets(root, peers, subject, settings)
             if settings.bus:
-                on_bus = project.config.project
+                on_bus = BusConfig([NATS_URL], project.config.project, 1).stream
             started = time.monotonic()
             with (
                 Workers(
@@ -500,38 +497,12 @@ def run_drill(
                 raise chaos.failure
             _check(engine, project, peers=peers, subject=subject, changes=changes, report=report)
             if on_bus is not None:
-                report.streamed = bus_messages(on_bus)
+                report.streamed = stream_size(on_bus)
     finally:
         subject.delete()
         if on_bus is not None:
-            delete_bus_stream(on_bus)
+            delete_stream(on_bus)
     return report
-
-
-def _bus(project: str) -> BusConfig:
-    return BusConfig([NATS_URL], project, 1)
-
-
-def bus_messages(project: str) -> int:
-    """The messages in the project's stream on the bus."""
-
-    async def count() -> int:
-        client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
-        info = await client.jetstream().stream_info(_bus(project).stream)
-        await client.close()
-        return int(info.state.messages)
-
-    return asyncio.run(count())
-
-
-def delete_bus_stream(project: str) -> None:
-    async def delete() -> None:
-        client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await client.jetstream().delete_stream(_bus(project).stream)
-        await client.close()
-
-    asyncio.run(delete())
 
 
 def _produce(

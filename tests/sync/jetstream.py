@@ -4,6 +4,7 @@ subject, and what it holds."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from typing import Any
@@ -90,3 +91,27 @@ def jetstream_available() -> None:
         await client.close()
 
     require("NATS JetStream", NATS_URL, lambda: asyncio.run(probe()))
+
+
+def stream_size(stream: str) -> int:
+    """How many messages `stream` holds."""
+
+    async def count() -> int:
+        client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
+        info = await client.jetstream().stream_info(stream)
+        await client.close()
+        return int(info.state.messages)
+
+    return asyncio.run(count())
+
+
+def delete_stream(stream: str) -> None:
+    """Delete `stream` if there is one."""
+
+    async def delete() -> None:
+        client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await client.jetstream().delete_stream(stream)
+        await client.close()
+
+    asyncio.run(delete())

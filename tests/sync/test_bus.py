@@ -39,7 +39,7 @@ from accord.sync.bus import (
 from accord.sync.dispatch import TargetDispatcher
 from accord.workspace import Workspace
 from tests.sync.helpers import with_billing_delivery
-from tests.sync.jetstream import NATS_URL, jetstream_available
+from tests.sync.jetstream import NATS_URL, delete_stream, jetstream_available
 
 # billing is configured, never called: these tests plan, they do not send
 DELIVER = """
@@ -55,7 +55,7 @@ def bus() -> Iterator[BusConfig]:
     jetstream_available()
     config = BusConfig([NATS_URL], f"test-{uuid.uuid4().hex[:10]}", 4)
     yield config
-    _run(_delete_stream(config))
+    delete_stream(config.stream)
 
 
 @pytest.fixture
@@ -66,13 +66,6 @@ def billing(engine: Engine, demo_project_dir: Path, monkeypatch: pytest.MonkeyPa
 
 def _run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
-
-
-async def _delete_stream(config: BusConfig) -> None:
-    client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
-    with contextlib.suppress(nats.js.errors.NotFoundError):
-        await client.jetstream().delete_stream(config.stream)
-    await client.close()
 
 
 def _stream(config: BusConfig) -> list[tuple[dict[str, str], Message]]:

@@ -11,7 +11,6 @@ Every golden change reaches both peers through the workers alone."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import csv
 import os
@@ -26,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
-import nats
 import pytest
 from ruamel.yaml import YAML
 from sqlalchemy import Engine, func, select
@@ -51,7 +49,7 @@ from accord.store.migrate import upgrade
 from accord.store.tables import crosswalk, golden_change, golden_record, sync_delivery
 from accord.sync.bus import RELAY, BusConfig
 from tests.conftest import _empty
-from tests.sync.jetstream import NATS_URL, jetstream_available
+from tests.sync.jetstream import NATS_URL, delete_stream, jetstream_available, stream_size
 
 CUSTOMERS = 150
 EXPORTS = 3  # CRM files dropped while the workers run
@@ -174,13 +172,13 @@ def _run(
             )
         outcome = _outcome(engine, peers)
         if bus:
-            outcome.streamed = asyncio.run(_streamed(BusConfig([NATS_URL], name, 1)))
+            outcome.streamed = stream_size(BusConfig([NATS_URL], name, 1).stream)
         return outcome
     finally:
         for peer in peers.values():
             peer.stop()
         if bus:
-            asyncio.run(_delete_stream(BusConfig([NATS_URL], name, 1)))
+            delete_stream(BusConfig([NATS_URL], name, 1).stream)
 
 
 def _configure(project_dir: Path, name: str) -> None:
@@ -330,17 +328,3 @@ def _records(system: str, peer: PeerProcess) -> dict[str, dict[str, Any]]:
             if not page["next"]:
                 return found
             after = page["next"]
-
-
-async def _streamed(config: BusConfig) -> int:
-    client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
-    info = await client.jetstream().stream_info(config.stream)
-    await client.close()
-    return int(info.state.messages)
-
-
-async def _delete_stream(config: BusConfig) -> None:
-    client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
-    with contextlib.suppress(nats.js.errors.NotFoundError):
-        await client.jetstream().delete_stream(config.stream)
-    await client.close()

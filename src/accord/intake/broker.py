@@ -38,6 +38,7 @@ so a consumer that is closed, loses its connection or dies loses nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -259,6 +260,47 @@ class Consumer:
             hint="check that the server is up; what was stored is kept, and what was not "
             "acknowledged is delivered again to the next consumer",
         )
+
+
+class Connection:
+    """One connection to NATS on an asyncio loop of its own (the rest of Accord is
+    synchronous), made again on first use after it was lost or dropped: sync out's NATS
+    channel and the scale-out mode's bus each keep one. `client` raises
+    BrokerUnavailable; `on_connect` is awaited with each new connection."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+        self._loop: asyncio.Runner | None = None
+        self._client: Client | None = None
+
+    def run(self, coroutine: Any) -> Any:
+        """Run `coroutine` on the connection's loop, to its end."""
+        if self._loop is None:
+            self._loop = asyncio.Runner()
+        return self._loop.run(coroutine)
+
+    async def client(self) -> Client:
+        if self._client is None or not self._client.is_connected:
+            await self.drop()
+            self._client = await _connect(self.urls)
+            await self.on_connect(self._client)
+        return self._client
+
+    async def on_connect(self, client: Client) -> None:
+        """What a new connection needs first (nothing here)."""
+
+    async def drop(self) -> None:
+        """Close the connection (a broken one too); the next `client` connects again."""
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):  # closing a broken connection
+                await client.close()
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.run(self.drop())
+            self._loop.close()
+            self._loop = None
 
 
 async def connect(urls: list[str]) -> Client:

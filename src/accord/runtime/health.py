@@ -34,6 +34,7 @@ from accord.runtime.scheduler import status as channel_status
 from accord.store import health as store
 from accord.store import linked as linked_store
 from accord.store import sync as sync_store
+from accord.store.health import nearest_rank
 from accord.store.types import utcnow
 
 Direction = Literal["in", "out"]
@@ -341,12 +342,6 @@ def _delivery(conn: Connection, target: str, now: datetime, active: int) -> Deli
         active,
         store.customers_held(conn, target) if active else 0,
     )
-
-
-def nearest_rank(percent: int, count: int) -> int:
-    """The rank (from 1) of the `percent`th percentile of `count` sorted values: the
-    smallest value with at least `percent`% of them at or below it."""
-    return max(1, -(-percent * count // 100))
 
 
 def limits(project: Project) -> dict[tuple[str, Direction], Limits]:

@@ -165,18 +165,7 @@ def insert_rows(
             upsert(conn, table, [dict(r) for r in rows], list(replace_on), tuple(keep))
         return
     names = list(rows[0])
-    values = []
-    for name in names:
-        column = [row[name] for row in rows]
-        kind = table.c[name].type.dialect_impl(conn.dialect)
-        process = kind.bind_processor(conn.dialect)
-        if process is None:
-            values.append(column)
-        elif isinstance(column[0], datetime):  # mostly one time for all rows: convert it once
-            converted = {value: process(value) for value in set(column)}
-            values.append([converted[value] for value in column])
-        else:
-            values.append([process(value) for value in column])
+    values = [driver_values(conn, table, name, [row[name] for row in rows]) for name in names]
     replacing = None
     if replace_on is not None:
         keys = [table.c[key].name for key in replace_on]
@@ -192,6 +181,19 @@ def insert_rows(
     if replacing is not None:
         sql += " " + replacing
     conn.exec_driver_sql(sql, list(zip(*values, strict=True)))
+
+
+def driver_values(conn: Connection, table: Table, name: str, column: list[Any]) -> list[Any]:
+    """The values of `table`'s column `name` as the driver takes them, converted by the
+    column's type as SQLAlchemy would (JSON, UTC datetimes): for statements given to the
+    driver's `executemany` straight, without SQLAlchemy's per-row parameter handling."""
+    process = table.c[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    if process is None:
+        return column
+    if column and isinstance(column[0], datetime):  # mostly one time for all rows: once
+        converted = {value: process(value) for value in set(column)}
+        return [converted[value] for value in column]
+    return [process(value) for value in column]
 
 
 def _unique(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> bool:

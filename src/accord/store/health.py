@@ -24,6 +24,12 @@ from accord.store.tables import (
 )
 
 
+def nearest_rank(percent: int, count: int) -> int:
+    """The rank (from 1) of the `percent`th percentile of `count` sorted values: the
+    smallest value with at least `percent`% of them at or below it."""
+    return max(1, -(-percent * count // 100))
+
+
 @dataclass(frozen=True)
 class Arrivals:
     """What came in from one system lately: versions stored, entries quarantined."""
@@ -172,7 +178,7 @@ def waits(conn: Connection, since: datetime, percents: Sequence[int]) -> dict[st
         totals[system] = int(total)
         by_rank.setdefault(system, {})[int(rank)] = max(float(seconds), 0.0)
     return {
-        system: Waits(total, {p: by_rank[system][max(1, -(-p * total // 100))] for p in rank_of})
+        system: Waits(total, {p: by_rank[system][nearest_rank(p, total)] for p in rank_of})
         for system, total in totals.items()
     }
 

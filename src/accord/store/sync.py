@@ -17,7 +17,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     and_,
-    bindparam,
     exists,
     func,
     or_,
@@ -26,7 +25,7 @@ from sqlalchemy import (
     update,
 )
 
-from accord.store.dialect import insert_rows
+from accord.store.dialect import driver_values, insert_rows
 from accord.store.engine import json_text, json_value
 from accord.store.records import LOOKUP_CHUNK
 from accord.store.tables import (
@@ -149,10 +148,10 @@ def next_due(conn: Connection, target: str) -> datetime | None:
 
 
 def finish(conn: Connection, target: str, outcomes: Sequence[Outcome]) -> None:
-    """Record how these deliveries' attempts ended. On SQLite the rows go straight to
-    the driver's `executemany`, each column converted once by its type, as
-    `dialect.insert_rows` does: SQLAlchemy's per-row parameter handling cost more than
-    the UPDATE itself (a round records up to `batch_size` outcomes)."""
+    """Record how these deliveries' attempts ended, in one statement on PostgreSQL (the
+    outcomes as arrays, unnested), and on SQLite straight through the driver's
+    `executemany` (`dialect.driver_values`): SQLAlchemy's per-row parameter handling
+    cost more than the UPDATE itself (a round records up to `batch_size` outcomes)."""
     if not outcomes:
         return
     now = utcnow()
@@ -167,7 +166,6 @@ def finish(conn: Connection, target: str, outcomes: Sequence[Outcome]) -> None:
         [now if o.state != PENDING else None for o in outcomes],
     ]
     if conn.dialect.name == "postgresql":
-        # one statement for the round: the outcomes as arrays, unnested and joined
         conn.execute(
             _FINISH_FROM_ARRAYS,
             {
@@ -183,22 +181,10 @@ def finish(conn: Connection, target: str, outcomes: Sequence[Outcome]) -> None:
             },
         )
         return
-    if conn.dialect.name != "sqlite":
-        conn.execute(
-            update(sync_delivery)
-            .where(
-                sync_delivery.c.target == target,
-                sync_delivery.c.change_id == bindparam("b_change_id"),
-            )
-            .values({name: bindparam(f"b_{name}") for name in names}),
-            [
-                {"b_change_id": o.change_id}
-                | {f"b_{n}": c[i] for n, c in zip(names, columns, strict=True)}
-                for i, o in enumerate(outcomes)
-            ],
-        )
-        return
-    converted = [_bound(conn, name, column) for name, column in zip(names, columns, strict=True)]
+    converted = [
+        driver_values(conn, sync_delivery, name, column)
+        for name, column in zip(names, columns, strict=True)
+    ]
     assignments = ", ".join(f"{name} = ?" for name in names)
     conn.exec_driver_sql(
         f"UPDATE sync_delivery SET {assignments} WHERE target = ? AND change_id = ?",
@@ -224,18 +210,6 @@ _FINISH_FROM_ARRAYS = text(
     WHERE d.target = :target AND d.change_id = v.change_id
     """
 )
-
-
-def _bound(conn: Connection, name: str, values: list[Any]) -> list[Any]:
-    """`values` of column `name` of sync_delivery as the driver takes them, converted by
-    the column's type as SQLAlchemy would (UTC datetimes, JSON), each distinct time once."""
-    process = sync_delivery.c[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    if process is None:
-        return values
-    if name.endswith("_at"):
-        done = {value: process(value) for value in set(values)}
-        return [done[value] for value in values]
-    return [process(value) for value in values]
 
 
 def known_records(
@@ -293,8 +267,8 @@ def _written(value: Any) -> str | None:
     return None if value is None else json_text(value)
 
 
-def _read(text: str | None) -> Any:
-    return None if text is None else json_value(text)
+def _read(stored: str | None) -> Any:
+    return None if stored is None else json_value(stored)
 
 
 def _conflict_row(row: Any) -> dict[str, Any]:

@@ -35,7 +35,6 @@ record out of order.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -97,7 +96,7 @@ class BusConfig:
     @property
     def token(self) -> str:
         """The project's name as a subject token and stream name part."""
-        return re.sub(r"[^A-Za-z0-9_-]", "_", self.project).lower() or "accord"
+        return _token(self.project).lower() or "accord"
 
     @property
     def stream(self) -> str:
@@ -111,7 +110,12 @@ class BusConfig:
         return f"accord.{self.token}.changes.{partition(golden_id, self.partitions)}"
 
     def durable(self, target: str) -> str:
-        return f"accord-deliver-{re.sub(r'[^A-Za-z0-9_-]', '_', target)}"
+        return f"accord-deliver-{_token(target)}"
+
+
+def _token(name: str) -> str:
+    """`name` with what NATS does not take in a subject token or a name replaced."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)
 
 
 def partition(golden_id: str, partitions: int) -> int:
@@ -166,36 +170,25 @@ class Message:
             raise ValueError(f"not a change message: {exc}") from None
 
 
-class _Connection:
-    """One connection to the bus on an asyncio loop of its own (the rest of Accord is
-    synchronous), made again after it is lost."""
+class _Connection(broker.Connection):
+    """The bus's connection: the project's stream made on first use (file storage, the
+    duplicate window); a server that cannot be reached is BusUnavailable."""
 
     def __init__(self, config: BusConfig) -> None:
+        super().__init__(config.urls)
         self.config = config
-        self._loop: asyncio.Runner | None = None
-        self._client: Client | None = None
-
-    def run(self, coroutine: Any) -> Any:
-        if self._loop is None:
-            self._loop = asyncio.Runner()
-        return self._loop.run(coroutine)
 
     async def client(self) -> Client:
-        if self._client is None or not self._client.is_connected:
-            await self.drop()
-            try:
-                self._client = await broker.connect(self.config.urls)
-            except broker.BrokerUnavailable as exc:
-                raise BusUnavailable(
-                    exc.message,
-                    hint="start the NATS server (with JetStream), or correct ACCORD_BUS_URL; "
-                    "changes wait in the outbox meanwhile",
-                ) from None
-            await self._stream(self._client)
-        return self._client
+        try:
+            return await super().client()
+        except broker.BrokerUnavailable as exc:
+            raise BusUnavailable(
+                exc.message,
+                hint="start the NATS server (with JetStream), or correct ACCORD_BUS_URL; "
+                "changes wait in the outbox meanwhile",
+            ) from None
 
-    async def _stream(self, client: Client) -> None:
-        """Make the project's stream on first use (file storage, the duplicate window)."""
+    async def on_connect(self, client: Client) -> None:
         js = client.jetstream(timeout=TIMEOUT)
         config = self.config
         try:
@@ -209,18 +202,6 @@ class _Connection:
                         duplicate_window=DUPLICATE_WINDOW,
                     )
                 )
-
-    async def drop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            with contextlib.suppress(Exception):  # closing a broken connection
-                await client.close()
-
-    def close(self) -> None:
-        if self._loop is not None:
-            self._loop.run(self.drop())
-            self._loop.close()
-            self._loop = None
 
 
 class Relay:
@@ -347,7 +328,7 @@ class BusFeed:
             return 0
         planned = 0
         with writing(dispatcher.engine) as conn:
-            dispatcher._fence(conn, take=True)  # the feed plans for it
+            dispatcher.fence(conn, take=True)
             cursor = dispatcher.restart_if_pruned(conn)
             wanted: list[tuple[int, str]] = []
             for message in sorted(self._read(messages), key=lambda m: m.heading.id):

@@ -178,11 +178,11 @@ class TargetDispatcher:
         self.feed = feed
 
     def renew(self) -> None:
-        """Renew the hold on the target in a transaction of its own (see `_fence`)."""
+        """Renew the hold on the target in a transaction of its own (see `fence`)."""
         with writing(self.engine) as conn:
-            self._fence(conn)
+            self.fence(conn)
 
-    def _fence(self, conn: Connection, *, take: bool = False) -> None:
+    def fence(self, conn: Connection, *, take: bool = False) -> None:
         """First in every transaction that plans or records: renew the hold, or raise
         LeaseLost (rolling the transaction back) when another process has the target.
         With `take` (planning, which reads the cursor after this and so cannot repeat
@@ -215,7 +215,7 @@ class TargetDispatcher:
         planned = 0
         while True:
             with writing(self.engine) as conn:
-                self._fence(conn, take=True)
+                self.fence(conn, take=True)
                 start = self.restart_if_pruned(conn)
                 changes = outbox.headings_after(conn, start, PLAN_BATCH)
                 if not changes:
@@ -291,7 +291,7 @@ class TargetDispatcher:
             report.error = f"{self.target}: circuit open after repeated failures; waiting"
             outcomes = []
         with writing(self.engine) as conn:
-            self._fence(conn)
+            self.fence(conn)
             sync_store.save_records(conn, self.target, work.known.values())
             sync_store.add_conflicts(conn, work.conflicts)
             sync_store.finish(conn, self.target, outcomes)
@@ -352,7 +352,7 @@ class TargetDispatcher:
                 _retry(self, delivery, now, status=None, error=str(failure), retry_after=None)
             )
         with writing(self.engine) as conn:
-            self._fence(conn)
+            self.fence(conn)
             sync_store.finish(conn, self.target, outcomes)
         report.writes = len(done)
         _count(report, outcomes)

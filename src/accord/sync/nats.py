@@ -20,8 +20,6 @@ event loop of its own, as the broker intake does.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -70,8 +68,7 @@ class NatsChannel:
         self.project = project
         self.urls = broker.server_urls(config, os.environ)
         self._format = JSONFormat()
-        self._loop: asyncio.Runner | None = None
-        self._client: Client | None = None
+        self._nats = broker.Connection(self.urls)
         self._failure: str | None = None  # why the last publish stopped short
 
     def publish(self, items: Sequence[tuple[Change, dict[str, Any]]]) -> list[Published]:
@@ -79,7 +76,7 @@ class NatsChannel:
         `items`). Raises Unavailable when none could be (no server, no stream)."""
         if not items:
             return []
-        done: list[Published] = self._run(self._publish(items))
+        done: list[Published] = self._nats.run(self._publish(items))
         if not done:
             raise Unavailable(self._failure or f"{self.target}: nothing could be published")
         return done
@@ -108,7 +105,7 @@ class NatsChannel:
                 break
             except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
                 self._failure = f"{self.target}: publishing failed: {type(exc).__name__}: {exc}"
-                await self._drop()
+                await self._nats.drop()
                 break
             done.append(Published(change.id, ack.seq, bool(ack.duplicate)))
         return done
@@ -119,26 +116,10 @@ class NatsChannel:
         return self._failure
 
     async def _connected(self) -> Client:
-        if self._client is None or not self._client.is_connected:
-            try:
-                self._client = await broker.connect(self.urls)
-            except broker.BrokerUnavailable as exc:
-                raise Unavailable(str(exc)) from None
-        return self._client
-
-    async def _drop(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            with contextlib.suppress(Exception):  # closing a broken connection
-                await client.close()
-
-    def _run(self, coroutine: Any) -> Any:
-        if self._loop is None:
-            self._loop = asyncio.Runner()
-        return self._loop.run(coroutine)
+        try:
+            return await self._nats.client()
+        except broker.BrokerUnavailable as exc:
+            raise Unavailable(str(exc)) from None
 
     def close(self) -> None:
-        if self._loop is not None:
-            self._loop.run(self._drop())
-            self._loop.close()
-            self._loop = None
+        self._nats.close()
