@@ -8,7 +8,10 @@ VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test lint bench format clean
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint bench format clean screenshots
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -22,8 +25,13 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 demo: $(VENV)/.synced
 	$(VENV)/bin/accord demo demo-project
 
-## test: every test, on SQLite and PostgreSQL (127.0.0.1:5432, database test)
-test: $(VENV)/.synced
+# The browser tests drive Debian's Chromium (Playwright's own browser downloads are not used).
+$(CHROMIUM):
+	$(SUDO) apt-get install -y --no-install-recommends chromium \
+		|| { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
+
+## test: every test, on SQLite and PostgreSQL (127.0.0.1:5432, database test), and the browser tests in Chromium
+test: $(VENV)/.synced $(CHROMIUM)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 ## lint: ruff and mypy (strict on src/)

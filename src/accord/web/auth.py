@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
 from sqlalchemy import Connection
 
 from accord.errors import NotAllowed, NotAuthenticated
 from accord.govern import identity
-from accord.govern.permissions import Actor
+from accord.govern.permissions import Actor, Permission, require
 from accord.store.engine import writing
 from accord.workspace import Workspace
 
@@ -68,6 +68,23 @@ def check_csrf(request: Request, submitted: str | None) -> None:
 
 def new_csrf_token() -> str:
     return secrets.token_urlsafe(32)
+
+
+class Needs:
+    """A route's declared permission, as a dependency: the actor, if they hold it.
+    Routes say `actor: Annotated[Actor, needs(Permission.X)]`; a test walks the app's
+    routes and checks that each one but sign-in and health declares one."""
+
+    def __init__(self, permission: Permission) -> None:
+        self.permission = permission
+
+    def __call__(self, actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
+        require(actor, self.permission)
+        return actor
+
+
+def needs(permission: Permission) -> Any:
+    return Depends(Needs(permission))
 
 
 ActorDep = Annotated[Actor, Depends(current_actor)]

@@ -49,7 +49,7 @@ def register(app: FastAPI) -> None:
             if status == 401:
                 target = quote(request.url.path, safe="/")
                 return RedirectResponse(f"/login?next={target}", status_code=303)
-            from accord.web.pages import render_error  # noqa: PLC0415
+            from accord.web.pages.common import render_error  # noqa: PLC0415
 
             return render_error(request, status, exc.message)
         body: dict[str, str] = {"error": type(exc).__name__, "message": exc.message}
