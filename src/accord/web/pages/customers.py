@@ -1,11 +1,11 @@
-"""Customer search and the customer page."""
+"""Customer search."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse
 
 from accord.golden import customers
 from accord.govern.permissions import Actor, Permission
@@ -29,11 +29,3 @@ def customer_list(
     # htmx asks for the rows only while the user types in the search box
     name = "_customer_rows.html" if request.headers.get("hx-request") else "customers.html"
     return render(request, name, context)
-
-
-@router.get("/customers/{golden_id}")
-def customer_page(request: Request, golden_id: str, actor: Reader, conn: ConnDep) -> Response:
-    customer = customers.get(conn, actor, golden_id)
-    if customer["status"] == "merged" and customer["merged_into"]:
-        return RedirectResponse(f"/customers/{customer['merged_into']}", status_code=303)
-    return render(request, "customer.html", {"actor": actor, "customer": customer})
