@@ -287,10 +287,13 @@ def test_unknown_reviews_and_customers_are_404(api_sqlite: Api) -> None:
     client = api_sqlite.client
     for response in [
         client.get("/api/v1/reviews/999999"),
-        client.get("/api/v1/reviews/-1"),
         client.post("/api/v1/reviews/999999/decision", json={"decision": "same"}),
     ]:
         assert "no review" in _error(response, 404, "NotFound")["message"]
+    # an id no row can have is not valid at all: 422, saying where
+    for bad in ("-1", "0", str(2**63)):
+        body = _error(client.get(f"/api/v1/reviews/{bad}"), 422, "InputRejected")
+        assert body["problems"][0]["where"] == "path.review_id", body
     split = client.post("/api/v1/customers/C0000404/split", json={"records": [SPLIT_C2]})
     assert "no active customer" in _error(split, 404, "NotFound")["message"]
 

@@ -13,19 +13,22 @@ from pydantic import BaseModel, Field
 
 from accord.golden import customers
 from accord.govern import identity
+from accord.govern.permissions import Actor, Permission
 from accord.intake import push
 from accord.linked import service as linked
 from accord.runtime.admission import Admission
 from accord.steward import service as steward
 from accord.store.engine import writing
-from accord.web.auth import SESSION_COOKIE, ActorDep, ConnDep, end_session, workspace
+from accord.web.auth import SESSION_COOKIE, ActorDep, ConnDep, end_session, needs, workspace
+from accord.web.errors import ERROR_RESPONSES
+from accord.web.params import RequestBody, RowId
 from accord.workspace import Workspace
 
-router = APIRouter(prefix="/api/v1", tags=["api"])
+router = APIRouter(prefix="/api/v1", tags=["api"], responses=ERROR_RESPONSES)
 Item = TypeVar("Item", bound=BaseModel)
 
 
-class Credentials(BaseModel):
+class Credentials(RequestBody):
     username: str = Field(min_length=1, max_length=150)
     password: str = Field(min_length=1, max_length=1024)
 
@@ -154,7 +157,7 @@ def sign_out(
 
 @router.get("/customers", response_model=CustomerPage)
 def list_customers(
-    actor: ActorDep,
+    actor: Annotated[Actor, needs(Permission.CUSTOMERS_READ)],
     conn: ConnDep,
     q: Annotated[str | None, Query(max_length=200, description="text to look for")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -171,14 +174,19 @@ def list_customers(
 
 
 @router.get("/customers/{golden_id}", response_model=Customer)
-def get_customer(golden_id: str, actor: ActorDep, conn: ConnDep) -> dict[str, Any]:
+def get_customer(
+    golden_id: str, actor: Annotated[Actor, needs(Permission.CUSTOMERS_READ)], conn: ConnDep
+) -> dict[str, Any]:
     """One golden customer with each value's lineage and its member records."""
     return customers.get(conn, actor, golden_id)
 
 
 @router.get("/systems/{system}/records/{source_id}", response_model=SourceRecord)
 def get_source_record(
-    system: str, source_id: str, actor: ActorDep, conn: ConnDep
+    system: str,
+    source_id: str,
+    actor: Annotated[Actor, needs(Permission.RECORDS_READ)],
+    conn: ConnDep,
 ) -> dict[str, Any]:
     """A source record as the system sent it, every version, and its golden customer."""
     return customers.source_record(conn, actor, system, source_id)
@@ -230,7 +238,7 @@ OrphanPage = Page[Orphan]
 @router.get("/customers/{golden_id}/linked", response_model=CustomerLinked, tags=["linked"])
 def get_customer_linked(
     golden_id: str,
-    actor: ActorDep,
+    actor: Annotated[Actor, needs(Permission.CUSTOMERS_READ)],
     conn: ConnDep,
     kind: Annotated[str | None, Query(max_length=32, description="only this kind")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -245,7 +253,7 @@ def get_customer_linked(
 
 @router.get("/linked/orphans", response_model=OrphanPage, tags=["linked"])
 def list_orphans(
-    actor: ActorDep,
+    actor: Annotated[Actor, needs(Permission.RECORDS_READ)],
     conn: ConnDep,
     system: Annotated[str | None, Query(max_length=64)] = None,
     kind: Annotated[str | None, Query(max_length=32)] = None,
@@ -302,7 +310,7 @@ class PushOut(BaseModel):
 async def push_records(
     system: str,
     request: Request,
-    actor: ActorDep,
+    actor: Annotated[Actor, needs(Permission.RECORDS_WRITE)],
     idempotency_key: Annotated[str | None, Header(max_length=push.MAX_KEY_CHARS)] = None,
 ) -> Response:
     """A batch of records from `system`, sent with its own API key: stored before the
@@ -375,7 +383,7 @@ class Review(ReviewSummary):
     decision: dict[str, Any] | None
 
 
-class DecisionIn(BaseModel):
+class DecisionIn(RequestBody):
     decision: Literal["same", "different"]
     note: str = Field("", max_length=2000)
 
@@ -388,7 +396,7 @@ class DecisionOut(BaseModel):
     takes_effect: str = "at the next resolve"
 
 
-class SplitIn(BaseModel):
+class SplitIn(RequestBody):
     records: list[RecordRef] = Field(min_length=1, max_length=1000)
     note: str = Field("", max_length=2000)
 
@@ -402,7 +410,7 @@ class SplitOut(BaseModel):
 
 @router.get("/reviews", response_model=ReviewPage, tags=["stewardship"])
 def list_reviews(
-    actor: ActorDep,
+    actor: Annotated[Actor, needs(Permission.MATCHES_READ)],
     conn: ConnDep,
     status: Annotated[Literal["open", "decided", "withdrawn"], Query()] = "open",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -413,7 +421,9 @@ def list_reviews(
 
 
 @router.get("/reviews/{review_id}", response_model=Review, tags=["stewardship"])
-def get_review(review_id: int, actor: ActorDep, conn: ConnDep) -> dict[str, Any]:
+def get_review(
+    review_id: RowId, actor: Annotated[Actor, needs(Permission.MATCHES_READ)], conn: ConnDep
+) -> dict[str, Any]:
     """One pair: both records, their customers, the explanation, any decision."""
     return steward.review(conn, actor, review_id)
 
@@ -431,7 +441,7 @@ class PairExplanation(BaseModel):
 
 @router.get("/match/explain", response_model=PairExplanation, tags=["stewardship"])
 def explain_pair(
-    actor: ActorDep,
+    actor: Annotated[Actor, needs(Permission.MATCHES_READ)],
     conn: ConnDep,
     ws: Annotated[Workspace, Depends(workspace)],
     left_system: Annotated[str, Query(min_length=1, max_length=64)],
@@ -447,9 +457,9 @@ def explain_pair(
 
 @router.post("/reviews/{review_id}/decision", response_model=DecisionOut, tags=["stewardship"])
 def decide_review(
-    review_id: int,
+    review_id: RowId,
     body: DecisionIn,
-    actor: ActorDep,
+    actor: Annotated[Actor, needs(Permission.MATCHES_DECIDE)],
     ws: Annotated[Workspace, Depends(workspace)],
 ) -> dict[str, Any]:
     """Decide a pair: the same customer, or different customers. Every later resolve
@@ -462,7 +472,7 @@ def decide_review(
 def split_customer(
     golden_id: str,
     body: SplitIn,
-    actor: ActorDep,
+    actor: Annotated[Actor, needs(Permission.MATCHES_DECIDE)],
     ws: Annotated[Workspace, Depends(workspace)],
 ) -> dict[str, Any]:
     """Split member records out of a customer; they are never merged back with the rest."""

@@ -14,11 +14,13 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from accord.govern.permissions import Actor, Permission
 from accord.runtime.health import PERCENTILES, HealthReport, health_report
-from accord.web.auth import ActorDep, workspace
+from accord.web.auth import needs, workspace
+from accord.web.errors import ERROR_RESPONSES
 from accord.workspace import Workspace
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=ERROR_RESPONSES)
 
 
 class HealthCollector(Collector):
@@ -193,7 +195,9 @@ def _gauge(name: str, documentation: str, labels: list[str]) -> GaugeMetricFamil
 
 @router.get("/metrics")
 def metrics(
-    request: Request, actor: ActorDep, ws: Annotated[Workspace, Depends(workspace)]
+    request: Request,
+    actor: Annotated[Actor, needs(Permission.HEALTH_READ)],
+    ws: Annotated[Workspace, Depends(workspace)],
 ) -> Response:
     """The health figures for Prometheus; needs `health:read`."""
     report = health_report(ws.engine, ws.project, actor=actor)

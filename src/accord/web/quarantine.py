@@ -12,11 +12,14 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from accord.errors import InputRejected
+from accord.govern.permissions import Actor, Permission
 from accord.intake import loads, quarantine
-from accord.web.auth import ActorDep, ConnDep, workspace
+from accord.web.auth import ConnDep, needs, workspace
+from accord.web.errors import ERROR_RESPONSES
+from accord.web.params import RequestBody, RowId, RowIdValue, SmallRowId
 from accord.workspace import Workspace
 
-router = APIRouter(prefix="/api/v1", tags=["quarantine"])
+router = APIRouter(prefix="/api/v1", tags=["quarantine"], responses=ERROR_RESPONSES)
 WorkspaceDep = Annotated[Workspace, Depends(workspace)]
 
 
@@ -50,7 +53,7 @@ class Entry(EntrySummary):
     closed_at: datetime | None
 
 
-class CorrectionIn(BaseModel):
+class CorrectionIn(RequestBody):
     """Exactly one of: the whole record, fields to change, the corrected raw text."""
 
     fields: dict[str, Any] | None = None
@@ -58,8 +61,8 @@ class CorrectionIn(BaseModel):
     text: str | None = Field(None, description="a JSON object, or a CSV row")
 
 
-class ReplayIn(BaseModel):
-    ids: list[int] | None = Field(None, min_length=1, max_length=10_000)
+class ReplayIn(RequestBody):
+    ids: list[RowIdValue] | None = Field(None, min_length=1, max_length=10_000)
     all: bool = Field(False, description="every open entry (of `system`, with `reason`)")
     system: str | None = Field(None, max_length=64)
     reason: str | None = Field(None, max_length=64)
@@ -76,7 +79,7 @@ class ReplayOut(BaseModel):
     failing: list[dict[str, Any]]
 
 
-class DiscardIn(BaseModel):
+class DiscardIn(RequestBody):
     reason: str = Field(min_length=1, max_length=quarantine.MAX_NOTE_CHARS)
 
 
@@ -118,7 +121,7 @@ class WithdrawOut(BaseModel):
 
 @router.get("/quarantine", response_model=EntryPage)
 def list_entries(
-    actor: ActorDep,
+    actor: Annotated[Actor, needs(Permission.QUARANTINE_MANAGE)],
     conn: ConnDep,
     system: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[Literal["open", "replayed", "discarded", "all"], Query()] = "open",
@@ -140,14 +143,19 @@ def list_entries(
 
 
 @router.get("/quarantine/{entry_id}", response_model=Entry)
-def get_entry(entry_id: int, actor: ActorDep, conn: ConnDep) -> dict[str, Any]:
+def get_entry(
+    entry_id: RowId, actor: Annotated[Actor, needs(Permission.QUARANTINE_MANAGE)], conn: ConnDep
+) -> dict[str, Any]:
     """One entry: raw text, location, load, reasons, fields, any correction."""
     return quarantine.entry(conn, actor, entry_id)
 
 
 @router.post("/quarantine/{entry_id}/correct", response_model=Entry)
 def correct_entry(
-    entry_id: int, body: CorrectionIn, actor: ActorDep, ws: WorkspaceDep
+    entry_id: RowId,
+    body: CorrectionIn,
+    actor: Annotated[Actor, needs(Permission.QUARANTINE_MANAGE)],
+    ws: WorkspaceDep,
 ) -> dict[str, Any]:
     """Store a correction next to the original; replay the entry to store it."""
     return quarantine.correct(
@@ -162,7 +170,9 @@ def correct_entry(
 
 
 @router.post("/quarantine/replay", response_model=list[ReplayOut])
-def replay_entries(body: ReplayIn, actor: ActorDep, ws: WorkspaceDep) -> list[dict[str, Any]]:
+def replay_entries(
+    body: ReplayIn, actor: Annotated[Actor, needs(Permission.QUARANTINE_MANAGE)], ws: WorkspaceDep
+) -> list[dict[str, Any]]:
     """Replay entries (`ids`, or `all` open ones) as a load of channel replay, per system."""
     if (body.ids is not None) == body.all:
         raise InputRejected('give "ids" or "all": true, not both')
@@ -179,7 +189,10 @@ def replay_entries(body: ReplayIn, actor: ActorDep, ws: WorkspaceDep) -> list[di
 
 @router.post("/quarantine/{entry_id}/discard", response_model=Entry)
 def discard_entry(
-    entry_id: int, body: DiscardIn, actor: ActorDep, ws: WorkspaceDep
+    entry_id: RowId,
+    body: DiscardIn,
+    actor: Annotated[Actor, needs(Permission.QUARANTINE_MANAGE)],
+    ws: WorkspaceDep,
 ) -> dict[str, Any]:
     """Close an entry without storing it, saying why."""
     return quarantine.discard(ws.engine, entry_id, body.reason, actor=actor)
@@ -187,7 +200,7 @@ def discard_entry(
 
 @router.get("/loads", response_model=LoadPage, tags=["loads"])
 def list_loads(
-    actor: ActorDep,
+    actor: Annotated[Actor, needs(Permission.RECORDS_READ)],
     conn: ConnDep,
     system: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[str | None, Query(max_length=16)] = None,
@@ -201,15 +214,17 @@ def list_loads(
 
 
 @router.get("/loads/{load_id}", response_model=LoadDetail, tags=["loads"])
-def get_load(load_id: int, actor: ActorDep, conn: ConnDep) -> dict[str, Any]:
+def get_load(
+    load_id: SmallRowId, actor: Annotated[Actor, needs(Permission.RECORDS_READ)], conn: ConnDep
+) -> dict[str, Any]:
     """One load, its counts (and withdrawal), its quarantine entries by status."""
     return loads.load(conn, actor, load_id)
 
 
 @router.post("/loads/{load_id}/withdraw", response_model=WithdrawOut, tags=["loads"])
 def withdraw_load(
-    load_id: int,
-    actor: ActorDep,
+    load_id: SmallRowId,
+    actor: Annotated[Actor, needs(Permission.LOADS_WITHDRAW)],
     ws: WorkspaceDep,
     force: Annotated[bool, Query(description="a load left running by a dead process")] = False,
 ) -> dict[str, Any]:

@@ -14,8 +14,9 @@ from accord.intake import push, webhooks
 from accord.runtime.admission import Admission
 from accord.web.api import read_body
 from accord.web.auth import workspace
+from accord.web.errors import ERROR_RESPONSES
 
-router = APIRouter(prefix="/api/v1", tags=["webhooks"])
+router = APIRouter(prefix="/api/v1", tags=["webhooks"], responses=ERROR_RESPONSES)
 
 
 @router.post(
@@ -26,8 +27,20 @@ router = APIRouter(prefix="/api/v1", tags=["webhooks"])
             "content": {"application/json": {"schema": {"type": "object"}}},
         },
         "parameters": [
-            {"name": webhooks.TIMESTAMP_HEADER, "in": "header", "required": True},
-            {"name": webhooks.SIGNATURE_HEADER, "in": "header", "required": True},
+            {
+                "name": webhooks.TIMESTAMP_HEADER,
+                "in": "header",
+                "required": True,
+                "description": "when the delivery was signed, in unix seconds",
+                "schema": {"type": "string"},
+            },
+            {
+                "name": webhooks.SIGNATURE_HEADER,
+                "in": "header",
+                "required": True,
+                "description": 'v1=<hex HMAC-SHA256 of "<timestamp>.<raw body>">',
+                "schema": {"type": "string"},
+            },
         ],
     },
 )

@@ -3,12 +3,14 @@ declares the permission it needs (`accord.web.auth.needs`)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from accord.web.auth import csrf_protected
 from accord.web.pages import customer, customers, session
 from accord.web.pages.common import render_error
 
-router = APIRouter(include_in_schema=False)
+# every form of every page is checked for its CSRF token (`auth.csrf_protected`)
+router = APIRouter(include_in_schema=False, dependencies=[Depends(csrf_protected)])
 for module in (session, customers, customer):
     router.include_router(module.router)
 
