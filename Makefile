@@ -34,6 +34,10 @@ $(CHROMIUM):
 test: $(VENV)/.synced $(CHROMIUM)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
+## screenshots: run the browser tests and keep their screenshots in docs/screenshots/
+screenshots: $(VENV)/.synced $(CHROMIUM)
+	ACCORD_SCREENSHOTS=docs/screenshots $(VENV)/bin/python -m pytest tests/browser -q
+
 ## lint: ruff and mypy (strict on src/)
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check src tests benchmarks
