@@ -183,7 +183,7 @@ def test_a_correction_that_passes_is_replayed_and_says_where_it_went(
     )
     assert answer.status_code == 200
     assert "the record passed the checks and was stored" in answer.text
-    assert "accepted as <span class=\"mono\">crm/C2</span>, waiting for matching" in answer.text
+    assert 'accepted as <span class="mono">crm/C2</span>, waiting for matching' in answer.text
     assert client.get(f"/api/v1/quarantine/{entry}").json()["status"] == "replayed"
     resolve(workspace.engine, workspace.project, actor="test")
     matched = client.get(f"/quarantine/{entry}").text
@@ -307,7 +307,7 @@ def test_the_audit_log_filters_and_pages_by_sequence_number(
     assert "Older" not in second.text and "Newest" in second.text
 
     by_action = client.get("/audit", params={"action": "user.created"})
-    assert by_action.text.count("<span class=\"code\">user.created</span>") == 4
+    assert by_action.text.count('<span class="code">user.created</span>') == 4
     assert "poll.reset</span>" not in by_action.text.split("<tbody>")[1]
     by_subject = client.get("/audit", params={"subject_type": "poll_cursor", "subject_id": "sys7"})
     assert by_subject.text.count("<tr>") == 2  # the header row and sys7's
