@@ -73,7 +73,9 @@ def chart(
     def x_of(i: int) -> float:
         return LEFT + step * i
 
-    y_ticks = tuple(Tick(round(y_of(axis * f), 1), shown(axis * f, unit)) for f in (0, 0.5, 1))
+    # a count axis of 1 has no whole middle: only 0 and 1 are labelled
+    fractions = (0, 1) if unit == "count" and axis < 2 else (0, 0.5, 1)
+    y_ticks = tuple(Tick(round(y_of(axis * f), 1), shown(axis * f, unit)) for f in fractions)
     x_ticks = tuple(
         Tick(round(x_of(i) + step / 2, 1), start.strftime("%H:%M"))
         for i, start in enumerate(starts)
