@@ -4,12 +4,13 @@ at millions of records (a test checks SQLite's query plans)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, literal, or_, select
+from sqlalchemy import Connection, and_, case, func, literal, or_, select, union_all
 
 from accord.store.dialect import seconds_between
 from accord.store.queue import MAX_ATTEMPTS
@@ -224,35 +225,34 @@ def _in_window(column: Any, edges: Sequence[datetime]) -> Any:
     return and_(column >= edges[0], column < edges[-1])
 
 
-def _spread(rows: Any, buckets: int) -> list[int]:
-    counts = [0] * buckets
-    for bucket, count in rows:
-        counts[int(bucket)] = int(count)
-    return counts
+def _range_counts(
+    conn: Connection, column: Any, where: Any, edges: Sequence[datetime]
+) -> list[int]:
+    """Rows matching `where` with `column` in each bucket: one count over an index range
+    a bucket, in one statement. Cheaper than grouping by a computed bucket, which reads
+    every row of the window through an expression and a sort."""
+    counts = conn.execute(
+        select(
+            *(
+                select(func.count()).where(where, column >= start, column < end).scalar_subquery()
+                for start, end in itertools.pairwise(edges)
+            )
+        )
+    ).one()
+    return [int(c) for c in counts]
 
 
 def stored_over(conn: Connection, system: str, edges: Sequence[datetime]) -> list[int]:
-    """Record versions stored from `system` in each bucket: a range of (system,
+    """Record versions stored from `system` in each bucket: ranges of (system,
     received_at)."""
-    bucket = _bucket(source_record.c.received_at, edges)
-    rows = conn.execute(
-        select(bucket, func.count())
-        .where(source_record.c.system == system, _in_window(source_record.c.received_at, edges))
-        .group_by(bucket)
-    )
-    return _spread(rows, len(edges) - 1)
+    where = source_record.c.system == system
+    return _range_counts(conn, source_record.c.received_at, where, edges)
 
 
 def quarantined_over(conn: Connection, system: str, edges: Sequence[datetime]) -> list[int]:
-    """Quarantine entries filed for `system` in each bucket: a range of (system,
+    """Quarantine entries filed for `system` in each bucket: ranges of (system,
     created_at)."""
-    bucket = _bucket(quarantine.c.created_at, edges)
-    rows = conn.execute(
-        select(bucket, func.count())
-        .where(quarantine.c.system == system, _in_window(quarantine.c.created_at, edges))
-        .group_by(bucket)
-    )
-    return _spread(rows, len(edges) - 1)
+    return _range_counts(conn, quarantine.c.created_at, quarantine.c.system == system, edges)
 
 
 @dataclass(frozen=True)
@@ -343,29 +343,27 @@ class DeliveryBuckets:
 
 
 def finished_over(conn: Connection, target: str, edges: Sequence[datetime]) -> DeliveryBuckets:
-    """A range of (target, finished_at), bucketed."""
+    """Ranges of (target, finished_at), one a bucket, in one statement."""
     state = sync_delivery.c.state
-    bucket = _bucket(sync_delivery.c.finished_at, edges)
-    rows = conn.execute(
+    finished = sync_delivery.c.finished_at
+    buckets = [
         select(
-            bucket,
+            literal(i).label("bucket"),
             func.count().filter(state == SENT),
             func.count().filter(state == DEAD),
             func.count().filter(or_(state == DEAD, sync_delivery.c.attempts > 1)),
-        )
-        .where(
+        ).where(
             sync_delivery.c.target == target,
-            _in_window(sync_delivery.c.finished_at, edges),
+            finished >= start,
+            finished < end,
             state.in_([SENT, DEAD]),
         )
-        .group_by(bucket)
-    ).all()
-    size = len(edges) - 1
-    found = DeliveryBuckets([0] * size, [0] * size, [0] * size)
-    for at, sent, dead, with_errors in rows:
-        found.sent[int(at)], found.dead[int(at)] = int(sent), int(dead)
-        found.with_errors[int(at)] = int(with_errors)
-    return found
+        for i, (start, end) in enumerate(itertools.pairwise(edges))
+    ]
+    rows = sorted(conn.execute(union_all(*buckets)).all())  # by bucket
+    return DeliveryBuckets(
+        [int(r[1]) for r in rows], [int(r[2]) for r in rows], [int(r[3]) for r in rows]
+    )
 
 
 def delivery_latency_over(

@@ -1,6 +1,7 @@
 """Integration health: per system and direction, the figures and alerts `accord status`
 shows, and charts of throughput, errors, latency and backlog over the last hour or day
-(`accord.runtime.health`). htmx reloads the figures every 30 seconds."""
+(`accord.runtime.health`). htmx reloads the figures every 30 seconds. The last hour is
+the default: its reads cost a twenty-fourth of the day's (docs/web.md)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def status_page(
     request: Request,
     actor: Reader,
     ws: Annotated[Workspace, Depends(workspace)],
-    window: Annotated[Literal["1h", "24h"], Query()] = "24h",
+    window: Annotated[Literal["1h", "24h"], Query()] = "1h",
 ) -> HTMLResponse:
     report = health.health_report(ws.engine, ws.project, actor=actor)
     history = health.health_history(
