@@ -13,9 +13,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, desc, select, update
 
 from accord.digest import digest
+from accord.errors import InputRejected
+from accord.govern.permissions import Actor, Permission, require
 from accord.store.dialect import insert_rows
 from accord.store.tables import audit_log, counter
 from accord.store.types import utcnow
@@ -167,3 +169,73 @@ def count(conn: Connection) -> int:
     return int(
         conn.execute(select(counter.c.value).where(counter.c.name == "audit_seq")).scalar_one()
     )
+
+
+# ---- reading, for people (the audit log page)
+
+MAX_LOG_PAGE = 200
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """What a reader of the log narrows it to; None: any. Times are aware datetimes."""
+
+    actor: str | None = None  # as written: "user:anna", "cli:root", "system:crm"
+    action: str | None = None  # "golden.merged", ...
+    subject_type: str | None = None  # "golden", "quarantine", "load", ...
+    subject_id: str | None = None
+    since: datetime | None = None  # at or after
+    until: datetime | None = None  # before
+
+
+@dataclass(frozen=True)
+class LogPage:
+    """Entries newest first; `older` is the `before` that reads the next page, None
+    when this one reaches the oldest entry that matches."""
+
+    items: list[dict[str, Any]]
+    older: int | None
+
+
+def entries(
+    conn: Connection,
+    actor: Actor,
+    where: LogFilter,
+    *,
+    before: int | None = None,
+    limit: int = 50,
+) -> LogPage:
+    """Entries matching `where`, newest first, with sequence numbers under `before`:
+    keyset pages on the sequence number (a range of its primary key), never an
+    offset. Raises NotAllowed without audit:read."""
+    require(actor, Permission.AUDIT_READ)
+    if not 1 <= limit <= MAX_LOG_PAGE:
+        raise InputRejected(f"limit must be between 1 and {MAX_LOG_PAGE}")
+    if where.since and where.until and where.since >= where.until:
+        raise InputRejected("the time range is empty: its start is not before its end")
+    query = select(audit_log).order_by(desc(audit_log.c.seq)).limit(limit + 1)
+    if before is not None:
+        query = query.where(audit_log.c.seq < before)
+    for column, value in (
+        (audit_log.c.actor, where.actor),
+        (audit_log.c.action, where.action),
+        (audit_log.c.subject_type, where.subject_type),
+        (audit_log.c.subject_id, where.subject_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if where.since is not None:
+        query = query.where(audit_log.c.at >= where.since)
+    if where.until is not None:
+        query = query.where(audit_log.c.at < where.until)
+    rows = [dict(r._mapping) for r in conn.execute(query)]
+    older = int(rows[limit - 1]["seq"]) if len(rows) > limit else None
+    return LogPage(rows[:limit], older)
+
+
+def check_chain(
+    conn: Connection, actor: Actor, progress: Callable[[int], None] | None = None
+) -> VerifyResult:
+    """`verify` for a reader of the log: raises NotAllowed without audit:read."""
+    require(actor, Permission.AUDIT_READ)
+    return verify(conn, progress)

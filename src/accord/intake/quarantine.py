@@ -40,6 +40,7 @@ from accord.linked.mapping import LinkedMapper
 from accord.paging import Page, check_window
 from accord.store import quarantine as store
 from accord.store.engine import writing
+from accord.store.golden import crosswalk_of
 
 STATUSES = ("open", "replayed", "discarded")
 REPLAY_CHUNK = 500  # entries replayed per transaction
@@ -551,3 +552,29 @@ def _replay_chunk(
     report.replayed += len(stored)
     report.still_failing += len(failing)
     record(conn, actor.label, events)
+
+
+# ---- where a replayed record went
+
+
+def destination(
+    conn: Connection, project: Project, actor: Actor, found: dict[str, Any]
+) -> dict[str, str | None] | None:
+    """Where a replayed entry's record went: `{"source_id", "golden_id"}`, the golden
+    customer None while the record waits for matching. None for an entry not replayed,
+    one of linked records (orders, invoices: they hold no golden id of their own), or
+    one whose system or mapping the project no longer has."""
+    require(actor, Permission.QUARANTINE_MANAGE)
+    system = found["system"]
+    if found["status"] != "replayed" or system not in project.config.systems:
+        return None
+    load_id = int(found["replay_load_id"])
+    if _mapping_name(store.load_versions(conn, [load_id]).get(load_id, "")) != system:
+        return None
+    fields = replayable(found)
+    mapper = RecordMapper(project.mapping(system), project.config.systems[system])
+    source_id = None if fields is None else mapper.source_id(fields)
+    if source_id is None:
+        return None
+    link = crosswalk_of(conn, system, source_id)
+    return {"source_id": source_id, "golden_id": None if link is None else link["golden_id"]}

@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine
 
 from accord.config.health import Limits
 from accord.config.loader import Project
+from accord.errors import InputRejected
 from accord.govern.permissions import Actor, Permission, require
 from accord.runtime.scheduler import status as channel_status
 from accord.store import health as store
@@ -450,3 +451,132 @@ def _shown(check: str, value: float) -> str:
     if check in ("latency", "golden_latency"):
         return f"{value:,.1f}s"
     return f"{value:,.0f}"
+
+
+# ---- over time (the health page's charts)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A span of history shown in buckets of `step`, the newest still filling."""
+
+    name: str  # as asked for: "1h", "24h"
+    span: timedelta
+    step: timedelta
+
+    def edges(self, now: datetime) -> tuple[datetime, ...]:
+        """The buckets' bounds, oldest first: aligned to whole steps, so the figures of a
+        finished bucket stay put from one look to the next; the last bound is the end
+        of the bucket `now` falls in."""
+        step = int(self.step.total_seconds())
+        epoch = datetime(1970, 1, 1, tzinfo=now.tzinfo)
+        end = epoch + timedelta(seconds=(int((now - epoch).total_seconds()) // step + 1) * step)
+        count = int(self.span / self.step)
+        return tuple(end - self.step * (count - i) for i in range(count + 1))
+
+
+# waits to golden are kept a day (`store.queue.KEEP_WAITS`): history goes no further back
+WINDOWS = {
+    "1h": Window("1h", HOUR, timedelta(minutes=5)),
+    "24h": Window("24h", DAY, HOUR),
+}
+HISTORY_PERCENTILE = 95  # the latency charted per bucket
+
+
+@dataclass(frozen=True)
+class FlowHistory:
+    """One system and direction over a window, a value a bucket: in, records received
+    (stored or quarantined), quarantined, and the p95 from received to golden of those
+    matched in the bucket; out, deliveries finished (sent or dead), those that needed a
+    retry or died, and the p95 from golden change to delivery of those sent. Backlog is
+    at each bucket's end (now, for the last): in, records waiting to be matched; out,
+    deliveries planned and not yet finished."""
+
+    system: str
+    direction: Direction
+    throughput: tuple[int, ...]
+    errors: tuple[int, ...]
+    latency: tuple[float | None, ...]  # seconds; None: nothing in the bucket
+    backlog: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class HealthHistory:
+    window: Window
+    edges: tuple[datetime, ...]  # bucket i is [edges[i], edges[i + 1])
+    flows: tuple[FlowHistory, ...]
+
+    @property
+    def starts(self) -> tuple[datetime, ...]:
+        return self.edges[:-1]
+
+
+def health_history(
+    engine: Engine,
+    project: Project,
+    *,
+    actor: Actor,
+    window: str = "24h",
+    now: datetime | None = None,
+) -> HealthHistory:
+    """Every system's figures over `window` ("1h" or "24h") to `now`, in and out, from
+    what the store records with its times: a few statements per system, each over one
+    index range bounded by the window. Raises NotAllowed unless `actor` may read health,
+    InputRejected for a window not offered."""
+    require(actor, Permission.HEALTH_READ)
+    if window not in WINDOWS:
+        raise InputRejected(f"no window {window!r}", hint="use " + " or ".join(WINDOWS))
+    now = now or utcnow()
+    shape = WINDOWS[window]
+    edges = shape.edges(now)
+    moments = [*edges[1:-1], now]  # the end of each bucket; of the last, now
+    systems = project.config.systems
+    with engine.connect() as conn:
+        waits = store.waits_over(conn, edges, HISTORY_PERCENTILE)
+        backlog = store.backlog_at(conn, moments)
+        flows = [
+            _intake_history(conn, name, edges, waits.get(name, {}), backlog.get(name))
+            for name in systems
+        ]
+        flows += [
+            _delivery_history(conn, name, edges, moments)
+            for name, system in systems.items()
+            if system.deliver is not None
+        ]
+    return HealthHistory(shape, edges, tuple(flows))
+
+
+def _intake_history(
+    conn: Connection,
+    system: str,
+    edges: tuple[datetime, ...],
+    waits: dict[int, store.Percentile],
+    backlog: list[int] | None,
+) -> FlowHistory:
+    size = len(edges) - 1
+    stored = store.stored_over(conn, system, edges)
+    filed = store.quarantined_over(conn, system, edges)
+    return FlowHistory(
+        system,
+        "in",
+        tuple(a + b for a, b in zip(stored, filed, strict=True)),
+        tuple(filed),
+        tuple(waits[i].value if i in waits else None for i in range(size)),
+        tuple(backlog or [0] * size),
+    )
+
+
+def _delivery_history(
+    conn: Connection, target: str, edges: tuple[datetime, ...], moments: list[datetime]
+) -> FlowHistory:
+    size = len(edges) - 1
+    done = store.finished_over(conn, target, edges)
+    latency = store.delivery_latency_over(conn, target, edges, HISTORY_PERCENTILE)
+    return FlowHistory(
+        target,
+        "out",
+        tuple(a + b for a, b in zip(done.sent, done.dead, strict=True)),
+        tuple(done.with_errors),
+        tuple(latency[i].value if i in latency else None for i in range(size)),
+        tuple(store.deliveries_waiting_at(conn, target, moments)),
+    )
