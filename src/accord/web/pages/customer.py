@@ -95,7 +95,7 @@ def split(
     ws: Annotated[Workspace, Depends(workspace)],
     system: Annotated[str, Form(max_length=64)] = "",
     source_id: Annotated[str, Form(max_length=256)] = "",
-    note: Annotated[str, Form(max_length=steward.MAX_NOTE_CHARS)] = "",
+    note: Annotated[str, Form(max_length=10_000)] = "",  # the service says what is too long
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> RedirectResponse:
     """Split the record out (each decided different from every member that stays) and

@@ -99,7 +99,7 @@ def decide(
     actor: Decider,
     ws: Annotated[Workspace, Depends(workspace)],
     decision: Annotated[str, Form(max_length=16)] = "",
-    note: Annotated[str, Form(max_length=steward.MAX_NOTE_CHARS)] = "",
+    note: Annotated[str, Form(max_length=10_000)] = "",  # the service says what is too long
     skipped: Annotated[str, Form(max_length=8000)] = "",
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> RedirectResponse:
