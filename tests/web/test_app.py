@@ -156,7 +156,7 @@ def test_customer_page_shows_lineage(client: TestClient) -> None:
     ]
     page = client.get(f"/customers/{golden_id}")
     assert page.status_code == 200
-    assert "crm/C1" in page.text and "Anna" in page.text
+    assert "crm:C1" in page.text and "Anna" in page.text
     assert client.get("/customers/nope").status_code == 404
 
 

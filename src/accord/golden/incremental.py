@@ -102,7 +102,12 @@ class IncrementalResolver:
 
     # ---- matching (reads only, apart from the record's own index entry)
 
-    def match(self, conn: Connection, current: record_store.CurrentRecord) -> Matched:
+    def match(
+        self, conn: Connection, current: record_store.CurrentRecord, *, again: bool = False
+    ) -> Matched:
+        """Match one current record. A record whose features did not change keeps its
+        customer, unless `again`: then its neighbourhood is re-clustered all the same (what a
+        steward decision about it needs)."""
         key = (current.system, current.source_id)
         features = _features(current.data, referenced_employer(conn, key, current.data))
         before = index_store.lookup(conn, key)
@@ -122,7 +127,8 @@ class IncrementalResolver:
             planned=keys,
         )
         record = Node(key, features, old_golden)
-        if entry is not None and entry.features == features and old_golden is not None:
+        unchanged = entry is not None and entry.features == features
+        if unchanged and old_golden is not None and not again:
             return Matched(key, [record], None)
 
         # the records sharing a usable block key (blocks over the size limit are skipped,
@@ -426,11 +432,13 @@ def match_batch(
     *,
     actor: str,
     report: ResolveReport,
+    again: bool = False,
 ) -> None:
     """Match the current records of `keys` one at a time, in that order (taking those no
     longer current out of their customers), and write the outcomes, in the caller's
     transaction. It should hold `MATCHING_LOCK`: two transactions matching at once could
-    each link a record into a customer the other is changing."""
+    each link a record into a customer the other is changing. With `again`, records whose
+    features did not change are re-clustered too (after a steward decision about them)."""
     events: list[Any] = []
     found = {(r.system, r.source_id): r for r in record_store.current_of(conn, keys)}
     # in the order given (the queue's: arrival), since where a record lands can depend
@@ -440,7 +448,7 @@ def match_batch(
         if current is None:  # no longer current (its load was withdrawn)
             events += resolver.remove(conn, key, actor=actor, report=report)
             continue
-        matched = resolver.match(conn, current)
+        matched = resolver.match(conn, current, again=again)
         events += resolver.apply(conn, matched, actor=actor, report=report)
     record(conn, actor, [*events, completed(resolver.project, report, mode="incremental")])
 

@@ -4,6 +4,7 @@ customer holds. The CLI and the web call these and nothing under them."""
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import Connection
@@ -52,6 +53,27 @@ def of_customer(
         "display_name": customer["display_name"],
         "kinds": store.kinds_of_customer(conn, golden_id),
         "page": Page([_shown(i) for i in items], total, limit, offset),
+    }
+
+
+def totals_of_customer(conn: Connection, actor: Actor, golden_id: str) -> dict[str, dict[str, str]]:
+    """kind -> currency -> the sum of the amounts of the golden customer's linked records
+    of that kind, exact (decimal text); records without an amount are not counted, and
+    amounts without a currency are summed under "". Raises NotFound for an unknown id."""
+    require(actor, Permission.CUSTOMERS_READ)
+    if golden_store.get(conn, golden_id) is None:
+        raise NotFound(f"no customer {golden_id!r}")
+    sums: dict[str, dict[str, Decimal]] = {}
+    for kind, amount, currency in store.amounts_of_customer(conn, golden_id):
+        try:
+            value = Decimal(amount)
+        except InvalidOperation:  # stored as read; the mapping flags such values
+            continue
+        per_currency = sums.setdefault(kind, {})
+        per_currency[currency or ""] = per_currency.get(currency or "", Decimal(0)) + value
+    return {
+        kind: {currency: str(total) for currency, total in sorted(found.items())}
+        for kind, found in sorted(sums.items())
     }
 
 

@@ -9,25 +9,29 @@ other links would chain them together. Golden records change at the next resolve
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Literal
 
 from sqlalchemy import Connection
 
 from accord.config.loader import Project
 from accord.errors import Conflict, InputRejected, NotFound
-from accord.golden.incremental import IncrementalResolver
+from accord.golden.incremental import IncrementalResolver, IncrementalUnavailable, match_batch
+from accord.golden.resolve import MATCHING_LOCK, ResolveReport
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.govern.permissions import Actor, Permission, require
 from accord.paging import Page, check_window
 from accord.store import golden as golden_store
 from accord.store import records as record_store
 from accord.store import stewardship as store
+from accord.store.dialect import exclusive
 from accord.store.types import utcnow
 
 DecisionKind = Literal["same", "different"]
 DECISIONS: tuple[str, ...] = ("same", "different")
 MAX_NOTE_CHARS = 2000
 MAX_ID = 2**63 - 1  # review ids are 64-bit
+MAX_SKIPPED = 500  # pairs one sitting may pass over; the queue is read that far at most
 Key = tuple[str, str]
 Decided = list[tuple[tuple[Key, Key], str, str]]  # (pair, decision, note) each
 
@@ -55,6 +59,16 @@ def review(conn: Connection, actor: Actor, review_id: int) -> dict[str, Any]:
     out["records"] = [_record(conn, key) for key in _keys(item)]
     out["decision"] = store.decision_of(conn, _pair(item))
     return out
+
+
+def next_open(conn: Connection, actor: Actor, skipped: Collection[int] = ()) -> int | None:
+    """The id of the first open pair in queue order that is not among `skipped` (the
+    pairs passed over in this sitting), or None when there is none left."""
+    require(actor, Permission.MATCHES_READ)
+    if len(skipped) > MAX_SKIPPED:
+        raise InputRejected(f"at most {MAX_SKIPPED} pairs can be skipped in one sitting")
+    items, _ = store.list_reviews(conn, "open", len(skipped) + 1, 0)
+    return next((item["id"] for item in items if item["id"] not in skipped), None)
 
 
 def decide(
@@ -147,6 +161,24 @@ def split(
         "split_out": [list(k) for k in leaving],
         "decisions": len(decided),
     }
+
+
+def take_effect(conn: Connection, actor: Actor, project: Project, records: list[Key]) -> bool:
+    """Make the decisions just stored about `records` show now: match each again with the
+    last full resolve's model, re-clustering its neighbourhood under every decision, in
+    the caller's writing transaction (so a decision and its effect commit together).
+    Returns False, changing nothing, when the project cannot match incrementally (the
+    rules engine, no full resolve yet, or match settings changed since): then they show
+    at the next full resolve."""
+    require(actor, Permission.MATCHES_DECIDE)
+    try:
+        resolver = IncrementalResolver(project, store.latest_model(conn))
+    except IncrementalUnavailable:
+        return False
+    exclusive(conn, MATCHING_LOCK)
+    keys = list(dict.fromkeys(records))
+    match_batch(conn, resolver, keys, actor=actor.label, report=ResolveReport(), again=True)
+    return True
 
 
 def explain_pair(

@@ -108,6 +108,17 @@ def kinds_of_customer(conn: Connection, golden_id: str) -> dict[str, int]:
     return {kind: int(count) for kind, count in sorted(rows)}
 
 
+def amounts_of_customer(conn: Connection, golden_id: str) -> list[tuple[str, str, str | None]]:
+    """(kind, amount, currency) of each of the golden customer's linked records that has
+    an amount, as stored (decimal text)."""
+    rows = conn.execute(
+        select(linked_record.c.kind, linked_record.c.amount, linked_record.c.currency)
+        .select_from(crosswalk.join(linked_record, _ATTACHED))
+        .where(crosswalk.c.golden_id == golden_id, linked_record.c.amount.is_not(None))
+    )
+    return [(r.kind, r.amount, r.currency) for r in rows]
+
+
 def _orphaned() -> Any:
     return ~exists().where(_ATTACHED)
 
