@@ -111,7 +111,7 @@ def run(customers: int, seed: int, requests: int, postgres_url: str | None) -> d
         workspace = _build(root, engine, customers, seed)
         with writing(engine) as conn:
             identity.create_user(conn, "admin", PASSWORD, Role.ADMIN, created_by="bench")
-            _, session = identity.sign_in(conn, "admin", PASSWORD)
+        _, session = identity.sign_in(engine, "admin", PASSWORD)
         app = create_app(workspace)
         values = _values(engine)
         results: dict[str, Any] = {}

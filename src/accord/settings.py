@@ -36,6 +36,15 @@ class Settings(BaseSettings):
         "accord",
         description="separates the rate limit counts of deployments sharing one Redis",
     )
+    sign_in_limit: str = Field(
+        "5/minute;20/hour",
+        description="failed sign-in attempts (passwords and codes) per username before "
+        'further attempts are refused for a while, e.g. "5/minute;20/hour"; "off" for none',
+    )
+    sign_in_client_limit: str = Field(
+        "20/minute;100/hour",
+        description="failed sign-in attempts per client address, whatever the username",
+    )
     bus_url: str | None = Field(
         None,
         description="NATS server(s) with JetStream for the scale-out mode, e.g. "

@@ -16,7 +16,9 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pyotp
 import pytest
@@ -43,6 +45,11 @@ PASSWORD = "a long enough password"
 CUSTOMERS = 1000
 # one user of each role a person can hold, named after it
 USERS = {str(role): role for role in (Role.ADMIN, Role.STEWARD, Role.OPERATOR, Role.VIEWER)}
+# the second factors of the users whose role requires one (the demo requires it of admins
+# and stewards), set up when the demo company is built
+TOTP_SECRETS: dict[str, str] = {}
+ENROLLED_STEPS: dict[str, int] = {}  # the time step each secret's set-up took
+_used_steps: dict[tuple[str, str], int] = {}  # (server, secret): the last step used
 
 
 @pytest.fixture(scope="session")
@@ -61,8 +68,25 @@ def demo_company(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with writing(workspace.engine) as conn:
         for name, role in USERS.items():
             identity.create_user(conn, name, PASSWORD, role, created_by="test")
+    for name, role in USERS.items():
+        if role in workspace.project.config.security.mfa_roles:
+            TOTP_SECRETS[name] = _enrol(workspace, name)
     workspace.engine.dispose()
     return root
+
+
+def _enrol(workspace: Workspace, username: str) -> str:
+    """Set up a second factor for a user whose role requires one (the demo's admin and
+    steward), as they would on /account; returns its secret."""
+    actor, _ = identity.sign_in(workspace.engine, username, PASSWORD)
+    with writing(workspace.engine) as conn:
+        pending = identity.start_enrolment(conn, actor)
+    secret = pending.secret or ""
+    step = pyotp.TOTP(secret).timecode(datetime.now(UTC))
+    code = pyotp.TOTP(secret).generate_otp(step)
+    identity.confirm_enrolment(workspace.engine, actor, pending.token, code)
+    ENROLLED_STEPS[secret] = step
+    return secret
 
 
 @dataclass
@@ -76,6 +100,7 @@ def site(demo_company: Path, tmp_path: Path) -> Iterator[Site]:
     """A copy of the demo company served on a free port for this test alone."""
     root = tmp_path / "demo"
     shutil.copytree(demo_company, root, ignore=shutil.ignore_patterns("data"))
+    _used_steps.clear()  # a fresh copy: no code used since the set-ups
     workspace = open_workspace(root)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -142,12 +167,28 @@ def shot(page: Page, name: str) -> Path:
 
 def sign_in(page: Page, username: str, *, totp_secret: str | None = None) -> None:
     """Sign in through the form as `username` (one of USERS), answering the MFA step
-    with a code from `totp_secret` when the user has one."""
+    with a code from `totp_secret`, or from the user's own second factor when their
+    role requires one (TOTP_SECRETS)."""
+    secret = totp_secret or TOTP_SECRETS.get(username)
     page.goto("/login")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Sign in").click()
-    if totp_secret is not None:
-        page.get_by_label("Code").fill(pyotp.TOTP(totp_secret).now())
+    if secret is not None:
+        page.get_by_label("Code").fill(totp_code(page, secret))
         page.get_by_role("button", name="Verify").click()
     page.wait_for_load_state()
+
+
+def totp_code(page: Page, secret: str) -> str:
+    """A code for `secret` that the server of `page` has not taken yet. Each code is
+    taken once, so a second sign-in within one 30-second step uses the next step's code
+    (the server takes one step of drift), or waits for it."""
+    totp = pyotp.TOTP(secret)
+    server = urlsplit(page.url).netloc
+    now = totp.timecode(datetime.now(UTC))
+    step = max(now, _used_steps.get((server, secret), ENROLLED_STEPS.get(secret, -1)) + 1)
+    if step > now + 1:
+        time.sleep(max(0.0, (step - 1) * totp.interval - time.time()))
+    _used_steps[(server, secret)] = step
+    return totp.generate_otp(step)

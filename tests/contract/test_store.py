@@ -290,16 +290,16 @@ def test_users_sessions_and_api_keys(engine: Engine) -> None:
         identity.create_user(
             conn, "stewie", "correct horse battery", Role.STEWARD, created_by="test"
         )
-        actor, session = identity.sign_in(conn, "stewie", "correct horse battery")
         key = identity.create_api_key(conn, "crm", created_by="test")
+    actor, session = identity.sign_in(engine, "stewie", "correct horse battery")
     with writing(engine) as conn:
         assert identity.actor_for_session(conn, session.token) == actor
         assert identity.actor_for_api_key(conn, key).name == "crm"
         stored = conn.execute(text("SELECT password_hash FROM app_user")).scalar_one()
     assert stored.startswith("$argon2id$")
     assert key not in str(_all_rows(engine))
-    with pytest.raises(identity.NotAuthenticated), writing(engine) as conn:
-        identity.sign_in(conn, "stewie", "wrong password!!")
+    with pytest.raises(identity.NotAuthenticated):
+        identity.sign_in(engine, "stewie", "wrong password!!")
 
 
 def _all_rows(engine: Engine) -> list[object]:
@@ -384,7 +384,7 @@ def test_sessions_slide_at_most_once_a_minute_and_end_when_idle(engine: Engine) 
 
     with writing(engine) as conn:
         identity.create_user(conn, "sam", "correct horse battery", Role.VIEWER, created_by="t")
-        _, session = identity.sign_in(conn, "sam", "correct horse battery")
+    _, session = identity.sign_in(engine, "sam", "correct horse battery")
 
     def age(minutes: int) -> None:
         with writing(engine) as conn:

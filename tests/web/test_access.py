@@ -27,6 +27,10 @@ OPEN = {
     ("GET", "/"),
     ("GET", "/login"),
     ("POST", "/login"),
+    ("GET", "/login/code"),
+    ("POST", "/login/code"),
+    ("GET", "/login/enrol"),
+    ("POST", "/login/enrol"),
     ("POST", "/api/v1/session"),
     ("POST", "/api/v1/systems/{system}/webhook"),
 }
@@ -99,12 +103,14 @@ def sessions(workspace: Workspace) -> dict[str, dict[str, str]]:
     with writing(workspace.engine) as conn:
         for role in (Role.ADMIN, Role.STEWARD, Role.OPERATOR, Role.VIEWER):
             identity.create_user(conn, str(role), PASSWORD, role, created_by="test")
-            _, session = identity.sign_in(conn, str(role), PASSWORD)
-            cookies = f"{SESSION_COOKIE}={session.token}; {CSRF_COOKIE}={CSRF['x-csrf-token']}"
-            found[str(role)] = {"cookie": cookies}
+            found[str(role)] = {}
         found["system"] = {"x-api-key": identity.create_api_key(conn, "crm", created_by="test")}
         monitor = identity.create_api_key(conn, "prometheus", created_by="test", role=Role.MONITOR)
         found["monitor"] = {"x-api-key": monitor}
+    for role in (Role.ADMIN, Role.STEWARD, Role.OPERATOR, Role.VIEWER):
+        _, session = identity.sign_in(workspace.engine, str(role), PASSWORD)
+        cookies = f"{SESSION_COOKIE}={session.token}; {CSRF_COOKIE}={CSRF['x-csrf-token']}"
+        found[str(role)] = {"cookie": cookies}
     return found
 
 

@@ -47,7 +47,7 @@ def client(workspace: Workspace, tmp_path: Path) -> Iterator[TestClient]:
     resolve(workspace.engine, workspace.project, actor="test")
     with writing(workspace.engine) as conn:
         identity.create_user(conn, "admin", PASSWORD, Role.ADMIN, created_by="test")
-        _, session = identity.sign_in(conn, "admin", PASSWORD)
+    _, session = identity.sign_in(workspace.engine, "admin", PASSWORD)
     with TestClient(create_app(workspace)) as test_client:
         test_client.cookies.set("accord_session", session.token)
         yield test_client

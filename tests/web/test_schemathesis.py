@@ -42,7 +42,7 @@ def api_schema(workspace: Workspace, tmp_path: Any) -> Any:
     resolve(workspace.engine, workspace.project, actor="test")
     with writing(workspace.engine) as conn:
         identity.create_user(conn, "admin", PASSWORD, Role.ADMIN, created_by="test")
-        _, session = identity.sign_in(conn, "admin", PASSWORD)
+    _, session = identity.sign_in(workspace.engine, "admin", PASSWORD)
     headers = {"cookie": f"accord_session={session.token}"}
     loaded = schemathesis.openapi.from_asgi("/openapi.json", create_app(workspace), headers=headers)
     # signing out would end the session the other operations are sent with

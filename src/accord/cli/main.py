@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from accord.cli import quarantine as quarantine_cli
+from accord.cli import users as users_cli
 from accord.cli.broker import broker_app
 from accord.cli.drop import drop_app
 from accord.cli.golden import golden_app
@@ -800,6 +801,13 @@ def users_add(
     console.print(f"created {role} {username!r}")
 
 
+users_app.command("list")(users_cli.list_users)
+users_app.command("set-role")(users_cli.set_role)
+users_app.command("deactivate")(users_cli.deactivate)
+users_app.command("reactivate")(users_cli.reactivate)
+users_app.command("reset-mfa")(users_cli.reset_mfa)
+
+
 @keys_app.command("create")
 @reports_errors
 def keys_create(
@@ -1113,6 +1121,7 @@ def _serve_demo(directory: Path, workspace: Workspace, serve_app: bool, port: in
         identity.ensure_user(conn, "admin", password, Role.ADMIN, actor=cli_actor().label)
     console.print(
         f"\n[bold]Sign in at http://127.0.0.1:{port}[/] as [bold]admin[/] "
-        f"with password [bold]{password}[/] (shown once; a new one each run)"
+        f"with password [bold]{password}[/] (shown once; a new one each run), then set "
+        "up two-step sign-in with an authenticator app when asked"
     )
     serve(directory, port=port)

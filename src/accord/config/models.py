@@ -11,6 +11,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from accord.config.health import HealthConfig
 from accord.config.intake import Duration, IntakeConfig, cron_expression
 from accord.config.matching import NAME_PATTERN, MatchConfig, StrictModel
+from accord.config.security import SecurityConfig
 from accord.config.sync import DeliveryConfig
 
 __all__ = ["MatchConfig", "StrictModel"]  # re-exported: the match block is part of a project
@@ -134,6 +135,9 @@ class ProjectConfig(StrictModel):
     survivorship: SurvivorshipConfig
     rules: list[Rule] = Field(
         default_factory=list, description="business rules every canonical record must pass"
+    )
+    security: SecurityConfig = Field(
+        default_factory=SecurityConfig, description="how people sign in (MFA by role)"
     )
 
 

@@ -49,6 +49,14 @@ class AuditAction(StrEnum):
     USER_SIGN_IN_FAILED = "user.sign_in_failed"
     USER_SIGNED_OUT = "user.signed_out"
     USER_PASSWORD_RESET = "user.password_reset"  # noqa: S105  (an action name)
+    USER_ROLE_CHANGED = "user.role_changed"
+    USER_DEACTIVATED = "user.deactivated"  # and their sessions ended
+    USER_REACTIVATED = "user.reactivated"
+    USER_MFA_ENROLLED = "user.mfa_enrolled"
+    USER_MFA_DISABLED = "user.mfa_disabled"  # by the person, with a current code
+    USER_MFA_RESET = "user.mfa_reset"  # by an administrator, for someone who lost theirs
+    USER_MFA_FAILED = "user.mfa_failed"  # a wrong or reused code
+    USER_RECOVERY_CODE_USED = "user.recovery_code_used"
     API_KEY_CREATED = "api_key.created"
     POLL_RESET = "poll.reset"
     SYNC_CONFLICT_DECIDED = "sync.conflict_decided"

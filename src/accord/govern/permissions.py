@@ -27,6 +27,8 @@ class Permission(StrEnum):
     # the integration health figures (`/metrics`, `accord status`): volumes, error rates,
     # backlogs and latencies per system, no customer data
     HEALTH_READ = "health:read"
+    # a person's own account: their second factor (every role a person holds)
+    ACCOUNT_OWN = "account:own"
 
 
 class Role(StrEnum):
@@ -49,6 +51,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.MATCHES_DECIDE,
             Permission.GOLDEN_OVERRIDE,
             Permission.QUARANTINE_MANAGE,
+            Permission.ACCOUNT_OWN,
         }
     ),
     Role.OPERATOR: frozenset(
@@ -60,9 +63,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.QUARANTINE_MANAGE,
             Permission.LOADS_WITHDRAW,
             Permission.HEALTH_READ,
+            Permission.ACCOUNT_OWN,
         }
     ),
-    Role.VIEWER: frozenset({Permission.CUSTOMERS_READ}),
+    Role.VIEWER: frozenset({Permission.CUSTOMERS_READ, Permission.ACCOUNT_OWN}),
     Role.SYSTEM: frozenset({Permission.RECORDS_WRITE, Permission.RECORDS_READ}),
     Role.MONITOR: frozenset({Permission.HEALTH_READ}),
 }

@@ -456,6 +456,46 @@ user_session = Table(
     Column("expires_at", UTCDateTime, nullable=False),
 )
 
+# A person's second factor, once confirmed: the TOTP secret (kept as is: checking a
+# code needs it), when it was enrolled, and the last time step a code was taken for, so
+# the same code is never taken twice. No row: no second factor.
+user_mfa = Table(
+    "user_mfa",
+    metadata,
+    Column("user_id", ForeignKey("app_user.id"), primary_key=True),
+    Column("secret", String(64), nullable=False),
+    Column("enrolled_at", UTCDateTime, nullable=False),
+    Column("last_step", BigInteger),
+)
+
+# One-time recovery codes, stored as sha256 digests; a used code keeps its row.
+mfa_recovery_code = Table(
+    "mfa_recovery_code",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", ForeignKey("app_user.id"), nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("used_at", UTCDateTime),
+    UniqueConstraint("user_id", "code_hash"),
+)
+
+# A sign-in half done, or a second factor being set up: the password was right and a
+# code is awaited (`verify`), or a new secret waits for its first code (`enrol`, at
+# sign-in when the role requires MFA; `account`, by a signed-in person). Short-lived,
+# bound to the user, found by the sha256 of a random token the browser holds.
+mfa_challenge = Table(
+    "mfa_challenge",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", ForeignKey("app_user.id"), nullable=False),
+    Column("purpose", String(16), nullable=False),
+    Column("secret", String(64)),
+    Column("failures", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index(None, "user_id"),
+)
+
 # A key for a connected system (role `system`: it pushes and reads that system's
 # records), or a monitoring key (role `monitor`: it reads the health figures), named by
 # `system`.

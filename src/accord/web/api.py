@@ -22,6 +22,7 @@ from accord.store.engine import writing
 from accord.web.auth import SESSION_COOKIE, ActorDep, ConnDep, end_session, needs, workspace
 from accord.web.errors import ERROR_RESPONSES
 from accord.web.params import RequestBody, RowId
+from accord.web.sign_in import mfa_roles, throttled
 from accord.workspace import Workspace
 
 router = APIRouter(prefix="/api/v1", tags=["api"], responses=ERROR_RESPONSES)
@@ -31,6 +32,13 @@ Item = TypeVar("Item", bound=BaseModel)
 class Credentials(RequestBody):
     username: str = Field(min_length=1, max_length=150)
     password: str = Field(min_length=1, max_length=1024)
+    code: str | None = Field(
+        None,
+        min_length=1,
+        max_length=32,
+        description="for a user with a second factor: the six digits their authenticator "
+        "app shows, or one of their recovery codes",
+    )
 
 
 class Identity(BaseModel):
@@ -126,15 +134,32 @@ class SourceRecord(BaseModel):
     versions: list[dict[str, Any]]
 
 
-@router.post("/session", response_model=Identity, tags=["session"])
+@router.post(
+    "/session",
+    response_model=Identity,
+    tags=["session"],
+    responses={
+        401: {"description": "wrong credentials, or a `code` is needed (see `message`)"},
+        429: {"description": "too many failed attempts lately; see Retry-After"},
+    },
+)
 def sign_in(
     credentials: Credentials,
+    request: Request,
     response: Response,
     ws: Annotated[Workspace, Depends(workspace)],
 ) -> Identity:
-    """Sign in with a username and password; sets the session cookie."""
-    with writing(ws.engine) as conn:
-        actor, session = identity.sign_in(conn, credentials.username, credentials.password)
+    """Sign in with a username and password, and the `code` of a user with a second
+    factor; sets the session cookie. Failed attempts are throttled per username and
+    per client."""
+    with throttled(request, credentials.username):
+        actor, session = identity.sign_in(
+            ws.engine,
+            credentials.username,
+            credentials.password,
+            code=credentials.code,
+            mfa_roles=mfa_roles(ws),
+        )
     set_session_cookie(response, session.token, secure=ws.settings.secure_cookies)
     return Identity(kind=actor.kind, name=actor.name, role=actor.role)
 

@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
+from accord.govern.throttle import SignInThrottle
 from accord.runtime.admission import Admission
 from accord.web import api, errors, metrics, pages, quarantine, webhooks
 from accord.web.auth import ActorDep
@@ -47,6 +48,7 @@ def create_app(workspace: Workspace) -> FastAPI:
     )
     app.state.workspace = workspace
     app.state.admission = Admission(workspace.settings)
+    app.state.sign_in_throttle = SignInThrottle(workspace.settings)
     errors.register(app)
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

@@ -26,6 +26,7 @@ from accord.errors import (
     RateLimited,
     TooLarge,
 )
+from accord.web.auth import SESSION_COOKIE
 from accord.web.params import NUL_REFUSED
 
 STATUS: dict[type[AccordError], int] = {
@@ -138,8 +139,7 @@ def register(app: FastAPI) -> None:
         status = next((s for kind, s in STATUS.items() if isinstance(exc, kind)), 500)
         if wants_html(request):
             if status == 401:
-                target = quote(request.url.path, safe="/")
-                return RedirectResponse(f"/login?next={target}", status_code=303)
+                return _to_sign_in(request)
             from accord.web.pages.common import render_error  # noqa: PLC0415
 
             return render_error(request, status, exc.message)
@@ -150,3 +150,16 @@ def register(app: FastAPI) -> None:
         if isinstance(exc, Busy):
             headers["Retry-After"] = str(exc.retry_after)
         return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _to_sign_in(request: Request) -> Response:
+    """To the sign-in page, coming back here afterwards. A session cookie that no longer
+    works (idle too long, past its limit, signed out elsewhere, deactivated) is dropped,
+    and the page says the session ended."""
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    target = f"/login?next={quote(here, safe='/')}"
+    ended = SESSION_COOKIE in request.cookies
+    response = RedirectResponse(target + ("&ended=1" if ended else ""), status_code=303)
+    if ended:
+        response.delete_cookie(SESSION_COOKIE)
+    return response

@@ -19,7 +19,7 @@ from accord.govern.permissions import Actor, Permission, allowed
 from accord.linked import service as linked
 from accord.steward import service as steward
 from accord.store.engine import writing
-from accord.web.auth import ConnDep, check_csrf, needs, workspace
+from accord.web.auth import ConnDep, needs, workspace
 from accord.web.pages.common import render
 from accord.web.pages.customers import Reader
 from accord.workspace import Workspace
@@ -96,11 +96,9 @@ def split(
     system: Annotated[str, Form(max_length=64)] = "",
     source_id: Annotated[str, Form(max_length=256)] = "",
     note: Annotated[str, Form(max_length=10_000)] = "",  # the service says what is too long
-    csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> RedirectResponse:
     """Split the record out (each decided different from every member that stays) and
     show the customer again, with where the record went."""
-    check_csrf(request, csrf_token)
     if not system or not source_id:
         raise InputRejected("say which member record to split out")
     key = (system, source_id)

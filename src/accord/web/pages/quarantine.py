@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 from accord.errors import InputRejected
 from accord.govern.permissions import Actor, Permission
 from accord.intake import quarantine
-from accord.web.auth import ConnDep, check_csrf, needs, workspace
+from accord.web.auth import ConnDep, needs, workspace
 from accord.web.pages.common import PAGE_SIZE, render
 from accord.workspace import Workspace
 
@@ -72,12 +72,10 @@ def replay_filtered(
     request: Request,
     actor: Manager,
     ws: WorkspaceDep,
-    csrf_token: Annotated[str, Form(max_length=100)] = "",
     system: Annotated[str, Form(max_length=64)] = "",
     reason: Annotated[str, Form(max_length=64)] = "",
 ) -> HTMLResponse:
     """Every open entry the list's filter shows, replayed: one load per system."""
-    check_csrf(request, csrf_token)
     reports = quarantine.replay(
         ws.engine,
         ws.project,
@@ -111,12 +109,10 @@ def correct(
     conn: ConnDep,
     ws: WorkspaceDep,
     text: Annotated[str, Form(max_length=quarantine.MAX_CORRECTION_BYTES)],
-    csrf_token: Annotated[str, Form(max_length=100)] = "",
     then: Annotated[Literal["save", "replay"], Form()] = "replay",
 ) -> Response:
     """Store the corrected record (a JSON object, or a CSV row); then, unless only
     saving, replay it."""
-    check_csrf(request, csrf_token)
     try:
         quarantine.correct(ws.engine, ws.project, entry_id, actor=actor, text=text)
     except InputRejected as exc:  # TooLarge too: the form again, with what is wrong
@@ -137,10 +133,8 @@ def replay(
     entry_id: int,
     actor: Manager,
     ws: WorkspaceDep,
-    csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> RedirectResponse:
     """Replay as it stands: its correction, else its fields as read (after a mapping fix)."""
-    check_csrf(request, csrf_token)
     return _replay_one(entry_id, actor, ws)
 
 
@@ -152,9 +146,7 @@ def discard(
     conn: ConnDep,
     ws: WorkspaceDep,
     reason: Annotated[str, Form(max_length=quarantine.MAX_NOTE_CHARS)] = "",
-    csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
-    check_csrf(request, csrf_token)
     try:
         quarantine.discard(ws.engine, entry_id, reason, actor=actor)
     except InputRejected as exc:

@@ -19,7 +19,7 @@ from accord.model.customer import CUSTOMER_FIELDS
 from accord.steward import service as steward
 from accord.steward.waterfall import Waterfall, waterfall
 from accord.store.engine import writing
-from accord.web.auth import ConnDep, check_csrf, needs, workspace
+from accord.web.auth import ConnDep, needs, workspace
 from accord.web.pages.common import PAGE_SIZE, render
 from accord.workspace import Workspace
 
@@ -101,10 +101,8 @@ def decide(
     decision: Annotated[str, Form(max_length=16)] = "",
     note: Annotated[str, Form(max_length=10_000)] = "",  # the service says what is too long
     skipped: Annotated[str, Form(max_length=8000)] = "",
-    csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> RedirectResponse:
     """Decide the pair (or skip it) and go on to the next one."""
-    check_csrf(request, csrf_token)
     number = _review_id(review_id)
     passed = _skipped(skipped)
     if decision not in VERDICTS:
