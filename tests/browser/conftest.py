@@ -122,13 +122,15 @@ def site(demo_company: Path, tmp_path: Path) -> Iterator[Site]:
     workspace.engine.dispose()
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running on the
+# main thread while it is started, and the tests after these call asyncio.run.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     def probe() -> None:
         if not CHROMIUM.exists():

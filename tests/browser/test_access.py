@@ -101,7 +101,7 @@ def test_changing_a_role_changes_what_the_user_may_do(page: Page, second_page: P
     page.get_by_role("link", name="Users").click()
     expect(page.get_by_role("heading", name="Users and roles")).to_be_visible()
     page.get_by_label("Role of viewer", exact=True).select_option("steward")
-    page.get_by_role("button", name="Change the role of viewer").click()
+    page.get_by_role("button", name="Change role of viewer").click()
     expect(page.get_by_role("status")).to_have_text("Changed the role of viewer.")
     shot(page, "users")
 
@@ -118,7 +118,7 @@ def test_changing_a_role_changes_what_the_user_may_do(page: Page, second_page: P
     assert viewer.request.get("/api/v1/reviews").status == 200
 
     page.get_by_label("Role of viewer", exact=True).select_option("viewer")
-    page.get_by_role("button", name="Change the role of viewer").click()
+    page.get_by_role("button", name="Change role of viewer").click()
     expect(page.get_by_role("status")).to_have_text("Changed the role of viewer.")
     viewer.reload()
     expect(viewer.get_by_role("link", name="Customers")).to_be_visible()

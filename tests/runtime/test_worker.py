@@ -170,10 +170,10 @@ def test_a_record_that_fails_is_retried_alone_and_the_others_go_on(
     assert poison is not None
     real = IncrementalResolver.match
 
-    def match(self: IncrementalResolver, conn: Any, current: Any) -> Any:
+    def match(self: IncrementalResolver, conn: Any, current: Any, **options: Any) -> Any:
         if (current.system, current.source_id) == tuple(poison):
             raise ValueError("cannot match this one")
-        return real(self, conn, current)
+        return real(self, conn, current, **options)
 
     monkeypatch.setattr(IncrementalResolver, "match", match)
     worker = MatchWorker(based.engine, based.project, batch_size=10, retry_in=timedelta(0))
