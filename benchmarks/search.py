@@ -377,8 +377,6 @@ def main() -> None:
     result["customers"] = args.customers
     if args.reuse:
         engine = reused_store(args, args.data)
-        for _ in people(args.customers, args.seed):
-            pass
         sample.customers = [
             c for i, c in enumerate(people(args.customers, args.seed)) if i % sample.every == 0
         ]

@@ -126,6 +126,9 @@ def test_exact_and_substring_hits_in_name_order(engine: Engine, company: dict[st
     assert found(engine, "+4930123") == ["Anna Schmidt"]
     assert found(engine, "köln") == ["Hans Schmdit"]
     assert found(engine, company["John Smith"]) == ["John Smith"]
+    assert found(engine, company["John Smith"].lower()) == ["John Smith"]
+    assert found(engine, company["John Smith"], country="DE") == []
+    assert found(engine, "C9999999") == []
     assert found(engine, company["John Smith"].lower() + "-erp") == ["John Smith"]
     assert found(engine, "") == sorted(found(engine, ""))
     assert len(found(engine, "")) == 6

@@ -8,6 +8,7 @@ so no search costs a pass over every customer."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,9 +43,10 @@ NEAR_RATIO = 75  # rapidfuzz's partial ratio a near match needs (SQLite)
 RARE_GRAMS = 5  # a query's rarest trigrams that find near candidates (SQLite)
 NEAR_CANDIDATES = 5000  # candidates scored at most (SQLite)
 TRIGRAM_SCHEMA = "public"  # where migration 0017 installs pg_trgm if it is missing
-# What migration 0017 makes outside `tables.metadata`: the FTS5 table and its shadow
-# tables on SQLite, the trigram index on PostgreSQL.
-INDEX_OBJECTS = ("golden_search", "ix_golden_search_trigram")
+# What migration 0017 makes outside `tables.metadata`: the FTS5 table, its shadow
+# tables and vocabulary and an index for name order on SQLite, the trigram index on
+# PostgreSQL.
+INDEX_OBJECTS = ("golden_search", "ix_golden_search_trigram", "ix_golden_search_order")
 
 
 def index_new(conn: Connection, golden_ids: Sequence[str]) -> None:
@@ -106,6 +108,7 @@ class Hits:
     more: bool
 
 
+_GOLDEN_ID = re.compile(r"c[0-9]{7,}")
 _COLUMNS = (
     golden_record.c.golden_id,
     golden_record.c.status,
@@ -123,6 +126,10 @@ def search(conn: Connection, text: str, filters: Filters, limit: int, offset: in
     `filters` allow, in name order; then near matches, best first, when exact hits are
     fewer than FEW_EXACT. The count stops past max(COUNT_CAP, offset + limit)."""
     query = text.casefold()
+    if _GOLDEN_ID.fullmatch(query):
+        found = _by_golden_id(conn, query.upper(), filters)
+        if found:
+            return Hits(found[offset : offset + limit], 1, more=False)
     cap = max(COUNT_CAP, offset + limit)
     exact = _Exact(conn, query, filters)
     counted = exact.count(cap + 1)
@@ -184,6 +191,15 @@ class _Exact:
             return [_fts_match(_phrase(self.query))]
         pattern = "%" + _escape_like(self.query) + "%"
         return [golden_record.c.search_text.like(pattern, escape="\\")]
+
+
+def _by_golden_id(conn: Connection, golden_id: str, filters: Filters) -> list[dict[str, Any]]:
+    """The customer whose golden id the query is (golden ids are not in the search
+    text), if the filters allow it."""
+    rows = conn.execute(
+        select(*_COLUMNS).where(golden_record.c.golden_id == golden_id, *_allowed(filters))
+    )
+    return [dict(r._mapping) | {"near": False} for r in rows]
 
 
 def _allowed(filters: Filters) -> list[ColumnElement[bool]]:

@@ -33,9 +33,21 @@ _SQLITE_UP = [
         "INSERT INTO golden_search (rowid, search_text) "
         "SELECT CAST(substr(golden_id, 2) AS INTEGER), search_text FROM golden_record"
     ),
+    # A search with many hits reads customers in name order, testing each one's search
+    # text, until a page is full: from this index alone, not the table (at a million
+    # customers, a sixth of the time). PostgreSQL's btree entries have a size limit a
+    # long search text could pass, and its planner has the trigram index.
+    (
+        "CREATE INDEX ix_golden_search_order "
+        "ON golden_record (status, display_name, golden_id, search_text)"
+    ),
 ]
 
-_SQLITE_DOWN = ["DROP TABLE golden_search_vocab", "DROP TABLE golden_search"]
+_SQLITE_DOWN = [
+    "DROP INDEX ix_golden_search_order",
+    "DROP TABLE golden_search_vocab",
+    "DROP TABLE golden_search",
+]
 
 
 def upgrade() -> None:
