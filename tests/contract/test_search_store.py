@@ -32,7 +32,12 @@ _numbers = iter(range(1, 10**6))
 
 
 def person(
-    given: str, family: str, *, country: str = "DE", systems: tuple[str, ...] = ("crm",), **more: str
+    given: str,
+    family: str,
+    *,
+    country: str = "DE",
+    systems: tuple[str, ...] = ("crm",),
+    **more: str,
 ) -> dict[str, Any]:
     """A golden customer's content as a resolve writes it, with member records from
     `systems`."""
@@ -169,7 +174,9 @@ def test_filters_by_system_country_and_status(engine: Engine, company: dict[str,
     assert found(engine, "", system="erp", country="JP") == ["Taro 山田"]
     assert found(engine, "", system="nowhere") == []
     with writing(engine) as conn:
-        golden_store.retire(conn, {company["Karl"]: company["Anna Schmidt"]}, [company["Zoë O'Brien_%"]])
+        golden_store.retire(
+            conn, {company["Karl"]: company["Anna Schmidt"]}, [company["Zoë O'Brien_%"]]
+        )
     assert found(engine, "schmidt") == ["Anna Schmidt"]
     assert found(engine, "schmidt", status="merged") == ["Karl Schmidt"]
     assert found(engine, "", status="retired") == ["Zoë O'Brien_%"]
@@ -197,7 +204,7 @@ def test_pages_run_on_from_exact_hits_into_near_matches(
         everything = names(customers.search(conn, VIEWER, "schmdit"))
         paged = [
             name
-            for offset in range(0, len(everything) + 1)
+            for offset in range(len(everything) + 1)
             for name in names(customers.search(conn, VIEWER, "schmdit", limit=1, offset=offset))
         ]
         total = customers.search(conn, VIEWER, "schmdit", limit=1).total
@@ -230,16 +237,14 @@ def test_pages_run_on_from_exact_hits_into_near_matches(
         "^anna",
         "{search_text}: anna",
         "'; DROP TABLE golden_record; --",
-        "\" OR 1=1 --",
+        '" OR 1=1 --',
         "anna' OR '1'='1",
         "1; SELECT * FROM users",
         "\x00",
         "a\x00b",
     ],
 )
-def test_query_syntax_is_plain_text(
-    engine: Engine, company: dict[str, str], query: str
-) -> None:
+def test_query_syntax_is_plain_text(engine: Engine, company: dict[str, str], query: str) -> None:
     with engine.connect() as conn:
         page = customers.search(conn, VIEWER, query)
     assert page.total >= len(page.items)
@@ -347,9 +352,7 @@ def store_at_0016(backend: str, tmp_path: Any) -> Iterator[Engine]:
         admin.dispose()
 
 
-def test_migration_0017_indexes_the_customers_already_stored(
-    engine: Engine, tmp_path: Any
-) -> None:
+def test_migration_0017_indexes_the_customers_already_stored(engine: Engine, tmp_path: Any) -> None:
     with store_at_0016(engine.dialect.name, tmp_path) as old:
         with writing(old) as conn, _without_index_upkeep():
             store(conn, person("Anna", "Schmidt"), person("John", "Smith", country="GB"))

@@ -137,7 +137,7 @@ def update_golden(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
             for r in rows
         ],
     )
-    search.reindex(conn, [r["golden_id"] for r in rows])
+    search.reindex(conn, {r["golden_id"]: r["search_text"] for r in rows})
 
 
 def retire(conn: Connection, merged: dict[str, str], retired: Iterable[str]) -> None:

@@ -38,10 +38,12 @@ COUNT_CAP = 1000  # hits counted at most; past it a search says "1,000 or more"
 FEW_EXACT = 10  # fewer exact hits than this, and near matches follow them
 NEAR_LIMIT = 50  # near matches at most
 NEAR_FROM = 4  # characters a query needs before near matches are looked for
-NEAR_THRESHOLD = 0.5  # pg_trgm's word similarity a near match needs (PostgreSQL)
+NEAR_THRESHOLD = 0.4  # pg_trgm's word similarity a near match needs (PostgreSQL)
 NEAR_RATIO = 75  # rapidfuzz's partial ratio a near match needs (SQLite)
-RARE_GRAMS = 5  # a query's rarest trigrams that find near candidates (SQLite)
-NEAR_CANDIDATES = 5000  # candidates scored at most (SQLite)
+NEAR_CANDIDATES = 3000  # candidates read at most (SQLite)
+NEAR_SCORED = 200  # of those, the ones sharing most trigrams, scored (SQLite)
+CHECKED_GRAMS = 24  # a query's trigrams counted for their rarity (SQLite)
+RARITY_CAP = 2000  # records counted at most per trigram (SQLite)
 TRIGRAM_SCHEMA = "public"  # where migration 0017 installs pg_trgm if it is missing
 # What migration 0017 makes outside `tables.metadata`: the FTS5 table, its shadow
 # tables and vocabulary and an index for name order on SQLite, the trigram index on
@@ -67,21 +69,33 @@ def index_new(conn: Connection, golden_ids: Sequence[str]) -> None:
         )
 
 
-def reindex(conn: Connection, golden_ids: Sequence[str]) -> None:
-    """Replace the indexed search text of these golden records, just rewritten."""
+def reindex(conn: Connection, texts: Mapping[str, str]) -> None:
+    """Bring the index in step with these golden records, just rewritten (golden id ->
+    its new search text): those whose search text changed. Most rewrites leave it as
+    it was (lineage, members' versions), and replacing an FTS5 row costs a delete."""
     if conn.dialect.name != "sqlite":
         return
-    for start in range(0, len(golden_ids), _CHUNK):
-        chunk = golden_ids[start : start + _CHUNK]
-        conn.execute(_FTS.delete().where(_FTS.c.rowid.in_([_number(g) for g in chunk])))
-    index_new(conn, golden_ids)
+    changed: list[str] = []
+    ids = list(texts)
+    for start in range(0, len(ids), _CHUNK):
+        numbers = {_number(g): g for g in ids[start : start + _CHUNK]}
+        rows = conn.execute(
+            select(_FTS.c.rowid, _FTS.c.search_text).where(_FTS.c.rowid.in_(list(numbers)))
+        )
+        indexed = {numbers[r.rowid]: r.search_text for r in rows}
+        stale = [g for g in numbers.values() if indexed.get(g) != texts[g]]
+        gone = [_number(g) for g in stale if g in indexed]
+        if gone:
+            conn.execute(_FTS.delete().where(_FTS.c.rowid.in_(gone)))
+        changed += stale
+    index_new(conn, changed)
 
 
 def _number(golden_id: str) -> int:
     return int(golden_id[1:])
 
 
-def in_metadata(name: str | None, _type: str, _parents: Mapping[str, str | None]) -> bool:
+def in_metadata(name: str | None, _type: Any, _parents: Any) -> bool:
     """Whether a schema object is described by `tables.metadata`: not the search index's
     (Alembic's `include_name` hook, for autogenerate and the schema test)."""
     return name is None or not name.startswith(INDEX_OBJECTS)
@@ -197,13 +211,19 @@ def _by_golden_id(conn: Connection, golden_id: str, filters: Filters) -> list[di
     """The customer whose golden id the query is (golden ids are not in the search
     text), if the filters allow it."""
     rows = conn.execute(
-        select(*_COLUMNS).where(golden_record.c.golden_id == golden_id, *_allowed(filters))
+        select(*_COLUMNS).where(
+            golden_record.c.golden_id == golden_id, *_allowed(filters, by_key=True)
+        )
     )
     return [dict(r._mapping) | {"near": False} for r in rows]
 
 
-def _allowed(filters: Filters) -> list[ColumnElement[bool]]:
-    conditions = [golden_record.c.status == filters.status]
+def _allowed(filters: Filters, *, by_key: bool = False) -> list[ColumnElement[bool]]:
+    """Conditions on golden_record for `filters`. `by_key`: for reading given golden
+    ids, with the status compared so no index can serve it: SQLite would otherwise walk
+    an index of status for every active customer rather than look up each id."""
+    status = golden_record.c.status
+    conditions = [(status.concat("") if by_key else status) == filters.status]
     if filters.country:
         conditions.append(golden_record.c.data["country"].as_string() == filters.country)
     if filters.system:
@@ -243,9 +263,7 @@ def _near_postgresql(conn: Connection, query: str, filters: Filters) -> list[str
     )
     typed = literal(query, Text)
     similar = typed.op(f'OPERATOR("{schema}".<%)', is_comparison=True)(golden_record.c.search_text)
-    closeness = getattr(getattr(func, schema), "word_similarity")(
-        typed, golden_record.c.search_text
-    )
+    closeness = getattr(func, schema).word_similarity(typed, golden_record.c.search_text)
     pattern = "%" + _escape_like(query) + "%"
     rows = conn.execute(
         select(golden_record.c.golden_id)
@@ -261,38 +279,70 @@ def _near_postgresql(conn: Connection, query: str, filters: Filters) -> list[str
 
 
 def _near_sqlite(conn: Connection, query: str, filters: Filters) -> list[str]:
-    """Records sharing enough of the query's trigrams, scored by how well the query
-    aligns with some stretch of their search text (rapidfuzz's partial ratio). One typo
-    spoils at most four of a query's trigrams, so a record it was meant for holds one
-    of any five: the five rarest (by the FTS5 vocabulary) find the candidates."""
-    grams = _trigrams(query)
-    rarest = _rarest(conn, grams, RARE_GRAMS)
-    if not rarest:
+    """Records that share enough of the query's trigrams: those sharing the most are
+    scored by how well the query aligns with some stretch of their search text
+    (rapidfuzz's partial ratio) and listed best first, then by golden id; of those, the
+    ones `filters` allow."""
+    grams = _trigrams(query)[:CHECKED_GRAMS]
+    expression = _candidates(grams, _by_rarity(conn, grams))
+    if expression is None:
         return []
     rows = conn.execute(
-        select(golden_record.c.golden_id, golden_record.c.display_name, _FTS.c.search_text)
-        .select_from(_FTS.join(golden_record, golden_record.c.golden_id == _FTS_GOLDEN_ID))
-        .where(_fts_match(" OR ".join(_phrase(g) for g in rarest)), *_allowed(filters))
+        select(_FTS.c.rowid, _FTS.c.search_text)
+        .where(_fts_match(expression))
         .limit(NEAR_CANDIDATES)
     ).all()
-    scored = []
-    for row in rows:
-        if query in row.search_text:
-            continue  # an exact hit, listed before
-        score = fuzz.partial_ratio(query, row.search_text, score_cutoff=NEAR_RATIO)
-        if score:
-            scored.append((-score, row.display_name, row.golden_id))
-    scored.sort()
-    return [golden_id for _, _, golden_id in scored[:NEAR_LIMIT]]
+    overlap = sorted(
+        ((-sum(g in row.search_text for g in grams), row.rowid, row.search_text) for row in rows),
+    )[:NEAR_SCORED]
+    scored = sorted(
+        (-score, rowid)
+        for _, rowid, text_ in overlap
+        if query not in text_  # an exact hit, listed before
+        and (score := fuzz.partial_ratio(query, text_, score_cutoff=NEAR_RATIO))
+    )
+    return _allowed_in_order(conn, [f"C{rowid:07d}" for _, rowid in scored], filters)
 
 
-def _rarest(conn: Connection, grams: Sequence[str], count: int) -> list[str]:
-    """The `count` trigrams of `grams` in the fewest records; those in none are left
-    out (a typo's)."""
-    rows = conn.execute(
-        select(_VOCAB.c.term, _VOCAB.c.doc).where(_VOCAB.c.term.in_(grams))
-    ).all()
-    return [r.term for r in sorted(rows, key=lambda r: (r.doc, r.term))[:count]]
+def _candidates(grams: Sequence[str], known: Sequence[str]) -> str | None:
+    """An FTS5 query for the records a query with one typo could have been meant for.
+    A typo spoils at most four of its trigrams (a swap of two letters), so such a
+    record holds all but four, and so one of any five the index holds (fewer when the
+    typo's own trigrams are in no record): the rarest five find the fewest records."""
+    spoiled = min(4, len(known) - (len(grams) - 4))  # at most this many of `known` missing
+    rarest = known[: spoiled + 1]
+    if not rarest:
+        return None
+    return " OR ".join(_phrase(g) for g in rarest)
+
+
+def _by_rarity(conn: Connection, grams: Sequence[str]) -> list[str]:
+    """Those of `grams` the index holds, the ones in fewest records first (counted up
+    to RARITY_CAP: counting a common one through costs more than it tells)."""
+    counted = []
+    for gram in grams:
+        held = select(_FTS.c.rowid).where(_fts_match(_phrase(gram))).limit(RARITY_CAP)
+        count = conn.execute(select(func.count()).select_from(held.subquery())).scalar_one()
+        if count:
+            counted.append((count, gram))
+    return [gram for _, gram in sorted(counted)]
+
+
+def _allowed_in_order(conn: Connection, golden_ids: list[str], filters: Filters) -> list[str]:
+    """The first NEAR_LIMIT of `golden_ids` that `filters` allow, in their order."""
+    kept: list[str] = []
+    for start in range(0, len(golden_ids), _CHUNK):
+        chunk = golden_ids[start : start + _CHUNK]
+        rows = conn.execute(
+            select(golden_record.c.golden_id).where(
+                golden_record.c.golden_id.in_(chunk), *_allowed(filters, by_key=True)
+            )
+        )
+        allowed = {r.golden_id for r in rows}
+        kept += [g for g in chunk if g in allowed]
+        if len(kept) >= NEAR_LIMIT:
+            break
+    return kept[:NEAR_LIMIT]
 
 
 def _trigrams(query: str) -> list[str]:
@@ -306,8 +356,6 @@ _FTS = table("golden_search", column("rowid", Integer), column("search_text", Te
 _FTS_GOLDEN_ID = func.printf("C%07d", _FTS.c.rowid)
 _GOLDEN_NUMBER = cast(func.substr(golden_record.c.golden_id, 2), Integer)
 _CHUNK = 1000
-# its vocabulary: each trigram and the number of records holding it
-_VOCAB = table("golden_search_vocab", column("term", Text), column("doc", Integer))
 
 
 def _fts_match(expression: str) -> ColumnElement[bool]:

@@ -1,5 +1,6 @@
 """customer search index: on SQLite an FTS5 table of each golden record's search text
-(trigram tokenizer: any substring of three characters or more) and its vocabulary; on
+(trigram tokenizer: any substring of three characters or more) and an index for name
+order; on
 PostgreSQL the pg_trgm extension and a GIN trigram index on golden_record.search_text.
 Both are filled from the records already stored.
 
@@ -28,7 +29,6 @@ depends_on = None
 # reindex): triggers would write the FTS5 table a row at a time, ten times the cost.
 _SQLITE_UP = [
     "CREATE VIRTUAL TABLE golden_search USING fts5(search_text, tokenize = 'trigram')",
-    "CREATE VIRTUAL TABLE golden_search_vocab USING fts5vocab(golden_search, row)",
     (
         "INSERT INTO golden_search (rowid, search_text) "
         "SELECT CAST(substr(golden_id, 2) AS INTEGER), search_text FROM golden_record"
@@ -45,7 +45,6 @@ _SQLITE_UP = [
 
 _SQLITE_DOWN = [
     "DROP INDEX ix_golden_search_order",
-    "DROP TABLE golden_search_vocab",
     "DROP TABLE golden_search",
 ]
 
