@@ -247,6 +247,7 @@ def test_search_finds_by_name_email_and_member_id(
     ]
     load_file(engine, project, "crm", write_csv(tmp_path / "a.csv", rows), actor="test")
     resolve(engine, project, actor="test")
+
     def exact(text: str) -> int:  # near matches (a typo away) follow exact hits
         return sum(not i["near"] for i in customers.search(conn, ADMIN, text).items)
 

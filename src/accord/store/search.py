@@ -25,7 +25,7 @@ from sqlalchemy import (
     func,
     literal,
     literal_column,
-    not_,
+    or_,
     select,
     table,
     text,
@@ -38,12 +38,11 @@ COUNT_CAP = 1000  # hits counted at most; past it a search says "1,000 or more"
 FEW_EXACT = 10  # fewer exact hits than this, and near matches follow them
 NEAR_LIMIT = 50  # near matches at most
 NEAR_FROM = 4  # characters a query needs before near matches are looked for
-NEAR_THRESHOLD = 0.4  # pg_trgm's word similarity a near match needs (PostgreSQL)
-NEAR_RATIO = 75  # rapidfuzz's partial ratio a near match needs (SQLite)
-NEAR_CANDIDATES = 3000  # candidates read at most (SQLite)
-NEAR_SCORED = 200  # of those, the ones sharing most trigrams, scored (SQLite)
-CHECKED_GRAMS = 24  # a query's trigrams counted for their rarity (SQLite)
-RARITY_CAP = 2000  # records counted at most per trigram (SQLite)
+NEAR_RATIO = 75  # rapidfuzz's partial ratio a near match needs
+NEAR_CANDIDATES = 1000  # candidates read at most
+NEAR_SCORED = 200  # of those, the ones sharing most trigrams, scored
+CHECKED_GRAMS = 24  # a query's trigrams counted for their rarity
+RARITY_CAP = 300  # records counted at most per trigram
 TRIGRAM_SCHEMA = "public"  # where migration 0017 installs pg_trgm if it is missing
 # What migration 0017 makes outside `tables.metadata`: the FTS5 table, its shadow
 # tables and vocabulary and an index for name order on SQLite, the trigram index on
@@ -248,84 +247,73 @@ def _rows_in_order(conn: Connection, golden_ids: Sequence[str]) -> list[dict[str
 
 
 def _near_ids(conn: Connection, query: str, filters: Filters) -> list[str]:
-    """Golden ids of records close to `query` but not containing it, best first."""
-    if conn.dialect.name == "sqlite":
-        return _near_sqlite(conn, query, filters)
-    return _near_postgresql(conn, query, filters)
-
-
-def _near_postgresql(conn: Connection, query: str, filters: Filters) -> list[str]:
-    schema = trigram_schema(conn)
-    # the share of the query's trigrams a near match holds, in some run of its words
-    conn.execute(
-        text("SELECT set_config('pg_trgm.word_similarity_threshold', :t, true)"),
-        {"t": str(NEAR_THRESHOLD)},
-    )
-    typed = literal(query, Text)
-    similar = typed.op(f'OPERATOR("{schema}".<%)', is_comparison=True)(golden_record.c.search_text)
-    closeness = getattr(func, schema).word_similarity(typed, golden_record.c.search_text)
-    pattern = "%" + _escape_like(query) + "%"
-    rows = conn.execute(
-        select(golden_record.c.golden_id)
-        .where(
-            similar,
-            not_(golden_record.c.search_text.like(pattern, escape="\\")),
-            *_allowed(filters),
-        )
-        .order_by(closeness.desc(), *_ORDER)
-        .limit(NEAR_LIMIT)
-    )
-    return [r.golden_id for r in rows]
-
-
-def _near_sqlite(conn: Connection, query: str, filters: Filters) -> list[str]:
-    """Records that share enough of the query's trigrams: those sharing the most are
-    scored by how well the query aligns with some stretch of their search text
-    (rapidfuzz's partial ratio) and listed best first, then by golden id; of those, the
-    ones `filters` allow."""
-    grams = _trigrams(query)[:CHECKED_GRAMS]
-    expression = _candidates(grams, _by_rarity(conn, grams))
-    if expression is None:
+    """Golden ids of records close to `query` but not containing it, best first, then
+    by golden id: of the records holding one of the query's rarest trigrams (a typo
+    spoils at most four of them, `_rarest`), the NEAR_SCORED sharing most of its
+    trigrams, scored by how well the query aligns with some stretch of their search
+    text (rapidfuzz's partial ratio); of those, the ones `filters` allow."""
+    grams = _searchable_grams(conn, query)
+    rarest = _rarest(conn, grams)
+    if not rarest:
         return []
-    rows = conn.execute(
-        select(_FTS.c.rowid, _FTS.c.search_text)
-        .where(_fts_match(expression))
-        .limit(NEAR_CANDIDATES)
-    ).all()
-    overlap = sorted(
-        ((-sum(g in row.search_text for g in grams), row.rowid, row.search_text) for row in rows),
-    )[:NEAR_SCORED]
+    candidates = _holding_any(conn, rarest)
+    overlap = sorted((-sum(g in t for g in grams), g_id, t) for g_id, t in candidates)
     scored = sorted(
-        (-score, rowid)
-        for _, rowid, text_ in overlap
+        (-score, golden_id)
+        for _, golden_id, text_ in overlap[:NEAR_SCORED]
         if query not in text_  # an exact hit, listed before
         and (score := fuzz.partial_ratio(query, text_, score_cutoff=NEAR_RATIO))
     )
-    return _allowed_in_order(conn, [f"C{rowid:07d}" for _, rowid in scored], filters)
+    return _allowed_in_order(conn, [golden_id for _, golden_id in scored], filters)
 
 
-def _candidates(grams: Sequence[str], known: Sequence[str]) -> str | None:
-    """An FTS5 query for the records a query with one typo could have been meant for.
-    A typo spoils at most four of its trigrams (a swap of two letters), so such a
-    record holds all but four, and so one of any five the index holds (fewer when the
-    typo's own trigrams are in no record): the rarest five find the fewest records."""
-    spoiled = min(4, len(known) - (len(grams) - 4))  # at most this many of `known` missing
-    rarest = known[: spoiled + 1]
-    if not rarest:
-        return None
-    return " OR ".join(_phrase(g) for g in rarest)
+def _searchable_grams(conn: Connection, query: str) -> list[str]:
+    """The query's trigrams an index can find: on PostgreSQL those of letters and
+    digits only (pg_trgm takes no trigram from punctuation, and a LIKE it cannot serve
+    reads every record)."""
+    grams = _trigrams(query)
+    if conn.dialect.name != "sqlite":
+        grams = [g for g in grams if g.isalnum()]
+    return grams[:CHECKED_GRAMS]
 
 
-def _by_rarity(conn: Connection, grams: Sequence[str]) -> list[str]:
-    """Those of `grams` the index holds, the ones in fewest records first (counted up
-    to RARITY_CAP: counting a common one through costs more than it tells)."""
-    counted = []
-    for gram in grams:
-        held = select(_FTS.c.rowid).where(_fts_match(_phrase(gram))).limit(RARITY_CAP)
-        count = conn.execute(select(func.count()).select_from(held.subquery())).scalar_one()
-        if count:
-            counted.append((count, gram))
-    return [gram for _, gram in sorted(counted)]
+def _rarest(conn: Connection, grams: Sequence[str]) -> list[str]:
+    """The fewest of `grams` that a record a typo away from the query must hold one
+    of, the rarest. A typo spoils at most four of a query's trigrams (a swap of two
+    letters), so such a record holds all but four of those the index holds, and so one
+    of any five (fewer when the typo's own trigrams are in no record)."""
+    counted = sorted((n, g) for g in grams if (n := _records_holding(conn, g)))
+    spoiled = min(4, len(counted) - (len(grams) - 4))  # at most this many missing
+    return [g for _, g in counted[: spoiled + 1]]
+
+
+def _records_holding(conn: Connection, gram: str) -> int:
+    """How many records hold `gram`, counted up to RARITY_CAP: counting a common one
+    through costs more than it tells."""
+    if conn.dialect.name == "sqlite":
+        held = select(_FTS.c.rowid).where(_fts_match(_phrase(gram)))
+    else:
+        held = select(golden_record.c.golden_id).where(_holds(gram))
+    limited = held.limit(RARITY_CAP).subquery()
+    return int(conn.execute(select(func.count()).select_from(limited)).scalar_one())
+
+
+def _holding_any(conn: Connection, grams: Sequence[str]) -> list[tuple[str, str]]:
+    """(golden id, search text) of records holding one of `grams`, NEAR_CANDIDATES at
+    most."""
+    if conn.dialect.name == "sqlite":
+        any_gram = " OR ".join(_phrase(g) for g in grams)
+        query = select(_FTS.c.rowid, _FTS.c.search_text).where(_fts_match(any_gram))
+        rows = conn.execute(query.limit(NEAR_CANDIDATES))
+        return [(f"C{r.rowid:07d}", r.search_text) for r in rows]
+    query = select(golden_record.c.golden_id, golden_record.c.search_text).where(
+        or_(*(_holds(g) for g in grams))
+    )
+    return [(r.golden_id, r.search_text) for r in conn.execute(query.limit(NEAR_CANDIDATES))]
+
+
+def _holds(gram: str) -> ColumnElement[bool]:
+    return golden_record.c.search_text.like("%" + _escape_like(gram) + "%", escape="\\")
 
 
 def _allowed_in_order(conn: Connection, golden_ids: list[str], filters: Filters) -> list[str]:
