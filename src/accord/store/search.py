@@ -2,9 +2,10 @@
 then, when those are few, near matches (a typo or so away), best first.
 
 The index is the store's own (migration 0017): on SQLite an FTS5 table with the trigram
-tokenizer (`golden_search`, kept in step with golden_record by triggers), on PostgreSQL
-a GIN index of pg_trgm trigrams on `golden_record.search_text`. Counts stop at a cap,
-so no search costs a pass over every customer."""
+tokenizer (`golden_search`, kept in step by the code that writes golden records:
+`index_new`, `reindex`), on PostgreSQL a GIN index of pg_trgm trigrams on
+`golden_record.search_text`. Counts stop at a cap, so no search costs a pass over every
+customer."""
 
 from __future__ import annotations
 
