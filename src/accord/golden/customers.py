@@ -3,6 +3,7 @@ so permission checks cannot be skipped by a new endpoint."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection
@@ -13,21 +14,54 @@ from accord.paging import Page, check_window
 from accord.store import golden as golden_store
 from accord.store import records as record_store
 from accord.store import relationships as relationship_store
+from accord.store import search as search_store
+from accord.store.search import STATUSES, Filters
 
 MAX_QUERY_CHARS = 200
 
 
+@dataclass(frozen=True)
+class CustomerPage(Page):
+    """A page of a search: `total` hits, or at least `total` when `more` (the count
+    stops at a cap, `store.search.COUNT_CAP`, so no search passes over every customer)."""
+
+    more: bool = False
+
+
 def search(
-    conn: Connection, actor: Actor, text: str | None = None, *, limit: int = 50, offset: int = 0
-) -> Page:
-    """Active golden customers whose name, email, phone, city or ids contain `text`."""
+    conn: Connection,
+    actor: Actor,
+    text: str | None = None,
+    *,
+    system: str | None = None,
+    country: str | None = None,
+    status: str = "active",
+    limit: int = 50,
+    offset: int = 0,
+) -> CustomerPage:
+    """Golden customers whose name, email, phone, city, postcode, tax id or ids contain
+    `text`, in name order, then (when those are few) the ones a typo or so away, best
+    first; with a record from `system`, in `country`, of `status` (active by default)."""
     require(actor, Permission.CUSTOMERS_READ)
     check_window(limit, offset)
-    text = (text or "").strip()
+    text = _without_nul(text).strip()
     if len(text) > MAX_QUERY_CHARS:
         raise InputRejected(f"a search is at most {MAX_QUERY_CHARS} characters")
-    items, total = golden_store.search(conn, text or None, limit, offset)
-    return Page(items, total, limit, offset)
+    if status not in STATUSES:
+        raise InputRejected(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+    filters = Filters(
+        system=_without_nul(system) or None,
+        country=_without_nul(country).upper() or None,
+        status=status,
+    )
+    hits = search_store.search(conn, text, filters, limit, offset)
+    return CustomerPage(hits.items, hits.total, limit, offset, more=hits.more)
+
+
+def _without_nul(value: str | None) -> str:
+    """`value` without NUL characters, which no stored text holds (and PostgreSQL's
+    text cannot)."""
+    return (value or "").replace("\x00", "")
 
 
 def get(conn: Connection, actor: Actor, golden_id: str) -> dict[str, Any]:

@@ -538,6 +538,19 @@ def golden_content(
     member_keys = sorted(f"{m.system}/{m.source_id}" for m in members)
     fingerprint = digest([data, lineage, member_keys])
     name = display_name(data)
+    return {
+        "display_name": name,
+        "search_text": search_text(name, data, member_keys),
+        "data": data,
+        "lineage": lineage,
+        "member_count": len(members),
+        "fingerprint": fingerprint,
+    }
+
+
+def search_text(name: str, data: dict[str, Any], member_keys: Sequence[str]) -> str:
+    """What customer search looks in: the name, contact points, city, tax id, postcode
+    and the member records' keys (system/source id), casefolded."""
     searchable = [
         name,
         data.get("email"),
@@ -547,14 +560,7 @@ def golden_content(
         data.get("postcode"),
         *member_keys,
     ]
-    return {
-        "display_name": name,
-        "search_text": " ".join(str(s) for s in searchable if s).casefold(),
-        "data": data,
-        "lineage": lineage,
-        "member_count": len(members),
-        "fingerprint": fingerprint,
-    }
+    return " ".join(str(s) for s in searchable if s).casefold()
 
 
 def display_name(data: dict[str, Any]) -> str:

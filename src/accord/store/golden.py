@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
+from accord.store import search
 from accord.store.dialect import insert_rows, keys_in
 from accord.store.records import LOOKUP_CHUNK
 from accord.store.tables import canonical_record, counter, crosswalk, golden_record, record_head
@@ -106,6 +107,7 @@ def insert_golden(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
             golden_record,
             [r | {"status": "active", "created_at": now, "updated_at": now} for r in rows],
         )
+        search.index_new(conn, [r["golden_id"] for r in rows])
 
 
 def update_golden(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -135,6 +137,7 @@ def update_golden(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
             for r in rows
         ],
     )
+    search.reindex(conn, {r["golden_id"]: r["search_text"] for r in rows})
 
 
 def retire(conn: Connection, merged: dict[str, str], retired: Iterable[str]) -> None:
@@ -210,34 +213,6 @@ def members(conn: Connection, golden_id: str) -> list[dict[str, Any]]:
         .order_by(crosswalk.c.system, crosswalk.c.source_id)
     )
     return [dict(r._mapping) for r in rows]
-
-
-def search(
-    conn: Connection, text: str | None, limit: int, offset: int
-) -> tuple[list[dict[str, Any]], int]:
-    """Active golden records whose names, contact points or ids contain `text`."""
-    query = select(
-        golden_record.c.golden_id,
-        golden_record.c.display_name,
-        golden_record.c.data,
-        golden_record.c.member_count,
-        golden_record.c.updated_at,
-    ).where(golden_record.c.status == "active")
-    total_query = (
-        select(func.count()).select_from(golden_record).where(golden_record.c.status == "active")
-    )
-    if text:
-        pattern = "%" + _escape_like(text.casefold()) + "%"
-        condition = golden_record.c.search_text.like(pattern, escape="\\")
-        query = query.where(condition)
-        total_query = total_query.where(condition)
-    query = query.order_by(golden_record.c.display_name, golden_record.c.golden_id)
-    rows = conn.execute(query.limit(limit).offset(offset))
-    return [dict(r._mapping) for r in rows], int(conn.execute(total_query).scalar_one())
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def crosswalk_of(conn: Connection, system: str, source_id: str) -> dict[str, Any] | None:

@@ -50,12 +50,18 @@ class Identity(BaseModel):
 class CustomerSummary(BaseModel):
     golden_id: str
     display_name: str
+    status: str = Field(description="active, merged (into merged_into) or retired")
+    merged_into: str | None = None
     kind: str | None
     email: str | None
     phone: str | None
     city: str | None
     country: str | None
     member_count: int
+    near: bool = Field(
+        default=False,
+        description="a near match (a typo or so away), listed after every exact hit",
+    )
 
 
 class Page(BaseModel, Generic[Item]):
@@ -67,7 +73,11 @@ class Page(BaseModel, Generic[Item]):
     offset: int
 
 
-CustomerPage = Page[CustomerSummary]
+class CustomerPage(Page[CustomerSummary]):
+    """A page of a customer search. The count stops at 1,000 (or at the page's end, if
+    further): with `more`, `total` customers match at least."""
+
+    more: bool = False
 
 
 class FieldLineage(BaseModel):
@@ -185,16 +195,37 @@ def list_customers(
     actor: Annotated[Actor, needs(Permission.CUSTOMERS_READ)],
     conn: ConnDep,
     q: Annotated[str | None, Query(max_length=200, description="text to look for")] = None,
+    system: Annotated[
+        str | None, Query(max_length=64, description="only customers with a record from it")
+    ] = None,
+    country: Annotated[
+        str | None, Query(max_length=2, description="only customers in it (ISO 3166 alpha-2)")
+    ] = None,
+    status: Annotated[
+        Literal["active", "merged", "retired"], Query(description="customers in this state")
+    ] = "active",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> CustomerPage:
-    """Golden customers, optionally those whose name, email, phone, city or ids contain q."""
-    page = customers.search(conn, actor, q, limit=limit, offset=offset)
+    """Golden customers whose name, email, phone, city, postcode, tax id or record ids
+    contain q, in name order, then, when those are few, near matches (a typo or so
+    away), best first; or whose golden id q is. Filtered by system, country and status."""
+    page = customers.search(
+        conn,
+        actor,
+        q,
+        system=system,
+        country=country,
+        status=status,
+        limit=limit,
+        offset=offset,
+    )
     return CustomerPage(
         items=[_summary(item) for item in page.items],
         total=page.total,
         limit=page.limit,
         offset=page.offset,
+        more=page.more,
     )
 
 
@@ -511,12 +542,15 @@ def _summary(item: dict[str, Any]) -> CustomerSummary:
     return CustomerSummary(
         golden_id=item["golden_id"],
         display_name=item["display_name"],
+        status=item["status"],
+        merged_into=item["merged_into"],
         kind=data.get("kind"),
         email=data.get("email"),
         phone=data.get("phone"),
         city=data.get("city"),
         country=data.get("country"),
         member_count=item["member_count"],
+        near=item["near"],
     )
 
 

@@ -16,7 +16,7 @@ import accord.store.types
 revision = "0018"
 # 0017 (the search index) is built beside this one; whichever merges second revises the
 # other.
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
