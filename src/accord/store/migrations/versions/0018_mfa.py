@@ -3,7 +3,7 @@
 sign-ins or enrolments waiting for a code (`mfa_challenge`)
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from alembic import op
 import accord.store.types
 
 revision = "0018"
-# 0017 (the search index) is built beside this one; whichever merges second revises the
-# other.
 down_revision = "0017"
 branch_labels = None
 depends_on = None
