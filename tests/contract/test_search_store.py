@@ -312,6 +312,23 @@ def test_the_index_follows_rewritten_golden_records(
     assert found(engine, "john.smith@mail") == []
 
 
+def test_the_index_is_rebuilt_from_the_golden_records(
+    engine: Engine, company: dict[str, str]
+) -> None:
+    """After golden records were put back by other means (a copy restored), `rebuild`
+    makes the index theirs again, and new customers can be indexed beside them."""
+    before = found(engine, "smith")
+    with writing(engine) as conn:
+        if conn.dialect.name == "sqlite":  # the index as a restore leaves it: stale
+            conn.execute(text("DELETE FROM golden_search"))
+            conn.execute(text("INSERT INTO golden_search (rowid, search_text) VALUES (9, 'x')"))
+        search_store.rebuild(conn)
+    assert found(engine, "smith") == before
+    with writing(engine) as conn:
+        store(conn, person("Ada", "Lovelace"))
+    assert found(engine, "lovelace") == ["Ada Lovelace"]
+
+
 @settings(
     max_examples=60,
     deadline=None,

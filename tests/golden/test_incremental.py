@@ -48,7 +48,7 @@ from accord.match.interface import OversizedBlock
 from accord.match.learned import record_columns
 from accord.steward import service
 from accord.store import match_index as index_store
-from accord.store import stewardship
+from accord.store import search, stewardship
 from accord.store.engine import writing
 from accord.store.tables import (
     audit_log,
@@ -289,6 +289,7 @@ def _restore(engine: Engine, rows: dict[str, list[dict[str, Any]]]) -> None:
         for table in metadata.sorted_tables:
             if rows[table.name]:
                 conn.execute(table.insert(), rows[table.name])
+        search.rebuild(conn)  # the index of golden records is no table of the metadata
         if conn.dialect.name == "postgresql":  # ids go on from where the copy left off
             for table in metadata.sorted_tables:
                 if "id" in table.c and table.c.id.autoincrement is not False:

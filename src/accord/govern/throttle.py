@@ -28,7 +28,7 @@ def parse_limits(variable: str, value: str) -> list[RateLimitItem]:
     except ValueError as exc:
         raise AccordError(
             f"{variable}={value!r} is not a rate limit",
-            hint='write it as "5/minute" or "5/minute;20/hour", or "off"',
+            hint='write it as "100/second", "5/minute;20/hour", or "off"',
         ) from exc
 
 

@@ -15,10 +15,11 @@ import math
 import threading
 import time
 
-from limits import RateLimitItem, parse_many, storage, strategies
+from limits import RateLimitItem, storage, strategies
 from sqlalchemy import Engine
 
 from accord.errors import AccordError, Overloaded, RateLimited
+from accord.govern.throttle import parse_limits
 from accord.settings import Settings
 from accord.store import queue
 
@@ -27,15 +28,7 @@ BACKLOG_READ_EVERY = 1.0  # seconds
 
 def rate_limits(value: str) -> list[RateLimitItem]:
     """Parse `ACCORD_RATE_LIMIT` ("100/second", "100/second;2000/minute", "off")."""
-    if value.strip().lower() in {"", "off", "none"}:
-        return []
-    try:
-        return list(parse_many(value))
-    except ValueError as exc:
-        raise AccordError(
-            f"ACCORD_RATE_LIMIT={value!r} is not a rate limit",
-            hint='write it as "100/second" or "100/second;2000/minute", or "off"',
-        ) from exc
+    return parse_limits("ACCORD_RATE_LIMIT", value)
 
 
 class Admission:

@@ -91,6 +91,20 @@ def reindex(conn: Connection, texts: Mapping[str, str]) -> None:
     index_new(conn, changed)
 
 
+def rebuild(conn: Connection) -> None:
+    """Build the SQLite index anew from every golden record: after golden_record was
+    written by other means than this module's callers (a restore from a copy, a repair
+    by hand). PostgreSQL's index on the column needs nothing."""
+    if conn.dialect.name != "sqlite":
+        return
+    conn.execute(_FTS.delete())
+    conn.execute(
+        _FTS.insert().from_select(
+            ["rowid", "search_text"], select(_GOLDEN_NUMBER, golden_record.c.search_text)
+        )
+    )
+
+
 def _number(golden_id: str) -> int:
     return int(golden_id[1:])
 
