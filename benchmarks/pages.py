@@ -127,7 +127,11 @@ def run(customers: int, seed: int, requests: int, postgres_url: str | None) -> d
                     progress.advance(task, requests)
                     continue
                 url = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
-                results[path] = _measure(client, url, requests)
+                first = client.get(url)
+                if first.status_code != 200:  # a step that needs more than its address
+                    skipped[path] = f"answered {first.status_code} without a query"
+                else:
+                    results[path] = _measure(client, url, requests)
                 progress.advance(task, requests)
         engine.dispose()
     slowest = max((r["p95_ms"] for r in results.values()), default=0.0)
@@ -148,8 +152,6 @@ def run(customers: int, seed: int, requests: int, postgres_url: str | None) -> d
 
 def _measure(client: TestClient, url: str, requests: int) -> dict[str, Any]:
     first = client.get(url)
-    if first.status_code != 200:
-        raise SystemExit(f"{url} answered {first.status_code}: {first.text[:300]}")
     times = []
     for _ in range(requests):
         started = time.perf_counter()
