@@ -65,10 +65,13 @@ class Stewarding:
         return None if found is None else str(found["decision"])
 
 
-def stewarding(workspace: Workspace, folder: Path) -> Iterator[Stewarding]:
+def held_for_review(
+    workspace: Workspace, rows: list[dict[str, str]], folder: Path
+) -> dict[tuple[str, str], tuple[int, str]]:
+    """Load `rows` (Anna's chain and Bob), decide C1 and C3 different so that the C2 - C3
+    link is held for review, queue C1 - C4 once and let the next resolve withdraw it.
+    The reviews by their pair of source ids: (id, status)."""
     engine, project = workspace.engine, workspace.project
-    rows = anna_chain_and_bob()
-    rows[2]["Street"] = HOSTILE
     load_file(engine, project, "crm", write_csv(folder / "crm.csv", rows), actor="test")
     resolve(engine, project, actor="test")
     with writing(engine) as conn:
@@ -81,10 +84,16 @@ def stewarding(workspace: Workspace, folder: Path) -> Iterator[Stewarding]:
     assignment = resolve(engine, project, actor="test").assignment  # withdraws C1 - C4
     assert assignment == {C1: "C0000001", C2: "C0000001", C3: "C0000003", C4: "C0000002"}
     with engine.connect() as conn:
-        ids = {
-            (r["left_source_id"], r["right_source_id"]): r["id"]
+        return {
+            (r["left_source_id"], r["right_source_id"]): (r["id"], r["status"])
             for status in ("open", "withdrawn")
             for r in stewardship.list_reviews(conn, status)[0]
         }
+
+
+def stewarding(workspace: Workspace, folder: Path) -> Iterator[Stewarding]:
+    rows = anna_chain_and_bob()
+    rows[2]["Street"] = HOSTILE
+    reviews = held_for_review(workspace, rows, folder)
     with TestClient(create_app(workspace)) as client:
-        yield Stewarding(client, workspace, ids["C2", "C3"], ids["C1", "C4"])
+        yield Stewarding(client, workspace, reviews["C2", "C3"][0], reviews["C1", "C4"][0])

@@ -16,18 +16,15 @@ from sqlalchemy import Engine, select
 from accord.errors import Conflict
 from accord.golden.resolve import resolve
 from accord.govern import audit, identity
-from accord.govern.permissions import Actor, Role
-from accord.intake.load import load_file
-from accord.match.decisions import HELD_APART
+from accord.govern.permissions import Role
 from accord.settings import Settings
-from accord.steward import service
 from accord.store import stewardship
 from accord.store.engine import writing
 from accord.store.tables import audit_log
-from accord.store.types import utcnow
 from accord.web.app import create_app
 from accord.workspace import Workspace
-from tests.factories import anna_chain_and_bob, write_csv
+from tests.factories import anna_chain_and_bob
+from tests.web.stewarding import C1, C2, C3, held_for_review
 
 PASSWORD = "a long enough password"
 USERS = {
@@ -36,7 +33,6 @@ USERS = {
     "stewie": Role.STEWARD,
     "ada": Role.ADMIN,
 }
-C1, C2, C3, C4 = (("crm", f"C{i}") for i in range(1, 5))
 
 
 @dataclass
@@ -67,26 +63,7 @@ class Api:
 
 
 def _api(workspace: Workspace, tmp_path: Path) -> Iterator[Api]:
-    engine, project = workspace.engine, workspace.project
-    load_file(
-        engine, project, "crm", write_csv(tmp_path / "crm.csv", anna_chain_and_bob()), actor="test"
-    )
-    resolve(engine, project, actor="test")
-    with writing(engine) as conn:
-        service.decide_pair(conn, Actor("cli", "setup", Role.ADMIN), C1, C3, decision="different")
-    resolve(engine, project, actor="test")  # queues the held C2 - C3 link
-    held = {"left": C2, "right": C3, "probability": 1.0, "reason": HELD_APART}
-    doubt = {"left": C4, "right": C1, "probability": 0.7, "reason": "uncertain"}
-    with writing(engine) as conn:
-        stewardship.sync_reviews(conn, [held, doubt], utcnow())
-    assignment = resolve(engine, project, actor="test").assignment  # withdraws C1 - C4
-    assert assignment == {C1: "C0000001", C2: "C0000001", C3: "C0000003", C4: "C0000002"}
-    with engine.connect() as conn:
-        reviews = {
-            (r["left_source_id"], r["right_source_id"]): (r["id"], r["status"])
-            for status in ("open", "withdrawn")
-            for r in stewardship.list_reviews(conn, status)[0]
-        }
+    reviews = held_for_review(workspace, anna_chain_and_bob(), tmp_path)
     assert set(reviews.values()) == {
         (reviews["C2", "C3"][0], "open"),
         (reviews["C1", "C4"][0], "withdrawn"),

@@ -303,13 +303,9 @@ class Connection:
             self._loop = None
 
 
-async def connect(urls: list[str]) -> Client:
-    """A connection to the servers (the first that answers); BrokerUnavailable, with
-    what to do, when none does. Also used by sync out's NATS channel."""
-    return await _connect(urls)
-
-
 async def _connect(urls: list[str]) -> Client:
+    """A connection to the servers (the first that answers); BrokerUnavailable, with
+    what to do, when none does."""
     async def quiet(_: Exception) -> None:
         return None  # a failure to connect is raised below, with what to do
 

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, literal, select, update
+from sqlalchemy import Connection, and_, delete, func, literal, select, update
 
 from accord.store.dialect import insert_rows, seconds_between
 from accord.store.tables import match_wait, work_item
@@ -53,6 +53,8 @@ class Claim:
     system: str
     source_id: str
     token: str
+    # set by `hold`: the record was queued again since it was taken (a newer token)
+    changed: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -134,39 +136,32 @@ def claim(
 
 def hold(conn: Connection, worker: str, claims: Sequence[Claim]) -> list[Claim]:
     """Lock the rows `worker` still holds, in the caller's transaction, and return their
-    claims; a row whose lease was taken over by another worker is left out."""
+    claims, each marked `changed` if its record was queued again since it was taken; a
+    row whose lease was taken over by another worker is left out."""
     if not claims:
         return []
-    held = set(
-        conn.execute(
-            select(work_item.c.id)
-            .where(work_item.c.id.in_([c.id for c in claims]), work_item.c.lease_owner == worker)
-            .with_for_update()
-        ).scalars()
+    rows = conn.execute(
+        select(work_item.c.id, work_item.c.token)
+        .where(work_item.c.id.in_([c.id for c in claims]), work_item.c.lease_owner == worker)
+        .with_for_update()
     )
-    return [c for c in claims if c.id in held]
+    tokens = {row.id: row.token for row in rows}
+    return [replace(c, changed=tokens[c.id] != c.token) for c in claims if c.id in tokens]
 
 
 def complete(conn: Connection, worker: str, claims: Sequence[Claim]) -> int:
     """Remove the rows matched as taken, recording how long each waited (`match_wait`);
     release those that changed since (they are matched again, and keep their place).
-    Returns how many were released. Call after `hold`, in its transaction: the rows are
-    locked, so their tokens read here are the ones the deletion sees."""
+    Returns how many were released. `claims` are what `hold` returned, in its
+    transaction: the rows are locked, so the tokens it read are the ones seen here."""
     if not claims:
         return 0
-    taken = {c.id: c.token for c in claims}
-    current = conn.execute(
-        select(work_item.c.id, work_item.c.token).where(
-            work_item.c.id.in_(list(taken)), work_item.c.lease_owner == worker
-        )
-    ).all()
-    matched = [row.id for row in current if taken[row.id] == row.token]
-    changed = [row.id for row in current if taken[row.id] != row.token]
+    matched = [c.id for c in claims if not c.changed]
+    changed = [c.id for c in claims if c.changed]
     if matched:
-        _record_waits(conn, work_item.c.id.in_(matched))
-        conn.execute(
-            delete(work_item).where(work_item.c.id.in_(matched), work_item.c.lease_owner == worker)
-        )
+        mine = and_(work_item.c.id.in_(matched), work_item.c.lease_owner == worker)
+        _record_waits(conn, mine)
+        conn.execute(delete(work_item).where(mine))
     if not changed:
         return 0
     released = conn.execute(
