@@ -3,7 +3,7 @@ stores."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, func, select, update
@@ -31,15 +31,15 @@ def _person(engine: Engine, name: str) -> Actor:
     return actor
 
 
-def _enrol(engine: Engine, name: str) -> tuple[str, tuple[str, ...]]:
-    """Set up a second factor for `name` as they would on /account: (secret, codes)."""
+def _enrol(engine: Engine, name: str, *, at: datetime | None = None) -> tuple[str, tuple[str, ...]]:
+    """Set up a second factor for `name` as they would on /account, with the code of the
+    time step of `at` (now): (secret, codes)."""
     actor = _person(engine, name)
     with writing(engine) as conn:
         pending = identity.start_enrolment(conn, actor)
     assert pending.secret is not None
-    codes = identity.confirm_enrolment(
-        engine, actor, pending.token, mfa.code_at(pending.secret, utcnow())
-    )
+    code = mfa.code_at(pending.secret, at or utcnow())
+    codes = identity.confirm_enrolment(engine, actor, pending.token, code)
     return pending.secret, codes
 
 
@@ -77,14 +77,15 @@ def test_a_user_with_a_second_factor_signs_in_in_two_steps(engine: Engine) -> No
 
 def test_a_code_is_taken_once(engine: Engine) -> None:
     _user(engine, "ann")
-    secret, _ = _enrol(engine, "ann")
+    set_up_at = utcnow()
+    secret, _ = _enrol(engine, "ann", at=set_up_at)
+    # the code of the set-up itself is spent: first thing after it, nothing later used yet
+    with pytest.raises(NotAuthenticated, match="wrong code"):
+        identity.sign_in(engine, "ann", PASSWORD, code=mfa.code_at(secret, set_up_at))
     code = _next_code(secret)
     identity.sign_in(engine, "ann", PASSWORD, code=code)
     with pytest.raises(NotAuthenticated, match="wrong code"):
         identity.sign_in(engine, "ann", PASSWORD, code=code)
-    # the code of the set-up itself is spent too
-    with pytest.raises(NotAuthenticated):
-        identity.sign_in(engine, "ann", PASSWORD, code=mfa.code_at(secret, utcnow()))
 
 
 def test_the_one_step_api_asks_for_the_code(engine: Engine) -> None:

@@ -147,3 +147,10 @@ def test_api_routes_are_all_described(workspace: Workspace) -> None:
     ]
     assert not hidden
     assert all(isinstance(r, APIRoute) for r in _api_routes(create_app(workspace).routes))
+
+
+def test_ids_past_the_store_are_refused_not_looked_up(client: TestClient) -> None:
+    huge = str(2**70)
+    for path in [f"/quarantine/{huge}", f"/audit?before={huge}", f"/api/v1/reviews/{huge}"]:
+        response = client.get(path)
+        assert response.status_code == 422, (path, response.status_code)

@@ -306,6 +306,7 @@ class Connection:
 async def _connect(urls: list[str]) -> Client:
     """A connection to the servers (the first that answers); BrokerUnavailable, with
     what to do, when none does."""
+
     async def quiet(_: Exception) -> None:
         return None  # a failure to connect is raised below, with what to do
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, or_, select, tuple_
+from sqlalchemy import Connection, or_, select
 
+from accord.store.dialect import keys_in
 from accord.store.tables import crosswalk, golden_change, match_decision
 
 Key = tuple[str, str]
@@ -69,12 +70,15 @@ def decisions_about(conn: Connection, keys: Sequence[Key], limit: int) -> list[d
     first (a pair decided again keeps only its latest decision)."""
     if not keys:
         return []
-    left = tuple_(match_decision.c.left_system, match_decision.c.left_source_id)
-    right = tuple_(match_decision.c.right_system, match_decision.c.right_source_id)
-    wanted = [tuple(key) for key in keys]
+    c = match_decision.c
     rows = conn.execute(
         select(match_decision)
-        .where(or_(left.in_(wanted), right.in_(wanted)))
+        .where(
+            or_(
+                keys_in(c.left_system, c.left_source_id, keys),
+                keys_in(c.right_system, c.right_source_id, keys),
+            )
+        )
         .order_by(match_decision.c.decided_at.desc(), match_decision.c.id.desc())
         .limit(limit)
     )

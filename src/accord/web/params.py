@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Path
+from fastapi import Path, Query
 from pydantic import BaseModel, Field, model_validator
 
 NUL_REFUSED = "text may not contain the NUL character (\\u0000)"
@@ -12,6 +12,8 @@ NUL_REFUSED = "text may not contain the NUL character (\\u0000)"
 # A row's id in the store: a positive 64-bit integer. A larger number is refused with 422
 # before it reaches the database (SQLite cannot even bind it).
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the id given in a listing")]
+# The same, as a query parameter (a position to page from, say).
+RowIdQuery = Annotated[int, Query(ge=1, le=2**63 - 1)]
 # The same, inside a request body.
 RowIdValue = Annotated[int, Field(ge=1, le=2**63 - 1)]
 # The id of a row in a smaller table (loads, users): 32 bits on PostgreSQL.

@@ -18,6 +18,7 @@ from accord.govern import audit
 from accord.govern.permissions import Actor, Permission
 from accord.web.auth import ConnDep, needs
 from accord.web.pages.common import PAGE_SIZE, render
+from accord.web.params import RowIdQuery
 
 router = APIRouter(include_in_schema=False)
 Reader = Annotated[Actor, needs(Permission.AUDIT_READ)]
@@ -36,7 +37,7 @@ def audit_log(
     subject_id: Text = "",
     since: Annotated[str, Query(max_length=32)] = "",
     until: Annotated[str, Query(max_length=32)] = "",
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: RowIdQuery | None = None,
 ) -> HTMLResponse:
     filters = {
         "who": who.strip(),

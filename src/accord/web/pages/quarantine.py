@@ -16,6 +16,7 @@ from accord.govern.permissions import Actor, Permission
 from accord.intake import quarantine
 from accord.web.auth import ConnDep, needs, workspace
 from accord.web.pages.common import PAGE_SIZE, render
+from accord.web.params import RowId
 from accord.workspace import Workspace
 
 router = APIRouter(include_in_schema=False)
@@ -90,7 +91,7 @@ def replay_filtered(
 @router.get("/quarantine/{entry_id}")
 def entry_page(
     request: Request,
-    entry_id: int,
+    entry_id: RowId,
     actor: Manager,
     conn: ConnDep,
     ws: WorkspaceDep,
@@ -104,7 +105,7 @@ def entry_page(
 @router.post("/quarantine/{entry_id}/correct")
 def correct(
     request: Request,
-    entry_id: int,
+    entry_id: RowId,
     actor: Manager,
     conn: ConnDep,
     ws: WorkspaceDep,
@@ -130,7 +131,7 @@ def correct(
 @router.post("/quarantine/{entry_id}/replay")
 def replay(
     request: Request,
-    entry_id: int,
+    entry_id: RowId,
     actor: Manager,
     ws: WorkspaceDep,
 ) -> RedirectResponse:
@@ -141,7 +142,7 @@ def replay(
 @router.post("/quarantine/{entry_id}/discard")
 def discard(
     request: Request,
-    entry_id: int,
+    entry_id: RowId,
     actor: Manager,
     conn: ConnDep,
     ws: WorkspaceDep,
