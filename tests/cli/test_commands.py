@@ -78,6 +78,13 @@ def test_users_and_keys(demo_project_dir: Path) -> None:
         input="short\n",
     )
     assert result.exit_code == 1 and "at least 12 characters" in result.output
+    for role in ("system", "monitor"):  # roles of API keys, never a person's
+        refused = runner.invoke(
+            app,
+            ["users", "add", str(demo_project_dir), "bot", "--role", role, "--password-stdin"],
+            input="a good long secret\n",
+        )
+        assert refused.exit_code == 1 and "accord keys create" in refused.output, role
     result = runner.invoke(
         app,
         ["users", "add", str(demo_project_dir), "ann", "--role", "steward", "--password-stdin"],

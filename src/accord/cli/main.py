@@ -787,17 +787,16 @@ def users_add(
     ] = False,
 ) -> None:
     """Create a user; the password is asked for (or read from stdin), never an argument."""
-    from accord.govern import identity  # noqa: PLC0415
+    from accord.govern import users  # noqa: PLC0415
 
-    if role is Role.SYSTEM:
-        raise InputRejected("systems sign in with API keys: use `accord keys create`")
+    users.check_person_role(role)  # before asking for a password
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     workspace = open_workspace(directory)
     with writing(workspace.engine) as conn:
-        identity.create_user(conn, username, password, role, created_by=cli_actor().label)
+        users.create(conn, cli_actor(), username, password, role)
     console.print(f"created {role} {username!r}")
 
 

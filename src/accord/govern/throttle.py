@@ -32,19 +32,24 @@ def parse_limits(variable: str, value: str) -> list[RateLimitItem]:
         ) from exc
 
 
+def limiter(settings: Settings) -> strategies.SlidingWindowCounterRateLimiter:
+    """A sliding-window limiter over the configured counts (memory, or Redis)."""
+    try:
+        counts = storage.storage_from_string(settings.rate_limit_storage)
+    except Exception as exc:
+        raise AccordError(
+            f"cannot use the rate limit storage {settings.rate_limit_storage!r}: {exc}",
+            hint="set ACCORD_RATE_LIMIT_STORAGE to memory:// or redis://host:6379",
+        ) from exc
+    return strategies.SlidingWindowCounterRateLimiter(counts)
+
+
 class SignInThrottle:
     def __init__(self, settings: Settings) -> None:
         self.per_user = parse_limits("ACCORD_SIGN_IN_LIMIT", settings.sign_in_limit)
         self.per_client = parse_limits("ACCORD_SIGN_IN_CLIENT_LIMIT", settings.sign_in_client_limit)
         self.namespace = settings.rate_limit_namespace
-        try:
-            counts = storage.storage_from_string(settings.rate_limit_storage)
-        except Exception as exc:
-            raise AccordError(
-                f"cannot use the rate limit storage {settings.rate_limit_storage!r}: {exc}",
-                hint="set ACCORD_RATE_LIMIT_STORAGE to memory:// or redis://host:6379",
-            ) from exc
-        self.limiter = strategies.SlidingWindowCounterRateLimiter(counts)
+        self.limiter = limiter(settings)
 
     def _keys(self, username: str, client: str) -> list[tuple[RateLimitItem, str, str]]:
         # usernames are folded so that "Ann" and "ann" share a count

@@ -57,7 +57,7 @@ def list_users(conn: Connection, actor: Actor) -> list[User]:
 def create(conn: Connection, actor: Actor, username: str, password: str, role: Role) -> int:
     """A new, active user; returns their id."""
     require(actor, Permission.USERS_MANAGE)
-    _person_role(role)
+    check_person_role(role)
     return identity.create_user(conn, username, password, role, created_by=actor.label)
 
 
@@ -73,7 +73,7 @@ def change_role(
     each time). Someone moved to a role that requires a second factor they have not set
     up is signed out: they set one up at their next sign-in."""
     require(actor, Permission.USERS_MANAGE)
-    _person_role(role)
+    check_person_role(role)
     user = _user(conn, username)
     if Role(user.role) is role:
         return
@@ -117,7 +117,8 @@ def reset_mfa(conn: Connection, actor: Actor, username: str) -> None:
     record(conn, actor.label, [AuditEvent(AuditAction.USER_MFA_RESET, "user", username)])
 
 
-def _person_role(role: Role) -> None:
+def check_person_role(role: Role) -> None:
+    """InputRejected unless `role` is one a person may hold."""
     if role not in PERSON_ROLES:
         raise InputRejected(
             f"a person holds one of the roles {', '.join(PERSON_ROLES)}, not {role}",

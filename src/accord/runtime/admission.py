@@ -15,11 +15,11 @@ import math
 import threading
 import time
 
-from limits import RateLimitItem, storage, strategies
+from limits import RateLimitItem
 from sqlalchemy import Engine
 
-from accord.errors import AccordError, Overloaded, RateLimited
-from accord.govern.throttle import parse_limits
+from accord.errors import Overloaded, RateLimited
+from accord.govern.throttle import limiter, parse_limits
 from accord.settings import Settings
 from accord.store import queue
 
@@ -36,14 +36,7 @@ class Admission:
         self.limits = rate_limits(settings.rate_limit)
         self.max_backlog = settings.max_backlog
         self.namespace = settings.rate_limit_namespace
-        try:
-            store = storage.storage_from_string(settings.rate_limit_storage)
-        except Exception as exc:
-            raise AccordError(
-                f"cannot use the rate limit storage {settings.rate_limit_storage!r}: {exc}",
-                hint="set ACCORD_RATE_LIMIT_STORAGE to memory:// or redis://host:6379",
-            ) from exc
-        self.limiter = strategies.SlidingWindowCounterRateLimiter(store)
+        self.limiter = limiter(settings)
         self._lock = threading.Lock()
         self._backlog = 0
         self._read_at = -math.inf

@@ -88,6 +88,11 @@ def wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and request.url.path not in MACHINE_PATHS
 
 
+def status_of(exc: AccordError) -> int:
+    """The HTTP status of an Accord error (500 for one no status is given to)."""
+    return next((status for kind, status in STATUS.items() if isinstance(exc, kind)), 500)
+
+
 def _where(location: Any) -> str:
     return ".".join(str(part) for part in location)
 
@@ -136,7 +141,7 @@ def register(app: FastAPI) -> None:
 
     @app.exception_handler(AccordError)
     def handle(request: Request, exc: AccordError) -> Response:
-        status = next((s for kind, s in STATUS.items() if isinstance(exc, kind)), 500)
+        status = status_of(exc)
         if wants_html(request):
             if status == 401:
                 return _to_sign_in(request)

@@ -9,12 +9,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from accord.errors import AccordError, Conflict, InputRejected, NotAllowed, NotAuthenticated
+from accord.errors import Conflict, InputRejected, NotAllowed, NotAuthenticated
 from accord.govern import identity
 from accord.govern.identity import Purpose
 from accord.govern.permissions import Actor, Permission
 from accord.store.engine import writing
 from accord.web.auth import needs, workspace
+from accord.web.errors import status_of
 from accord.web.pages.common import render
 from accord.web.pages.session import enrolment_context
 from accord.web.sign_in import mfa_roles, throttled
@@ -26,7 +27,6 @@ WorkspaceDep = Annotated[Workspace, Depends(workspace)]
 Code = Annotated[str, Form(max_length=32)]
 DONE = {"off": "Two-step sign-in is off."}
 ENDED = "That set-up has ended (it took too long, or had too many wrong codes); start again."
-STATUS = {InputRejected: 422, NotAllowed: 403, Conflict: 409}
 
 
 @router.get("/account")
@@ -76,7 +76,7 @@ def turn_off(request: Request, actor: Person, ws: WorkspaceDep, code: Code) -> R
         with throttled(request, actor.name, failures=(InputRejected,)):
             identity.disable_mfa(ws.engine, actor, code, mfa_roles=mfa_roles(ws))
     except (InputRejected, NotAllowed, Conflict) as exc:
-        return _account(request, actor, ws, error=exc.message, status=_status(exc))
+        return _account(request, actor, ws, error=exc.message, status=status_of(exc))
     return RedirectResponse("/account?done=off", status_code=303)
 
 
@@ -117,7 +117,3 @@ def _enrol_form(
         "required": False,
     }
     return render(request, "mfa_enrol.html", context, status_code=status)
-
-
-def _status(exc: AccordError) -> int:
-    return next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)

@@ -10,11 +10,12 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from accord.errors import AccordError, Conflict, InputRejected, NotFound
+from accord.errors import Conflict, InputRejected, NotFound
 from accord.govern import users
 from accord.govern.permissions import Actor, Permission, Role
 from accord.store.engine import writing
 from accord.web.auth import needs, workspace
+from accord.web.errors import status_of
 from accord.web.pages.common import render
 from accord.web.sign_in import mfa_roles
 from accord.workspace import Workspace
@@ -30,7 +31,6 @@ DONE = {
     "reactivated": "Reactivated {user}.",
     "mfa_reset": "Reset the two-step sign-in of {user}; their sessions have ended.",
 }
-STATUS = {NotFound: 404, Conflict: 409, InputRejected: 422}
 
 
 @router.get("/users")
@@ -55,7 +55,7 @@ def create_user(
             users.create(conn, actor, username, password, _role(role))
     except (InputRejected, Conflict) as exc:
         form = {"username": username, "role": role}
-        return _page(request, actor, ws, error=exc.message, form=form, status=_status(exc))
+        return _page(request, actor, ws, error=exc.message, form=form, status=status_of(exc))
     return _done("created", username.strip())
 
 
@@ -71,7 +71,7 @@ def change_role(
         with writing(ws.engine) as conn:
             users.change_role(conn, actor, username, _role(role), mfa_roles=mfa_roles(ws))
     except (InputRejected, Conflict, NotFound) as exc:
-        return _page(request, actor, ws, error=exc.message, status=_status(exc))
+        return _page(request, actor, ws, error=exc.message, status=status_of(exc))
     return _done("role", username)
 
 
@@ -87,7 +87,7 @@ def set_active(
         with writing(ws.engine) as conn:
             users.set_active(conn, actor, username, active=active)
     except (Conflict, NotFound) as exc:
-        return _page(request, actor, ws, error=exc.message, status=_status(exc))
+        return _page(request, actor, ws, error=exc.message, status=status_of(exc))
     return _done("reactivated" if active else "deactivated", username)
 
 
@@ -102,7 +102,7 @@ def reset_mfa(
         with writing(ws.engine) as conn:
             users.reset_mfa(conn, actor, username)
     except (Conflict, NotFound) as exc:
-        return _page(request, actor, ws, error=exc.message, status=_status(exc))
+        return _page(request, actor, ws, error=exc.message, status=status_of(exc))
     return _done("mfa_reset", username)
 
 
@@ -138,7 +138,3 @@ def _role(value: str) -> Role:
 
 def _done(what: str, username: str) -> RedirectResponse:
     return RedirectResponse(f"/users?{urlencode({'done': what, 'user': username})}", 303)
-
-
-def _status(exc: AccordError) -> int:
-    return next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 400)
