@@ -140,8 +140,14 @@ class Heading:
         return self.change in (MERGED, RETIRED)
 
 
-def headings_after(conn: Connection, change_id: int, limit: int) -> list[Heading]:
-    """Up to `limit` changes after `change_id`, in order, without their values."""
+def headings_after(
+    conn: Connection, change_id: int, limit: int, *, below: int | None = None
+) -> list[Heading]:
+    """Up to `limit` changes after `change_id` (and before `below`, when given), in
+    order, without their values."""
+    bounds = [golden_change.c.id > change_id]
+    if below is not None:
+        bounds.append(golden_change.c.id < below)
     rows = conn.execute(
         select(
             golden_change.c.id,
@@ -150,7 +156,7 @@ def headings_after(conn: Connection, change_id: int, limit: int) -> list[Heading
             golden_change.c.fields,
             golden_change.c.target,
         )
-        .where(golden_change.c.id > change_id)
+        .where(*bounds)
         .order_by(golden_change.c.id)
         .limit(limit)
     )

@@ -155,37 +155,35 @@ def finish(conn: Connection, target: str, outcomes: Sequence[Outcome]) -> None:
     if not outcomes:
         return
     now = utcnow()
-    names = ("state", "attempts", "due_at", "last_status", "last_error", "outcome", "finished_at")
-    columns: list[list[Any]] = [
-        [o.state for o in outcomes],
-        [o.attempts for o in outcomes],
-        [o.due_at for o in outcomes],
-        [o.status for o in outcomes],
-        [o.error for o in outcomes],
-        [o.detail for o in outcomes],
-        [now if o.state != PENDING else None for o in outcomes],
-    ]
+    columns: dict[str, list[Any]] = {
+        "state": [o.state for o in outcomes],
+        "attempts": [o.attempts for o in outcomes],
+        "due_at": [o.due_at for o in outcomes],
+        "last_status": [o.status for o in outcomes],
+        "last_error": [o.error for o in outcomes],
+        "outcome": [o.detail for o in outcomes],
+        "finished_at": [now if o.state != PENDING else None for o in outcomes],
+    }
     if conn.dialect.name == "postgresql":
         conn.execute(
             _FINISH_FROM_ARRAYS,
             {
                 "target": target,
                 "change_ids": [o.change_id for o in outcomes],
-                "states": columns[0],
-                "attempts": columns[1],
-                "due_ats": columns[2],
-                "statuses": columns[3],
-                "errors": columns[4],
-                "outcomes": [None if d is None else json_text(d) for d in columns[5]],
-                "finished": columns[6],
+                "states": columns["state"],
+                "attempts": columns["attempts"],
+                "due_ats": columns["due_at"],
+                "statuses": columns["last_status"],
+                "errors": columns["last_error"],
+                "outcomes": [_written(d) for d in columns["outcome"]],
+                "finished": columns["finished_at"],
             },
         )
         return
     converted = [
-        driver_values(conn, sync_delivery, name, column)
-        for name, column in zip(names, columns, strict=True)
+        driver_values(conn, sync_delivery, name, column) for name, column in columns.items()
     ]
-    assignments = ", ".join(f"{name} = ?" for name in names)
+    assignments = ", ".join(f"{name} = ?" for name in columns)
     conn.exec_driver_sql(
         f"UPDATE sync_delivery SET {assignments} WHERE target = ? AND change_id = ?",
         [

@@ -339,8 +339,7 @@ class BusFeed:
                     cursor = self._fill(conn, dispatcher, cursor, message.heading.id, wanted)
                     if message.heading.id <= cursor:
                         continue
-                if plan.relevant(message.heading, dispatcher.config, self.target):
-                    wanted.append((message.heading.id, message.heading.golden_id))
+                wanted += plan.wanted([message.heading], dispatcher.config, self.target)
                 cursor = message.heading.id
             if catch_up:
                 self._heard = time.monotonic()
@@ -393,18 +392,14 @@ class BusFeed:
         """Plan the outbox's changes after `cursor` (and before `before`, when given);
         returns the new cursor."""
         while True:
-            changes = outbox.headings_after(conn, cursor, FILL_BATCH)
-            if before is not None:
-                changes = [c for c in changes if c.id < before]
+            changes = outbox.headings_after(conn, cursor, FILL_BATCH, below=before)
             if not changes:
                 return cursor
             self.filled += len(changes)
-            wanted.extend(
-                (c.id, c.golden_id)
-                for c in changes
-                if plan.relevant(c, dispatcher.config, self.target)
-            )
+            wanted.extend(plan.wanted(changes, dispatcher.config, self.target))
             cursor = changes[-1].id
+            if len(changes) < FILL_BATCH:
+                return cursor
 
     def _fetch(self, timeout: float) -> list[Msg]:
         messages: list[Msg] = self._bus.run(self._pull(timeout))

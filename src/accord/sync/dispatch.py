@@ -220,11 +220,7 @@ class TargetDispatcher:
                 changes = outbox.headings_after(conn, start, PLAN_BATCH)
                 if not changes:
                     return planned
-                wanted = [
-                    (c.id, c.golden_id)
-                    for c in changes
-                    if plan.relevant(c, self.config, self.target)
-                ]
+                wanted = plan.wanted(changes, self.config, self.target)
                 sync_store.plan(conn, self.target, wanted)
                 outbox.advance(conn, self.target, changes[-1].id)
             planned += len(wanted)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +35,13 @@ def relevant(change: Heading, config: DeliveryConfig, target: str) -> bool:
         return True
     delivered = set(config.fields.values())
     return any(field in delivered for field in change.fields)
+
+
+def wanted(
+    changes: Iterable[Heading], config: DeliveryConfig, target: str
+) -> list[tuple[int, str]]:
+    """(change id, golden id) of the changes that concern `target`: what to plan."""
+    return [(c.id, c.golden_id) for c in changes if relevant(c, config, target)]
 
 
 def desired(

@@ -15,7 +15,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from accord.govern.permissions import Actor, Permission
-from accord.runtime.health import PERCENTILES, HealthReport, health_report
+from accord.runtime.health import PERCENTILES, HealthReport, Latency, health_report
 from accord.web.auth import needs, workspace
 from accord.web.errors import ERROR_RESPONSES
 from accord.workspace import Workspace
@@ -106,14 +106,7 @@ class HealthCollector(Collector):
             oldest.add_metric([name], waited.total_seconds() if waited else 0.0)
             failed.add_metric([name], health.failed)
             matched.add_metric([name, "1h"], health.matched_hour)
-            if health.golden_latency is not None:
-                values = (
-                    health.golden_latency.p50,
-                    health.golden_latency.p95,
-                    health.golden_latency.p99,
-                )
-                for percent, seconds in zip(PERCENTILES, values, strict=True):
-                    latency.add_metric([name, str(percent / 100)], seconds)
+            _quantiles(latency, name, health.golden_latency)
             for run in health.channels:
                 failures.add_metric([name, run.channel], run.failures)
                 if run.finished_at is not None:
@@ -169,10 +162,7 @@ class HealthCollector(Collector):
             letters.add_metric([name], health.dead_letters)
             if health.error_rate is not None:
                 errors.add_metric([name, "1h"], health.error_rate)
-            if health.latency is not None:
-                values = (health.latency.p50, health.latency.p95, health.latency.p99)
-                for percent, seconds in zip(PERCENTILES, values, strict=True):
-                    latency.add_metric([name, str(percent / 100)], seconds)
+            _quantiles(latency, name, health.latency)
             if health.completeness is not None:
                 complete.add_metric([name], health.completeness)
         yield from (waiting, oldest, sent, dead, letters, errors, latency, complete)
@@ -187,6 +177,15 @@ class HealthCollector(Collector):
             firing = self.report.firing(check)
             alert.add_metric([check.system, check.direction, check.check], 1 if firing else 0)
         return alert
+
+
+def _quantiles(gauge: GaugeMetricFamily, name: str, latency: Latency | None) -> None:
+    """A latency's p50, p95 and p99 as the gauge's quantiles for `name`, if measured."""
+    if latency is None:
+        return
+    values = (latency.p50, latency.p95, latency.p99)
+    for percent, seconds in zip(PERCENTILES, values, strict=True):
+        gauge.add_metric([name, str(percent / 100)], seconds)
 
 
 def _gauge(name: str, documentation: str, labels: list[str]) -> GaugeMetricFamily:
