@@ -260,6 +260,24 @@ def test_records_follow_their_customer_through_a_split_and_a_merge(
     assert (old["status"], old["merged_into"], old["page"].total) == ("merged", merged, 0)
 
 
+def test_a_customer_s_summary_counts_sums_and_shows_the_newest(contracts: Workspace) -> None:
+    ws = contracts
+    rows = [
+        contract_row("K1", "C1", Signed="2024-01-01", Value="500.10"),
+        contract_row("K2", "C2", Signed="2024-02-01", Value="0.20"),
+        contract_row("K3", "C3", Signed="2024-03-01", Value="7", Currency="USD"),
+        contract_row("K4", "C4", Signed="2024-04-01"),  # Bob's: not Anna's
+    ]
+    _load(ws, "crm", "contract", write_csv(ws.root / "contracts.csv", rows))
+    with ws.engine.connect() as conn:
+        [contracts_] = service.summary_of_customer(conn, VIEWER, "C0000001", recent=2)
+        with pytest.raises(NotFound):
+            service.summary_of_customer(conn, VIEWER, "C0000404", recent=2)
+    assert (contracts_["kind"], contracts_["count"]) == ("contract", 3)
+    assert contracts_["totals"] == {"EUR": "500.30", "USD": "7"}  # exact, per currency
+    assert [r["source_id"] for r in contracts_["recent"]] == ["K3", "K2"]
+
+
 def test_orphans_are_listed_with_reasons_and_attach_when_the_customer_arrives(
     contracts: Workspace,
 ) -> None:

@@ -4,6 +4,7 @@ customer holds. The CLI and the web call these and nothing under them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -56,15 +57,36 @@ def of_customer(
     }
 
 
-def totals_of_customer(conn: Connection, actor: Actor, golden_id: str) -> dict[str, dict[str, str]]:
-    """kind -> currency -> the sum of the amounts of the golden customer's linked records
-    of that kind, exact (decimal text); records without an amount are not counted, and
-    amounts without a currency are summed under "". Raises NotFound for an unknown id."""
+def summary_of_customer(
+    conn: Connection, actor: Actor, golden_id: str, *, recent: int
+) -> list[dict[str, Any]]:
+    """Per kind of the golden customer's linked records: how many, the sum of their
+    amounts per currency (exact decimal text; records without an amount are not counted,
+    amounts without a currency are summed under ""), and the `recent` newest. Raises
+    NotFound for an unknown id."""
     require(actor, Permission.CUSTOMERS_READ)
+    check_window(recent, 0)
     if golden_store.get(conn, golden_id) is None:
         raise NotFound(f"no customer {golden_id!r}")
+    totals = _totals(store.amounts_of_customer(conn, golden_id))
+    return [
+        {
+            "kind": kind,
+            "count": count,
+            "totals": totals.get(kind, {}),
+            "recent": [
+                _shown(i)
+                for i in store.of_customer(conn, golden_id, kind=kind, limit=recent, offset=0)[0]
+            ],
+        }
+        for kind, count in store.kinds_of_customer(conn, golden_id).items()
+    ]
+
+
+def _totals(amounts: Iterable[tuple[str, str, str | None]]) -> dict[str, dict[str, str]]:
+    """kind -> currency -> the exact sum of the amounts."""
     sums: dict[str, dict[str, Decimal]] = {}
-    for kind, amount, currency in store.amounts_of_customer(conn, golden_id):
+    for kind, amount, currency in amounts:
         try:
             value = Decimal(amount)
         except InvalidOperation:  # stored as read; the mapping flags such values

@@ -67,8 +67,13 @@ def next_open(conn: Connection, actor: Actor, skipped: Collection[int] = ()) -> 
     require(actor, Permission.MATCHES_READ)
     if len(skipped) > MAX_SKIPPED:
         raise InputRejected(f"at most {MAX_SKIPPED} pairs can be skipped in one sitting")
-    items, _ = store.list_reviews(conn, "open", len(skipped) + 1, 0)
-    return next((item["id"] for item in items if item["id"] not in skipped), None)
+    return store.first_open(conn, skipped)
+
+
+def open_count(conn: Connection, actor: Actor) -> int:
+    """How many pairs wait for a steward."""
+    require(actor, Permission.MATCHES_READ)
+    return store.count_reviews(conn, "open")
 
 
 def decide(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -138,20 +138,31 @@ def _review_row(pair: Pair, item: dict[str, Any], at: datetime) -> dict[str, Any
     }
 
 
+_QUEUE_ORDER = (match_review.c.probability.desc(), match_review.c.id)
+
+
 def list_reviews(
     conn: Connection, status: str = "open", limit: int = 50, offset: int = 0
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of the queue, most likely matches first, and the total."""
     query = select(match_review).where(match_review.c.status == status)
-    total = conn.execute(
-        select(func.count()).select_from(match_review).where(match_review.c.status == status)
-    ).scalar_one()
-    rows = conn.execute(
-        query.order_by(match_review.c.probability.desc(), match_review.c.id)
-        .limit(limit)
-        .offset(offset)
-    )
-    return [dict(r._mapping) for r in rows], int(total)
+    rows = conn.execute(query.order_by(*_QUEUE_ORDER).limit(limit).offset(offset))
+    return [dict(r._mapping) for r in rows], count_reviews(conn, status)
+
+
+def count_reviews(conn: Connection, status: str = "open") -> int:
+    """How many reviews have `status`."""
+    count = select(func.count()).select_from(match_review)
+    return int(conn.execute(count.where(match_review.c.status == status)).scalar_one())
+
+
+def first_open(conn: Connection, passed: Collection[int]) -> int | None:
+    """The id of the first open review in queue order not among `passed`."""
+    query = select(match_review.c.id).where(match_review.c.status == "open")
+    if passed:
+        query = query.where(match_review.c.id.not_in(list(passed)))
+    found = conn.execute(query.order_by(*_QUEUE_ORDER).limit(1)).scalar()
+    return None if found is None else int(found)
 
 
 def get_review(conn: Connection, review_id: int) -> dict[str, Any] | None:

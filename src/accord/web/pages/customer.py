@@ -50,7 +50,9 @@ def customer_page(
         "actor": actor,
         "customer": customer,
         "members_by_system": _by_system(customer["members"]),
-        "linked": _linked(conn, actor, golden_id) if active else None,
+        "linked": linked.summary_of_customer(conn, actor, golden_id, recent=RECENT)
+        if active
+        else None,
         "relations": _relations(customer["relationships"]),
         "timeline": timeline(conn, actor, golden_id, limit=TIMELINE_PAGE),
         "split": _split_result(conn, actor, split_out),
@@ -115,23 +117,6 @@ def split(
 def _by_system(members: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
     """Member records grouped by system (members come ordered by system)."""
     return [(system, list(group)) for system, group in groupby(members, lambda m: m["system"])]
-
-
-def _linked(conn: Connection, actor: Actor, golden_id: str) -> list[dict[str, Any]]:
-    """Per kind: how many, the totals per currency, and the most recent few."""
-    found = linked.of_customer(conn, actor, golden_id, limit=1)
-    totals = linked.totals_of_customer(conn, actor, golden_id)
-    return [
-        {
-            "kind": kind,
-            "count": count,
-            "totals": totals.get(kind, {}),
-            "recent": linked.of_customer(conn, actor, golden_id, kind=kind, limit=RECENT)[
-                "page"
-            ].items,
-        }
-        for kind, count in found["kinds"].items()
-    ]
 
 
 def _relations(relationships: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:

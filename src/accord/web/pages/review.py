@@ -87,7 +87,7 @@ def review_page(
         "skipped_text": _skipped_text(passed),
         "next_skipped": _skipped_text(passed | {item["id"]}),
         "last": _last_decision(conn, actor, last),
-        "remaining": steward.queue(conn, actor, limit=1).total,
+        "remaining": steward.open_count(conn, actor),
     }
     return render(request, "review.html", context)
 
