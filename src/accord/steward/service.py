@@ -77,9 +77,17 @@ def open_count(conn: Connection, actor: Actor) -> int:
 
 
 def decide(
-    conn: Connection, actor: Actor, review_id: int, decision: str, note: str = ""
+    conn: Connection,
+    actor: Actor,
+    review_id: int,
+    decision: str,
+    note: str = "",
+    *,
+    now_in: Project | None = None,
 ) -> dict[str, Any]:
-    """Decide a queued pair; `conn` must be writing. Returns the decision."""
+    """Decide a queued pair; `conn` must be writing. Returns the decision. With `now_in`
+    (the project), the decision takes effect in the same transaction (`take_effect`);
+    without, at the next resolve."""
     require(actor, Permission.MATCHES_DECIDE)
     item = store.get_review(conn, review_id) if 0 < review_id <= MAX_ID else None
     if item is None:
@@ -89,7 +97,10 @@ def decide(
             f"review {review_id} was withdrawn: the latest resolve no longer doubts this pair",
             hint="to decide it anyway: `accord review decide-pair DIR SYS:ID SYS:ID ...`",
         )
-    return decide_pair(conn, actor, *_keys(item), decision=decision, note=note)
+    decided = decide_pair(conn, actor, *_keys(item), decision=decision, note=note)
+    if now_in is not None:
+        take_effect(conn, actor, now_in, list(_keys(item)))
+    return decided
 
 
 def decide_pair(
@@ -130,10 +141,17 @@ def _store_decisions(conn: Connection, actor: Actor, decided: Decided) -> None:
 
 
 def split(
-    conn: Connection, actor: Actor, golden_id: str, records: list[Key], note: str = ""
+    conn: Connection,
+    actor: Actor,
+    golden_id: str,
+    records: list[Key],
+    note: str = "",
+    *,
+    now_in: Project | None = None,
 ) -> dict[str, Any]:
     """Split `records` out of a customer: each is decided different from every member
-    that stays; the records split out stay together. `conn` must be writing."""
+    that stays; the records split out stay together. `conn` must be writing. With
+    `now_in` (the project), the split takes effect in the same transaction."""
     require(actor, Permission.MATCHES_DECIDE)
     row = golden_store.get(conn, golden_id)
     if row is None or row["status"] != "active":
@@ -161,6 +179,8 @@ def split(
         for b in leaving[i + 1 :]
     ]
     _store_decisions(conn, actor, decided)
+    if now_in is not None:
+        take_effect(conn, actor, now_in, leaving)
     return {
         "golden_id": golden_id,
         "split_out": [list(k) for k in leaving],

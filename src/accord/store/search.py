@@ -29,7 +29,6 @@ from sqlalchemy import (
     or_,
     select,
     table,
-    text,
 )
 
 from accord.store.tables import crosswalk, golden_record
@@ -44,10 +43,8 @@ NEAR_CANDIDATES = 1000  # candidates read at most
 NEAR_SCORED = 200  # of those, the ones sharing most trigrams, scored
 CHECKED_GRAMS = 24  # a query's trigrams counted for their rarity
 RARITY_CAP = 300  # records counted at most per trigram
-TRIGRAM_SCHEMA = "public"  # where migration 0017 installs pg_trgm if it is missing
-# What migration 0017 makes outside `tables.metadata`: the FTS5 table, its shadow
-# tables and vocabulary and an index for name order on SQLite, the trigram index on
-# PostgreSQL.
+# What migration 0017 makes outside `tables.metadata`: the FTS5 table (and its shadow
+# tables) and an index for name order on SQLite, the trigram index on PostgreSQL.
 INDEX_OBJECTS = ("golden_search", "ix_golden_search_trigram", "ix_golden_search_order")
 
 
@@ -343,20 +340,17 @@ def _holds(gram: str) -> ColumnElement[bool]:
 
 
 def _allowed_in_order(conn: Connection, golden_ids: list[str], filters: Filters) -> list[str]:
-    """The first NEAR_LIMIT of `golden_ids` that `filters` allow, in their order."""
-    kept: list[str] = []
-    for start in range(0, len(golden_ids), _CHUNK):
-        chunk = golden_ids[start : start + _CHUNK]
-        rows = conn.execute(
-            select(golden_record.c.golden_id).where(
-                golden_record.c.golden_id.in_(chunk), *_allowed(filters, by_key=True)
-            )
+    """The first NEAR_LIMIT of `golden_ids` (the scored near matches: NEAR_SCORED at
+    most, one statement) that `filters` allow, in their order."""
+    if not golden_ids:
+        return []
+    rows = conn.execute(
+        select(golden_record.c.golden_id).where(
+            golden_record.c.golden_id.in_(golden_ids), *_allowed(filters, by_key=True)
         )
-        allowed = {r.golden_id for r in rows}
-        kept += [g for g in chunk if g in allowed]
-        if len(kept) >= NEAR_LIMIT:
-            break
-    return kept[:NEAR_LIMIT]
+    )
+    allowed = {r.golden_id for r in rows}
+    return [g for g in golden_ids if g in allowed][:NEAR_LIMIT]
 
 
 def _trigrams(query: str) -> list[str]:
@@ -384,15 +378,3 @@ def _phrase(text_: str) -> str:
 
 def _escape_like(text_: str) -> str:
     return text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def trigram_schema(conn: Connection) -> str:
-    """The schema pg_trgm is installed in, whose operators and functions a query names."""
-    return str(
-        conn.execute(
-            text(
-                "SELECT n.nspname FROM pg_extension e "
-                "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"
-            )
-        ).scalar_one()
-    )

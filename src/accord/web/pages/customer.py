@@ -105,8 +105,7 @@ def split(
         raise InputRejected("say which member record to split out")
     key = (system, source_id)
     with writing(ws.engine) as conn:
-        steward.split(conn, actor, golden_id, [key], note.strip())
-        steward.take_effect(conn, actor, ws.project, [key])
+        steward.split(conn, actor, golden_id, [key], note.strip(), now_in=ws.project)
     query = urlencode({"split_out": f"{system}:{source_id}"})
     return RedirectResponse(f"/customers/{golden_id}?{query}", status_code=303)
 

@@ -112,10 +112,7 @@ def decide(
         passed.add(number)
     else:
         with writing(ws.engine) as conn:
-            decided = steward.decide(conn, actor, number, verdict, note.strip())
-            keys = [(decided["left"][0], decided["left"][1])]
-            keys.append((decided["right"][0], decided["right"][1]))
-            steward.take_effect(conn, actor, ws.project, keys)
+            steward.decide(conn, actor, number, verdict, note.strip(), now_in=ws.project)
     query = {"skipped": _skipped_text(passed), "last": "" if verdict is None else str(number)}
     query = {k: v for k, v in query.items() if v}
     return RedirectResponse(

@@ -14,8 +14,7 @@ Revises: 0016
 from __future__ import annotations
 
 from alembic import op
-
-from accord.store.search import TRIGRAM_SCHEMA, trigram_schema
+from sqlalchemy import Connection, text
 
 revision = "0017"
 down_revision = "0016"
@@ -43,6 +42,23 @@ _SQLITE_UP = [
     ),
 ]
 
+# Where pg_trgm is installed if it is missing (kept here, not imported: what a migration
+# does must not change with the code after it).
+TRIGRAM_SCHEMA = "public"
+
+
+def _trigram_schema(conn: Connection) -> str:
+    """The schema pg_trgm is installed in, whose operator class the index names."""
+    return str(
+        conn.execute(
+            text(
+                "SELECT n.nspname FROM pg_extension e "
+                "JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"
+            )
+        ).scalar_one()
+    )
+
+
 _SQLITE_DOWN = [
     "DROP INDEX ix_golden_search_order",
     "DROP TABLE golden_search",
@@ -57,9 +73,9 @@ def upgrade() -> None:
         return
     # In `public` unless it is installed already: an extension belongs to the database,
     # and one made in a schema that is later dropped (a test run's) would take every
-    # other schema's trigram index with it. Queries name the schema it is in.
+    # other schema's trigram index with it. The index names the schema it is in.
     op.execute(f"CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA {TRIGRAM_SCHEMA}")
-    schema = trigram_schema(bind)
+    schema = _trigram_schema(bind)
     op.execute(
         "CREATE INDEX ix_golden_search_trigram ON golden_record "
         f'USING gin (search_text "{schema}".gin_trgm_ops)'
