@@ -31,11 +31,11 @@ from accord.match.features import features_of, set_employer
 from accord.match.index import IndexPlan
 from accord.match.interface import OversizedBlock
 from accord.store import golden as golden_store
-from accord.store import outbox, stewardship
+from accord.store import outbox, stewardship, tables
 from accord.store import overrides as override_store
 from accord.store import queue as work_queue
 from accord.store import records as record_store
-from accord.store.dialect import exclusive
+from accord.store.dialect import exclusive, refresh_statistics
 from accord.store.engine import JSONText, json_value, writing
 from accord.store.records import CurrentDocument
 from accord.store.types import utcnow
@@ -78,6 +78,20 @@ MATCHING_LOCK = "accord.matching"  # one transaction writes matching outcomes at
 
 # The stages of a full resolve, in order, as `progress` is told of them.
 STAGES = ["read", "match", "cluster", "index", "golden", "relationships", "finish"]
+# the tables a full resolve rewrites, whose planner statistics it brings up to date
+# (`dialect.refresh_statistics`): incremental matching looks every record up in them
+WRITTEN = (
+    tables.match_entry,
+    tables.match_key,
+    tables.match_count,
+    tables.crosswalk,
+    tables.golden_record,
+    tables.golden_change,
+    tables.match_review,
+    tables.relationship,
+    tables.match_wait,
+    tables.audit_log,
+)
 
 
 def resolve(
@@ -153,6 +167,7 @@ def resolve(
                 stewardship.save_model(conn, project_digest=project.digest, **matched.model)
             # the covered records' waits end as the writes do, not as they began
             work_queue.end_covered_waits(conn, removed_at)
+        refresh_statistics(engine, WRITTEN, report.records)
     return report
 
 

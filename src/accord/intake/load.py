@@ -30,10 +30,21 @@ from accord.intake.parallel import Mapped, MappingPool, map_records, workers_for
 from accord.intake.readers import RawRecord, SourceFile
 from accord.intake.reasons import Reason
 from accord.store import records as store
+from accord.store import tables
 from accord.store.clock import DEFAULT_MAX_SKEW
+from accord.store.dialect import refresh_statistics
 from accord.store.engine import writing
 
 Progress = Callable[[int, int], None]  # (bytes read, total bytes)
+# the tables a load writes a row or more per record to, whose planner statistics it brings
+# up to date after a large load (`dialect.refresh_statistics`)
+WRITTEN = (
+    tables.source_record,
+    tables.canonical_record,
+    tables.record_head,
+    tables.work_item,
+    tables.quarantine,
+)
 
 
 @dataclass
@@ -194,6 +205,8 @@ def recorded_load(
             end_load(conn, report, channel=channel, actor=actor)
             if on_end is not None:
                 on_end(conn)
+    stored = report.new + report.changed + report.remapped + report.quarantined
+    refresh_statistics(engine, WRITTEN, stored)
 
 
 Seen = dict[str, tuple[str, str]]  # source id -> (content hash, location) in one input

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Engine,
     Float,
     Table,
     and_,
@@ -75,6 +76,46 @@ def exclusive(conn: Connection, name: str) -> None:
     if conn.dialect.name == "postgresql":
         key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+# When a bulk write leaves PostgreSQL's planner statistics stale: autovacuum's own
+# rule (autovacuum_analyze_threshold + autovacuum_analyze_scale_factor, its defaults)
+ANALYZE_BASE = 50
+ANALYZE_SHARE = 0.1
+
+
+def refresh_statistics(engine: Engine, tables: Sequence[Table], changed: int) -> list[str]:
+    """After a bulk write of about `changed` rows to each of `tables`, bring PostgreSQL's
+    planner statistics up to date where that many rows make them stale (by autovacuum's
+    own rule: more than 50 rows plus a tenth of the table, or never analyzed), and
+    return the tables analyzed. Without it the planner keeps the row counts of before:
+    after a full resolve into empty tables it plans every lookup of incremental matching
+    as a scan of the whole table (matching ran at half its speed), until autovacuum
+    analyzes them, which may be a minute later or, with autovacuum off, never. SQLite
+    plans by its indexes alone (no `ANALYZE` has been run on it, so none is kept): a
+    no-op there. Call it after the writes commit, in a transaction of its own (it opens
+    one): what ANALYZE samples must be committed to count for the others, and it blocks
+    neither readers nor writers."""
+    if engine.dialect.name != "postgresql" or changed <= 0 or not tables:
+        return []
+    with engine.begin() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT n, (SELECT reltuples FROM pg_class WHERE oid = to_regclass(n)) "
+                "FROM unnest(CAST(:names AS text[])) AS n"
+            ),
+            {"names": [table.name for table in tables]},
+        )
+        stale = [
+            name
+            for name, tuples in rows
+            if tuples is not None
+            and (tuples < 0 or changed > ANALYZE_BASE + ANALYZE_SHARE * tuples)
+        ]
+        if stale:
+            quote = conn.dialect.identifier_preparer.quote
+            conn.execute(text("ANALYZE " + ", ".join(quote(name) for name in stale)))
+    return stale
 
 
 def insert_new(conn: Connection, table: Table, row: dict[str, Any]) -> bool:
