@@ -6,8 +6,10 @@ a small change leaves the statistics alone, as autovacuum would. SQLite keeps no
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, text
 
 from accord.config import load_project
@@ -15,7 +17,8 @@ from accord.golden import resolve as resolving
 from accord.golden.resolve import resolve
 from accord.intake import load as loading
 from accord.intake.load import load_file
-from accord.store.dialect import refresh_statistics
+from accord.runtime import worker
+from accord.store.dialect import autovacuum_off, refresh_statistics
 from accord.store.tables import crosswalk, record_head
 from tests.factories import crm_row, write_csv
 
@@ -85,3 +88,20 @@ def test_a_small_change_to_a_large_table_leaves_its_statistics_alone(
         assert analyzed == ["record_head", "crosswalk"]  # crosswalk: empty, so any change counts
         assert _planned_rows(engine, record_head.name) == 1010
         assert refresh_statistics(engine, [record_head], 0) == []
+
+
+def test_a_worker_warns_when_postgresql_would_leave_its_statistics_stale(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            off = conn.execute(text("SHOW autovacuum")).scalar() == "off"
+    else:
+        off = False  # SQLite keeps no statistics to go stale
+    assert autovacuum_off(engine) is off
+    worker._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="accord.runtime.worker"):
+        worker._warn_if_unmaintained(engine)
+        worker._warn_if_unmaintained(engine)  # once per database and process
+    warnings = [r.getMessage() for r in caplog.records if "autovacuum is off" in r.getMessage()]
+    assert len(warnings) == (1 if off else 0)

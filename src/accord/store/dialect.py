@@ -118,6 +118,17 @@ def refresh_statistics(engine: Engine, tables: Sequence[Table], changed: int) ->
     return stale
 
 
+def autovacuum_off(engine: Engine) -> bool:
+    """Whether PostgreSQL's autovacuum is off for this database: then nothing but
+    `refresh_statistics` after a load or a full resolve keeps the planner's statistics
+    up to date, and records that arrive by push, poll or broker leave them ever staler.
+    False on SQLite."""
+    if engine.dialect.name != "postgresql":
+        return False
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT current_setting('autovacuum')")).scalar() == "off"
+
+
 def insert_new(conn: Connection, table: Table, row: dict[str, Any]) -> bool:
     """Insert `row` unless its key exists; True when it was inserted. (Asks for the key
     back: rowcount is not reliable once PostgreSQL adds an implicit RETURNING.)"""
