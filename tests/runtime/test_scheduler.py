@@ -33,7 +33,7 @@ from accord.errors import ProjectInvalid
 from accord.intake import broker, drop
 from accord.runtime import scheduler
 from accord.runtime.scheduler import IntakeScheduler, PlannedChannel, Timing, plan
-from accord.runtime.worker import WorkerPool
+from accord.runtime.worker import MatchWorker, WorkerPool
 from accord.settings import Settings
 from accord.store import intake_schedule
 from accord.store.tables import crosswalk, record_head
@@ -548,6 +548,105 @@ def test_a_realtime_broker_is_consumed_on_one_connection_until_the_worker_stops(
 
 def _json(record: dict[str, Any]) -> bytes:
     return json.dumps(record).encode()
+
+
+def _fill_queue(engine: Engine, project: Project, count: int) -> None:
+    """`count` billing records loaded and waiting to be matched."""
+    from accord.intake.load import load_file  # noqa: PLC0415
+
+    rows = [billing_row(f"B{i}") for i in range(count)]
+    path = write_jsonl(project.root.parent / "waiting.jsonl", rows)
+    load_file(engine, project, "billing", path, actor="test")
+
+
+@pytest.mark.usefixtures("cli_on_engine")
+def test_a_realtime_broker_pauses_at_the_backlog_bound_and_shows_it(
+    engine: Engine,
+    demo_project_dir: Path,
+    stream: Stream,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv(NATS_ENV, NATS_URL)
+    monkeypatch.setenv("ACCORD_MAX_BACKLOG", "5")
+    caplog.set_level(logging.INFO, logger="accord.runtime.scheduler")
+    project = configure(demo_project_dir, crm={"sync": "realtime", "intake": broker_block(stream)})
+    _fill_queue(engine, project, 6)
+    stream.publish(*(_json(crm_row(f"C{i}")) for i in range(10)))
+    stop = threading.Event()
+    worker = IntakeScheduler(engine, project)
+    assert worker.max_backlog == 5
+    thread = threading.Thread(target=worker.run, args=(stop,), kwargs={"tick": 0.05})
+    thread.start()
+    try:
+
+        def paused() -> bool:
+            with engine.connect() as conn:
+                found = intake_schedule.read(conn, "crm", "broker")
+            return found is not None and (found.last_counts or {}).get("paused_backlog") == 6
+
+        wait_for("the pause to be noted", paused)
+        time.sleep(1.5)  # a look at the backlog or two more: still nothing fetched
+        held = stream.consumer()
+        assert (held.num_pending, held.num_ack_pending, held.delivered.consumer_seq) == (10, 0, 0)
+        assert stored(engine, "crm") == set()
+        shown = CliRunner().invoke(app, ["worker", "status", str(demo_project_dir)])
+        text = " ".join(shown.output.split())
+        assert "crm │ broker │ continuous │ running since" in text, shown.output
+        assert "paused: backlog 6 (bound 5)" in text, shown.output
+        assert "6 records wait to be matched, at or past the bound of 5" in text
+        assert "start more matching workers" in text
+
+        MatchWorker(engine, project).drain()  # the workers catch up
+        wait_for("the messages", lambda: stored(engine, "crm") == {f"C{i}" for i in range(10)})
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not thread.is_alive()
+    ended = row(engine, "crm", "broker")
+    assert ended.last_outcome == "stopped" and ended.last_counts is not None
+    assert (ended.last_counts["messages"], ended.last_counts["new"]) == (10, 10)
+    assert ended.last_counts["pauses"] >= 1  # and again once the ten were queued
+    assert "while the backlog was at ACCORD_MAX_BACKLOG" in (ended.last_message or "")
+    said = [(r.levelno, r.getMessage()) for r in caplog.records]
+    paused = [m for level, m in said if level == logging.WARNING and "paused" in m]
+    assert len(paused) == ended.last_counts["pauses"], said  # once a pause, not a look
+    assert "6 records wait to be matched, at or past the bound of 5" in paused[0]
+    assert "start more matching workers" in paused[0] and "nothing is lost" in paused[0]
+    assert "fewer than 4 records wait" in paused[0]
+    assert any("crm broker: resumed" in m for level, m in said if level == logging.INFO)
+    after = stream.consumer()
+    assert (after.num_pending, after.num_ack_pending, after.num_redelivered) == (0, 0, 0)
+
+
+def test_a_scheduled_broker_run_waits_out_the_backlog_then_drains(
+    engine: Engine, demo_project_dir: Path, stream: Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(NATS_ENV, NATS_URL)
+    project = configure(
+        demo_project_dir, crm={"sync": "batch", "schedule": None, "intake": broker_block(stream)}
+    )
+    _fill_queue(engine, project, 3)
+    stream.publish(*(_json(crm_row(f"C{i}")) for i in range(4)))
+    clock = Clock()
+    worker = IntakeScheduler(engine, project, clock=clock, max_backlog=3)
+    assert started(worker.step()) == {"crm broker"}
+    run = worker.runs[("crm", "broker")]
+    wait_for("the run to pause", run.paused)
+    worker.heartbeat()  # a pause is written at once, not after a quarter of the lease
+    assert (row(engine, "crm", "broker").last_counts or {}).get("paused_bound") == 3
+    [status] = scheduler.status(engine, project, clock())
+    assert status.pause is not None and str(status.pause) == "backlog 3 (bound 3)"
+    assert run.alive() and stream.consumer().num_pending == 4  # waiting, lease in hand
+
+    MatchWorker(engine, project).drain()
+    assert worker.join(timeout=60)  # resumed, drained what waited, and ended
+    done = row(engine, "crm", "broker")
+    assert (done.last_outcome, done.lease_owner) == ("ok", None)
+    assert done.last_message is not None and done.last_message.startswith("4 message(s)")
+    assert "paused 1 time(s)" in done.last_message
+    assert stored(engine, "crm") == {"C0", "C1", "C2", "C3"}
+    assert stream.consumer().num_ack_pending == 0
 
 
 def test_the_pool_beside_the_app_runs_the_channels_too(
