@@ -24,19 +24,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from typer.testing import CliRunner
 
 from accord.cli.main import app
 from accord.config.loader import Project, load_project
-from accord.errors import ProjectInvalid
+from accord.errors import Conflict, ProjectInvalid
 from accord.intake import broker, drop
-from accord.runtime import scheduler
+from accord.runtime import one_shot, scheduler
 from accord.runtime.scheduler import IntakeScheduler, PlannedChannel, Timing, plan
 from accord.runtime.worker import MatchWorker, WorkerPool
 from accord.settings import Settings
 from accord.store import intake_schedule
+from accord.store.engine import writing
 from accord.store.tables import crosswalk, record_head
+from accord.store.tables import intake_schedule as intake_schedule_table
+from accord.store.types import utcnow
 from accord.workspace import Workspace
 from tests.factories import ERP_COLUMNS, billing_row, crm_row, erp_row, write_jsonl
 from tests.intake.test_broker import NATS_URL, Stream, _nats_or_skip
@@ -786,3 +789,114 @@ def test_a_worker_without_intake_only_matches(
     assert waiting.is_file()  # the dropped file still waits
     with engine.connect() as conn:
         assert intake_schedule.read_all(conn) == []
+
+
+# ---- a run by hand holds the channel's lease (`runtime/one_shot.py`)
+
+
+def _by_hand(engine: Engine, project: Project, clock: Clock, **options: Any) -> Any:
+    return one_shot.holding(
+        engine,
+        project,
+        "billing",
+        "drop",
+        command="accord drop scan",
+        actor="cli:test",
+        clock=clock,
+        **options,
+    )
+
+
+def test_the_scheduler_starts_no_run_while_a_command_holds_the_channel(
+    engine: Engine, demo_project_dir: Path
+) -> None:
+    project = configure(
+        demo_project_dir,
+        billing={"schedule": None, "intake": drop_block(demo_project_dir, "billing")},
+    )
+    drop_billing(demo_project_dir, "a.jsonl", "B1")
+    clock = Clock()
+    worker = IntakeScheduler(engine, project, clock=clock, name="w1")
+    with _by_hand(engine, project, clock) as hold:  # the row made by the command
+        held = row(engine, "billing", "drop")
+        assert held.lease_owner == hold.owner and hold.owner.startswith("by hand: accord drop")
+        assert (held.timing, held.last_started_at) == ("every 1m", T0)
+        assert worker.step() == []  # due, but held
+        [shown] = scheduler.status(engine, project, clock())
+        assert shown.held_by == hold.owner
+        with pytest.raises(Conflict) as twice, _by_hand(engine, project, clock):
+            pass
+        assert "billing's drop is being run by hand (accord drop scan, cli:test" in str(twice.value)
+        assert stored(engine, "billing") == set()
+    released = row(engine, "billing", "drop")
+    assert (released.lease_owner, released.lease_until, released.last_outcome) == (None, None, None)
+    assert started(worker.step()) == {"billing drop"}
+    assert worker.join(timeout=60)
+    assert stored(engine, "billing") == {"B1"}
+
+
+def test_a_command_is_refused_while_a_worker_runs_the_channel(
+    engine: Engine, demo_project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = configure(
+        demo_project_dir,
+        billing={"schedule": None, "intake": drop_block(demo_project_dir, "billing")},
+    )
+    go_on = threading.Event()
+    real_scan = drop.scan_once
+
+    def held_scan(*args: Any, **kwargs: Any) -> list[drop.DropResult]:
+        assert go_on.wait(60)
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(drop, "scan_once", held_scan)
+    clock = Clock()
+    worker = IntakeScheduler(engine, project, clock=clock, name="box:42:abcdef")
+    assert started(worker.step()) == {"billing drop"}
+    clock.advance(seconds=30)
+    try:
+        with pytest.raises(Conflict) as refused, _by_hand(engine, project, clock):
+            pytest.fail("ran beside the worker")
+    finally:
+        go_on.set()
+    assert refused.value.message == (
+        "billing's drop is running in worker box:42:abcdef since 2024-06-01 01:30:00 UTC; "
+        "nothing was read"
+    )
+    assert "stop that worker" in (refused.value.hint or "")
+    assert "its lease runs out at 2024-06-01 01:32:00 UTC" in (refused.value.hint or "")
+    assert worker.join(timeout=60)
+    assert row(engine, "billing", "drop").last_outcome == "ok"  # the worker's run, untouched
+
+
+def test_a_command_renews_its_lease_and_stops_when_it_is_taken_over(
+    engine: Engine, demo_project_dir: Path
+) -> None:
+    project = configure(
+        demo_project_dir,
+        billing={"schedule": None, "intake": drop_block(demo_project_dir, "billing")},
+    )
+    lease = timedelta(seconds=0.4)
+    worker = IntakeScheduler(engine, project, name="w1", lease=lease)
+    with _by_hand(engine, project, utcnow, lease=lease) as hold:
+        deadline = time.monotonic() + 1.5  # several leases long
+        while time.monotonic() < deadline:
+            assert worker.step() == [], "claimed while the command ran"
+            time.sleep(0.05)
+        assert not hold.lost.is_set()
+    assert row(engine, "billing", "drop").lease_owner is None
+
+    def taken_over_meanwhile() -> None:
+        with _by_hand(engine, project, utcnow, lease=lease) as hold:
+            with writing(engine) as conn:  # as if its lease had run out and been claimed
+                conn.execute(
+                    update(intake_schedule_table)
+                    .where(intake_schedule_table.c.system == "billing")
+                    .values(lease_owner="w2")
+                )
+            wait_for("the command to learn of it", hold.lost.is_set, seconds=10)
+
+    with pytest.raises(Conflict, match="a worker took the channel over") as lost:
+        taken_over_meanwhile()
+    assert "what was loaded is kept" in (lost.value.hint or "")
+    assert row(engine, "billing", "drop").lease_owner == "w2"  # not released: not its own

@@ -37,17 +37,27 @@ def consume(
     ] = False,
 ) -> None:
     """Store what waits on the system's stream, a batch per transaction, acknowledged
-    after each commit; unreadable messages go to quarantine. Stops when
-    ACCORD_MAX_BACKLOG records wait to be matched."""
+    after each commit; unreadable messages go to quarantine. Refused while a worker
+    consumes the stream; stops when ACCORD_MAX_BACKLOG records wait to be matched."""
     from accord.intake.backpressure import WHAT_TO_DO  # noqa: PLC0415
-    from accord.intake.broker import Consumer  # noqa: PLC0415
+    from accord.intake.broker import Consumer, settings  # noqa: PLC0415
+    from accord.runtime.one_shot import holding  # noqa: PLC0415
 
     workspace = open_workspace(directory)
     actor = cli_actor().label
+    settings(workspace.project, system)  # a system without a broker block: before the lease
     reports: list[BrokerReport] = []
     paused: Pause | None = None
     waiting = 0
     with (
+        holding(
+            workspace.engine,
+            workspace.project,
+            system,
+            "broker",
+            command="accord broker consume",
+            actor=actor,
+        ) as hold,
         Consumer(
             workspace.engine,
             workspace.project,
@@ -58,7 +68,7 @@ def consume(
         count_progress() as progress,
     ):
         task = progress.add_task(f"{system} ← broker", total=None)
-        while True:
+        while not hold.lost.is_set():
             report = consumer.fetch()
             if report.status == "paused":
                 paused, waiting = consumer.pause, consumer.waiting()
