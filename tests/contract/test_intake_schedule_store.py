@@ -140,3 +140,53 @@ def test_a_new_timing_is_set_once(engine: Engine) -> None:
         assert not store.retime(conn, "erp", "poll", timing='cron "0 3 * * *"', due_at=T0, now=T0)
     row = _row(engine)
     assert (row.timing, row.due_at) == ('cron "0 3 * * *"', later)
+
+
+def _hold(engine: Engine, owner: str, now: datetime) -> bool:
+    with writing(engine) as conn:
+        return store.hold(conn, "erp", "poll", owner, now=now, lease=LEASE)
+
+
+def _release(engine: Engine, owner: str, now: datetime) -> bool:
+    with writing(engine) as conn:
+        return store.release(conn, "erp", "poll", owner, now=now)
+
+
+def test_a_run_by_hand_holds_the_lease_whatever_the_due_time(engine: Engine) -> None:
+    due = T0 + timedelta(minutes=1)
+    _register(engine, due_at=due)
+    assert not _claim(engine, "w1", T0)  # not due
+    assert _hold(engine, "by hand", T0)  # a run by hand does not wait for the due time
+    assert not _claim(engine, "w1", due)  # due now, but held
+    assert not _hold(engine, "another hand", due)
+    row = _row(engine)
+    assert (row.lease_owner, row.lease_until, row.last_started_at) == ("by hand", T0 + LEASE, T0)
+
+    later = due + timedelta(seconds=30)
+    assert not _release(engine, "w1", later)  # not w1's to give up
+    assert _release(engine, "by hand", later)
+    row = _row(engine)
+    assert (row.lease_owner, row.lease_until) == (None, None)
+    # nothing of the run is recorded as the schedule's: due time, outcome, failures
+    assert (row.due_at, row.last_outcome, row.last_finished_at, row.failures) == (
+        due,
+        None,
+        None,
+        0,
+    )
+    assert _claim(engine, "w1", later)
+
+
+def test_a_worker_holding_the_channel_keeps_it_from_a_run_by_hand(engine: Engine) -> None:
+    _register(engine, due_at=T0)
+    assert _claim(engine, "w1", T0)
+    assert not _hold(engine, "by hand", T0 + LEASE)  # the lease runs to its end
+    assert _hold(engine, "by hand", T0 + LEASE + timedelta(seconds=1))  # the worker died
+    assert not _finish(engine, "w1", T0 + LEASE + timedelta(seconds=2))
+    assert _row(engine).lease_owner == "by hand"
+
+
+def test_holding_a_channel_no_worker_registered_changes_nothing(engine: Engine) -> None:
+    assert not _hold(engine, "by hand", T0)  # no row: the caller registers it first
+    with engine.connect() as conn:
+        assert store.read_all(conn) == []

@@ -24,19 +24,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from typer.testing import CliRunner
 
 from accord.cli.main import app
 from accord.config.loader import Project, load_project
-from accord.errors import ProjectInvalid
+from accord.errors import Conflict, ProjectInvalid
 from accord.intake import broker, drop
-from accord.runtime import scheduler
+from accord.runtime import one_shot, scheduler
 from accord.runtime.scheduler import IntakeScheduler, PlannedChannel, Timing, plan
-from accord.runtime.worker import WorkerPool
+from accord.runtime.worker import MatchWorker, WorkerPool
 from accord.settings import Settings
 from accord.store import intake_schedule
+from accord.store.engine import writing
 from accord.store.tables import crosswalk, record_head
+from accord.store.tables import intake_schedule as intake_schedule_table
+from accord.store.types import utcnow
 from accord.workspace import Workspace
 from tests.factories import ERP_COLUMNS, billing_row, crm_row, erp_row, write_jsonl
 from tests.intake.test_broker import NATS_URL, Stream, _nats_or_skip
@@ -550,6 +553,105 @@ def _json(record: dict[str, Any]) -> bytes:
     return json.dumps(record).encode()
 
 
+def _fill_queue(engine: Engine, project: Project, count: int) -> None:
+    """`count` billing records loaded and waiting to be matched."""
+    from accord.intake.load import load_file  # noqa: PLC0415
+
+    rows = [billing_row(f"B{i}") for i in range(count)]
+    path = write_jsonl(project.root.parent / "waiting.jsonl", rows)
+    load_file(engine, project, "billing", path, actor="test")
+
+
+@pytest.mark.usefixtures("cli_on_engine")
+def test_a_realtime_broker_pauses_at_the_backlog_bound_and_shows_it(
+    engine: Engine,
+    demo_project_dir: Path,
+    stream: Stream,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv(NATS_ENV, NATS_URL)
+    monkeypatch.setenv("ACCORD_MAX_BACKLOG", "5")
+    caplog.set_level(logging.INFO, logger="accord.runtime.scheduler")
+    project = configure(demo_project_dir, crm={"sync": "realtime", "intake": broker_block(stream)})
+    _fill_queue(engine, project, 6)
+    stream.publish(*(_json(crm_row(f"C{i}")) for i in range(10)))
+    stop = threading.Event()
+    worker = IntakeScheduler(engine, project)
+    assert worker.max_backlog == 5
+    thread = threading.Thread(target=worker.run, args=(stop,), kwargs={"tick": 0.05})
+    thread.start()
+    try:
+
+        def paused() -> bool:
+            with engine.connect() as conn:
+                found = intake_schedule.read(conn, "crm", "broker")
+            return found is not None and (found.last_counts or {}).get("paused_backlog") == 6
+
+        wait_for("the pause to be noted", paused)
+        time.sleep(1.5)  # a look at the backlog or two more: still nothing fetched
+        held = stream.consumer()
+        assert (held.num_pending, held.num_ack_pending, held.delivered.consumer_seq) == (10, 0, 0)
+        assert stored(engine, "crm") == set()
+        shown = CliRunner().invoke(app, ["worker", "status", str(demo_project_dir)])
+        text = " ".join(shown.output.split())
+        assert "crm │ broker │ continuous │ running since" in text, shown.output
+        assert "paused: backlog 6 (bound 5)" in text, shown.output
+        assert "6 records wait to be matched, at or past the bound of 5" in text
+        assert "start more matching workers" in text
+
+        MatchWorker(engine, project).drain()  # the workers catch up
+        wait_for("the messages", lambda: stored(engine, "crm") == {f"C{i}" for i in range(10)})
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not thread.is_alive()
+    ended = row(engine, "crm", "broker")
+    assert ended.last_outcome == "stopped" and ended.last_counts is not None
+    assert (ended.last_counts["messages"], ended.last_counts["new"]) == (10, 10)
+    assert ended.last_counts["pauses"] >= 1  # and again once the ten were queued
+    assert "while the backlog was at ACCORD_MAX_BACKLOG" in (ended.last_message or "")
+    said = [(r.levelno, r.getMessage()) for r in caplog.records]
+    paused = [m for level, m in said if level == logging.WARNING and "paused" in m]
+    assert len(paused) == ended.last_counts["pauses"], said  # once a pause, not a look
+    assert "6 records wait to be matched, at or past the bound of 5" in paused[0]
+    assert "start more matching workers" in paused[0] and "nothing is lost" in paused[0]
+    assert "fewer than 4 records wait" in paused[0]
+    assert any("crm broker: resumed" in m for level, m in said if level == logging.INFO)
+    after = stream.consumer()
+    assert (after.num_pending, after.num_ack_pending, after.num_redelivered) == (0, 0, 0)
+
+
+def test_a_scheduled_broker_run_waits_out_the_backlog_then_drains(
+    engine: Engine, demo_project_dir: Path, stream: Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(NATS_ENV, NATS_URL)
+    project = configure(
+        demo_project_dir, crm={"sync": "batch", "schedule": None, "intake": broker_block(stream)}
+    )
+    _fill_queue(engine, project, 3)
+    stream.publish(*(_json(crm_row(f"C{i}")) for i in range(4)))
+    clock = Clock()
+    worker = IntakeScheduler(engine, project, clock=clock, max_backlog=3)
+    assert started(worker.step()) == {"crm broker"}
+    run = worker.runs[("crm", "broker")]
+    wait_for("the run to pause", run.paused)
+    worker.heartbeat()  # a pause is written at once, not after a quarter of the lease
+    assert (row(engine, "crm", "broker").last_counts or {}).get("paused_bound") == 3
+    [status] = scheduler.status(engine, project, clock())
+    assert status.pause is not None and str(status.pause) == "backlog 3 (bound 3)"
+    assert run.alive() and stream.consumer().num_pending == 4  # waiting, lease in hand
+
+    MatchWorker(engine, project).drain()
+    assert worker.join(timeout=60)  # resumed, drained what waited, and ended
+    done = row(engine, "crm", "broker")
+    assert (done.last_outcome, done.lease_owner) == ("ok", None)
+    assert done.last_message is not None and done.last_message.startswith("4 message(s)")
+    assert "paused 1 time(s)" in done.last_message
+    assert stored(engine, "crm") == {"C0", "C1", "C2", "C3"}
+    assert stream.consumer().num_ack_pending == 0
+
+
 def test_the_pool_beside_the_app_runs_the_channels_too(
     engine: Engine, demo_project_dir: Path
 ) -> None:
@@ -687,3 +789,114 @@ def test_a_worker_without_intake_only_matches(
     assert waiting.is_file()  # the dropped file still waits
     with engine.connect() as conn:
         assert intake_schedule.read_all(conn) == []
+
+
+# ---- a run by hand holds the channel's lease (`runtime/one_shot.py`)
+
+
+def _by_hand(engine: Engine, project: Project, clock: Clock, **options: Any) -> Any:
+    return one_shot.holding(
+        engine,
+        project,
+        "billing",
+        "drop",
+        command="accord drop scan",
+        actor="cli:test",
+        clock=clock,
+        **options,
+    )
+
+
+def test_the_scheduler_starts_no_run_while_a_command_holds_the_channel(
+    engine: Engine, demo_project_dir: Path
+) -> None:
+    project = configure(
+        demo_project_dir,
+        billing={"schedule": None, "intake": drop_block(demo_project_dir, "billing")},
+    )
+    drop_billing(demo_project_dir, "a.jsonl", "B1")
+    clock = Clock()
+    worker = IntakeScheduler(engine, project, clock=clock, name="w1")
+    with _by_hand(engine, project, clock) as hold:  # the row made by the command
+        held = row(engine, "billing", "drop")
+        assert held.lease_owner == hold.owner and hold.owner.startswith("by hand: accord drop")
+        assert (held.timing, held.last_started_at) == ("every 1m", T0)
+        assert worker.step() == []  # due, but held
+        [shown] = scheduler.status(engine, project, clock())
+        assert shown.held_by == hold.owner
+        with pytest.raises(Conflict) as twice, _by_hand(engine, project, clock):
+            pass
+        assert "billing's drop is being run by hand (accord drop scan, cli:test" in str(twice.value)
+        assert stored(engine, "billing") == set()
+    released = row(engine, "billing", "drop")
+    assert (released.lease_owner, released.lease_until, released.last_outcome) == (None, None, None)
+    assert started(worker.step()) == {"billing drop"}
+    assert worker.join(timeout=60)
+    assert stored(engine, "billing") == {"B1"}
+
+
+def test_a_command_is_refused_while_a_worker_runs_the_channel(
+    engine: Engine, demo_project_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = configure(
+        demo_project_dir,
+        billing={"schedule": None, "intake": drop_block(demo_project_dir, "billing")},
+    )
+    go_on = threading.Event()
+    real_scan = drop.scan_once
+
+    def held_scan(*args: Any, **kwargs: Any) -> list[drop.DropResult]:
+        assert go_on.wait(60)
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(drop, "scan_once", held_scan)
+    clock = Clock()
+    worker = IntakeScheduler(engine, project, clock=clock, name="box:42:abcdef")
+    assert started(worker.step()) == {"billing drop"}
+    clock.advance(seconds=30)
+    try:
+        with pytest.raises(Conflict) as refused, _by_hand(engine, project, clock):
+            pytest.fail("ran beside the worker")
+    finally:
+        go_on.set()
+    assert refused.value.message == (
+        "billing's drop is running in worker box:42:abcdef since 2024-06-01 01:30:00 UTC; "
+        "nothing was read"
+    )
+    assert "stop that worker" in (refused.value.hint or "")
+    assert "its lease runs out at 2024-06-01 01:32:00 UTC" in (refused.value.hint or "")
+    assert worker.join(timeout=60)
+    assert row(engine, "billing", "drop").last_outcome == "ok"  # the worker's run, untouched
+
+
+def test_a_command_renews_its_lease_and_stops_when_it_is_taken_over(
+    engine: Engine, demo_project_dir: Path
+) -> None:
+    project = configure(
+        demo_project_dir,
+        billing={"schedule": None, "intake": drop_block(demo_project_dir, "billing")},
+    )
+    lease = timedelta(seconds=0.4)
+    worker = IntakeScheduler(engine, project, name="w1", lease=lease)
+    with _by_hand(engine, project, utcnow, lease=lease) as hold:
+        deadline = time.monotonic() + 1.5  # several leases long
+        while time.monotonic() < deadline:
+            assert worker.step() == [], "claimed while the command ran"
+            time.sleep(0.05)
+        assert not hold.lost.is_set()
+    assert row(engine, "billing", "drop").lease_owner is None
+
+    def taken_over_meanwhile() -> None:
+        with _by_hand(engine, project, utcnow, lease=lease) as hold:
+            with writing(engine) as conn:  # as if its lease had run out and been claimed
+                conn.execute(
+                    update(intake_schedule_table)
+                    .where(intake_schedule_table.c.system == "billing")
+                    .values(lease_owner="w2")
+                )
+            wait_for("the command to learn of it", hold.lost.is_set, seconds=10)
+
+    with pytest.raises(Conflict, match="a worker took the channel over") as lost:
+        taken_over_meanwhile()
+    assert "what was loaded is kept" in (lost.value.hint or "")
+    assert row(engine, "billing", "drop").lease_owner == "w2"  # not released: not its own

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, func, select
 
 from accord.errors import AccordError
 from accord.govern import identity
+from accord.intake import backpressure
 from accord.runtime import admission
 from accord.runtime.worker import MatchWorker, WorkerPool
 from accord.settings import Settings
@@ -104,7 +105,7 @@ def test_a_key_over_its_rate_limit_gets_429_with_retry_after_and_nothing_is_stor
 def test_past_the_backlog_bound_the_push_api_answers_503_until_workers_catch_up(
     engine: Engine, demo_project_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(admission, "BACKLOG_READ_EVERY", 0.0)
+    monkeypatch.setattr(backpressure, "READ_EVERY", 0.0)
     workspace = _workspace(engine, demo_project_dir, max_backlog=5, rate_limit="off")
     key = _key(workspace)
     with TestClient(create_app(workspace)) as client:
@@ -182,7 +183,7 @@ def test_a_webhook_past_the_backlog_bound_gets_503_and_is_stored_once_retried(
 ) -> None:
     from tests.intake.test_webhooks import SECRET, _configure, _deliver  # noqa: PLC0415
 
-    monkeypatch.setattr(admission, "BACKLOG_READ_EVERY", 0.0)
+    monkeypatch.setattr(backpressure, "READ_EVERY", 0.0)
     monkeypatch.setenv("ACCORD_TEST_CRM_SECRET", SECRET)
     _configure(demo_project_dir)
     workspace = _workspace(engine, demo_project_dir, max_backlog=1)

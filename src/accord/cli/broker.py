@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,7 +14,12 @@ from accord.cli.output import (
     reports_errors,
     table,
 )
+from accord.errors import Overloaded
 from accord.govern.permissions import cli_actor
+
+if TYPE_CHECKING:
+    from accord.intake.backpressure import Pause
+    from accord.intake.broker import BrokerReport
 
 broker_app = typer.Typer(
     help="The broker channel: changes a system publishes to NATS JetStream.",
@@ -32,18 +37,42 @@ def consume(
     ] = False,
 ) -> None:
     """Store what waits on the system's stream, a batch per transaction, acknowledged
-    after each commit; unreadable messages go to quarantine."""
-    from accord.intake.broker import BrokerReport, Consumer  # noqa: PLC0415
+    after each commit; unreadable messages go to quarantine. Refused while a worker
+    consumes the stream; stops when ACCORD_MAX_BACKLOG records wait to be matched."""
+    from accord.intake.backpressure import WHAT_TO_DO  # noqa: PLC0415
+    from accord.intake.broker import Consumer, settings  # noqa: PLC0415
+    from accord.runtime.one_shot import holding  # noqa: PLC0415
 
     workspace = open_workspace(directory)
+    actor = cli_actor().label
+    settings(workspace.project, system)  # a system without a broker block: before the lease
     reports: list[BrokerReport] = []
+    paused: Pause | None = None
+    waiting = 0
     with (
-        Consumer(workspace.engine, workspace.project, system, actor=cli_actor().label) as consumer,
+        holding(
+            workspace.engine,
+            workspace.project,
+            system,
+            "broker",
+            command="accord broker consume",
+            actor=actor,
+        ) as hold,
+        Consumer(
+            workspace.engine,
+            workspace.project,
+            system,
+            actor=actor,
+            max_backlog=workspace.settings.max_backlog,
+        ) as consumer,
         count_progress() as progress,
     ):
         task = progress.add_task(f"{system} ← broker", total=None)
-        while True:
+        while not hold.lost.is_set():
             report = consumer.fetch()
+            if report.status == "paused":
+                paused, waiting = consumer.pause, consumer.waiting()
+                break
             if report.status == "idle":
                 break
             reports.append(report)
@@ -51,9 +80,21 @@ def consume(
             progress.update(task, completed=done, total=done + report.pending)
             if once or report.pending == 0:
                 break
+    if reports:
+        _print_reports(reports)
+    if paused is not None:
+        raise Overloaded(
+            f"{f'stopped after {len(reports)} batch(es)' if reports else 'fetched nothing'}: "
+            f"{paused.explained()}. {waiting:,} message(s) wait in the stream, "
+            "unacknowledged: nothing is lost",
+            retry_after=30,
+            hint=f"{WHAT_TO_DO}; then run this again",
+        )
     if not reports:
         console.print("nothing waiting on the stream")
-        return
+
+
+def _print_reports(reports: list[BrokerReport]) -> None:
     columns = ["source", "messages", "new", "changed", "unchanged", "quarantined", "acked again"]
     rows = [
         [

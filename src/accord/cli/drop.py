@@ -13,10 +13,11 @@ from accord.cli.output import (
     console,
     errors,
     open_workspace,
+    print_error,
     reports_errors,
     table,
 )
-from accord.errors import NotFound
+from accord.errors import Conflict, NotFound
 from accord.govern.permissions import cli_actor
 
 if TYPE_CHECKING:
@@ -39,11 +40,15 @@ def scan(
     ] = None,
 ) -> None:
     """Load every file waiting in the drop folders, one load per file, and move each to
-    done/ or failed/ with a .report.json beside it."""
-    from accord.intake.drop import drop_systems, scan_once  # noqa: PLC0415
+    done/ or failed/ with a .report.json beside it. A folder a worker is scanning is
+    left to it (and said so: exit code 1)."""
+    from accord.intake.drop import drop_settings, drop_systems, scan_once  # noqa: PLC0415
+    from accord.runtime.one_shot import holding  # noqa: PLC0415
 
     workspace = open_workspace(directory)
     project = workspace.project
+    if system is not None:
+        drop_settings(project, system)  # a system without a drop folder: before the lease
     systems = [system] if system is not None else drop_systems(project)
     if not systems:
         raise NotFound(
@@ -51,7 +56,10 @@ def scan(
             hint="add `intake: {drop: {folder: drops/SYSTEM}}` to a system in accord.yaml "
             "(see docs/intake-drop.md)",
         )
+    actor = cli_actor().label
     results: list[DropResult] = []
+    busy: list[Conflict] = []
+    scanned: list[str] = []
     with bytes_progress() as progress:
         tasks: dict[tuple[str, str], TaskID] = {}
         for name in systems:
@@ -62,24 +70,42 @@ def scan(
                     tasks[key] = progress.add_task(f"{name} ← {escape(file)}", total=total)
                 progress.update(tasks[key], completed=done, total=total)
 
-            found = scan_once(
-                workspace.engine,
-                project,
-                name,
-                actor=cli_actor().label,
-                progress=on_progress,
-            )
+            try:
+                with holding(
+                    workspace.engine,
+                    project,
+                    name,
+                    "drop",
+                    command="accord drop scan",
+                    actor=actor,
+                ) as hold:
+                    found = scan_once(
+                        workspace.engine,
+                        project,
+                        name,
+                        actor=actor,
+                        progress=on_progress,
+                        should_stop=hold.lost.is_set,
+                    )
+            except Conflict as exc:  # a worker scans it: the other folders go on
+                if system is not None:
+                    raise
+                busy.append(exc)
+                continue
+            scanned.append(name)
             for result in found:  # a file refused before it was read has no bar yet
                 key = (name, result.name)
                 if key in tasks:
                     progress.update(tasks[key], completed=result.size)
             results.extend(found)
-    if not results:
-        console.print(f"nothing waiting in the drop folders of {', '.join(systems)}")
-        return
-    console.print(_summary(results))
-    _explain(results)
-    if any(r.status == "failed" for r in results):
+    if results:
+        console.print(_summary(results))
+        _explain(results)
+    elif scanned:
+        console.print(f"nothing waiting in the drop folders of {', '.join(scanned)}")
+    for refusal in busy:
+        print_error(refusal)
+    if busy or any(r.status == "failed" for r in results):
         raise typer.Exit(1)
 
 

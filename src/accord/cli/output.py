@@ -69,16 +69,17 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             errors.print(f"  hint: {escape(exc.hint or '')}", style="dim")
             raise typer.Exit(1) from None
         except AccordError as exc:
-            errors.print(
-                f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True
-            )
-            if exc.hint:
-                errors.print(
-                    f"  hint: {escape(exc.hint)}", style="dim", highlight=False, soft_wrap=True
-                )
+            print_error(exc)
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def print_error(exc: AccordError) -> None:
+    """An error and its hint on stderr, as every command shows them."""
+    errors.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
+    if exc.hint:
+        errors.print(f"  hint: {escape(exc.hint)}", style="dim", highlight=False, soft_wrap=True)
 
 
 def bytes_progress() -> Progress:

@@ -13,12 +13,15 @@ from accord.cli.output import (
     count_progress,
     loads_table,
     open_workspace,
+    print_error,
     reports_errors,
 )
-from accord.errors import AccordError
+from accord.errors import AccordError, Conflict
 from accord.govern.permissions import cli_actor
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from accord.intake.load import LoadReport
     from accord.workspace import Workspace
 
@@ -43,8 +46,10 @@ def poll(
         typer.Option("--batch-size", min=1, help="rows per page (default: the poll block's)"),
     ] = None,
 ) -> None:
-    """Read the rows changed in each system's database since the last run, and load them."""
+    """Read the rows changed in each system's database since the last run, and load them.
+    A system a worker is polling is left to it (and said so: exit code 1)."""
     from accord.intake import poll as channel  # noqa: PLC0415
+    from accord.runtime.one_shot import holding  # noqa: PLC0415
 
     workspace = open_workspace(directory)
     project = workspace.project
@@ -59,20 +64,37 @@ def poll(
                 hint="add `intake: {poll: {...}}` to a system (docs/intake-poll.md)",
             )
     actor = cli_actor().label
-    if reset:
-        for name in systems:
-            channel.reset(workspace.engine, name, actor=actor)
-            console.print(f"{name}: the poll cursor was reset; this run reads every row")
-    reports = [_poll_one(workspace, name, batch_size) for name in systems]
-    console.print(loads_table("Polled", "system", reports, lambda r: r.system))
+    reports: list[LoadReport] = []
+    busy: list[Conflict] = []
+    for name in systems:
+        try:
+            with holding(
+                workspace.engine, project, name, "poll", command="accord poll", actor=actor
+            ) as hold:
+                if reset:
+                    channel.reset(workspace.engine, name, actor=actor)
+                    console.print(f"{name}: the poll cursor was reset; this run reads every row")
+                reports.append(_poll_one(workspace, name, batch_size, hold.lost.is_set))
+        except Conflict as exc:  # a worker polls it: the other systems go on
+            if system is not None:
+                raise
+            busy.append(exc)
+    if reports:
+        console.print(loads_table("Polled", "system", reports, lambda r: r.system))
     if any(r.quarantined for r in reports):
         console.print(
             "[yellow]some rows were quarantined[/]: each entry names its row "
             "(poll:TABLE@wm=…,key=…) and reason"
         )
+    for refusal in busy:
+        print_error(refusal)
+    if busy:
+        raise typer.Exit(1)
 
 
-def _poll_one(workspace: Workspace, system: str, batch_size: int | None) -> LoadReport:
+def _poll_one(
+    workspace: Workspace, system: str, batch_size: int | None, stopping: Callable[[], bool]
+) -> LoadReport:
     from accord.intake.poll import poll_once  # noqa: PLC0415
 
     with count_progress() as progress:
@@ -84,4 +106,5 @@ def _poll_one(workspace: Workspace, system: str, batch_size: int | None) -> Load
             actor=cli_actor().label,
             batch_size=batch_size,
             progress=lambda read: progress.update(task, completed=read),
+            should_stop=stopping,
         )

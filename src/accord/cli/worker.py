@@ -203,6 +203,8 @@ def _when(moment: datetime | None) -> str:
 def _print_intake(channels: list[ChannelStatus]) -> None:
     """A table of the channels, then each one's last message (what it did, or why it
     failed and what to do)."""
+    from accord.intake.backpressure import WHAT_TO_DO  # noqa: PLC0415
+
     rows = []
     for c in channels:
         if c.held_by is not None:
@@ -212,6 +214,8 @@ def _print_intake(channels: list[ChannelStatus]) -> None:
         outcome = c.outcome or ""
         if c.outcome == "failed" and c.failures > 1:
             outcome += f" ({c.failures} in a row)"
+        if c.pause is not None:
+            outcome = f"paused: {c.pause}"
         next_due = "while running" if c.next_due is None else _when(c.next_due)
         rows.append([c.system, c.channel, c.timing, last, outcome, next_due])
     console.print(
@@ -224,6 +228,14 @@ def _print_intake(channels: list[ChannelStatus]) -> None:
     for c in channels:
         if c.held_by is not None:
             console.print(f"{c.system} {c.channel}: running on {escape(c.held_by)}")
+        if c.pause is not None:
+            console.print(
+                f"[yellow]{c.system} {c.channel}: paused, fetching nothing: "
+                f"{c.pause.explained()}; the messages wait in the stream, and fetching "
+                f"resumes below 90% of the bound. To catch up sooner, {escape(WHAT_TO_DO)}[/]",
+                highlight=False,
+                soft_wrap=True,
+            )
         if c.message:
             style = "red" if c.outcome == "failed" else "default"
             load = f" (load {c.load_id})" if c.load_id else ""

@@ -26,6 +26,14 @@ become versions in that order (not one kept and the rest quarantined as repeats,
 file). Across consumers sharing one durable, JetStream does not keep order: run one
 consumer per durable where order matters.
 
+Backpressure (`intake/backpressure.py`): before each fetch the consumer reads the work
+queue's backlog (at most once a second); at `ACCORD_MAX_BACKLOG` records waiting to be
+matched, the bound the push API answers 503 at, it fetches nothing and reports "paused"
+(`Consumer.pause` says why). The messages stay in the stream, unacknowledged: the broker
+is the buffer, and nothing is lost. It fetches again once the backlog is below 90% of the
+bound. The caller says so (the scheduler logs a pause's start and end once each, with
+what to do; `accord broker consume` stops and says why).
+
 The rest of Accord is synchronous. A `Consumer` keeps one connection and one pull
 subscription open across fetches, on an asyncio event loop of its own, and hands each
 fetch back as a report: the scheduler (`runtime/scheduler.py`) keeps one open for as long
@@ -60,10 +68,12 @@ from accord.config.intake import BrokerIntake
 from accord.config.loader import Project
 from accord.errors import AccordError, InputRejected, NotFound
 from accord.intake import push
+from accord.intake.backpressure import BacklogReading, Gate, Pause
 from accord.intake.load import Batcher, LoadReport, begin_load, end_load
 from accord.intake.mapping import RecordMapper
 from accord.intake.readers import RawRecord, keep
 from accord.intake.reasons import Reason
+from accord.settings import Settings
 from accord.store import deliveries
 from accord.store.engine import writing
 
@@ -128,22 +138,31 @@ def consume_once(
     max_messages: int | None = None,
     timeout: float | None = None,
     environ: Mapping[str, str] | None = None,
+    max_backlog: int | None = None,
 ) -> BrokerReport:
     """Fetch what is waiting for the system's durable consumer (up to `max_messages`,
     by default the block's batch_size, waiting at most `timeout` seconds, by default
     max_wait), store it in one transaction and acknowledge it; see the module's text.
-    A report with status "idle" and load_id 0 means nothing was waiting. Connects and
-    closes: to fetch again and again, keep a `Consumer` open instead."""
-    with Consumer(engine, project, system, actor=actor, environ=environ) as consumer:
+    A report with status "idle" and load_id 0 means nothing was waiting; "paused", that
+    the backlog is at the bound (`max_backlog`, by default ACCORD_MAX_BACKLOG) and
+    nothing was fetched. Connects and closes: to fetch again and again, keep a
+    `Consumer` open instead."""
+    with Consumer(
+        engine, project, system, actor=actor, environ=environ, max_backlog=max_backlog
+    ) as consumer:
         return consumer.fetch(max_messages=max_messages, timeout=timeout)
 
 
 class Consumer:
     """One connection to NATS and one pull subscription on the system's durable
     consumer, kept open across fetches (a context manager; `close` ends both). Each
-    `fetch` stores one batch in one transaction and acknowledges it after the commit.
+    `fetch` stores one batch in one transaction and acknowledges it after the commit,
+    unless the backlog is at the bound (see the module's text).
     Raises BrokerUnavailable when the server cannot be reached, on opening or later;
-    the consumer is then of no further use: close it and open another."""
+    the consumer is then of no further use: close it and open another.
+
+    `max_backlog`: the bound (default: ACCORD_MAX_BACKLOG; 0: none); `reading`: the
+    backlog's reading, which consumers of one process may share."""
 
     def __init__(
         self,
@@ -153,6 +172,8 @@ class Consumer:
         *,
         actor: str,
         environ: Mapping[str, str] | None = None,
+        max_backlog: int | None = None,
+        reading: BacklogReading | None = None,
     ) -> None:
         self.engine = engine
         self.project = project
@@ -161,6 +182,12 @@ class Consumer:
         self.config = settings(project, system)
         project.mapping(system)  # a system without a mapping fails before connecting
         self.urls = server_urls(self.config, os.environ if environ is None else environ)
+        bound = Settings().max_backlog if max_backlog is None else max_backlog
+        self.gate = Gate(bound)
+        self.reading = reading or BacklogReading()
+        self.pauses = 0  # times the backlog made it stop fetching
+        self._paused_before = 0.0  # seconds, in the pauses that ended
+        self._paused_since: float | None = None
         self._loop: asyncio.Runner | None = None
         self._client: Client | None = None
         self._subscription: Any = None
@@ -203,12 +230,18 @@ class Consumer:
         finally:
             loop.close()
 
+    @property
+    def pause(self) -> Pause | None:
+        """Why the last `fetch` fetched nothing, when the backlog was the reason."""
+        return self.gate.pause
+
     def fetch(
         self, *, max_messages: int | None = None, timeout: float | None = None
     ) -> BrokerReport:
         """Fetch up to `max_messages` (default: the block's batch_size), waiting at most
         `timeout` seconds (default: max_wait), store them and acknowledge them; a report
-        with status "idle" when nothing was waiting."""
+        with status "idle" when nothing was waiting, "paused" (at once, nothing fetched)
+        when the backlog is at the bound."""
         limit = max_messages or self.config.batch_size
         if limit < 1:
             raise InputRejected("max_messages must be at least 1")
@@ -217,7 +250,44 @@ class Consumer:
             raise AccordError(
                 "the broker consumer is not open", hint="open it with `with Consumer(...)`"
             )
+        if self._held_back():
+            return BrokerReport(0, self.system, f"nats {self.config.stream}", status="paused")
         return self._loop.run(self._fetch(self._client, limit, wait))
+
+    def waiting(self) -> int:
+        """Messages of the subject this consumer has not yet been given (JetStream's
+        num_pending; those given and not yet acknowledged are not counted)."""
+        if self._loop is None or self._client is None:
+            raise AccordError(
+                "the broker consumer is not open", hint="open it with `with Consumer(...)`"
+            )
+        js = self._client.jetstream()
+        try:
+            info = self._loop.run(js.consumer_info(self.config.stream, self.config.durable))
+        except nats.errors.Error as exc:
+            raise self._lost(exc) from None
+        return int(info.num_pending)
+
+    def paused_seconds(self) -> float:
+        """How long the backlog has kept this consumer from fetching, in all."""
+        since = self._paused_since
+        return self._paused_before + (0.0 if since is None else time.monotonic() - since)
+
+    def _held_back(self) -> bool:
+        """Read the backlog (at most once a second) and say whether to fetch nothing;
+        count the pauses and how long they lasted."""
+        if self.gate.bound <= 0:
+            return False
+        was = self.gate.pause
+        pause = self.gate.update(self.reading.backlog(self.engine))
+        now = time.monotonic()
+        if pause is not None and was is None:
+            self.pauses += 1
+            self._paused_since = now
+        elif pause is None and self._paused_since is not None:
+            self._paused_before += now - self._paused_since
+            self._paused_since = None
+        return pause is not None
 
     async def _fetch(self, client: Client, limit: int, wait: float) -> BrokerReport:
         config, system = self.config, self.system

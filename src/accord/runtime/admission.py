@@ -6,13 +6,13 @@
   processes share one count), refused as `RateLimited` (HTTP 429);
 - the work queue's backlog (`store/queue.py`): past `ACCORD_MAX_BACKLOG` records waiting
   to be matched, new batches are refused as `Overloaded` (HTTP 503) until the workers
-  catch up. The count is read at most once a second per process.
+  catch up. The bound and the reading of the count (at most once a second per process)
+  are the broker's too (`intake/backpressure.py`).
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
 
 from limits import RateLimitItem
@@ -20,10 +20,8 @@ from sqlalchemy import Engine
 
 from accord.errors import Overloaded, RateLimited
 from accord.govern.throttle import limiter, parse_limits
+from accord.intake.backpressure import BacklogReading, over_bound
 from accord.settings import Settings
-from accord.store import queue
-
-BACKLOG_READ_EVERY = 1.0  # seconds
 
 
 def rate_limits(value: str) -> list[RateLimitItem]:
@@ -37,9 +35,7 @@ class Admission:
         self.max_backlog = settings.max_backlog
         self.namespace = settings.rate_limit_namespace
         self.limiter = limiter(settings)
-        self._lock = threading.Lock()
-        self._backlog = 0
-        self._read_at = -math.inf
+        self.reading = BacklogReading()
 
     def check_rate(self, key: str) -> None:
         """Count a request for `key`; raise RateLimited when it is over a limit."""
@@ -53,17 +49,11 @@ class Admission:
                 )
 
     def check_backlog(self, engine: Engine) -> None:
-        """Raise Overloaded when more records wait to be matched than the bound."""
+        """Raise Overloaded when the records waiting to be matched reach the bound."""
         if self.max_backlog <= 0:
             return
-        with self._lock:
-            now = time.monotonic()
-            if now - self._read_at >= BACKLOG_READ_EVERY:
-                with engine.connect() as conn:
-                    self._backlog = queue.backlog(conn)
-                self._read_at = now
-            backlog = self._backlog
-        if backlog >= self.max_backlog:
+        backlog = self.reading.backlog(engine)
+        if over_bound(backlog, self.max_backlog):
             raise Overloaded(
                 f"{backlog} records are waiting to be matched (the bound is "
                 f"{self.max_backlog}); nothing of this request was stored",

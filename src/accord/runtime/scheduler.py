@@ -15,6 +15,11 @@ When a channel runs (`plan`, `Timing`; pure):
 A run stopped part way (the worker was asked to stop) is due again at once, so the next
 worker to come finishes what it left.
 
+A broker run, continuous or scheduled, pauses while the work queue's backlog is at
+ACCORD_MAX_BACKLOG (`intake/backpressure.py`): it fetches nothing, keeps its lease, looks
+at the backlog again every second and goes on once it is below 90% of the bound. `accord
+worker status` shows the pause while it lasts; the run's message counts the pauses.
+
 Several worker processes may run the scheduler at once: a channel runs only after its row
 in `intake_schedule` has been claimed (`store/intake_schedule.py`), so one system's
 channel never runs twice at the same time, and a restart respects the due time stored
@@ -47,7 +52,9 @@ from accord.config.intake import cron_expression
 from accord.config.loader import Project
 from accord.errors import AccordError
 from accord.intake import broker, drop, poll
+from accord.intake.backpressure import WHAT_TO_DO, BacklogReading, Pause, resume_below
 from accord.intake.load import LoadReport
+from accord.settings import Settings
 from accord.store import intake_schedule as schedule_store
 from accord.store.engine import writing
 from accord.store.types import utcnow
@@ -60,6 +67,7 @@ LEASE = timedelta(minutes=2)  # a run's hold on its channel, renewed while it la
 TICK = 1.0  # seconds between looks at what is due
 RETRY_FIRST = timedelta(seconds=5)  # a failed continuous run is tried again after this,
 RETRY_MOST = timedelta(minutes=2)  # doubling with each failure in a row, up to this
+PAUSED_LOOK = 1.0  # seconds between looks at the backlog while a broker is paused
 
 Clock = Callable[[], datetime]
 COUNTED = ("read", "new", "changed", "unchanged", "quarantined", "flagged")
@@ -235,15 +243,42 @@ def _run_broker(
     *,
     actor: str,
     stopping: Callable[[], bool],
+    wait: Callable[[float], object],
     note: Callable[[dict[str, int]], None],
     continuous: bool,
     environ: Mapping[str, str] | None,
+    max_backlog: int | None,
+    reading: BacklogReading | None,
 ) -> RunResult:
     counts: dict[str, int] = {"messages": 0}
     load_id = None
-    with broker.Consumer(engine, project, system, actor=actor, environ=environ) as consumer:
+    with broker.Consumer(
+        engine,
+        project,
+        system,
+        actor=actor,
+        environ=environ,
+        max_backlog=max_backlog,
+        reading=reading,
+    ) as consumer:
         while not stopping():
             report = consumer.fetch()
+            if report.status == "paused":
+                if "paused_backlog" not in counts:
+                    _log_pause(system, consumer)
+                _noted_pause(counts, consumer)
+                note(dict(counts))
+                wait(PAUSED_LOOK)  # the messages wait in the stream meanwhile
+                continue
+            if "paused_backlog" in counts:  # resumed
+                log.info(
+                    "%s broker: resumed, the backlog is under %s records (%ss paused in all)",
+                    system,
+                    f"{resume_below(counts['paused_bound']):,}",
+                    round(consumer.paused_seconds()),
+                )
+                _noted_pause(counts, consumer)
+                note(dict(counts))
             if report.status != "idle":
                 counts["messages"] += report.messages
                 if report.load_id:
@@ -252,7 +287,47 @@ def _run_broker(
                 note(dict(counts))
             if not continuous and (report.status == "idle" or report.pending == 0):
                 break
-    return RunResult("ok", f"{counts['messages']} message(s), {_summary(counts)}", load_id, counts)
+        _noted_pause(counts, consumer)
+    message = f"{counts['messages']} message(s), {_summary(counts)}"
+    if consumer.pauses:
+        message += (
+            f"; paused {consumer.pauses} time(s), {counts['paused_seconds']}s in all, "
+            "while the backlog was at ACCORD_MAX_BACKLOG"
+        )
+    if consumer.pause is not None:
+        message += f"; ended while paused: {consumer.pause.explained()}"
+    return RunResult("ok", message, load_id, counts)
+
+
+def _log_pause(system: str, consumer: broker.Consumer) -> None:
+    pause = consumer.pause
+    if pause is None:
+        return
+    log.warning(
+        "%s broker: paused, fetching nothing: %s. The messages stay in stream %s, "
+        "unacknowledged (nothing is lost), and fetching resumes once fewer than %s records "
+        "wait. To catch up sooner, %s",
+        system,
+        pause.explained(),
+        consumer.config.stream,
+        f"{resume_below(pause.bound):,}",
+        WHAT_TO_DO,
+    )
+
+
+def _noted_pause(counts: dict[str, int], consumer: broker.Consumer) -> None:
+    """The consumer's pauses in the run's counts; the one in force as `paused_backlog`
+    and `paused_bound` (what `accord worker status` shows)."""
+    if consumer.pauses:
+        counts["pauses"] = consumer.pauses
+        counts["paused_seconds"] = round(consumer.paused_seconds())
+    pause = consumer.pause
+    if pause is None:
+        counts.pop("paused_backlog", None)
+        counts.pop("paused_bound", None)
+    else:
+        counts["paused_backlog"] = pause.backlog
+        counts["paused_bound"] = pause.bound
 
 
 def run_channel(
@@ -264,9 +339,14 @@ def run_channel(
     stopping: Callable[[], bool],
     note: Callable[[dict[str, int]], None],
     environ: Mapping[str, str] | None = None,
+    wait: Callable[[float], object] | None = None,
+    max_backlog: int | None = None,
+    reading: BacklogReading | None = None,
 ) -> RunResult:
     """Run one channel once (a continuous broker: until `stopping()`). Raises whatever
-    the channel raises; `IntakeScheduler` records it."""
+    the channel raises; `IntakeScheduler` records it. `wait(seconds)` pauses a broker
+    held back by the backlog (default: sleeps, looking at `stopping` every 0.1s);
+    `max_backlog` is its bound (default: ACCORD_MAX_BACKLOG)."""
     system = planned.system
     if planned.channel == "drop":
         return _run_drop(engine, project, system, actor=actor, stopping=stopping)
@@ -278,10 +358,22 @@ def run_channel(
         system,
         actor=actor,
         stopping=stopping,
+        wait=wait or _sleeper(stopping),
         note=note,
         continuous=planned.timing.kind == "continuous",
         environ=environ,
+        max_backlog=max_backlog,
+        reading=reading,
     )
+
+
+def _sleeper(stopping: Callable[[], bool]) -> Callable[[float], None]:
+    def sleep(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not stopping() and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    return sleep
 
 
 def _failure(exc: Exception) -> str:
@@ -303,6 +395,10 @@ class _Run:
     stop: threading.Event = field(default_factory=threading.Event)
     counts: dict[str, int] | None = None
     thread: threading.Thread | None = None
+    shown_paused: bool = False  # whether the counts last written show a pause in force
+
+    def paused(self) -> bool:
+        return self.counts is not None and "paused_backlog" in self.counts
 
     def alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
@@ -322,6 +418,7 @@ class IntakeScheduler:
         lease: timedelta = LEASE,
         clock: Clock = utcnow,
         environ: Mapping[str, str] | None = None,
+        max_backlog: int | None = None,
     ) -> None:
         self.engine = engine
         self.project = project
@@ -330,6 +427,9 @@ class IntakeScheduler:
         self.lease = lease
         self.clock = clock
         self.environ = environ
+        # the brokers' bound (default: ACCORD_MAX_BACKLOG), and one reading for them all
+        self.max_backlog = Settings().max_backlog if max_backlog is None else max_backlog
+        self.reading = BacklogReading()
         self.channels = plan(project)
         self.runs: dict[tuple[str, str], _Run] = {}
         self._registered = False
@@ -396,14 +496,15 @@ class IntakeScheduler:
         return started
 
     def heartbeat(self) -> None:
-        """Renew the lease of each run in hand that has used a quarter of it (and note
-        the counts of a continuous run so far). A run whose lease another worker has
-        taken over is told to stop."""
+        """Renew the lease of each run in hand that has used a quarter of it, or whose
+        broker has paused or resumed since (and note the counts of the run so far). A
+        run whose lease another worker has taken over is told to stop."""
         for run in list(self.runs.values()):
             if not run.alive():
                 continue
             now = self.clock()
-            if now - run.renewed < self.lease / 4:
+            paused = run.paused()
+            if now - run.renewed < self.lease / 4 and paused == run.shown_paused:
                 continue
             planned = run.planned
             with writing(self.engine) as conn:
@@ -418,6 +519,7 @@ class IntakeScheduler:
                 )
             if kept:
                 run.renewed = now
+                run.shown_paused = paused
             else:
                 log.warning(
                     "%s: the lease ran out and another worker took the channel over; "
@@ -503,6 +605,9 @@ class IntakeScheduler:
                 stopping=run.stop.is_set,
                 note=note,
                 environ=self.environ,
+                wait=run.stop.wait,
+                max_backlog=self.max_backlog,
+                reading=self.reading,
             )
             if run.stop.is_set():
                 result.outcome = "stopped"
@@ -585,6 +690,15 @@ class ChannelStatus:
     counts: dict[str, Any] | None
     failures: int
     next_due: datetime | None  # None while continuous and held
+
+    @property
+    def pause(self) -> Pause | None:
+        """The backlog that holds the broker running now back, if it does (noted with
+        the run's counts: the figure may be up to 30 seconds old)."""
+        counts = self.counts or {}
+        if self.held_by is None or "paused_backlog" not in counts:
+            return None
+        return Pause(int(counts["paused_backlog"]), int(counts.get("paused_bound", 0)))
 
 
 def status(engine: Engine, project: Project, now: datetime | None = None) -> list[ChannelStatus]:

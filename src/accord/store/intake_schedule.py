@@ -7,6 +7,10 @@ SQLite one write transaction runs at a time; on PostgreSQL the second UPDATE wai
 the first to commit, then finds the lease taken and changes nothing. A holder that dies
 leaves its lease to run out, and the row is claimable again.
 
+A run by hand (`accord drop scan`, `accord poll`, `accord broker consume`) takes the same
+lease with `hold`, whatever the due time, and gives it up with `release`: a worker does
+not claim the channel meanwhile, and the command does not start while a worker holds it.
+
 What the times mean (when a channel is due, what timing a row was worked out for) is the
 scheduler's business (`runtime/scheduler.py`); the store only keeps and compares them.
 """
@@ -114,6 +118,42 @@ def claim(
         .returning(table.c.system)
     )
     return taken.first() is not None
+
+
+def hold(
+    conn: Connection, system: str, channel: str, owner: str, *, now: datetime, lease: timedelta
+) -> bool:
+    """Take the registered channel for `owner` until `now + lease`, due or not, if no
+    lease on it is running (a run by hand). True when taken: the caller runs the
+    channel, renews the lease while it lasts, then calls `release`."""
+    taken = conn.execute(
+        update(table)
+        .where(
+            table.c.system == system,
+            table.c.channel == channel,
+            or_(table.c.lease_until.is_(None), table.c.lease_until < now),
+        )
+        .values(lease_owner=owner, lease_until=now + lease, last_started_at=now, updated_at=now)
+        .returning(table.c.system)
+    )
+    return taken.first() is not None
+
+
+def release(conn: Connection, system: str, channel: str, owner: str, *, now: datetime) -> bool:
+    """Give up `owner`'s lease taken by `hold`, recording nothing of the run (a run by
+    hand leaves the schedule, the last scheduled run and its outcome as they were; its
+    load records what it did). False when the lease is not `owner`'s."""
+    released = conn.execute(
+        update(table)
+        .where(
+            table.c.system == system,
+            table.c.channel == channel,
+            table.c.lease_owner == owner,
+        )
+        .values(lease_owner=None, lease_until=None, updated_at=now)
+        .returning(table.c.system)
+    )
+    return released.first() is not None
 
 
 def renew(
