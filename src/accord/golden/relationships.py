@@ -291,13 +291,30 @@ def refresh(
     not among them and not already the evidence of a relationship (a contact loaded
     before its account) is found by the next full resolve. So are new contacts by
     employer name, which need every organization to be matched against; those found
-    before follow the organization record they were matched to."""
+    before follow the organization record they were matched to.
+
+    Parents by tax id are found both ways through the store's indexes: a parent's tax id
+    that one of these records (or one cited) states is matched against every
+    organization holding it, as a full resolve would; and the organizations that name
+    one of these records' tax ids as their parent's (a subsidiary loaded before its
+    parent) are worked out again with their customers' relationships."""
     affected = set(golden_ids)
+    known = dict(golden_of)
+    naming = store.organizations_naming_parents(conn, _organization_values(records, "tax_id"))
+    for key, _, golden in naming:
+        known.setdefault(key, golden)
+        affected.add(golden)
     existing = store.current(conn, affected)
     stating = dict(records)
     cited = {(e["system"], e["source_id"]) for evidence in existing.values() for e in evidence}
+    cited |= {key for key, _, _ in naming}
     for r in record_store.current_of(conn, sorted(cited - stating.keys())):
         stating[(r.system, r.source_id)] = r.data
+    # every organization holding a parent's tax id stated, matched as in a full resolve
+    holding = store.organizations_holding(conn, _organization_values(stating, "parent_tax_id"))
+    for key, tax_id, golden in holding:
+        known.setdefault(key, golden)
+        stating.setdefault(key, {"kind": "organization", "tax_id": tax_id})
     targets = {
         (key[0], str(data[field]))
         for key, data in stating.items()
@@ -307,7 +324,6 @@ def refresh(
     # a contact found by employer name follows the organization record it was matched to
     by_name = [e for evidence in existing.values() for e in evidence if e["field"] == "employer"]
     targets |= {(e["matched_system"], e["matched_source_id"]) for e in by_name}
-    known = dict(golden_of)
     missing = sorted((stating.keys() | targets) - known.keys())
     known.update(
         {key: row["golden_id"] for key, row in golden_store.crosswalk_for(conn, missing).items()}
@@ -328,3 +344,12 @@ def refresh(
         if edge[0] in affected or edge[1] in affected
     }
     store.sync(conn, wanted, existing, at)
+
+
+def _organization_values(records: Mapping[Key, Mapping[str, Any]], name: str) -> set[str]:
+    """The values of the field `name` on the organization records among `records`."""
+    return {
+        str(data[name])
+        for data in records.values()
+        if data.get(name) and data.get("kind") == "organization"
+    }
