@@ -65,6 +65,7 @@ ERP_COLUMNS = [
     "STCEG",
     "GEBDAT",
     "ERDAT",
+    "ZZ_PARENT_STCEG",
 ]
 
 

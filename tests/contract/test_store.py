@@ -16,7 +16,7 @@ from accord.golden.resolve import resolve
 from accord.govern import audit, identity
 from accord.govern.permissions import Actor, Role
 from accord.intake.load import load_file
-from accord.store import records, search
+from accord.store import records, schema
 from accord.store.engine import writing
 from accord.store.tables import (
     audit_log,
@@ -38,9 +38,13 @@ def _count(engine: Engine, table: object) -> int:
         return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
 
 
+# SQLAlchemy does not reflect SQLite's expression indexes (migration 0019's), and says so
+@pytest.mark.filterwarnings(
+    "ignore:Skipped unsupported reflection of expression-based index ix_canonical_record_"
+)
 def test_migrations_create_exactly_the_tables_the_code_uses(engine: Engine) -> None:
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"include_name": search.in_metadata})
+        context = MigrationContext.configure(conn, opts={"include_name": schema.in_metadata})
         differences = compare_metadata(context, metadata)
     assert differences == []
 

@@ -63,7 +63,7 @@ from accord.store.tables import (
     relationship,
 )
 from accord.workspace import open_workspace
-from tests.factories import crm_row, write_csv
+from tests.factories import crm_row, erp_row, write_csv
 
 STEWARD = Actor("user", "stewie", Role.STEWARD)
 HELD_OUT = "service"
@@ -1026,6 +1026,125 @@ def test_contacts_found_by_company_name_follow_incremental_changes(based: Based)
     # another company, one Accord does not know: the contact goes
     new_version(organization="Nirgendwo Holding")
     assert stating not in _employer_edges(based.engine)
+
+
+# ---- 11. parents by tax id: a subsidiary names its parent's VAT id, another system holds it
+
+
+def _tax_id_edges(engine: Engine) -> dict[Key, tuple[str, str, str]]:
+    """The stating record of every subsidiary found by its parent's tax id -> its edge
+    and the record matched."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(relationship)).all()
+    return {
+        (e["system"], e["source_id"]): (r.from_golden_id, r.to_golden_id, e["matched_source_id"])
+        for r in rows
+        for e in r.evidence
+        if e["field"] == "parent_tax_id"
+    }
+
+
+def _erp_firm(kunnr: str, name: str, **values: str) -> dict[str, str]:
+    """An ERP organization far from every other: it is a customer of its own."""
+    place = {"STRAS": "Hafenstraße 90", "PSTLZ": "04109", "ORT01": "Leipzig"}
+    return erp_row(
+        **(place | {"KUNNR": kunnr, "KTOKD": "FIRM", "NAME1": name, "TELF1": "", "GEBDAT": ""})
+        | values
+    )
+
+
+def _load_erp(based: Based, rows: list[dict[str, str]], name: str) -> ResolveReport:
+    path = write_csv(based.folder / name, rows, delimiter=";")
+    load_file(based.engine, based.project, "erp", path, actor="test")
+    return resolve_changes(based.engine, based.project, actor="test")
+
+
+def test_a_subsidiary_arriving_after_its_parent_is_related_to_it_incrementally(
+    based: Based,
+) -> None:
+    # T-O1, in the CRM, holds DE811112222; the ERP names it, spelled its own way
+    _load_erp(
+        based,
+        [_erp_firm("0099000001", "Brunnholz Logistik GmbH", ZZ_PARENT_STCEG="de 811 112 222")],
+        "s.csv",
+    )
+    subsidiary, parent = based.golden_of("0099000001", "erp"), based.golden_of("T-O1")
+    assert subsidiary != parent
+    assert _tax_id_edges(based.engine)[("erp", "0099000001")] == (
+        subsidiary,
+        parent,
+        "T-O1",
+    )
+    # a full resolve finds the same, and rewrites nothing of it
+    with based.engine.connect() as conn:
+        before = conn.execute(
+            select(relationship).where(relationship.c.from_golden_id == subsidiary)
+        ).all()
+    resolve(based.engine, based.project, actor="test")
+    with based.engine.connect() as conn:
+        after = conn.execute(
+            select(relationship).where(relationship.c.from_golden_id == subsidiary)
+        ).all()
+    assert after == before
+
+
+def test_a_parent_arriving_after_its_subsidiary_is_found_and_followed_incrementally(
+    based: Based,
+) -> None:
+    vat = "DE899990001"
+    subsidiary_row = _erp_firm("0099000002", "Auenwald Service GmbH", ZZ_PARENT_STCEG=vat)
+    _load_erp(based, [subsidiary_row], "s.csv")
+    assert ("erp", "0099000002") not in _tax_id_edges(based.engine)  # no one holds it yet
+
+    # the parent arrives in the CRM: its tax id is looked up among the parents named
+    parent_row = _account(
+        "T-AW1",
+        "Auenwald Holding AG",
+        VatNumber="DE 899 990 001",
+        Email="zentrale@auenwald-holding.de",
+        Street="Auenstraße 1",
+        PostalCode="01067",
+        City="Dresden",
+    )
+    based.add([parent_row], "parent.csv")
+    subsidiary, parent = based.golden_of("0099000002", "erp"), based.golden_of("T-AW1")
+    assert _tax_id_edges(based.engine)[("erp", "0099000002")] == (subsidiary, parent, "T-AW1")
+
+    # the parent's record holds another VAT id now: the relationship goes
+    based.add([parent_row | {"VatNumber": "DE899990002"}], "parent-v2.csv")
+    assert ("erp", "0099000002") not in _tax_id_edges(based.engine)
+    # and the subsidiary names that one: it comes back, from the subsidiary's side
+    _load_erp(based, [subsidiary_row | {"ZZ_PARENT_STCEG": "DE899990002"}], "s-v2.csv")
+    assert _tax_id_edges(based.engine)[("erp", "0099000002")] == (subsidiary, parent, "T-AW1")
+
+    # another customer holds it too (a steward keeps the two apart): it is ambiguous now,
+    # and the subsidiary's relationship goes, from the new holder's side
+    other = _erp_firm(
+        "0099000003",
+        "Auenwald Holding AG",
+        STCEG="DE899990002",
+        STRAS="Saalering 7",
+        PSTLZ="06108",
+        ORT01="Halle",
+    )
+    load_file(
+        based.engine,
+        based.project,
+        "erp",
+        write_csv(based.folder / "other.csv", [other], delimiter=";"),
+        actor="test",
+    )
+    with writing(based.engine) as conn:
+        service.decide_pair(
+            conn, STEWARD, ("erp", "0099000003"), ("crm", "T-AW1"), decision="different"
+        )
+    resolve_changes(based.engine, based.project, actor="test")
+    assert based.golden_of("0099000003", "erp") not in {parent, subsidiary}
+    assert ("erp", "0099000002") not in _tax_id_edges(based.engine)
+    # as a full resolve finds
+    report = resolve(based.engine, based.project, actor="test")
+    assert ("erp", "0099000002") not in _tax_id_edges(based.engine)
+    assert report.ambiguous_parent_tax_ids == 1
 
 
 # ---- steward overrides

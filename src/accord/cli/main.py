@@ -707,10 +707,16 @@ def show(
         )
 
 
+# how a relationship was stated, when not by a reference to a record
+_STATED_BY_MATCHING = {"employer": "company name", "parent_tax_id": "parent's tax id"}
+
+
 def _stated_by(evidence: dict[str, str]) -> str:
-    """A relationship's evidence, briefly: the record, and how it said so when by name."""
+    """A relationship's evidence, briefly: the record, and how it said so when not by a
+    reference (a company name, a parent's tax id)."""
     record = f"{evidence['system']}:{evidence['source_id']}"
-    return f"{record} (company name)" if evidence.get("field") == "employer" else record
+    how = _STATED_BY_MATCHING.get(evidence.get("field", ""))
+    return f"{record} ({how})" if how else record
 
 
 def _relationship_label(kind: str, direction: str) -> str:

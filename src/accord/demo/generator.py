@@ -26,7 +26,9 @@ they are made, in small batches (party rows pass through a fixed-size shuffle bu
 file, so that the duplicates of one party are not neighbours in the file). Memory does
 not grow with the number of customers. Name, street and place pools are drawn once from
 seeded Faker instances; everything else comes from one `random.Random(seed)`, so the same
-seed and customer count give byte-identical files.
+seed and customer count give byte-identical files. (What was added later draws from
+streams of its own, seeded by the seed and the row, so that the main stream, and every
+value drawn from it, stays as it was: the parent's VAT id in the ERP.)
 
 This is synthetic test data: `random` is used on purpose, never for anything secret.
 """
@@ -88,9 +90,11 @@ CRM_COLUMNS: Final = (
     "LastModified", "ParentId",
 )  # fmt: skip
 # KTOKD is SAP's account group: PERS for a person, FIRM for an organization.
+# ZZ_PARENT_STCEG is a field of the company's own (SAP's ZZ prefix): the VAT id of a
+# customer's group parent.
 ERP_CUSTOMER_COLUMNS: Final = (
     "KUNNR", "KTOKD", "NAME1", "NAME2", "STRAS", "PSTLZ", "ORT01", "LAND1", "TELF1",
-    "SMTP_ADDR", "STCEG", "GEBDAT", "ERDAT",
+    "SMTP_ADDR", "STCEG", "GEBDAT", "ERDAT", "ZZ_PARENT_STCEG",
 )  # fmt: skip
 ERP_ORDER_COLUMNS: Final = ("VBELN", "KUNNR", "ERDAT", "NETWR", "WAERK")
 SERVICE_REQUESTER_COLUMNS: Final = (
@@ -116,6 +120,7 @@ _P_HOUSEHOLD: Final = 0.065  # a consumer unit is a 2-4 person household (~15% o
 _HOUSEHOLD_SIZE_CUM: Final = (0.60, 0.85, 1.0)  # 2, 3, 4 members
 _CONTACTS_CUM: Final = (0.55, 0.85, 1.0)  # 1, 2, 3 contact persons per organization
 _P_SUBSIDIARY: Final = 0.10
+_P_PARENT_VAT_IN_ERP: Final = 0.7  # a subsidiary's ERP row names its parent's VAT id
 _P_NAMESAKE: Final = 0.03  # same full name and city as a recent, different consumer
 _P_MOVED: Final = 0.15  # has an old address some older systems still carry
 
@@ -189,7 +194,7 @@ def generate(
     pools = _pools(seed)
     rng = random.Random(seed)  # noqa: S311 - synthetic test data, not security
     with _Outputs(out_dir, rng) as outputs:
-        generator = _Generator(rng, pools, outputs)
+        generator = _Generator(rng, pools, outputs, seed)
         generator.run(customers, progress)
     files = outputs.row_counts()
     truth_rows = files[TRUTH_FILE]
@@ -693,8 +698,11 @@ def _title(text: str) -> str:
 
 
 class _Generator:
-    def __init__(self, rng: random.Random, pools: tuple[_CountryPool, ...], out: _Outputs) -> None:
+    def __init__(
+        self, rng: random.Random, pools: tuple[_CountryPool, ...], out: _Outputs, seed: int
+    ) -> None:
         self.rand = rng.random
+        self.seed = seed
         self.pools = pools
         self.out = out
         total = sum(vocab.COUNTRY_WEIGHTS)
@@ -842,16 +850,20 @@ class _Generator:
             return postcode[1:]  # a spreadsheet ate the leading zero
         return postcode
 
-    def vat_spelling(self, vat: tuple[str, ...], p_plain: float) -> str:
-        """VAT ids as typed: 'DE123456789', 'DE 123 456 789', 'de123456789'."""
+    def vat_spelling(
+        self, vat: tuple[str, ...], p_plain: float, rand: Callable[[], float] | None = None
+    ) -> str:
+        """VAT ids as typed: 'DE123456789', 'DE 123 456 789', 'de123456789'. `rand`: a
+        stream of its own to draw from (the main one by default)."""
+        rand = rand or self.rand
         if not vat:
             return ""
         if not vat[0]:  # a US employer id: "12-3456789", sometimes without the dash
-            return vat[1] if self.rand() < 0.7 else vat[1].replace("-", "")
+            return vat[1] if rand() < 0.7 else vat[1].replace("-", "")
         compact = "".join(vat)
-        if self.rand() < p_plain:
+        if rand() < p_plain:
             return compact
-        x = self.rand()
+        x = rand()
         if x < 0.5:
             return " ".join(vat)
         if x < 0.75:
@@ -1475,6 +1487,7 @@ class _Generator:
                 "",
                 birth,
                 self.de_date(created),
+                "",
             ]
         )
         self.truth("erp", kunnr, person.party_id, "person")
@@ -1515,10 +1528,23 @@ class _Generator:
                 vat,
                 "",
                 self.de_date(created),
+                self.parent_vat(org, kunnr),
             ]
         )
         self.truth("erp", kunnr, org.party_id, "organization")
         self.orders(kunnr, created, address.country, business=True)
+
+    def parent_vat(self, org: _Org, kunnr: str) -> str:
+        """The group parent's VAT id, as typed into most ERP rows of a subsidiary whose
+        parent has one with a country prefix (the kind STCEG holds). Drawn from a stream
+        of the row's own, seeded by the seed and KUNNR: the main stream stays as it was."""
+        parent = org.parent
+        if parent is None or not parent.vat or not parent.vat[0]:
+            return ""
+        rand = random.Random(f"accord-demo:{self.seed}:parent-vat:{kunnr}").random  # noqa: S311
+        if rand() >= _P_PARENT_VAT_IN_ERP:
+            return ""
+        return self.vat_spelling(parent.vat, 0.7, rand)
 
     def orders(self, kunnr: str, created: int, country: str, *, business: bool) -> None:
         count = self.from_cum((0.15, 0.4, 0.65, 0.85, 1.0))

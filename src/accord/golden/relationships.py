@@ -14,9 +14,17 @@ or of a name beginning with it (compared as company-name keys: case, accents and
 form apart). A name that fits several organizations is counted as ambiguous and left
 out; one that fits none, as unknown.
 
+An organization's `parent_tax_id`, the tax or VAT number of its parent company, states a
+subsidiary across systems (the ERP names its customer's group parent by VAT number; the
+CRM holds the company with that number): when the organization records holding that
+`tax_id` all belong to one customer. A number that several customers hold is counted as
+ambiguous and left out; one that none holds, as unknown. Both fields are standardized
+alike on the way in (`standardize.tax_id`), so they compare as they are.
+
 A reference to a record Accord does not hold (the account was never loaded, or it was
 quarantined) is counted as dangling, not guessed. A reference inside one customer (a
-contact merged with its own account) is not a relationship.
+contact merged with its own account, a parent tax id its own customer holds) is not a
+relationship.
 """
 
 from __future__ import annotations
@@ -38,8 +46,18 @@ Key = tuple[str, str]  # (system, source id)
 # canonical reference field -> the relationship it states, from the record's customer to
 # the referenced record's customer
 REFERENCES: dict[str, str] = {"account_ref": "contact_of", "parent_ref": "subsidiary_of"}
-# the canonical fields relationships are worked out from
-STATING_FIELDS = ("kind", "organization_name", "employer", *REFERENCES)
+# the canonical fields relationships are worked out from (`tax_id`: an organization's own,
+# which a `parent_tax_id` is matched against)
+STATING_FIELDS = (
+    "kind",
+    "organization_name",
+    "employer",
+    *REFERENCES,
+    "tax_id",
+    "parent_tax_id",
+)
+# fields that state or answer a relationship only on an organization's record
+ORGANIZATION_ONLY = ("tax_id", "parent_tax_id")
 
 
 @dataclass
@@ -49,6 +67,8 @@ class Relationships:
     dangling: int = 0  # references to records Accord does not hold
     ambiguous_employers: int = 0  # employer names that fit several organizations
     unknown_employers: int = 0  # employer names that fit no organization
+    ambiguous_parent_tax_ids: int = 0  # parents' tax ids that several customers hold
+    unknown_parent_tax_ids: int = 0  # parents' tax ids that no customer holds
 
     def add(self, edge: tuple[str, str, str], evidence: dict[str, str]) -> None:
         self.found.setdefault(edge, []).append(evidence)
@@ -63,13 +83,19 @@ def relationships(
     """The relationships stated by `records` ((system, source id), canonical data),
     between the golden customers `golden_of` assigns. `by_name`: also the contacts
     stated by employer names, matched against the organizations among `records` (so
-    `records` must be all of them)."""
+    `records` must be all of them). A parent's tax id is matched against the
+    organizations among `records`, so those must include every organization record that
+    holds a tax id some record states as its parent's."""
     listed = list(records)
     out = Relationships()
+    naming_parents: list[tuple[Key, str, str]] = []  # (record, its customer, parent's tax id)
     for key, data in listed:
         source = golden_of.get(key)
         if source is None:
             continue
+        parent_tax_id = data.get("parent_tax_id")
+        if parent_tax_id and data.get("kind") == "organization":
+            naming_parents.append((key, source, str(parent_tax_id)))
         for ref_field, kind in REFERENCES.items():
             ref = data.get(ref_field)
             if not ref:
@@ -82,6 +108,8 @@ def relationships(
                     (source, target, kind),
                     {"system": key[0], "source_id": key[1], "field": ref_field, "ref": str(ref)},
                 )
+    if naming_parents:
+        _by_parent_tax_id(listed, golden_of, naming_parents, out)
     if by_name:
         _by_employer(listed, golden_of, out)
     for evidence in out.found.values():
@@ -135,6 +163,48 @@ def _employer_evidence(key: Key, data: Mapping[str, Any], matched: Key) -> dict[
     }
 
 
+def _by_parent_tax_id(
+    records: list[tuple[Key, Mapping[str, Any]]],
+    golden_of: Mapping[Key, str],
+    naming_parents: list[tuple[Key, str, str]],
+    out: Relationships,
+) -> None:
+    """Subsidiaries stated by a parent's tax id: of the one customer whose organization
+    records hold that tax id. One pass over `records` collects the holders of the tax
+    ids named (only those: at a million records, every organization's would not be
+    small); the evidence names the smallest key of the holder's records that hold it,
+    so that an incremental resolve can follow it like a reference."""
+    named = {tax_id for _, _, tax_id in naming_parents}
+    holders: dict[str, dict[str, Key]] = {}  # tax id -> golden id -> smallest record key
+    for key, data in records:
+        tax_id = data.get("tax_id")
+        golden = golden_of.get(key)
+        if golden and tax_id in named and data.get("kind") == "organization":
+            held = holders.setdefault(str(tax_id), {})
+            held[golden] = min(held.get(golden, key), key)
+    for key, source, tax_id in naming_parents:
+        held = holders.get(tax_id, {})
+        if len(held) > 1:
+            out.ambiguous_parent_tax_ids += 1
+        elif not held:
+            out.unknown_parent_tax_ids += 1
+        else:
+            ((target, matched),) = held.items()
+            if target != source:
+                out.add((source, target, "subsidiary_of"), _tax_id_evidence(key, tax_id, matched))
+
+
+def _tax_id_evidence(key: Key, tax_id: str, matched: Key) -> dict[str, str]:
+    return {
+        "system": key[0],
+        "source_id": key[1],
+        "field": "parent_tax_id",
+        "tax_id": tax_id,
+        "matched_system": matched[0],
+        "matched_source_id": matched[1],
+    }
+
+
 def _name_key(name: Any) -> str | None:
     return company_key(str(name))
 
@@ -144,13 +214,20 @@ def _evidence_order(evidence: Mapping[str, str]) -> tuple[str, str, str]:
 
 
 def stating(data: Mapping[str, Any]) -> dict[str, Any] | None:
-    """What of a record's canonical data may state a relationship (`STATING_FIELDS`), or
-    None when it can state none: an organization's name, a person's employer, a
-    reference. `relationships` and `referenced_employers` read nothing else, so a full
-    resolve keeps this for each record instead of its data."""
+    """What of a record's canonical data may state or answer a relationship
+    (`STATING_FIELDS`), or None when it can do neither: an organization's name and tax
+    id, its parent's tax id, a person's employer, a reference. `relationships` and
+    `referenced_employers` read nothing else, so a full resolve keeps this for each
+    record instead of its data. A person's tax id is not kept: only organizations are
+    parents."""
     view = {name: data[name] for name in STATING_FIELDS if data.get(name)}
-    named_organization = view.get("kind") == "organization" and "organization_name" in view
-    if named_organization or "employer" in view or any(ref in view for ref in REFERENCES):
+    if view.get("kind") != "organization":
+        for name in ORGANIZATION_ONLY:
+            view.pop(name, None)
+    organization = view.get("kind") == "organization" and (
+        "organization_name" in view or "tax_id" in view or "parent_tax_id" in view
+    )
+    if organization or "employer" in view or any(ref in view for ref in REFERENCES):
         return view
     return None
 
@@ -214,13 +291,30 @@ def refresh(
     not among them and not already the evidence of a relationship (a contact loaded
     before its account) is found by the next full resolve. So are new contacts by
     employer name, which need every organization to be matched against; those found
-    before follow the organization record they were matched to."""
+    before follow the organization record they were matched to.
+
+    Parents by tax id are found both ways through the store's indexes: a parent's tax id
+    that one of these records (or one cited) states is matched against every
+    organization holding it, as a full resolve would; and the organizations that name
+    one of these records' tax ids as their parent's (a subsidiary loaded before its
+    parent) are worked out again with their customers' relationships."""
     affected = set(golden_ids)
+    known = dict(golden_of)
+    naming = store.organizations_naming_parents(conn, _organization_values(records, "tax_id"))
+    for key, _, golden in naming:
+        known.setdefault(key, golden)
+        affected.add(golden)
     existing = store.current(conn, affected)
     stating = dict(records)
     cited = {(e["system"], e["source_id"]) for evidence in existing.values() for e in evidence}
+    cited |= {key for key, _, _ in naming}
     for r in record_store.current_of(conn, sorted(cited - stating.keys())):
         stating[(r.system, r.source_id)] = r.data
+    # every organization holding a parent's tax id stated, matched as in a full resolve
+    holding = store.organizations_holding(conn, _organization_values(stating, "parent_tax_id"))
+    for key, tax_id, golden in holding:
+        known.setdefault(key, golden)
+        stating.setdefault(key, {"kind": "organization", "tax_id": tax_id})
     targets = {
         (key[0], str(data[field]))
         for key, data in stating.items()
@@ -230,7 +324,6 @@ def refresh(
     # a contact found by employer name follows the organization record it was matched to
     by_name = [e for evidence in existing.values() for e in evidence if e["field"] == "employer"]
     targets |= {(e["matched_system"], e["matched_source_id"]) for e in by_name}
-    known = dict(golden_of)
     missing = sorted((stating.keys() | targets) - known.keys())
     known.update(
         {key: row["golden_id"] for key, row in golden_store.crosswalk_for(conn, missing).items()}
@@ -251,3 +344,12 @@ def refresh(
         if edge[0] in affected or edge[1] in affected
     }
     store.sync(conn, wanted, existing, at)
+
+
+def _organization_values(records: Mapping[Key, Mapping[str, Any]], name: str) -> set[str]:
+    """The values of the field `name` on the organization records among `records`."""
+    return {
+        str(data[name])
+        for data in records.values()
+        if data.get(name) and data.get("kind") == "organization"
+    }

@@ -69,6 +69,8 @@ class ResolveReport:
     relationships: int = 0  # contact of, subsidiary of: links between customers
     dangling_references: int = 0  # references to records Accord does not hold
     ambiguous_employers: int = 0  # employer names that fit several organizations
+    ambiguous_parent_tax_ids: int = 0  # parents' tax ids that several customers hold
+    unknown_parent_tax_ids: int = 0  # parents' tax ids that no customer holds
     seconds: dict[str, float] = field(default_factory=dict)
     # (system, source id) -> golden id, for evaluation against ground truth
     assignment: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
@@ -158,6 +160,8 @@ def resolve(
             found, _ = sync_all(conn, read.stating.items(), report.assignment, utcnow())
             report.relationships, report.dangling_references = len(found.found), found.dangling
             report.ambiguous_employers = found.ambiguous_employers
+            report.ambiguous_parent_tax_ids = found.ambiguous_parent_tax_ids
+            report.unknown_parent_tax_ids = found.unknown_parent_tax_ids
 
             clock.start("finish")
             record(conn, actor, [*events, completed(project, report)])

@@ -97,6 +97,12 @@ CUSTOMER_FIELDS: tuple[CanonicalField, ...] = (
         input_only=True,
     ),
     CanonicalField(
+        "parent_tax_id",
+        FieldType.IDENTIFIER,
+        "for an organization: the tax or VAT number of its parent company",
+        input_only=True,
+    ),
+    CanonicalField(
         "source_updated_at",
         FieldType.TIMESTAMP,
         "when the source system last changed the record; used by most-recent survivorship",

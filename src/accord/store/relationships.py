@@ -6,14 +6,25 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, or_, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Text, delete, literal_column, or_, select, tuple_
 
 from accord.store.dialect import upsert
 from accord.store.records import LOOKUP_CHUNK
-from accord.store.tables import golden_record, relationship
+from accord.store.tables import (
+    canonical_record,
+    crosswalk,
+    golden_record,
+    record_head,
+    relationship,
+)
 
 Edge = tuple[str, str, str]  # (from golden id, to golden id, type)
+Key = tuple[str, str]  # (system, source id)
 COLUMNS = ["from_golden_id", "to_golden_id", "type"]
+# What migration 0019 indexes outside `tables.metadata`: per canonical record of an
+# organization, its tax id and its parent's (expressions over the JSON data, written
+# differently by each backend; see `_field`).
+INDEX_OBJECTS = ("ix_canonical_record_tax_id", "ix_canonical_record_parent_tax_id")
 
 
 def current(conn: Connection, golden_ids: Iterable[str] | None = None) -> dict[Edge, Any]:
@@ -101,3 +112,63 @@ def of_customer(conn: Connection, golden_id: str) -> list[dict[str, Any]]:
             for r in rows
         ]
     return out
+
+
+def organizations_holding(conn: Connection, tax_ids: Iterable[str]) -> list[tuple[Key, str, str]]:
+    """(record, tax id, golden id) of every current organization record in a customer
+    whose `tax_id` is one of `tax_ids`: the parents a `parent_tax_id` may name."""
+    return _organizations_by(conn, "tax_id", tax_ids)
+
+
+def organizations_naming_parents(
+    conn: Connection, tax_ids: Iterable[str]
+) -> list[tuple[Key, str, str]]:
+    """(record, parent's tax id, golden id) of every current organization record in a
+    customer whose `parent_tax_id` is one of `tax_ids`: the subsidiaries that name them."""
+    return _organizations_by(conn, "parent_tax_id", tax_ids)
+
+
+def _organizations_by(
+    conn: Connection, name: str, values: Iterable[str]
+) -> list[tuple[Key, str, str]]:
+    """Current organization records in a customer whose canonical field `name` is one of
+    `values`, found through the index migration 0019 made on that field (the query
+    repeats the index's expression and its condition, as a partial expression index is
+    used only then)."""
+    wanted = sorted(set(values))
+    if not wanted:
+        return []
+    dialect = conn.dialect.name
+    value, kind = _field(name, dialect), _field("kind", dialect)
+    query = (
+        select(
+            canonical_record.c.system,
+            canonical_record.c.source_id,
+            value.label("value"),
+            crosswalk.c.golden_id,
+        )
+        .join(
+            record_head,
+            (record_head.c.system == canonical_record.c.system)
+            & (record_head.c.source_id == canonical_record.c.source_id)
+            & (record_head.c.canonical_record_id == canonical_record.c.id),
+        )
+        .join(
+            crosswalk,
+            (crosswalk.c.system == canonical_record.c.system)
+            & (crosswalk.c.source_id == canonical_record.c.source_id),
+        )
+        .where(kind == literal_column("'organization'"), value.is_not(None))
+    )
+    found: list[tuple[Key, str, str]] = []
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        rows = conn.execute(query.where(value.in_(wanted[start : start + LOOKUP_CHUNK])))
+        found += [((r.system, r.source_id), r.value, r.golden_id) for r in rows]
+    return sorted(found)
+
+
+def _field(name: str, dialect: str) -> ColumnElement[str]:
+    """A canonical record's field as text, written as migration 0019 indexes it."""
+    if dialect == "postgresql":
+        return literal_column(f"(canonical_record.data ->> '{name}')", Text)
+    return literal_column(f"json_extract(canonical_record.data, '$.{name}')", Text)

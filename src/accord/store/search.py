@@ -106,12 +106,6 @@ def _number(golden_id: str) -> int:
     return int(golden_id[1:])
 
 
-def in_metadata(name: str | None, _type: Any, _parents: Any) -> bool:
-    """Whether a schema object is described by `tables.metadata`: not the search index's
-    (Alembic's `include_name` hook, for autogenerate and the schema test)."""
-    return name is None or not name.startswith(INDEX_OBJECTS)
-
-
 @dataclass(frozen=True)
 class Filters:
     """What a search is narrowed to: customers with a record from `system`, whose golden

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from accord.store.engine import writing
-from accord.store.search import in_metadata
+from accord.store.schema import in_metadata
 from accord.store.tables import metadata
 
 engine = context.config.attributes["engine"]
@@ -14,6 +14,6 @@ with writing(engine) as connection:
         connection=connection,
         target_metadata=metadata,
         render_as_batch=True,  # SQLite needs table rebuilds for most ALTERs
-        include_name=in_metadata,  # the search index lives outside the metadata
+        include_name=in_metadata,  # what each backend makes its own way (store.schema)
     )
     context.run_migrations()
