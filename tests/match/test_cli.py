@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from accord.cli.main import app
+from accord.intake.readers import CSV_FIELD_LIMIT
 from accord.match.evaluate import pairwise_scores
 from tests.match.people import generate
 
@@ -353,7 +354,17 @@ def test_a_file_of_only_a_byte_order_mark_is_empty(tmp_path: Path) -> None:
 def test_a_field_too_large(tmp_path: Path) -> None:
     path = tmp_path / "big.csv"
     path.write_text(",".join(HEADER) + "\n1," + "x" * 1_100_000 + ",,,,,,\n", encoding="utf-8")
-    assert "field larger than field limit" in _one_input(tmp_path, path)
+    assert f"{path}:2: a field of 1,100,000 characters, over the limit of 1,048,576" in (
+        _one_input(tmp_path, path)
+    )
+
+
+def test_reading_a_match_input_leaves_intake_s_csv_limit_alone(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    path.write_text(",".join(HEADER) + "\n1," + "x" * 1_100_000 + ",,,,,,\n", encoding="utf-8")
+    _one_input(tmp_path, path)
+    # it used to lower it to 1 MiB, and intake then failed files with fields above that
+    assert csv.field_size_limit() == CSV_FIELD_LIMIT
 
 
 def test_unreadable_parquet(tmp_path: Path) -> None:

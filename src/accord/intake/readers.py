@@ -24,8 +24,10 @@ from accord.errors import InputRejected
 from accord.intake.reasons import Reason
 
 # csv's own limit is process-wide; ours is per mapping (max_field_bytes) and is checked
-# row by row, so a giant field quarantines its row instead of aborting the file.
-csv.field_size_limit(256 * 1_048_576)
+# row by row, so a giant field quarantines its row instead of aborting the file. Whoever
+# else reads CSV in the process raises it to this if need be, and never lowers it.
+CSV_FIELD_LIMIT = 256 * 1_048_576
+csv.field_size_limit(CSV_FIELD_LIMIT)
 
 RAW_KEEP_CHARS = 65_536  # how much of a bad row's text quarantine keeps
 MAX_DEPTH = 32  # lists and objects within a record (pushed, polled, sent by a broker)

@@ -24,6 +24,7 @@ from accord.config.loader import SETTINGS_HINT, load_match_settings
 from accord.config.matching import ColumnPrep, StandaloneSettings
 from accord.errors import InputRejected, ProjectInvalid
 from accord.errors import Problem as SettingsProblem
+from accord.intake.readers import CSV_FIELD_LIMIT
 from accord.match.columns import Columns
 from accord.match.learned import LearnedEngine, LearnedResult, Progress
 from accord.match.settings_check import column_problems
@@ -169,13 +170,25 @@ def _csv(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str | None]]]]
         ) from None
     if not text.strip():
         raise InputRejected(f"{path}: the file is empty", hint="a header row is needed")
-    csv.field_size_limit(MAX_FIELD_BYTES)
+    # csv's limit is the process's, intake's (`readers.CSV_FIELD_LIMIT`): never lowered
+    # here; ours is checked below, row by row
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip() for h in next(reader, [])]
         rows = [(reader.line_num, list[str | None](row)) for row in reader if row]
     except csv.Error as exc:
         raise InputRejected(f"{path}:{reader.line_num}: {exc}") from None
+    for line, row in rows:
+        for value in row:
+            if value is not None and len(value) > MAX_FIELD_BYTES:
+                raise InputRejected(
+                    f"{path}:{line}: a field of {len(value):,} characters, over the limit "
+                    f"of {MAX_FIELD_BYTES:,}",
+                    hint="shorten or leave out that column; match inputs hold names, "
+                    "addresses and identifiers",
+                )
     if not any(header):
         raise InputRejected(f"{path}: the file has no header row", hint="a header row is needed")
     duplicated = sorted({h for h in header if header.count(h) > 1})
