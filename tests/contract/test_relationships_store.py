@@ -7,14 +7,10 @@ the subsidiaries naming its tax id."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy import Engine, select
 
 from accord.golden.relationships import refresh
 from accord.golden.resolve import resolve
@@ -24,14 +20,15 @@ from accord.settings import Settings
 from accord.steward import service
 from accord.store import records as record_store
 from accord.store import relationships as store
-from accord.store.engine import make_engine, writing
-from accord.store.migrate import alembic_config, upgrade
+from accord.store.engine import writing
+from accord.store.migrate import upgrade
 from accord.store.relationships import INDEX_OBJECTS
 from accord.store.tables import crosswalk, relationship
 from accord.store.types import utcnow
 from accord.workspace import Workspace
-from tests.conftest import POSTGRES_URL
 from tests.factories import crm_row, erp_row, write_csv
+from tests.migrated import store_at
+from tests.plans import query_plans
 
 STEWARD = Actor("user", "stewie", Role.STEWARD)
 PARENT_VAT = "DE811112222"
@@ -187,33 +184,6 @@ def test_a_refresh_works_out_again_the_subsidiaries_naming_a_changed_tax_id(
     assert report.ambiguous_parent_tax_ids == 1
 
 
-def _plans(engine: Engine, run: Callable[[Connection], Any]) -> list[str]:
-    """The query plan of every statement `run(conn)` executes, one line per step. On
-    PostgreSQL with sequential scans made as dear as they go, so that an index that can
-    serve the query is chosen on a test's few rows."""
-    seen: list[tuple[str, Any]] = []
-
-    def note(*args: Any) -> None:
-        seen.append((args[2], args[3]))
-
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        with engine.connect() as conn:
-            run(conn)
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
-    found: list[str] = []
-    with writing(engine) as conn:
-        if conn.dialect.name == "postgresql":
-            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
-            explain, column = "EXPLAIN ", 0
-        else:
-            explain, column = "EXPLAIN QUERY PLAN ", 3
-        for sql, params in seen:
-            found += [str(r[column]) for r in conn.exec_driver_sql(explain + sql, params)]
-    return found
-
-
 def test_the_lookups_search_by_the_tax_id_indexes(workspace: Workspace, tmp_path: Path) -> None:
     """A scan of canonical_record (every version of every record) is invisible on a
     test's rows and takes seconds at a million: each lookup goes through its index."""
@@ -224,48 +194,23 @@ def test_the_lookups_search_by_the_tax_id_indexes(workspace: Workspace, tmp_path
     }
     assert set(lookups) == set(INDEX_OBJECTS)
     for index, lookup in lookups.items():
-        plans = _plans(workspace.engine, lambda conn, f=lookup: f(conn, [PARENT_VAT]))
+        plans = query_plans(workspace.engine, lambda conn, f=lookup: f(conn, [PARENT_VAT]))
         assert any(index in step for step in plans), (index, plans)
         scanned = [s for s in plans if s.startswith("SCAN") or "Seq Scan" in s]
         assert not [s for s in scanned if "canonical_record" in s], (index, plans)
 
 
-@contextmanager
-def _store_at_0018(backend: str, tmp_path: Path) -> Iterator[Engine]:
-    """A store of its own migrated to 0018, the revision before the tax id indexes."""
-    if backend == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
-        command.upgrade(alembic_config(engine), "0018")
-        yield engine
-        engine.dispose()
-        return
-    schema = f"accord_tax_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    engine = make_engine(f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}")
-    try:
-        command.upgrade(alembic_config(engine), "0018")
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def test_migration_0019_indexes_the_records_already_stored(
     engine: Engine, demo_project_dir: Path, tmp_path: Path
 ) -> None:
-    with _store_at_0018(engine.dialect.name, tmp_path) as old:
+    with store_at("0018", engine.dialect.name, tmp_path) as old:
         workspace = Workspace(demo_project_dir, old, Settings())
         folder = tmp_path / "files"
         folder.mkdir()
         _group(workspace, folder)
         upgrade(old)
         parent = _golden_of(old, "crm", "A1")
-        plans = _plans(old, lambda conn: store.organizations_holding(conn, [PARENT_VAT]))
+        plans = query_plans(old, lambda conn: store.organizations_holding(conn, [PARENT_VAT]))
         assert any("ix_canonical_record_tax_id" in step for step in plans), plans
         with old.connect() as conn:
             assert store.organizations_holding(conn, [PARENT_VAT]) == [

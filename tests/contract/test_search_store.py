@@ -6,16 +6,14 @@ searched as plain text."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, text
 
 from accord.errors import InputRejected
 from accord.golden import customers
@@ -23,9 +21,9 @@ from accord.golden.resolve import display_name, search_text
 from accord.govern.permissions import Actor, Role
 from accord.store import golden as golden_store
 from accord.store import search as search_store
-from accord.store.engine import make_engine, writing
-from accord.store.migrate import alembic_config, upgrade
-from tests.conftest import POSTGRES_URL
+from accord.store.engine import writing
+from accord.store.migrate import upgrade
+from tests.migrated import store_at
 
 VIEWER = Actor("user", "viewer", Role.VIEWER)
 _numbers = iter(range(1, 10**6))
@@ -347,33 +345,8 @@ def test_any_text_is_searched_without_error(engine: Engine, query: str) -> None:
 # ---------------------------------------------------------------- migration 0017
 
 
-@contextmanager
-def store_at_0016(backend: str, tmp_path: Any) -> Iterator[Engine]:
-    """A store of its own migrated to 0016, the revision before the search index."""
-    if backend == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
-        command.upgrade(alembic_config(engine), "0016")
-        yield engine
-        engine.dispose()
-        return
-    schema = f"accord_search_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    engine = make_engine(f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}")
-    try:
-        command.upgrade(alembic_config(engine), "0016")
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
 def test_migration_0017_indexes_the_customers_already_stored(engine: Engine, tmp_path: Any) -> None:
-    with store_at_0016(engine.dialect.name, tmp_path) as old:
+    with store_at("0016", engine.dialect.name, tmp_path) as old:
         with writing(old) as conn, _without_index_upkeep():
             store(conn, person("Anna", "Schmidt"), person("John", "Smith", country="GB"))
         upgrade(old)

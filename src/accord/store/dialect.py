@@ -87,11 +87,12 @@ ANALYZE_SHARE = 0.1
 def refresh_statistics(engine: Engine, tables: Sequence[Table], changed: int) -> list[str]:
     """After a bulk write of about `changed` rows to each of `tables`, bring PostgreSQL's
     planner statistics up to date where that many rows make them stale (by autovacuum's
-    own rule: more than 50 rows plus a tenth of the table, or never analyzed), and
-    return the tables analyzed. Without it the planner keeps the row counts of before:
-    after a full resolve into empty tables it plans every lookup of incremental matching
-    as a scan of the whole table (matching ran at half its speed), until autovacuum
-    analyzes them, which may be a minute later or, with autovacuum off, never. SQLite
+    own rule: more than 50 rows plus a tenth of the table, a table never analyzed
+    counting as empty), and return the tables analyzed. Without it the planner keeps the
+    row counts of before: after a full resolve into empty tables it plans every lookup
+    of incremental matching as a scan of the whole table (matching ran at half its
+    speed), until autovacuum analyzes them, which may be a minute later or, with
+    autovacuum off, never. SQLite
     plans by its indexes alone (no `ANALYZE` has been run on it, so none is kept): a
     no-op there. Call it after the writes commit, in a transaction of its own (it opens
     one): what ANALYZE samples must be committed to count for the others, and it blocks
@@ -106,11 +107,11 @@ def refresh_statistics(engine: Engine, tables: Sequence[Table], changed: int) ->
             ),
             {"names": [table.name for table in tables]},
         )
+        # (a table never analyzed counts as empty, as autovacuum counts it)
         stale = [
             name
             for name, tuples in rows
-            if tuples is not None
-            and (tuples < 0 or changed > ANALYZE_BASE + ANALYZE_SHARE * tuples)
+            if tuples is not None and changed > ANALYZE_BASE + ANALYZE_SHARE * max(tuples, 0)
         ]
         if stale:
             quote = conn.dialect.identifier_preparer.quote

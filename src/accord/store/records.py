@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from sqlalchemy import Connection, Text, and_, bindparam, cast, func, select, tu
 
 from accord.hlc import millis
 from accord.store import clock, queue
-from accord.store.dialect import insert_rows, keys_in, next_ids
+from accord.store.dialect import insert_rows, keys_in, next_ids, one_of
 from accord.store.engine import json_value
 from accord.store.tables import (
     canonical_record,
@@ -167,20 +168,10 @@ def remember_push(
 def heads(conn: Connection, system: str, source_ids: Sequence[str]) -> dict[str, Head]:
     """The current version and content hash of each given source id that exists."""
     found: dict[str, Head] = {}
+    statement = _lookups(conn.dialect.name).heads
     for start in range(0, len(source_ids), LOOKUP_CHUNK):
-        chunk = source_ids[start : start + LOOKUP_CHUNK]
-        rows = conn.execute(
-            select(
-                record_head.c.source_id,
-                record_head.c.version,
-                record_head.c.content_hash,
-                record_head.c.source_record_id,
-                canonical_record.c.mapping_version,
-            )
-            .join(canonical_record, canonical_record.c.id == record_head.c.canonical_record_id)
-            .where(record_head.c.system == system)
-            .where(record_head.c.source_id.in_(chunk))
-        )
+        chunk = list(source_ids[start : start + LOOKUP_CHUNK])
+        rows = conn.execute(statement, {"system": system, "ids": chunk})
         found.update(
             {
                 r.source_id: Head(r.version, r.content_hash, r.source_record_id, r.mapping_version)
@@ -195,17 +186,42 @@ def latest_versions(conn: Connection, system: str, source_ids: Sequence[str]) ->
     a withdrawn load's versions are no longer current but keep their numbers, so the next
     version is numbered after them."""
     found: dict[str, int] = {}
+    statement = _lookups(conn.dialect.name).latest
     for start in range(0, len(source_ids), LOOKUP_CHUNK):
-        rows = conn.execute(
-            select(source_record.c.source_id, func.max(source_record.c.version))
-            .where(
-                source_record.c.system == system,
-                source_record.c.source_id.in_(source_ids[start : start + LOOKUP_CHUNK]),
-            )
-            .group_by(source_record.c.source_id)
-        )
+        chunk = list(source_ids[start : start + LOOKUP_CHUNK])
+        rows = conn.execute(statement, {"system": system, "ids": chunk})
         found.update({source_id: int(version) for source_id, version in rows})
     return found
+
+
+@dataclass(frozen=True)
+class _Lookups:
+    """The statements every stored batch runs, built once per dialect, the list of
+    source ids bound as one parameter (`dialect.one_of`: on PostgreSQL an array, so the
+    statement is prepared once, not parsed and planned again for each batch)."""
+
+    heads: Any
+    latest: Any
+
+
+@functools.cache
+def _lookups(dialect: str) -> _Lookups:
+    system: Any = bindparam("system")
+    return _Lookups(
+        heads=select(
+            record_head.c.source_id,
+            record_head.c.version,
+            record_head.c.content_hash,
+            record_head.c.source_record_id,
+            canonical_record.c.mapping_version,
+        )
+        .join(canonical_record, canonical_record.c.id == record_head.c.canonical_record_id)
+        .where(record_head.c.system == system)
+        .where(one_of(record_head.c.source_id, "ids", dialect)),
+        latest=select(source_record.c.source_id, func.max(source_record.c.version))
+        .where(source_record.c.system == system, one_of(source_record.c.source_id, "ids", dialect))
+        .group_by(source_record.c.source_id),
+    )
 
 
 def store_versions(
