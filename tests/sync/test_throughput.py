@@ -1,7 +1,8 @@
 """What makes a round cheaper keeps it the same: the outcomes recorded through the
 driver on SQLite (SQLAlchemy on PostgreSQL) read back as written, on both backends, and
 only for their target; what is known of records reads back whole; the objects of the
-process's start are frozen once, on the first round (`dispatch._freeze_once`)."""
+process's start are frozen once (`runtime.heap.freeze_once`, on a delivery round's start and
+the web app's)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, select
 
+from accord.runtime import heap
 from accord.store import sync as sync_store
 from accord.store.engine import writing
 from accord.store.sync import DEAD, PENDING, SENT, KnownRecord, Outcome
 from accord.store.tables import sync_delivery
 from accord.store.types import utcnow
-from accord.sync import dispatch
 
 
 def _rows(engine: Engine, target: str) -> dict[int, dict[str, object]]:
@@ -70,11 +71,11 @@ def test_known_records_read_back_whole_by_customer_and_by_id(engine: Engine) -> 
 
 
 def test_the_first_round_of_a_process_freezes_what_it_holds_once() -> None:
-    dispatch._freeze_once()  # a round calls it first thing; any earlier test may have
+    heap.freeze_once()  # a round calls it first thing; any earlier test may have
     frozen = gc.get_freeze_count()
     assert frozen > 0
     made = [[i] for i in range(1000)]  # noqa: F841  (objects made after the freeze)
-    dispatch._freeze_once()
+    assert not heap.freeze_once()
     assert gc.get_freeze_count() == frozen  # not again: what came after stays collectable
 
 

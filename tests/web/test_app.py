@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,3 +173,24 @@ def test_bad_query_parameters_get_422(client: TestClient) -> None:
     assert client.get("/api/v1/customers", params={"limit": 0}).status_code == 422
     assert client.get("/api/v1/customers", params={"limit": 10_000}).status_code == 422
     assert client.get("/api/v1/customers", params={"q": "x" * 500}).status_code == 422
+
+
+def test_a_started_app_keeps_what_it_holds_out_of_full_collections() -> None:
+    """The app's start (its lifespan) freezes what the process holds (runtime/heap.py),
+    seen in a process of its own: in this one any earlier test may have frozen it."""
+    script = (
+        "import asyncio, gc\n"
+        "from fastapi import FastAPI\n"
+        "from accord.web.app import _lifespan\n"
+        "before = gc.get_freeze_count()\n"
+        "async def start():\n"
+        "    async with _lifespan(FastAPI()):\n"
+        "        return gc.get_freeze_count()\n"
+        "print(before, asyncio.run(start()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    before, after = map(int, done.stdout.split())
+    assert before == 0
+    assert after > 10_000

@@ -30,7 +30,6 @@ record, so a write repeated after a lost answer is applied once.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import random
@@ -48,6 +47,7 @@ from sqlalchemy import Connection, Engine
 from accord.config.loader import Project
 from accord.config.sync import DeliveryConfig
 from accord.golden.survivorship import Survivorship
+from accord.runtime.heap import freeze_once
 from accord.store import outbox
 from accord.store import sync as sync_store
 from accord.store.engine import writing
@@ -75,8 +75,6 @@ PLAN_BATCH = 5_000  # outbox changes read per planning step
 CONFLICT_PASSES = 3  # writes of one record in a round, after 412s
 FAILED_ROUND_WAIT = 0.5  # seconds before a failed round is tried again, doubling
 FAILED_ROUND_WAIT_MOST = 5.0  # with each failure in a row up to this
-
-_frozen = threading.Lock()  # taken once the objects of the process's start are frozen
 
 
 class LeaseLost(Exception):
@@ -251,7 +249,7 @@ class TargetDispatcher:
             held = outbox.claim(conn, self.target, self.owner, utcnow() + self.lease)
         if not held:
             return RoundReport(held_elsewhere=True)
-        _freeze_once()
+        freeze_once()
         try:
             return self._round(now)
         except LeaseLost as exc:
@@ -875,19 +873,6 @@ def run(
     if failures:
         raise next(iter(failures.values()))
     return totals
-
-
-def _freeze_once() -> None:
-    """The first time a process delivers, put what it holds by then (modules, settings,
-    the project) out of the cyclic garbage collector's sight (`gc.freeze`, after a
-    collection, so no garbage is kept). Each round makes thousands of objects that
-    outlive a few young collections, and the full collections they set off walked every
-    object of the process again (some 80 ms each): measured, a quarter of Accord's CPU
-    time per change delivered. Frozen objects are still freed when their last reference
-    goes; the collector goes on collecting everything made after."""
-    if _frozen.acquire(blocking=False):
-        gc.collect()
-        gc.freeze()
 
 
 def _start(
