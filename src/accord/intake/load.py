@@ -29,6 +29,7 @@ from accord.intake.mapping import MappedRecord, RecordMapper, Rejected
 from accord.intake.parallel import Mapped, MappingPool, map_records, workers_for
 from accord.intake.readers import RawRecord, SourceFile
 from accord.intake.reasons import Reason
+from accord.runtime.heap import freeze_once
 from accord.store import records as store
 from accord.store import tables
 from accord.store.clock import DEFAULT_MAX_SKEW
@@ -96,6 +97,7 @@ def load_file(
     mapping = project.mapping(system)
     system_config = project.config.systems[system]
     mapper = RecordMapper(mapping, system_config)
+    freeze_once()  # what the process holds by now, out of the full collections (heap.py)
     source, all_records = open_source(path, mapping.config.format, mapper.source_columns())
     processes = workers_for(source.size, workers)
     with (

@@ -30,6 +30,7 @@ from accord.digest import digest as content_digest
 from accord.errors import AccordError
 from accord.intake.mapping import MappedRecord, RecordMapper, Rejected
 from accord.intake.readers import RawRecord
+from accord.runtime.heap import freeze_once
 from accord.settings import Settings
 
 # What became of each record of a batch, in its order: mapped, with the content hash of
@@ -127,6 +128,7 @@ _mapper: RecordMapper | None = None  # in a worker process: the mapper it was st
 def _start(mapping: Mapping, system: SystemConfig) -> None:
     global _mapper  # noqa: PLW0603  (one mapper per worker process, built once)
     _mapper = RecordMapper(mapping, system)
+    freeze_once()  # the process's start, out of the full collections (runtime/heap.py)
 
 
 def _map(fields: list[dict[str, Any] | None]) -> Mapped:
