@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -175,21 +176,31 @@ def test_bad_query_parameters_get_422(client: TestClient) -> None:
     assert client.get("/api/v1/customers", params={"q": "x" * 500}).status_code == 422
 
 
-def test_a_started_app_keeps_what_it_holds_out_of_full_collections() -> None:
+def test_a_started_app_keeps_what_it_holds_out_of_full_collections(
+    demo_project_dir: Path,
+) -> None:
     """The app's start (its lifespan) freezes what the process holds (runtime/heap.py),
     seen in a process of its own: in this one any earlier test may have frozen it."""
     script = (
-        "import asyncio, gc\n"
-        "from fastapi import FastAPI\n"
-        "from accord.web.app import _lifespan\n"
+        "import gc, sys\n"
+        "from pathlib import Path\n"
+        "from fastapi.testclient import TestClient\n"
+        "from accord.web.app import create_app\n"
+        "from accord.workspace import open_workspace\n"
+        "app = create_app(open_workspace(Path(sys.argv[1])))\n"
         "before = gc.get_freeze_count()\n"
-        "async def start():\n"
-        "    async with _lifespan(FastAPI()):\n"
-        "        return gc.get_freeze_count()\n"
-        "print(before, asyncio.run(start()))\n"
+        "with TestClient(app) as client:\n"
+        "    assert client.get('/health').status_code == 200\n"
+        "    print(before, gc.get_freeze_count())\n"
     )
+    environ = {k: v for k, v in os.environ.items() if k != "ACCORD_DATABASE_URL"}
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-c", script, str(demo_project_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env=environ,
     )
     before, after = map(int, done.stdout.split())
     assert before == 0

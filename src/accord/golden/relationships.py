@@ -303,8 +303,12 @@ def refresh(
     naming = store.organizations_naming_parents(conn, _organization_values(records, "tax_id"))
     for key, _, golden in naming:
         known.setdefault(key, golden)
-        affected.add(golden)
+    # the customers of the subsidiaries naming these records' tax ids: only their links to
+    # a parent are worked out again (a number turned ambiguous, or held by another
+    # customer now), not all they have (a group's parent may have a thousand)
+    subsidiaries = {golden for _, _, golden in naming} - affected
     existing = store.current(conn, affected)
+    existing.update(store.outgoing(conn, subsidiaries, "subsidiary_of"))
     stating = dict(records)
     cited = {(e["system"], e["source_id"]) for evidence in existing.values() for e in evidence}
     cited |= {key for key, _, _ in naming}
@@ -341,7 +345,9 @@ def refresh(
     wanted = {
         edge: sorted(evidence, key=_evidence_order)
         for edge, evidence in found.found.items()
-        if edge[0] in affected or edge[1] in affected
+        if edge[0] in affected
+        or edge[1] in affected
+        or (edge[2] == "subsidiary_of" and edge[0] in subsidiaries)
     }
     store.sync(conn, wanted, existing, at)
 

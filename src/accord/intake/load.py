@@ -18,7 +18,7 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Table
 
 from accord.config import versions
 from accord.config.loader import Project
@@ -179,11 +179,13 @@ def recorded_load(
     actor: str,
     on_end: Callable[[Connection], None] | None = None,
     mapping_version: str | None = None,
+    writes: Sequence[Table] = WRITTEN,
 ) -> Iterator[LoadReport]:
     """A load stored in several transactions (a file, a poll, a replay): recorded as
     started, then, however the block ends, as done or failed (whatever stopped it, it
     did not finish), timed and audited; `on_end` runs in that last transaction.
-    `mapping_version`: as `begin_load`'s."""
+    `mapping_version`: as `begin_load`'s. `writes`: the tables the load writes a row or
+    more a record to, whose planner statistics are brought up to date after it."""
     started = time.perf_counter()
     with writing(engine) as conn:
         load_id = begin_load(
@@ -208,7 +210,7 @@ def recorded_load(
             if on_end is not None:
                 on_end(conn)
     stored = report.new + report.changed + report.remapped + report.quarantined
-    refresh_statistics(engine, WRITTEN, stored)
+    refresh_statistics(engine, writes, stored)
 
 
 Seen = dict[str, tuple[str, str]]  # source id -> (content hash, location) in one input

@@ -35,6 +35,7 @@ from accord.standardize.dates import timestamp
 from accord.store import linked as store
 from accord.store.engine import writing
 from accord.store.records import QuarantineEntry, quarantine_records
+from accord.store.tables import linked_record, quarantine
 from accord.store.types import utcnow
 
 
@@ -62,6 +63,7 @@ def load_linked_file(
         source_name=path.name,
         actor=actor,
         mapping_version=mapping.version,
+        writes=(linked_record, quarantine),
     ) as report:
         if on_start is not None:
             on_start(report)

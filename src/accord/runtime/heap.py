@@ -10,6 +10,9 @@ without, for batches of 500 records on PostgreSQL).
 `freeze_once` puts what the process holds by then out of the collector's sight
 (`gc.freeze`, after a collection, so no garbage is kept): frozen objects are still freed
 when their last reference goes, and everything made afterwards is collected as before.
+What is frozen and later becomes cyclic garbage (a cycle still in use at that moment,
+by another thread, say) is never collected: a leak bounded by what the process held at
+that one moment, which is why it is called where a process starts or a load begins.
 """
 
 from __future__ import annotations

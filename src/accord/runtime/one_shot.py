@@ -8,8 +8,10 @@ worker starts that channel while the command runs.
 made it yet), renews it while the command runs, and gives it up however the command ends:
 done, failed or interrupted (Ctrl-C). A command killed outright leaves its lease to run
 out, as a worker does. A worker holding the channel is refused with who, since when, and
-what to do. A run by hand does not change the schedule and is not recorded as the
-channel's last run: its loads record what it did.
+what to do. A run by hand notes its start as the channel's last start (what a refusal
+says "since" of, and what a timing changed later counts from, as from a worker's run),
+and changes nothing else of the schedule: not the next due time, not the last run's
+outcome or counts; its loads record what it did.
 """
 
 from __future__ import annotations

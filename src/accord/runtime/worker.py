@@ -240,17 +240,18 @@ def _warn_if_unmaintained(engine: Engine) -> None:
     url = engine.url.render_as_string(hide_password=True)
     if url in _warned:
         return
-    _warned.add(url)
     try:
         off = autovacuum_off(engine)
     except Exception:  # noqa: BLE001  (unreachable now: the worker's loop will say so)
-        return
+        return  # asked again when the worker next starts
+    _warned.add(url)
     if off:
         log.warning(
             "PostgreSQL's autovacuum is off: planner statistics go stale as records arrive "
             "and matching slows down (to half its speed, measured). Turn it on "
             "(autovacuum = on in postgresql.conf), or run ANALYZE regularly; Accord "
-            "analyzes only after a file load or a full resolve"
+            "analyzes only after a load (a file, a poll, a replay) or a full resolve, not "
+            "after pushes, webhooks or broker messages"
         )
 
 

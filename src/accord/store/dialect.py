@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+
+log = logging.getLogger(__name__)
 
 
 def _insert(conn: Connection, table: Table) -> Any:
@@ -96,9 +99,18 @@ def refresh_statistics(engine: Engine, tables: Sequence[Table], changed: int) ->
     plans by its indexes alone (no `ANALYZE` has been run on it, so none is kept): a
     no-op there. Call it after the writes commit, in a transaction of its own (it opens
     one): what ANALYZE samples must be committed to count for the others, and it blocks
-    neither readers nor writers."""
+    neither readers nor writers. It never fails the work it follows, which is committed:
+    an error (a timeout, a lost connection) is logged and left to autovacuum."""
     if engine.dialect.name != "postgresql" or changed <= 0 or not tables:
         return []
+    try:
+        return _analyze_stale(engine, tables, changed)
+    except Exception as exc:  # noqa: BLE001  (an optimisation: what it follows is committed)
+        log.warning("planner statistics not brought up to date (%s); autovacuum will", exc)
+        return []
+
+
+def _analyze_stale(engine: Engine, tables: Sequence[Table], changed: int) -> list[str]:
     with engine.begin() as conn:
         rows = conn.execute(
             text(

@@ -141,8 +141,9 @@ def hold(
 
 def release(conn: Connection, system: str, channel: str, owner: str, *, now: datetime) -> bool:
     """Give up `owner`'s lease taken by `hold`, recording nothing of the run (a run by
-    hand leaves the schedule, the last scheduled run and its outcome as they were; its
-    load records what it did). False when the lease is not `owner`'s."""
+    hand leaves the next due time and the last run's outcome and counts as they were;
+    `hold` noted its start; its load records what it did). False when the lease is not
+    `owner`'s."""
     released = conn.execute(
         update(table)
         .where(

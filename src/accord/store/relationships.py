@@ -50,6 +50,21 @@ def current(conn: Connection, golden_ids: Iterable[str] | None = None) -> dict[E
     return found
 
 
+def outgoing(conn: Connection, golden_ids: Iterable[str], kind: str) -> dict[Edge, Any]:
+    """The stored relationships of type `kind` from these customers, with evidence."""
+    wanted = sorted(set(golden_ids))
+    found: dict[Edge, Any] = {}
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        rows = conn.execute(
+            select(relationship).where(
+                relationship.c.from_golden_id.in_(wanted[start : start + LOOKUP_CHUNK]),
+                relationship.c.type == kind,
+            )
+        )
+        found.update({(r.from_golden_id, r.to_golden_id, r.type): r.evidence for r in rows})
+    return found
+
+
 def sync(
     conn: Connection, wanted: Mapping[Edge, Any], existing: Mapping[Edge, Any], at: datetime
 ) -> dict[str, int]:
