@@ -35,6 +35,7 @@ from accord.linked.intake import load_linked_file
 from accord.store.engine import writing
 from accord.web.app import create_app
 from accord.workspace import Workspace, open_workspace
+from tests.accounts import enrol
 from tests.services import require
 
 CHROMIUM = Path(os.environ.get("ACCORD_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -78,14 +79,9 @@ def demo_company(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _enrol(workspace: Workspace, username: str) -> str:
     """Set up a second factor for a user whose role requires one (the demo's admin and
     steward), as they would on /account; returns its secret."""
-    actor, _ = identity.sign_in(workspace.engine, username, PASSWORD)
-    with writing(workspace.engine) as conn:
-        pending = identity.start_enrolment(conn, actor)
-    secret = pending.secret or ""
-    step = pyotp.TOTP(secret).timecode(datetime.now(UTC))
-    code = pyotp.TOTP(secret).generate_otp(step)
-    identity.confirm_enrolment(workspace.engine, actor, pending.token, code)
-    ENROLLED_STEPS[secret] = step
+    at = datetime.now(UTC)
+    secret, _ = enrol(workspace.engine, username, PASSWORD, at=at)
+    ENROLLED_STEPS[secret] = pyotp.TOTP(secret).timecode(at)
     return secret
 
 

@@ -16,6 +16,7 @@ from accord.govern.permissions import Actor, Role, cli_actor
 from accord.store.engine import writing
 from accord.store.tables import audit_log, mfa_challenge, user_session
 from accord.store.types import utcnow
+from tests.accounts import enrol
 
 PASSWORD = "correct horse battery"
 ADMINS = frozenset({Role.ADMIN})
@@ -34,13 +35,7 @@ def _person(engine: Engine, name: str) -> Actor:
 def _enrol(engine: Engine, name: str, *, at: datetime | None = None) -> tuple[str, tuple[str, ...]]:
     """Set up a second factor for `name` as they would on /account, with the code of the
     time step of `at` (now): (secret, codes)."""
-    actor = _person(engine, name)
-    with writing(engine) as conn:
-        pending = identity.start_enrolment(conn, actor)
-    assert pending.secret is not None
-    code = mfa.code_at(pending.secret, at or utcnow())
-    codes = identity.confirm_enrolment(engine, actor, pending.token, code)
-    return pending.secret, codes
+    return enrol(engine, name, PASSWORD, at=at)
 
 
 def _next_code(secret: str) -> str:

@@ -22,6 +22,7 @@ from accord.store.tables import app_user, audit_log, user_session
 from accord.store.types import utcnow
 from accord.web.app import create_app
 from accord.workspace import Workspace
+from tests.accounts import enrol
 
 PASSWORD = "a long enough password"
 USERS = {"root": Role.ADMIN, "stewie": Role.STEWARD, "otto": Role.OPERATOR, "vera": Role.VIEWER}
@@ -37,13 +38,7 @@ class Site:
 
     def enrol(self, username: str) -> str:
         """Give `username` a second factor; returns its secret."""
-        actor, _ = identity.sign_in(self.workspace.engine, username, PASSWORD)
-        with writing(self.workspace.engine) as conn:
-            pending = identity.start_enrolment(conn, actor)
-        assert pending.secret is not None
-        code = mfa.code_at(pending.secret, utcnow())
-        identity.confirm_enrolment(self.workspace.engine, actor, pending.token, code)
-        return pending.secret
+        return enrol(self.workspace.engine, username, PASSWORD)[0]
 
     def actions(self) -> list[str]:
         with self.workspace.engine.connect() as conn:

@@ -74,6 +74,11 @@ class EnrolmentNeeded(NotAuthenticated):
     """The password was right; the user's role requires a second factor they lack."""
 
 
+class SignInEnded(NotAuthenticated):
+    """The pending sign-in or set-up is over (expired, done, or this wrong code was its
+    last try): only a new sign-in with the password goes on."""
+
+
 @dataclass(frozen=True)
 class Pending:
     """A sign-in or set-up waiting for a code."""
@@ -192,13 +197,14 @@ def sign_in(
     otherwise."""
     with _remembering(engine) as conn:
         user = _password_checked(conn, username, password)
-        if _factor(conn, user.id) is not None:
+        stored = _factor(conn, user.id)
+        if stored is not None:
             if not code:
                 raise CodeNeeded(
                     "this user signs in with a code from an authenticator app as well",
                     hint="send it as `code`, with the username and password",
                 )
-            factor = _second_factor(conn, user.id, user.username, code)
+            factor = _second_factor(conn, stored, user.username, code)
             if factor is None:
                 raise NotAuthenticated("wrong code")
             return _open_session(conn, user.id, user.username, user.role, factor)
@@ -230,10 +236,11 @@ def finish_sign_in(engine: Engine, token: str, code: str) -> tuple[Actor, Sessio
     code counts against the pending sign-in, which ends after CHALLENGE_FAILURES."""
     with _remembering(engine) as conn:
         challenge = _challenge(conn, token, Purpose.VERIFY)
-        factor = _second_factor(conn, challenge.user_id, challenge.username, code)
+        stored = _factor(conn, challenge.user_id)
+        factor = _second_factor(conn, stored, challenge.username, code)
         if factor is None:
-            _challenge_failed(conn, challenge)
-            raise NotAuthenticated("wrong code", hint=_CODE_HINT)
+            ended = _challenge_failed(conn, challenge)
+            raise (SignInEnded if ended else NotAuthenticated)("wrong code", hint=_CODE_HINT)
         _end_challenge(conn, challenge)
         return _open_session(conn, challenge.user_id, challenge.username, challenge.role, factor)
 
@@ -246,7 +253,7 @@ def finish_enrolment(
     recovery codes, to be shown once."""
     with _remembering(engine) as conn:
         challenge = _challenge(conn, token, Purpose.ENROL)
-        codes = _confirm_factor(conn, challenge, code, wrong=NotAuthenticated)
+        codes = _confirm_factor(conn, challenge, code, wrong=NotAuthenticated, ended=SignInEnded)
         actor, session = _open_session(
             conn, challenge.user_id, challenge.username, challenge.role, "totp"
         )
@@ -281,7 +288,7 @@ def confirm_enrolment(engine: Engine, actor: Actor, token: str, code: str) -> tu
             raise NotAuthenticated("this set-up was started by someone else")
         if _factor(conn, user_id) is not None:
             raise Conflict("you have a second factor already")
-        return _confirm_factor(conn, challenge, code, wrong=InputRejected)
+        return _confirm_factor(conn, challenge, code, wrong=InputRejected, ended=InputRejected)
 
 
 def disable_mfa(
@@ -296,9 +303,10 @@ def disable_mfa(
             hint="if your phone is lost, an administrator can reset it for you",
         )
     with _remembering(engine) as conn:
-        if _factor(conn, user_id) is None:
+        stored = _factor(conn, user_id)
+        if stored is None:
             raise Conflict("you have no second factor to turn off")
-        if _second_factor(conn, user_id, actor.name, code) is None:
+        if _second_factor(conn, stored, actor.name, code) is None:
             raise InputRejected("wrong code", hint=_CODE_HINT)
         remove_factor(conn, user_id)
         record(conn, actor.label, [AuditEvent(AuditAction.USER_MFA_DISABLED, "user", actor.name)])
@@ -346,16 +354,18 @@ def _factor(conn: Connection, user_id: int) -> Row[Any] | None:
     return conn.execute(select(user_mfa).where(user_mfa.c.user_id == user_id)).first()
 
 
-def _second_factor(conn: Connection, user_id: int, username: str, code: str) -> str | None:
-    """Take `code` as the user's current TOTP code ("totp") or one of their unused
+def _second_factor(
+    conn: Connection, factor: Row[Any] | None, username: str, code: str
+) -> str | None:
+    """Take `code` as the current TOTP code ("totp") of the user's second factor
+    `factor` (their `user_mfa` row, as `_factor` reads it) or one of their unused
     recovery codes ("recovery"), each good once; None, audited, when it is neither."""
-    factor = _factor(conn, user_id)
     if factor is not None and mfa.is_totp_shaped(code):
         step = mfa.matching_step(factor.secret, code, utcnow(), after=factor.last_step)
-        if step is not None and _take_step(conn, user_id, step):
+        if step is not None and _take_step(conn, factor.user_id, step):
             return "totp"
-    elif factor is not None and _take_recovery_code(conn, user_id, code):
-        left = mfa_status(conn, user_id).recovery_codes_left
+    elif factor is not None and _take_recovery_code(conn, factor.user_id, code):
+        left = mfa_status(conn, factor.user_id).recovery_codes_left
         event = AuditEvent(AuditAction.USER_RECOVERY_CODE_USED, "user", username, {"left": left})
         record(conn, f"user:{username}", [event])
         return "recovery"
@@ -393,11 +403,16 @@ def _take_recovery_code(conn: Connection, user_id: int, code: str) -> bool:
 
 
 def _confirm_factor(
-    conn: Connection, challenge: Row[Any], code: str, *, wrong: type[AccordError]
+    conn: Connection,
+    challenge: Row[Any],
+    code: str,
+    *,
+    wrong: type[AccordError],
+    ended: type[AccordError],
 ) -> tuple[str, ...]:
     """Make the challenge's secret the user's second factor if `code` is its current
     code; returns the new recovery codes. A wrong code counts against the challenge and
-    raises `wrong`."""
+    raises `wrong`, or `ended` when it was the challenge's last try."""
     now = utcnow()
     step = mfa.matching_step(challenge.secret, code, now, after=None)
     if step is None:
@@ -405,8 +420,7 @@ def _confirm_factor(
             AuditAction.USER_MFA_FAILED, "user", challenge.username, {"while": "enrolling"}
         )
         record(conn, f"user:{challenge.username}", [event])
-        _challenge_failed(conn, challenge)
-        raise wrong(
+        raise (ended if _challenge_failed(conn, challenge) else wrong)(
             "that is not the code the app shows for this secret now",
             hint="add the secret to the app again, check the phone's clock, and type the "
             "six digits it shows",
@@ -463,22 +477,24 @@ def _challenge(conn: Connection, token: str, purpose: Purpose) -> Row[Any]:
         .where(mfa_challenge.c.token_hash == _digest(token), mfa_challenge.c.purpose == purpose)
     ).first()
     if row is None or row.expires_at <= utcnow() or not row.active:
-        raise NotAuthenticated(
+        raise SignInEnded(
             "this sign-in has ended (it took too long, or had too many wrong codes)",
             hint="start again with your username and password",
         )
     return row
 
 
-def _challenge_failed(conn: Connection, challenge: Row[Any]) -> None:
+def _challenge_failed(conn: Connection, challenge: Row[Any]) -> bool:
+    """Count a wrong code against the challenge; True when that ended it."""
     if challenge.failures + 1 >= CHALLENGE_FAILURES:
         _end_challenge(conn, challenge)
-        return
+        return True
     conn.execute(
         update(mfa_challenge)
         .where(mfa_challenge.c.token_hash == challenge.token_hash)
         .values(failures=mfa_challenge.c.failures + 1)
     )
+    return False
 
 
 def _end_challenge(conn: Connection, challenge: Row[Any]) -> None:

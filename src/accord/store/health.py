@@ -43,6 +43,26 @@ class Arrivals:
     quarantined_day: int = 0
 
 
+def _ranked(value: Any, partition: Sequence[Any] = (), *, also: Sequence[Any] = ()) -> Any:
+    """`value` as `seconds`, ranked from the smallest (`rank`, from 1) within each
+    `partition` (all rows when none), with the partition's count (`total`): the rows a
+    nearest-rank percentile is picked from, sorted by the database. `also`: columns to
+    select besides. The caller adds its tables and conditions."""
+    by = list(partition) or None
+    return select(
+        *also,
+        value.label("seconds"),
+        func.row_number().over(partition_by=by, order_by=value).label("rank"),
+        func.count().over(partition_by=by).label("total"),
+    )
+
+
+def _nearest(ranked: Any, percent: int) -> Any:
+    """The rank of the `percent`th percentile among `ranked`'s `total` (`nearest_rank`,
+    in SQL)."""
+    return (percent * ranked.c.total + 99) // 100
+
+
 def arrivals(conn: Connection, system: str, *, hour: datetime, day: datetime) -> Arrivals:
     """What came in from `system` since `day`, and of that since `hour` (`hour` >=
     `day`): two ranges of the (system, time) indexes."""
@@ -122,10 +142,7 @@ def latencies_at(
         golden_change.c.changed_at, sync_delivery.c.finished_at, conn.dialect.name
     )
     ranked = (
-        select(
-            latency.label("seconds"),
-            func.row_number().over(order_by=latency).label("rank"),
-        )
+        _ranked(latency)
         .select_from(
             sync_delivery.join(golden_change, golden_change.c.id == sync_delivery.c.change_id)
         )
@@ -158,18 +175,11 @@ def waits(conn: Connection, since: datetime, percents: Sequence[int]) -> dict[st
     `matched_at` index, every system at once, ranked and counted by the database; a
     system with nothing matched in the window is absent."""
     ranked = (
-        select(
-            match_wait.c.system,
-            match_wait.c.seconds,
-            func.row_number()
-            .over(partition_by=match_wait.c.system, order_by=match_wait.c.seconds)
-            .label("rank"),
-            func.count().over(partition_by=match_wait.c.system).label("total"),
-        )
+        _ranked(match_wait.c.seconds, [match_wait.c.system], also=[match_wait.c.system])
         .where(match_wait.c.matched_at >= since)
         .subquery()
     )
-    rank_of = {p: (p * ranked.c.total + 99) // 100 for p in sorted(set(percents))}
+    rank_of = {p: _nearest(ranked, p) for p in sorted(set(percents))}
     rows = conn.execute(
         select(ranked.c.system, ranked.c.seconds, ranked.c.rank, ranked.c.total).where(
             or_(ranked.c.rank == 1, *(ranked.c.rank == rank for rank in rank_of.values()))
@@ -271,21 +281,17 @@ def waits_over(
     index; kept a day, so buckets further back are empty)."""
     bucket = _bucket(match_wait.c.matched_at, edges)
     ranked = (
-        select(
-            match_wait.c.system,
-            bucket.label("bucket"),
+        _ranked(
             match_wait.c.seconds,
-            func.row_number()
-            .over(partition_by=(match_wait.c.system, bucket), order_by=match_wait.c.seconds)
-            .label("rank"),
-            func.count().over(partition_by=(match_wait.c.system, bucket)).label("total"),
+            [match_wait.c.system, bucket],
+            also=[match_wait.c.system, bucket.label("bucket")],
         )
         .where(_in_window(match_wait.c.matched_at, edges))
         .subquery()
     )
     rows = conn.execute(
         select(ranked.c.system, ranked.c.bucket, ranked.c.seconds, ranked.c.total).where(
-            ranked.c.rank == (percent * ranked.c.total + 99) // 100
+            ranked.c.rank == _nearest(ranked, percent)
         )
     )
     found: dict[str, dict[int, Percentile]] = {}
@@ -376,12 +382,7 @@ def delivery_latency_over(
     )
     bucket = _bucket(sync_delivery.c.finished_at, edges)
     ranked = (
-        select(
-            bucket.label("bucket"),
-            latency.label("seconds"),
-            func.row_number().over(partition_by=bucket, order_by=latency).label("rank"),
-            func.count().over(partition_by=bucket).label("total"),
-        )
+        _ranked(latency, [bucket], also=[bucket.label("bucket")])
         .select_from(
             sync_delivery.join(golden_change, golden_change.c.id == sync_delivery.c.change_id)
         )
@@ -394,7 +395,7 @@ def delivery_latency_over(
     )
     rows = conn.execute(
         select(ranked.c.bucket, ranked.c.seconds, ranked.c.total).where(
-            ranked.c.rank == (percent * ranked.c.total + 99) // 100
+            ranked.c.rank == _nearest(ranked, percent)
         )
     )
     return {

@@ -106,18 +106,7 @@ def claim(
     """Take the channel for `owner` until `now + lease`, if it is due at `now` and no
     lease on it is running. True when taken: the caller runs the channel, then calls
     `finish`."""
-    taken = conn.execute(
-        update(table)
-        .where(
-            table.c.system == system,
-            table.c.channel == channel,
-            table.c.due_at <= now,
-            or_(table.c.lease_until.is_(None), table.c.lease_until < now),
-        )
-        .values(lease_owner=owner, lease_until=now + lease, last_started_at=now, updated_at=now)
-        .returning(table.c.system)
-    )
-    return taken.first() is not None
+    return _take(conn, system, channel, owner, now=now, lease=lease, due=True)
 
 
 def hold(
@@ -126,13 +115,31 @@ def hold(
     """Take the registered channel for `owner` until `now + lease`, due or not, if no
     lease on it is running (a run by hand). True when taken: the caller runs the
     channel, renews the lease while it lasts, then calls `release`."""
+    return _take(conn, system, channel, owner, now=now, lease=lease, due=False)
+
+
+def _take(
+    conn: Connection,
+    system: str,
+    channel: str,
+    owner: str,
+    *,
+    now: datetime,
+    lease: timedelta,
+    due: bool,
+) -> bool:
+    """Lease the channel to `owner` in one conditional UPDATE, if no lease on it is
+    running (and, with `due`, if it is due): of several takers, one wins."""
+    conditions = [
+        table.c.system == system,
+        table.c.channel == channel,
+        or_(table.c.lease_until.is_(None), table.c.lease_until < now),
+    ]
+    if due:
+        conditions.append(table.c.due_at <= now)
     taken = conn.execute(
         update(table)
-        .where(
-            table.c.system == system,
-            table.c.channel == channel,
-            or_(table.c.lease_until.is_(None), table.c.lease_until < now),
-        )
+        .where(*conditions)
         .values(lease_owner=owner, lease_until=now + lease, last_started_at=now, updated_at=now)
         .returning(table.c.system)
     )

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from accord.errors import NotAuthenticated, RateLimited
 from accord.govern import identity, mfa
-from accord.govern.identity import Pending, Purpose
+from accord.govern.identity import Pending, Purpose, SignInEnded
 from accord.govern.permissions import Actor
 from accord.web.api import set_session_cookie
 from accord.web.auth import ActorDep, end_session, workspace
@@ -98,12 +98,12 @@ def enter_code(
             _, session = identity.finish_sign_in(ws.engine, token, code)
     except RateLimited as exc:
         return _throttled(request, exc, _code_form, next)
-    except NotAuthenticated as exc:
-        if _still_pending(request, ws, Purpose.VERIFY):
-            return _code_form(request, next, error=exc.message, status=401)
+    except SignInEnded as exc:
         ended = _login_form(request, next, error=exc.message, status=401)
         end_pending(ended)
         return ended
+    except NotAuthenticated as exc:
+        return _code_form(request, next, error=exc.message, status=401)
     response = RedirectResponse(safe_next(next), status_code=303)
     end_pending(response)
     set_session_cookie(response, session.token, secure=ws.settings.secure_cookies)
@@ -136,9 +136,9 @@ def confirm_enrolment(
             actor, session, codes = identity.finish_enrolment(ws.engine, token, code)
     except RateLimited as exc:
         return _throttled(request, exc, _enrol_form, pending, next)
+    except SignInEnded as exc:
+        return _login_form(request, next, error=exc.message, status=401)
     except NotAuthenticated as exc:
-        if not _still_pending(request, ws, Purpose.ENROL):
-            return _login_form(request, next, error=exc.message, status=401)
         return _enrol_form(request, pending, next, error=exc.message, status=401)
     response = _recovery_codes(request, actor, codes, safe_next(next))
     end_pending(response)
@@ -171,14 +171,6 @@ def enrolment_context(pending: Pending) -> dict[str, Any]:
 def _pending(request: Request, ws: Workspace, purpose: Purpose) -> Pending:
     with ws.engine.connect() as conn:
         return identity.pending(conn, request.cookies.get(PENDING_COOKIE, ""), purpose)
-
-
-def _still_pending(request: Request, ws: Workspace, purpose: Purpose) -> bool:
-    try:
-        _pending(request, ws, purpose)
-    except NotAuthenticated:
-        return False
-    return True
 
 
 def _with_next(page: str, target: str) -> str:
