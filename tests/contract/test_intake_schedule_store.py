@@ -190,3 +190,40 @@ def test_holding_a_channel_no_worker_registered_changes_nothing(engine: Engine) 
     assert not _hold(engine, "by hand", T0)  # no row: the caller registers it first
     with engine.connect() as conn:
         assert store.read_all(conn) == []
+
+
+PAUSED = {"messages": 4, "pauses": 1, "paused_seconds": 3, "paused_backlog": 6, "paused_bound": 5}
+PAST_PAUSES = {"messages": 4, "pauses": 1, "paused_seconds": 3}  # what the run did, kept
+
+
+def test_a_pause_noted_by_a_run_is_not_handed_to_the_next_holder(engine: Engine) -> None:
+    """`paused_backlog` and `paused_bound` say the run in hand is paused now: a worker
+    that claims the channel, or a run by hand that holds it, starts unpaused, whatever
+    the run before it noted; the rest of the last run's counts stay as they were."""
+    _register(engine, due_at=T0)
+    assert _claim(engine, "paused", T0)
+    with writing(engine) as conn:  # what a paused broker run's heartbeat writes
+        assert store.renew(conn, "erp", "poll", "paused", until=T0 + LEASE, now=T0, counts=PAUSED)
+    later = T0 + LEASE + timedelta(seconds=1)
+    assert _claim(engine, "next", later)  # the paused worker died; its lease ran out
+    assert _row(engine).last_counts == PAST_PAUSES
+
+    with writing(engine) as conn:  # a run that ends while paused records its counts
+        assert store.finish(
+            conn,
+            "erp",
+            "poll",
+            "next",
+            now=later,
+            outcome="stopped",
+            message="ended while paused",
+            load_id=None,
+            counts=PAUSED,
+            due_at=later,
+        )
+    assert _row(engine).last_counts == PAUSED  # nobody holds it: no pause is shown
+    assert _hold(engine, "by hand", later)
+    assert _row(engine).last_counts == PAST_PAUSES
+    assert _release(engine, "by hand", later)
+    assert _claim(engine, "again", later)  # no pause to take away: the counts as they were
+    assert _row(engine).last_counts == PAST_PAUSES

@@ -652,6 +652,70 @@ def test_a_scheduled_broker_run_waits_out_the_backlog_then_drains(
     assert stream.consumer().num_ack_pending == 0
 
 
+@pytest.mark.usefixtures("cli_on_engine")
+def test_worker_status_shows_a_pause_only_while_its_run_holds_the_channel(
+    engine: Engine, demo_project_dir: Path
+) -> None:
+    """A paused run notes its pause in the row's counts; the next holder of the channel
+    (a worker after the paused one died, a run by hand) is not shown paused."""
+    block = {"url_env": NATS_ENV, "stream": "S", "subject": "s.>", "durable": "d"}
+    project = configure(demo_project_dir, crm={"sync": "realtime", "intake": {"broker": block}})
+    clock = Clock(utcnow())  # `accord worker status` reads the time itself
+    IntakeScheduler(engine, project, clock=clock).register()
+    lease = scheduler.LEASE
+    paused = {"messages": 0, "pauses": 1, "paused_seconds": 0}
+    paused |= {"paused_backlog": 204_311, "paused_bound": 200_000}
+    with writing(engine) as conn:  # a worker's broker run, paused, as its heartbeat notes it
+        assert intake_schedule.claim(conn, "crm", "broker", "w1", now=clock(), lease=lease)
+        assert intake_schedule.renew(
+            conn, "crm", "broker", "w1", until=clock() + lease, now=clock(), counts=paused
+        )
+
+    def shown() -> str:
+        result = CliRunner().invoke(app, ["worker", "status", str(demo_project_dir)])
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())
+
+    def shown_paused() -> bool:
+        text = shown()
+        return "paused: backlog" in text or "crm broker: paused, fetching nothing" in text
+
+    [status] = scheduler.status(engine, project, clock())
+    assert str(status.pause) == "backlog 204,311 (bound 200,000)"
+    assert "paused: backlog 204,311 (bound 200,000)" in shown() and shown_paused()
+
+    clock.advance(minutes=3)  # w1 died; its lease ran out, and w2 took the channel
+    with writing(engine) as conn:
+        assert intake_schedule.claim(conn, "crm", "broker", "w2", now=clock(), lease=lease)
+    [status] = scheduler.status(engine, project, clock())
+    assert (status.held_by, status.pause) == ("w2", None)
+    assert "crm broker: running on w2" in shown() and not shown_paused()
+
+    with writing(engine) as conn:  # w2 pauses in turn, and is stopped while paused
+        assert intake_schedule.renew(
+            conn, "crm", "broker", "w2", until=clock() + lease, now=clock(), counts=paused
+        )
+        assert intake_schedule.finish(
+            conn,
+            "crm",
+            "broker",
+            "w2",
+            now=clock(),
+            outcome="stopped",
+            message="ended while paused",
+            load_id=None,
+            counts=paused,
+            due_at=clock(),
+        )
+    with one_shot.holding(
+        engine, project, "crm", "broker", command="accord broker consume", actor="cli:test"
+    ) as hold:
+        [status] = scheduler.status(engine, project)
+        assert (status.held_by, status.pause) == (hold.owner, None)
+        assert "running on by hand: accord broker consume" in shown()
+        assert not shown_paused()
+
+
 def test_the_pool_beside_the_app_runs_the_channels_too(
     engine: Engine, demo_project_dir: Path
 ) -> None:

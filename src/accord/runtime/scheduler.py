@@ -317,7 +317,8 @@ def _log_pause(system: str, consumer: broker.Consumer) -> None:
 
 def _noted_pause(counts: dict[str, int], consumer: broker.Consumer) -> None:
     """The consumer's pauses in the run's counts; the one in force as `paused_backlog`
-    and `paused_bound` (what `accord worker status` shows)."""
+    and `paused_bound` (what `accord worker status` shows; `intake_schedule.IN_FORCE`,
+    dropped when the next run takes the channel)."""
     if consumer.pauses:
         counts["pauses"] = consumer.pauses
         counts["paused_seconds"] = round(consumer.paused_seconds())
@@ -694,7 +695,8 @@ class ChannelStatus:
     @property
     def pause(self) -> Pause | None:
         """The backlog that holds the broker running now back, if it does (noted with
-        the run's counts: the figure may be up to 30 seconds old)."""
+        the run's counts: the figure may be up to 30 seconds old). Only the holder's
+        own: a claim or hold drops the pause the holder before noted."""
         counts = self.counts or {}
         if self.held_by is None or "paused_backlog" not in counts:
             return None

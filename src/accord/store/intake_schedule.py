@@ -27,6 +27,9 @@ from accord.store.dialect import insert_new
 from accord.store.tables import intake_schedule as table
 
 MAX_MESSAGE = 2000  # characters of a run's message kept
+# Counts that say what holds the run in hand back now (a broker paused at the backlog
+# bound: `runtime/scheduler.py`), not what a run did: a new holder starts without them.
+IN_FORCE = ("paused_backlog", "paused_bound")
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,9 @@ def _take(
     due: bool,
 ) -> bool:
     """Lease the channel to `owner` in one conditional UPDATE, if no lease on it is
-    running (and, with `due`, if it is due): of several takers, one wins."""
+    running (and, with `due`, if it is due): of several takers, one wins. What the
+    last holder noted as in force (`IN_FORCE`: its pause) goes with its lease, so
+    `accord worker status` never shows the new holder held back by it."""
     conditions = [
         table.c.system == system,
         table.c.channel == channel,
@@ -141,9 +146,19 @@ def _take(
         update(table)
         .where(*conditions)
         .values(lease_owner=owner, lease_until=now + lease, last_started_at=now, updated_at=now)
-        .returning(table.c.system)
-    )
-    return taken.first() is not None
+        .returning(table.c.last_counts)
+    ).first()
+    if taken is None:
+        return False
+    counts = taken.last_counts
+    if counts and any(key in counts for key in IN_FORCE):  # in the same transaction
+        kept = {key: value for key, value in counts.items() if key not in IN_FORCE}
+        conn.execute(
+            update(table)
+            .where(table.c.system == system, table.c.channel == channel)
+            .values(last_counts=kept)
+        )
+    return True
 
 
 def release(conn: Connection, system: str, channel: str, owner: str, *, now: datetime) -> bool:
