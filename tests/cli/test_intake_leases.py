@@ -1,24 +1,31 @@
 """The one-shot intake commands (`accord drop scan`, `accord poll`, `accord broker
 consume`) take the channel's lease in `intake_schedule`, as a worker's scheduled run
 does: while a worker holds it they are refused with who and since when, reading
-nothing; they give it up when they end, well or not (Ctrl-C too)."""
+nothing; they give it up when they end, well or not (Ctrl-C too). A command whose lease
+runs out and is taken over stops after the file, page or batch in hand, shows what it
+stored, then says the lease was lost (exit 1)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import nats
 import nats.js.errors
 import pytest
 from sqlalchemy import Engine, func, select
 
-from accord.intake import poll
+from accord.intake import broker, drop, poll
+from accord.runtime import one_shot
 from accord.runtime.scheduler import LEASE
 from accord.store import intake_schedule
 from accord.store.engine import writing
-from accord.store.tables import load, poll_cursor
+from accord.store.tables import load, poll_cursor, record_head
 from accord.store.types import utcnow
 from accord.workspace import Workspace, open_workspace
 from tests.cli.helpers import invoke, run
@@ -33,6 +40,8 @@ from tests.runtime.test_scheduler import (
     configure,
     drop_billing,
     drop_block,
+    stall_then_take_over,
+    wait_for,
 )
 
 WORKER = "box:4242:abcdef"
@@ -78,9 +87,51 @@ def _free(engine: Engine, system: str, channel: str) -> bool:
     return row is not None and row.lease_owner is None and row.lease_until is None
 
 
+def _holder(engine: Engine, system: str, channel: str) -> str | None:
+    with engine.connect() as conn:
+        row = intake_schedule.read(conn, system, channel)
+    assert row is not None
+    return row.lease_owner
+
+
 def _loads(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(load)).scalar_one())
+
+
+@pytest.fixture
+def short_lease(monkeypatch: pytest.MonkeyPatch) -> timedelta:
+    """The commands' lease, 400ms (renewed every 100ms) instead of 2 minutes, so that a
+    test can let one run out."""
+    lease = timedelta(milliseconds=400)
+    monkeypatch.setattr(one_shot, "LEASE", lease)
+    return lease
+
+
+def _lose_the_lease(engine: Engine, system: str, channel: str) -> None:
+    """The store keeps the command from renewing its lease until it runs out, a worker
+    claims the channel, and the command's renewal finds it taken (its thread ends)."""
+    stall_then_take_over(engine, system, channel, WORKER)
+
+    def renewing() -> bool:
+        name = f"accord-hold-{system}-{channel}"
+        return any(t.name == name and t.is_alive() for t in threading.enumerate())
+
+    wait_for("the command to find its lease taken", lambda: not renewing(), seconds=30)
+
+
+def _lost(output: str, system: str, channel: str, *, after: str) -> str:
+    """The command's output: what it stored (`after`), then the lease lost and what to do."""
+    text = " ".join(output.split())
+    said = (
+        f"error: {system}'s {channel}: this run lost its lease: it ran out (not renewed "
+        f"within 400ms) and worker {WORKER} took the channel over; this command stopped "
+        "after the file, page or batch in hand. What it stored (shown above) stays stored"
+    )
+    assert said in text, output
+    assert f"hint: worker {WORKER} goes on from there, and nothing is stored twice" in text
+    assert text.index(after) < text.index(said), output
+    return text
 
 
 def _refusal(output: str, system: str, channel: str) -> str:
@@ -129,6 +180,36 @@ def test_drop_scan_gives_the_lease_up_after_a_failure(
     assert _free(store.engine, "billing", "drop")
 
 
+def test_drop_scan_that_loses_its_lease_shows_the_file_it_loaded(
+    demo_project_dir: Path,
+    store: Workspace,
+    short_lease: timedelta,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configure(
+        demo_project_dir,
+        billing={"schedule": None, "intake": drop_block(demo_project_dir, "billing")},
+    )
+    first = drop_billing(demo_project_dir, "a.jsonl", "B1", "B2")
+    second = drop_billing(demo_project_dir, "b.jsonl", "B3")
+    os.utime(first, (1_700_000_000, 1_700_000_000))  # the older: taken first
+    real_load = drop.load_file
+
+    def load_then_lose(*args: Any, **kwargs: Any) -> Any:
+        report = real_load(*args, **kwargs)
+        _lose_the_lease(store.engine, "billing", "drop")
+        return report
+
+    monkeypatch.setattr(drop, "load_file", load_then_lose)
+    output = run("drop", "scan", demo_project_dir, "-s", "billing", code=1)
+    text = _lost(output, "billing", "drop", after="Dropped files")
+    assert "a.jsonl │ billing │ done │ 2 │ 2" in text, output  # read, new
+    assert "b.jsonl" not in text  # not taken: left to the worker that took the channel
+    assert (first.parent / "done" / "a.jsonl").is_file() and second.is_file()
+    assert _loads(store.engine) == 1
+    assert _holder(store.engine, "billing", "drop") == WORKER  # the command left it be
+
+
 # ---- accord poll
 
 
@@ -175,6 +256,31 @@ def test_poll_gives_the_lease_up_after_a_failure_or_ctrl_c(
     result = invoke("poll", demo_project_dir, "-s", "erp")
     assert result.exit_code == 130, result.output  # Ctrl-C, as the shell counts it
     assert _free(store.engine, "erp", "poll")
+
+
+@pytest.mark.usefixtures("short_lease")
+def test_poll_that_loses_its_lease_shows_what_it_loaded(
+    demo_project_dir: Path, store: Workspace, erp: ErpSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    erp.insert(3, 4, 5)  # five rows, a page of two at a time
+    pages = 0
+    real_page = poll.Source.page
+
+    def page_then_lose(self: poll.Source, *args: Any, **kwargs: Any) -> Any:
+        nonlocal pages
+        pages += 1
+        if pages == 2:  # page 1 is stored; the lease is lost as page 2 is read
+            _lose_the_lease(store.engine, "erp", "poll")
+        return real_page(self, *args, **kwargs)
+
+    monkeypatch.setattr(poll.Source, "page", page_then_lose)
+    output = run("poll", demo_project_dir, "-s", "erp", "--batch-size", "2", code=1)
+    text = _lost(output, "erp", "poll", after="Polled")
+    assert "erp │ 4 │ 4 │ 0 │ 0 │ 0 │ 0" in text, output  # page 2 in hand, then stopped
+    assert pages == 2 and _loads(store.engine) == 1
+    assert _holder(store.engine, "erp", "poll") == WORKER
+    [cursor] = _cursor(store.engine)
+    assert "0000000004" in cursor  # the worker goes on after the fourth row
 
 
 # ---- accord broker consume
@@ -232,3 +338,34 @@ def test_broker_consume_gives_the_lease_up_when_nats_cannot_be_reached(
     assert "cannot connect to NATS at nats://127.0.0.1:1" in failed
     assert _free(store.engine, "crm", "broker")
     assert _stream_state(stream) == (0, False)
+
+
+@pytest.mark.usefixtures("short_lease")
+def test_broker_consume_that_loses_its_lease_shows_what_it_stored(
+    demo_project_dir: Path, store: Workspace, stream: Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(
+        demo_project_dir,
+        crm={
+            "sync": "realtime",
+            "intake": {"broker": broker_block(stream)["broker"] | {"batch_size": 2}},
+        },
+    )
+    stream.publish(*(_body(crm_row(f"C{i}")) for i in range(5)))
+    real_fetch = broker.Consumer.fetch
+
+    def fetch_then_lose(self: broker.Consumer, *args: Any, **kwargs: Any) -> Any:
+        report = real_fetch(self, *args, **kwargs)
+        _lose_the_lease(store.engine, "crm", "broker")
+        return report
+
+    monkeypatch.setattr(broker.Consumer, "fetch", fetch_then_lose)
+    output = run("broker", "consume", demo_project_dir, "-s", "crm", code=1)
+    text = _lost(output, "crm", "broker", after="Consumed")
+    assert "│ 2 │ 2 │ 0 │ 0 │ 0 │ 0 │" in text, output  # messages, new: the first batch
+    with store.engine.connect() as conn:
+        heads = select(record_head.c.source_id).where(record_head.c.system == "crm")
+        assert set(conn.execute(heads).scalars()) == {"C0", "C1"}
+    assert _holder(store.engine, "crm", "broker") == WORKER
+    consumer = stream.consumer()  # two stored and acknowledged; three wait for the worker
+    assert (consumer.num_pending, consumer.num_ack_pending) == (3, 0)

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
 from accord.cli.main import app
@@ -933,9 +933,7 @@ def test_a_command_is_refused_while_a_worker_runs_the_channel(
     assert row(engine, "billing", "drop").last_outcome == "ok"  # the worker's run, untouched
 
 
-def test_a_command_renews_its_lease_and_stops_when_it_is_taken_over(
-    engine: Engine, demo_project_dir: Path
-) -> None:
+def test_a_command_renews_its_lease_while_it_runs(engine: Engine, demo_project_dir: Path) -> None:
     project = configure(
         demo_project_dir,
         billing={"schedule": None, "intake": drop_block(demo_project_dir, "billing")},
@@ -950,17 +948,76 @@ def test_a_command_renews_its_lease_and_stops_when_it_is_taken_over(
         assert not hold.lost.is_set()
     assert row(engine, "billing", "drop").lease_owner is None
 
-    def taken_over_meanwhile() -> None:
-        with _by_hand(engine, project, utcnow, lease=lease) as hold:
-            with writing(engine) as conn:  # as if its lease had run out and been claimed
-                conn.execute(
-                    update(intake_schedule_table)
-                    .where(intake_schedule_table.c.system == "billing")
-                    .values(lease_owner="w2")
-                )
-            wait_for("the command to learn of it", hold.lost.is_set, seconds=10)
 
-    with pytest.raises(Conflict, match="a worker took the channel over") as lost:
-        taken_over_meanwhile()
-    assert "what was loaded is kept" in (lost.value.hint or "")
+def stall_then_take_over(engine: Engine, system: str, channel: str, owner: str) -> None:
+    """A lease lost for real: the store keeps the channel's holder from renewing its
+    lease (this transaction holds the row: PostgreSQL locks it, SQLite's write
+    transaction holds the database) until the lease has run out, then `owner` claims
+    the channel as a worker does."""
+    table = intake_schedule_table
+    with writing(engine) as conn:
+        until = conn.execute(
+            select(table.c.lease_until)
+            .where(table.c.system == system, table.c.channel == channel)
+            .with_for_update()
+        ).scalar_one()
+        while utcnow() <= until:
+            time.sleep(0.05)
+        assert intake_schedule.claim(
+            conn, system, channel, owner, now=utcnow(), lease=scheduler.LEASE
+        ), "the lease ran out, so a worker may claim the channel"
+
+
+def test_a_command_whose_lease_runs_out_and_is_taken_stops_and_says_so(
+    engine: Engine, demo_project_dir: Path
+) -> None:
+    project = configure(
+        demo_project_dir,
+        billing={"schedule": None, "intake": drop_block(demo_project_dir, "billing")},
+    )
+    lease = timedelta(seconds=0.4)
+    with (  # noqa: PT012  (the block is the command's run)
+        pytest.raises(one_shot.LeaseLost) as lost,
+        _by_hand(engine, project, utcnow, lease=lease) as hold,
+    ):
+        stall_then_take_over(engine, "billing", "drop", "w2")
+        wait_for("the command to learn of it", hold.lost.is_set, seconds=10)
+        assert hold.taken_by == "w2"
+    assert lost.value.message == (
+        "billing's drop: this run lost its lease: it ran out (not renewed within 400ms) and "
+        "worker w2 took the channel over; this command stopped after the file, page or "
+        "batch in hand. What it stored (shown above) stays stored"
+    )
+    assert "worker w2 goes on from there, and nothing is stored twice" in (lost.value.hint or "")
+    assert "cannot reach the store, or the store is too slow" in (lost.value.hint or "")
     assert row(engine, "billing", "drop").lease_owner == "w2"  # not released: not its own
+
+
+def test_a_command_that_finds_its_lease_taken_as_it_ends_says_so(
+    engine: Engine, demo_project_dir: Path
+) -> None:
+    """A loss no renewal saw (it came between two) is found when the lease is given up."""
+    project = configure(
+        demo_project_dir,
+        billing={"schedule": None, "intake": drop_block(demo_project_dir, "billing")},
+    )
+    drop_billing(demo_project_dir, "a.jsonl", "B1")
+    clock = Clock()  # the command's: it renews every 30 seconds, so not in this test
+    later = Clock(T0 + scheduler.LEASE + timedelta(seconds=1))  # past the command's lease
+    worker = IntakeScheduler(engine, project, clock=later, name="w2")
+    with (  # noqa: PT012  (the block is the command's run)
+        pytest.raises(one_shot.LeaseLost) as lost,
+        _by_hand(engine, project, clock) as hold,
+    ):
+        assert started(worker.step()) == {"billing drop"}
+        assert worker.join(timeout=60)
+        assert not hold.lost.is_set()
+    assert lost.value.message == (
+        "billing's drop: this run lost its lease: it ran out (not renewed within 2m) and "
+        "another worker or command (its run has ended since) took the channel over; this "
+        "command found out as it ended. What it stored (shown above) stays stored"
+    )
+    assert (lost.value.hint or "").startswith("the next run goes on from there")
+    done = row(engine, "billing", "drop")
+    assert (done.lease_owner, done.last_outcome) == (None, "ok")  # the worker's run, recorded
+    assert stored(engine, "billing") == {"B1"}

@@ -41,9 +41,9 @@ def scan(
 ) -> None:
     """Load every file waiting in the drop folders, one load per file, and move each to
     done/ or failed/ with a .report.json beside it. A folder a worker is scanning is
-    left to it (and said so: exit code 1)."""
+    left to it (and said so: exit code 1), as is the rest of one whose lease is lost."""
     from accord.intake.drop import drop_settings, drop_systems, scan_once  # noqa: PLC0415
-    from accord.runtime.one_shot import holding  # noqa: PLC0415
+    from accord.runtime.one_shot import LeaseLost, holding  # noqa: PLC0415
 
     workspace = open_workspace(directory)
     project = workspace.project
@@ -59,6 +59,7 @@ def scan(
     actor = cli_actor().label
     results: list[DropResult] = []
     busy: list[Conflict] = []
+    lost: list[LeaseLost] = []
     scanned: list[str] = []
     with bytes_progress() as progress:
         tasks: dict[tuple[str, str], TaskID] = {}
@@ -70,6 +71,7 @@ def scan(
                     tasks[key] = progress.add_task(f"{name} ← {escape(file)}", total=total)
                 progress.update(tasks[key], completed=done, total=total)
 
+            found: list[DropResult] = []
             try:
                 with holding(
                     workspace.engine,
@@ -87,6 +89,8 @@ def scan(
                         progress=on_progress,
                         should_stop=hold.lost.is_set,
                     )
+            except LeaseLost as exc:  # what was scanned before is shown, then the loss
+                lost.append(exc)
             except Conflict as exc:  # a worker scans it: the other folders go on
                 if system is not None:
                     raise
@@ -103,9 +107,9 @@ def scan(
         _explain(results)
     elif scanned:
         console.print(f"nothing waiting in the drop folders of {', '.join(scanned)}")
-    for refusal in busy:
+    for refusal in [*busy, *lost]:
         print_error(refusal)
-    if busy or any(r.status == "failed" for r in results):
+    if busy or lost or any(r.status == "failed" for r in results):
         raise typer.Exit(1)
 
 

@@ -47,9 +47,10 @@ def poll(
     ] = None,
 ) -> None:
     """Read the rows changed in each system's database since the last run, and load them.
-    A system a worker is polling is left to it (and said so: exit code 1)."""
+    A system a worker is polling is left to it (and said so: exit code 1), as is the
+    rest of one whose lease is lost."""
     from accord.intake import poll as channel  # noqa: PLC0415
-    from accord.runtime.one_shot import holding  # noqa: PLC0415
+    from accord.runtime.one_shot import LeaseLost, holding  # noqa: PLC0415
 
     workspace = open_workspace(directory)
     project = workspace.project
@@ -66,6 +67,7 @@ def poll(
     actor = cli_actor().label
     reports: list[LoadReport] = []
     busy: list[Conflict] = []
+    lost: list[LeaseLost] = []
     for name in systems:
         try:
             with holding(
@@ -75,6 +77,8 @@ def poll(
                     channel.reset(workspace.engine, name, actor=actor)
                     console.print(f"{name}: the poll cursor was reset; this run reads every row")
                 reports.append(_poll_one(workspace, name, batch_size, hold.lost.is_set))
+        except LeaseLost as exc:  # its report is shown, then the loss
+            lost.append(exc)
         except Conflict as exc:  # a worker polls it: the other systems go on
             if system is not None:
                 raise
@@ -86,9 +90,9 @@ def poll(
             "[yellow]some rows were quarantined[/]: each entry names its row "
             "(poll:TABLE@wm=…,key=…) and reason"
         )
-    for refusal in busy:
+    for refusal in [*busy, *lost]:
         print_error(refusal)
-    if busy:
+    if busy or lost:
         raise typer.Exit(1)
 
 

@@ -11,7 +11,14 @@ out, as a worker does. A worker holding the channel is refused with who, since w
 what to do. A run by hand notes its start as the channel's last start (what a refusal
 says "since" of, and what a timing changed later counts from, as from a worker's run),
 and changes nothing else of the schedule: not the next due time, not the last run's
-outcome or counts; its loads record what it did.
+outcome or counts (but for a pause noted in them, which was that run's alone); its loads
+record what it did.
+
+A command that could not renew its lease before it ran out (the store too slow or
+unreachable for that long) may find the channel taken over, by a renewal or when it
+gives the lease up. It stops after the file, page or batch in hand, and `LeaseLost` is
+raised once its block has ended, so that the command shows what it stored first, then
+says the lease was lost, who took the channel and what to do.
 """
 
 from __future__ import annotations
@@ -25,11 +32,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from accord.config.loader import Project
 from accord.errors import AccordError, Conflict
-from accord.runtime.scheduler import LEASE, Clock, plan
+from accord.runtime.scheduler import LEASE, Clock, plan, shown_duration
 from accord.store import intake_schedule as schedule_store
 from accord.store.engine import writing
 from accord.store.intake_schedule import ChannelRow
@@ -48,6 +55,41 @@ class Hold:
     channel: str
     owner: str
     lost: threading.Event = field(default_factory=threading.Event)  # taken over: stop
+    taken_by: str | None = None  # who held the channel when the loss was found, if anyone
+
+
+class LeaseLost(Conflict):
+    """A run by hand lost its channel's lease part way: it ran out, not renewed, and a
+    worker or another command took the channel over. What the run stored stays stored."""
+
+
+def owner_shown(owner: str | None) -> str:
+    """A lease holder as a sentence names it (pure)."""
+    if owner is None:
+        return "another worker or command (its run has ended since)"
+    if owner.startswith(BY_HAND):
+        return f"another run by hand ({owner.removeprefix(BY_HAND)})"
+    return f"worker {owner}"
+
+
+def lease_lost(hold: Hold, lease: timedelta, *, stopped: bool) -> LeaseLost:
+    """What a command says once it has found its lease taken over (pure): `stopped`, by
+    a renewal, and it stopped after the file, page or batch in hand; else as it ended."""
+    taker = owner_shown(hold.taken_by)
+    when = (
+        "this command stopped after the file, page or batch in hand"
+        if stopped
+        else "this command found out as it ended"
+    )
+    return LeaseLost(
+        f"{hold.system}'s {hold.channel}: this run lost its lease: it ran out (not renewed "
+        f"within {shown_duration(lease)}) and {taker} took the channel over; {when}. What "
+        "it stored (shown above) stays stored",
+        hint=f"{'the next run' if hold.taken_by is None else taker} goes on from there, and "
+        "nothing is stored twice (`accord worker status DIR` shows the channel). A lease "
+        "runs out when the command cannot reach the store, or the store is too slow, to "
+        "renew it: look into that before running this again",
+    )
 
 
 def owner_name(command: str, actor: str) -> str:
@@ -87,14 +129,16 @@ def holding(
     *,
     command: str,
     actor: str,
-    lease: timedelta = LEASE,
+    lease: timedelta | None = None,
     clock: Clock = utcnow,
 ) -> Iterator[Hold]:
     """Hold `system`'s `channel` while the block runs (see the module's text); raises
     Conflict, having read nothing, when a worker or another command holds it. The
-    block should stop soon after `hold.lost` is set (the lease could not be renewed and
-    a worker took the channel over); the lease lost is then raised as Conflict once the
-    block has ended."""
+    block should stop soon after `hold.lost` is set (the lease ran out before it could
+    be renewed, and another took the channel over); once the block has ended, a lease
+    lost (found by a renewal, or by the release at the end) is raised as `LeaseLost`,
+    for the command to say after what it stored. `lease`: a worker's (LEASE) by default."""
+    lease = LEASE if lease is None else lease
     planned = next((p for p in plan(project) if (p.system, p.channel) == (system, channel)), None)
     if planned is None:
         raise AccordError(f"{system} has no {channel} block in accord.yaml")
@@ -123,6 +167,7 @@ def holding(
     )
     renewer.start()
     ended_well = False
+    released = True
     try:
         yield hold
         ended_well = True
@@ -131,17 +176,16 @@ def holding(
         renewer.join()
         try:
             with writing(engine) as conn:
-                schedule_store.release(conn, system, channel, owner, now=clock())
+                released = schedule_store.release(conn, system, channel, owner, now=clock())
+                if not released and not hold.lost.is_set():  # taken over since the last renewal
+                    hold.taken_by = _holder(conn, system, channel)
         except Exception:
             if ended_well:
                 raise
             log.exception("%s %s: the lease could not be given up; it runs out", system, channel)
-    if hold.lost.is_set():
-        raise Conflict(
-            f"{system}'s {channel}: the lease could not be renewed and a worker took the "
-            "channel over; this command stopped after its current file, page or batch",
-            hint="what was loaded is kept; the worker goes on from there",
-        )
+    stopped = hold.lost.is_set()
+    if stopped or not released:
+        raise lease_lost(hold, lease, stopped=stopped)
 
 
 def _renew(
@@ -161,5 +205,17 @@ def _renew(
             log.warning("%s %s: cannot renew the lease", hold.system, hold.channel)
             continue
         if not kept:
+            try:
+                with engine.connect() as conn:
+                    hold.taken_by = _holder(conn, hold.system, hold.channel)
+            except Exception:  # noqa: BLE001  (who it was is a detail of the message)
+                log.warning(
+                    "%s %s: cannot read who took the channel over", hold.system, hold.channel
+                )
             hold.lost.set()
             return
+
+
+def _holder(conn: Connection, system: str, channel: str) -> str | None:
+    row = schedule_store.read(conn, system, channel)
+    return None if row is None else row.lease_owner

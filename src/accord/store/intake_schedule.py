@@ -164,8 +164,8 @@ def _take(
 def release(conn: Connection, system: str, channel: str, owner: str, *, now: datetime) -> bool:
     """Give up `owner`'s lease taken by `hold`, recording nothing of the run (a run by
     hand leaves the next due time and the last run's outcome and counts as they were;
-    `hold` noted its start; its load records what it did). False when the lease is not
-    `owner`'s."""
+    `hold` noted its start and dropped a pause noted; its load records what it did).
+    False when the lease is not `owner`'s (it ran out and another took the channel)."""
     released = conn.execute(
         update(table)
         .where(
