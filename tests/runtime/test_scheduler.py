@@ -6,6 +6,7 @@ polled table and NATS messages in without any one-shot command."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 from typer.testing import CliRunner
 
 from accord.cli.main import app
@@ -897,6 +898,55 @@ def test_the_scheduler_starts_no_run_while_a_command_holds_the_channel(
     assert started(worker.step()) == {"billing drop"}
     assert worker.join(timeout=60)
     assert stored(engine, "billing") == {"B1"}
+
+
+def test_a_claim_a_command_got_in_before_is_refused_until_it_releases(
+    engine: Engine, demo_project_dir: Path
+) -> None:
+    """The worker reads the schedule, finds the channel due and free, and claims it; a
+    command takes the channel between the read and the claim. The claim (the store's
+    conditional UPDATE) is refused: the worker does not run the channel, and runs it
+    once the command has given it up."""
+    project = configure(
+        demo_project_dir,
+        billing={"schedule": None, "intake": drop_block(demo_project_dir, "billing")},
+    )
+    drop_billing(demo_project_dir, "a.jsonl", "B1")
+    command = contextlib.ExitStack()
+    holds: list[one_shot.Hold] = []
+    read = threading.Event()  # the worker has read the schedule
+
+    def reading(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "intake_schedule" in statement:
+            read.set()
+
+    class CommandBetween(Clock):
+        """The worker's time; asked for it after its read, a command takes the channel."""
+
+        def __call__(self) -> datetime:
+            if read.is_set() and not holds:
+                holds.append(command.enter_context(_by_hand(engine, project, Clock())))
+            return self.now
+
+    worker = IntakeScheduler(engine, project, clock=CommandBetween(), name="w1")
+    worker.register()
+    event.listen(engine, "after_cursor_execute", reading)
+    try:
+        assert worker.step() == []  # claimed by nobody but the command
+    finally:
+        event.remove(engine, "after_cursor_execute", reading)
+    assert holds, "the command did not get in between the read and the claim"
+    held = row(engine, "billing", "drop")
+    assert (held.lease_owner, held.last_started_at) == (holds[0].owner, T0)
+    assert worker.runs == {} and stored(engine, "billing") == set()
+    assert (demo_project_dir / "drops" / "billing" / "a.jsonl").is_file()
+
+    command.close()  # the command ends and gives the channel up
+    assert started(worker.step()) == {"billing drop"}
+    assert worker.join(timeout=60)
+    assert stored(engine, "billing") == {"B1"}
+    ran = row(engine, "billing", "drop")
+    assert (ran.lease_owner, ran.last_outcome) == (None, "ok")
 
 
 def test_a_command_is_refused_while_a_worker_runs_the_channel(
