@@ -94,3 +94,18 @@ def test_text_and_packed_forms_sort_as_the_stamps_do(
     assert (a < b) == (a.text() < b.text()) == (a.packed() < b.packed())
     assert Stamp.parse(a.text()) == a == Stamp.unpack(a.packed())
     assert len(a.text()) == len(b.text())
+
+
+@given(
+    last=st.tuples(st.integers(NOW - 10**6, NOW + 10**6), st.integers(0, LOGICAL_LIMIT - 1)),
+    wall=st.lists(st.integers(NOW - 10**6, NOW + 10**6), min_size=60, max_size=60),
+    sources=st.lists(st.none() | st.integers(0, NOW + 10**9), min_size=1, max_size=60),
+)
+def test_texts_are_the_stamps_received_one_at_a_time(
+    last: tuple[int, int], wall: list[int], sources: list[int | None]
+) -> None:
+    one_by_one = _clock(last=Stamp(*last), wall=wall)
+    all_at_once = _clock(last=Stamp(*last), wall=wall)
+    expected = [one_by_one.receive(source).stamp.text() for source in sources]
+    assert all_at_once.texts(sources) == expected
+    assert all_at_once.last == one_by_one.last

@@ -13,7 +13,7 @@ are equal. Pure: the store keeps the clock's last stamp (`store/clock.py`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -91,6 +91,25 @@ class Clock:
             stamp = Stamp(last.physical + 1, 0)
         self.last = stamp
         return Received(stamp, clamped)
+
+    def texts(self, source_times: Iterable[int | None]) -> list[str]:
+        """`receive` for each of `source_times` in turn, as the stamps' text: the same
+        stamps, without two objects each (a load stamps every record it stores)."""
+        physical, logical = self.last.physical, self.last.logical
+        skew, wall = self.max_skew_ms, self.wall
+        texts = []
+        for source_ms in source_times:
+            now = wall()
+            moment = now if source_ms is None else max(now, min(source_ms, now + skew))
+            if moment > physical:
+                physical, logical = moment, 0
+            elif logical + 1 < LOGICAL_LIMIT:
+                logical += 1
+            else:
+                physical, logical = physical + 1, 0
+            texts.append(f"{physical:0{_PHYSICAL_DIGITS}d}.{logical:0{_LOGICAL_DIGITS}d}")
+        self.last = Stamp(physical, logical)
+        return texts
 
 
 def was_clamped(stamp: Stamp, source_ms: int | None) -> bool:

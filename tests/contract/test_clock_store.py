@@ -24,7 +24,7 @@ from tests.factories import crm_row, write_csv
 
 def _stamps(engine: Engine, count: int) -> list[Stamp]:
     with writing(engine) as conn:
-        return [r.stamp for r in clock.stamp(conn, [None] * count)]
+        return [Stamp.parse(text) for text in clock.stamp(conn, [None] * count)]
 
 
 def test_stamps_grow_and_survive_a_restart(engine: Engine) -> None:

@@ -25,8 +25,8 @@ from accord.config.loader import Project
 from accord.config.models import FileFormat
 from accord.errors import InputRejected
 from accord.govern.audit import AuditAction, AuditEvent, record
-from accord.intake.mapping import MappedRecord, RecordMapper, Rejected
-from accord.intake.parallel import Mapped, MappingPool, map_records, workers_for
+from accord.intake.mapping import RecordMapper, Rejected
+from accord.intake.parallel import Mapped, MappingPool, Prepared, map_records, workers_for
 from accord.intake.readers import RawRecord, SourceFile
 from accord.intake.reasons import Reason
 from accord.runtime.heap import freeze_once
@@ -394,11 +394,10 @@ class Batcher:
         )
         new_versions: list[store.NewVersion] = []
         remaps: list[store.Remap] = []
-        for position, fields, result, digest in mapped:
-            issues = [i.as_dict() for i in result.issues]
-            report.flagged += bool(issues)
-            if issues:
-                outcome[position]["flags"] = issues
+        for position, _, result, digest in mapped:
+            if result.issues:
+                report.flagged += 1
+                outcome[position]["flags"] = [i.as_dict() for i in result.issues]
             head = current.get(result.source_id)
             if head is not None and head.content_hash == digest:
                 outcome[position]["status"] = "duplicate"
@@ -412,7 +411,7 @@ class Batcher:
                         head.source_record_id,
                         self.entity_type,
                         result.data,
-                        issues,
+                        result.issues_json,
                     )
                 )
                 continue
@@ -427,10 +426,11 @@ class Batcher:
                     result.source_id,
                     version,
                     digest,
-                    fields,
+                    result.payload,
                     self.entity_type,
                     result.data,
-                    issues,
+                    result.issues_json,
+                    result.changed_ms,
                 )
             )
         store.store_versions(
@@ -453,17 +453,16 @@ class Batcher:
 
     def _classify(
         self, batch: list[RawRecord], results: Mapped, outcome: list[dict[str, Any]]
-    ) -> tuple[list[store.QuarantineEntry], list[tuple[int, dict[str, Any], MappedRecord, str]]]:
+    ) -> tuple[list[store.QuarantineEntry], list[tuple[int, RawRecord, Prepared, str]]]:
         """Sort the mapped records (`sort_mapped`)."""
-        quarantined, kept = sort_mapped(
+        return sort_mapped(
             batch,
-            results,
+            [(r, r.digest) if isinstance(r, Prepared) else r for r in results],
             seen=self.seen,
             report=self.report,
             outcome=outcome,
             quarantine=self._quarantine,
         )
-        return quarantined, [(p, raw.fields or {}, m, digest) for p, raw, m, digest in kept]
 
     def _quarantine(
         self,

@@ -22,20 +22,41 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from accord.config.loader import Mapping
 from accord.config.models import SystemConfig
 from accord.digest import digest as content_digest
 from accord.errors import AccordError
+from accord.hlc import millis
 from accord.intake.mapping import MappedRecord, RecordMapper, Rejected
 from accord.intake.readers import RawRecord
+from accord.intake.reasons import Reason
 from accord.runtime.heap import freeze_once
 from accord.settings import Settings
+from accord.store.engine import JSONText
 
-# What became of each record of a batch, in its order: mapped, with the content hash of
-# its source fields; rejected; or None for a record that could not be read.
-Mapped = list[tuple[MappedRecord, str] | Rejected | None]
+
+class Prepared(NamedTuple):
+    """A mapped record made ready to store, by whichever process mapped it: its documents
+    written as JSON text already, so that the process storing a load (the bottleneck of a
+    large one, `benchmarks/README.md`) only hands them to the database."""
+
+    source_id: str
+    digest: str  # the content hash of the source fields (`accord.digest`)
+    issues: tuple[Reason, ...]  # flagged values, kept out of `data`
+    payload: JSONText  # the source fields
+    data: JSONText  # the canonical record
+    issues_json: JSONText  # `issues`, as stored beside it
+    changed_ms: int | None  # when the source changed it (`source_updated_at`), in ms
+
+
+# What became of each record of a batch, in its order: mapped and made ready to store;
+# rejected; or None for a record that could not be read.
+Mapped = list[Prepared | Rejected | None]
+
+_NO_ISSUES = JSONText("[]")
 
 PARALLEL_FROM = 16 * 1024 * 1024  # bytes: smaller files are mapped by the storing process
 MAX_WORKERS = 8
@@ -45,12 +66,36 @@ def map_records(mapper: RecordMapper, fields: Iterable[dict[str, Any] | None]) -
     """Map each record's fields (None: a record that could not be read)."""
     mapped: Mapped = []
     for one in fields:
-        result = None if one is None else mapper.map(one)
-        if isinstance(result, MappedRecord):
-            mapped.append((result, content_digest(one)))
-        else:
-            mapped.append(result)
+        if one is None:
+            mapped.append(None)
+            continue
+        result = mapper.map(one)
+        mapped.append(prepare(result, one) if isinstance(result, MappedRecord) else result)
     return mapped
+
+
+def prepare(result: MappedRecord, fields: dict[str, Any]) -> Prepared:
+    """A record mapped from `fields`, made ready to store."""
+    issues = result.issues
+    return Prepared(
+        result.source_id,
+        content_digest(fields),
+        issues,
+        JSONText.of(fields),
+        JSONText.of(result.data),
+        JSONText.of([i.as_dict() for i in issues]) if issues else _NO_ISSUES,
+        source_ms(result.data.get("source_updated_at")),
+    )
+
+
+def source_ms(value: Any) -> int | None:
+    """A canonical `source_updated_at` (ISO text) in milliseconds; None if absent."""
+    if not value:
+        return None
+    try:
+        return millis(datetime.fromisoformat(str(value)))
+    except ValueError:
+        return None
 
 
 def workers_for(size: int, wanted: int | None) -> int:

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from sqlalchemy import Connection, select, update
 
-from accord.hlc import Clock, Received, Stamp
+from accord.hlc import Clock, Stamp
 from accord.store.dialect import insert_new
 from accord.store.tables import counter
 
@@ -41,13 +41,13 @@ def stamp(
     source_times: Sequence[int | None],
     *,
     max_skew: timedelta = DEFAULT_MAX_SKEW,
-) -> list[Received]:
-    """A stamp per record, in order, for records the sources changed at `source_times`
-    (milliseconds, None when unknown); the clock advances once, in the caller's
-    transaction, which must be writing."""
+) -> list[str]:
+    """A stamp per record, in order, as text (`Stamp.text`), for records the sources
+    changed at `source_times` (milliseconds, None when unknown); the clock advances once,
+    in the caller's transaction, which must be writing."""
     if not source_times:
         return []
     clock = Clock(last_stamp(conn, lock=True), max_skew_ms=int(max_skew.total_seconds() * 1000))
-    received = [clock.receive(at) for at in source_times]
+    texts = clock.texts(source_times)
     conn.execute(update(counter).where(counter.c.name == COUNTER).values(value=clock.last.packed()))
-    return received
+    return texts

@@ -25,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from accord.store.engine import JSONText
+
 log = logging.getLogger(__name__)
 
 
@@ -253,12 +255,18 @@ def driver_values(conn: Connection, table: Table, name: str, column: list[Any]) 
     column's type as SQLAlchemy would (JSON, UTC datetimes): for statements given to the
     driver's `executemany` straight, without SQLAlchemy's per-row parameter handling."""
     process = table.c[name].type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    if process is None:
+    if process is None or _written(column):
         return column
     if column and isinstance(column[0], datetime):  # mostly one time for all rows: once
         converted = {value: process(value) for value in set(column)}
         return [converted[value] for value in column]
     return [process(value) for value in column]
+
+
+def _written(column: list[Any]) -> bool:
+    """Whether every value of a JSON column is its text already (`JSONText`), which
+    the column's own conversion would hand on as it is."""
+    return bool(column) and type(column[0]) is JSONText and all(type(v) is JSONText for v in column)
 
 
 def _unique(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> bool:

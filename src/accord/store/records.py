@@ -11,10 +11,9 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Text, and_, bindparam, cast, func, select, tuple_, update
 
-from accord.hlc import millis
 from accord.store import clock, queue
 from accord.store.dialect import insert_rows, keys_in, next_ids, one_of
-from accord.store.engine import json_value
+from accord.store.engine import JSONText, json_value
 from accord.store.tables import (
     canonical_record,
     load,
@@ -40,15 +39,17 @@ class Head:
 
 @dataclass(frozen=True)
 class NewVersion:
-    """A source record version to store, with its canonical form."""
+    """A source record version to store, with its canonical form: the documents as JSON
+    text (written by the process that mapped the record, `intake/parallel.py`)."""
 
     source_id: str
     version: int
     content_hash: str
-    payload: dict[str, Any]
+    payload: JSONText
     entity_type: str
-    data: dict[str, Any]
-    issues: list[dict[str, Any]]
+    data: JSONText
+    issues: JSONText
+    changed_ms: int | None  # when the source changed it (`source_updated_at`), in ms
 
 
 @dataclass(frozen=True)
@@ -239,9 +240,7 @@ def store_versions(
     if not versions:
         return
     now = utcnow()
-    stamps = clock.stamp(
-        conn, [_source_ms(v.data.get("source_updated_at")) for v in versions], max_skew=max_skew
-    )
+    stamps = clock.stamp(conn, [v.changed_ms for v in versions], max_skew=max_skew)
     source_ids = next_ids(conn, source_record, len(versions))
     canonical_ids = next_ids(conn, canonical_record, len(versions))
     insert_rows(
@@ -257,9 +256,9 @@ def store_versions(
                 "content_hash": v.content_hash,
                 "payload": v.payload,
                 "received_at": now,
-                "hlc": received.stamp.text(),
+                "hlc": stamp,
             }
-            for v, source_id, received in zip(versions, source_ids, stamps, strict=True)
+            for v, source_id, stamp in zip(versions, source_ids, stamps, strict=True)
         ],
     )
     insert_rows(
@@ -300,16 +299,6 @@ def store_versions(
     _enqueue(conn, system, versions)
 
 
-def _source_ms(value: Any) -> int | None:
-    """A canonical `source_updated_at` (ISO text) in milliseconds; None if absent."""
-    if not value:
-        return None
-    try:
-        return millis(datetime.fromisoformat(str(value)))
-    except ValueError:
-        return None
-
-
 @dataclass(frozen=True)
 class Remap:
     """An unchanged source record mapped again by a new mapping version."""
@@ -317,8 +306,8 @@ class Remap:
     source_id: str
     source_record_id: int
     entity_type: str
-    data: dict[str, Any]
-    issues: list[dict[str, Any]]
+    data: JSONText
+    issues: JSONText
 
 
 def store_remaps(
