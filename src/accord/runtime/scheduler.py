@@ -324,8 +324,8 @@ def _noted_pause(counts: dict[str, int], consumer: broker.Consumer) -> None:
         counts["paused_seconds"] = round(consumer.paused_seconds())
     pause = consumer.pause
     if pause is None:
-        counts.pop("paused_backlog", None)
-        counts.pop("paused_bound", None)
+        for key in schedule_store.IN_FORCE:
+            counts.pop(key, None)
     else:
         counts["paused_backlog"] = pause.backlog
         counts["paused_bound"] = pause.bound

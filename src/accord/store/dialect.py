@@ -266,7 +266,7 @@ def driver_values(conn: Connection, table: Table, name: str, column: list[Any]) 
 def _written(column: list[Any]) -> bool:
     """Whether every value of a JSON column is its text already (`JSONText`), which
     the column's own conversion would hand on as it is."""
-    return bool(column) and type(column[0]) is JSONText and all(type(v) is JSONText for v in column)
+    return bool(column) and all(type(v) is JSONText for v in column)
 
 
 def _unique(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> bool:
