@@ -124,6 +124,25 @@ def test_review_show_explains_the_pair(learned: Path) -> None:
     assert f"{explanation['match_weight']:+.2f}" in text
 
 
+def test_a_resolve_queues_pairs_unexplained_and_each_is_explained_when_shown(
+    learned: Path,
+) -> None:
+    """The full resolve stores no explanation with its review pairs (a million records
+    queue some 200,000, most never opened); showing one works it out from the match
+    index and the saved model, and it adds up to the weight the resolve scored."""
+    with sqlite3.connect(learned / ".accord" / "accord.sqlite3") as conn:
+        stored = conn.execute(
+            "SELECT id, explanation, match_weight FROM match_review WHERE status = 'open'"
+            " AND reason = 'uncertain' ORDER BY id LIMIT 3"
+        ).fetchall()
+    assert len(stored) == 3
+    for review_id, explanation, weight in stored:
+        assert json.loads(explanation) == {}
+        shown = _show(learned, review_id)["explanation"]
+        assert abs(shown["match_weight"] - weight) < 1e-3
+        assert shown["comparisons"]
+
+
 @pytest.mark.parametrize(
     ("review_id", "code", "message"),
     [("999999", 1, "no review 999999"), ("abc", 2, "review_id"), ("0", 1, "no review 0")],

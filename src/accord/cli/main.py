@@ -510,7 +510,7 @@ def review_show(
 
     workspace = open_workspace(directory)
     with workspace.engine.connect() as conn:
-        item = service.review(conn, cli_actor(), review_id)
+        item = service.review(conn, cli_actor(), review_id, workspace.project)
     if as_json:
         print_json(item)
         return

@@ -63,8 +63,6 @@ class LearnedResult:
     oversized: list[OversizedBlock]
     pairs_scored: int
     seconds: dict[str, float] = field(default_factory=dict)
-    # with `explain_review`, per review pair: its explanation (see model.explain)
-    review_explanations: list[dict[str, Any]] = field(default_factory=list)
 
 
 class LearnedEngine:
@@ -81,11 +79,9 @@ class LearnedEngine:
         systems: Sequence[str] | None = None,
         progress: Progress | None = None,
         params: ModelParams | None = None,
-        explain_review: bool = False,
     ) -> LearnedResult:
         """Resolve `columns`' records. `systems` names each record's source; `params`
-        reuses a trained model instead of training one; `explain_review` explains every
-        pair that goes to review."""
+        reuses a trained model instead of training one."""
         say = progress or (lambda _: None)
         clock = _Clock()
         sources = _codes(systems) if systems is not None else None
@@ -157,19 +153,7 @@ class LearnedEngine:
             for k in middle[np.argsort(-weights[middle], kind="stable")].tolist()
         ]
         clock.lap("clustering")
-        explanations: list[dict[str, Any]] = []
-        if explain_review and review:
-            say("explaining pairs for review")
-            explanations = explain_pairs(
-                params,
-                comparisons,
-                columns,
-                np.array([link.left for link in review], dtype=np.int64),
-                np.array([link.right for link in review], dtype=np.int64),
-            )
-            clock.lap("explaining")
         return LearnedResult(
-            review_explanations=explanations,
             clusters=clusters,
             links=links,
             review=review,
@@ -469,17 +453,16 @@ class LearnedMatcher:
             columns,
             systems=[record.key[0] for record in records],
             progress=self.progress,
-            explain_review=True,
         )
         self._last = (result.params, columns)
         return MatchResult(
             links=[_as_link(link) for link in result.links],
             pairs_compared=result.pairs_scored,
             oversized_blocks=result.oversized,
-            review=[
-                _as_link(link, explanation)
-                for link, explanation in zip(result.review, result.review_explanations, strict=True)
-            ],
+            # explained when a steward opens one (`steward.service.review`, from the match
+            # index and the saved model), not here: a resolve of a million records queues
+            # some 200,000 pairs for review, most of them never opened
+            review=[_as_link(link) for link in result.review],
             details={
                 "model": result.params.to_dict() if result.params else None,
                 "blocking": result.blocking,

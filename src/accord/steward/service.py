@@ -48,17 +48,37 @@ def queue(
     return Page([_summary(item) for item in items], total, limit, offset)
 
 
-def review(conn: Connection, actor: Actor, review_id: int) -> dict[str, Any]:
+def review(
+    conn: Connection, actor: Actor, review_id: int, project: Project | None = None
+) -> dict[str, Any]:
     """One pair: both records as they are now, their customers, the explanation, and
-    the decision if there is one."""
+    the decision if there is one.
+
+    A pair queued by a full resolve of the learned engine is explained here, with
+    `project`, from the match index and the model saved by that resolve (what
+    `explain_pair` gives for any two records); one queued otherwise carries the
+    explanation it was queued with."""
     require(actor, Permission.MATCHES_READ)
     item = store.get_review(conn, review_id) if 0 < review_id <= MAX_ID else None
     if item is None:
         raise NotFound(f"no review {review_id}", hint="list the queue for the ids")
-    out = _summary(item) | {"explanation": item["explanation"]}
+    out = _summary(item) | {"explanation": _explanation(conn, project, item)}
     out["records"] = [_record(conn, key) for key in _keys(item)]
     out["decision"] = store.decision_of(conn, _pair(item))
     return out
+
+
+def _explanation(conn: Connection, project: Project | None, item: dict[str, Any]) -> Any:
+    """A review's explanation: the one stored with it, else worked out now; empty when
+    there is no model to explain with (the rules engine, or matching settings changed
+    since the last full resolve) or a record has left the match index."""
+    if item["explanation"] or project is None:
+        return item["explanation"]
+    try:
+        resolver = IncrementalResolver(project, store.latest_model(conn))
+        return resolver.explain(conn, *_keys(item))
+    except (IncrementalUnavailable, NotFound):
+        return {}
 
 
 def next_open(conn: Connection, actor: Actor, skipped: Collection[int] = ()) -> int | None:

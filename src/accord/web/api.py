@@ -478,10 +478,13 @@ def list_reviews(
 
 @router.get("/reviews/{review_id}", response_model=Review, tags=["stewardship"])
 def get_review(
-    review_id: RowId, actor: Annotated[Actor, needs(Permission.MATCHES_READ)], conn: ConnDep
+    review_id: RowId,
+    actor: Annotated[Actor, needs(Permission.MATCHES_READ)],
+    conn: ConnDep,
+    ws: Annotated[Workspace, Depends(workspace)],
 ) -> dict[str, Any]:
     """One pair: both records, their customers, the explanation, any decision."""
-    return steward.review(conn, actor, review_id)
+    return steward.review(conn, actor, review_id, ws.project)
 
 
 class PairExplanation(BaseModel):

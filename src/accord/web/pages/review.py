@@ -72,10 +72,11 @@ def review_page(
     review_id: str,
     actor: Reader,
     conn: ConnDep,
+    ws: Annotated[Workspace, Depends(workspace)],
     skipped: str = "",
     last: str = "",
 ) -> HTMLResponse:
-    item = steward.review(conn, actor, _review_id(review_id))
+    item = steward.review(conn, actor, _review_id(review_id), ws.project)
     passed = _skipped(skipped)
     records = item["records"]
     context = {
