@@ -47,13 +47,13 @@ from accord.match.index import IndexPlan, entry_digest, index_keys
 from accord.match.interface import OversizedBlock
 from accord.match.learned import record_columns
 from accord.steward import service
+from accord.store import golden as golden_store
 from accord.store import match_index as index_store
 from accord.store import search, stewardship
 from accord.store.engine import writing
 from accord.store.tables import (
     audit_log,
     crosswalk,
-    golden_record,
     match_count,
     match_entry,
     match_key,
@@ -406,9 +406,11 @@ def _last_seq(engine: Engine) -> int:
 
 
 def _golden(engine: Engine, golden_id: str) -> dict[str, Any]:
+    """A golden record's row, its lineage as read (the stored form unpacked)."""
     with engine.connect() as conn:
-        row = conn.execute(select(golden_record).where(golden_record.c.golden_id == golden_id))
-        return dict(row.one()._mapping)
+        found = golden_store.get(conn, golden_id)
+    assert found is not None
+    return found
 
 
 def _open_reviews(engine: Engine, source_id: str) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from accord.config.models import FieldSurvivorship, SurvivorshipConfig, SystemConfig
 from accord.golden.survivorship import STEWARD, Member, Pin, Survivorship, normal_form
 from accord.hlc import Stamp
+from accord.model import lineage as lineage_form
 
 SYSTEMS = {name: SystemConfig(kind="crm", owner="x") for name in ("crm", "erp", "billing")}
 RECEIVED = datetime(2025, 1, 1, tzinfo=UTC)
@@ -213,6 +214,32 @@ def test_the_outcome_never_depends_on_member_order(
         for m in shuffled
     ]
     assert rules.build(again) == rules.build(members)
+
+
+@given(
+    members=_members(),
+    strategy=st.sampled_from(STRATEGIES),
+    pinned=st.sets(st.sampled_from(["city", "email", "tax_id"])),
+    seed=st.integers(0, 10_000),
+)
+def test_the_stored_lineage_packs_and_unpacks_to_the_lineage(
+    members: list[Member], strategy: str, pinned: set[str], seed: int
+) -> None:
+    """What a resolve stores (`build_packed`) is what `model.lineage.pack` makes of the
+    lineage, read in any order of its fields (PostgreSQL's JSONB keeps an order of its
+    own), and `unpack` gives the lineage back, steward overrides and all."""
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    pins = {field: Pin(f"pinned {field}", "why", "stewie", at) for field in pinned}
+    rules = _rules(strategy)
+    data, lineage = rules.build(members, pins)
+    same_data, packed = rules.build_packed(members, pins)
+    assert same_data == data
+    assert lineage_form.unpack(data, packed) == lineage
+    fields = list(lineage)
+    random.Random(seed).shuffle(fields)
+    assert lineage_form.pack({field: lineage[field] for field in fields}) == packed
+    listed = [(m["system"], m["source_id"]) for m in packed["members"]]
+    assert len(listed) == len(set(listed))  # each record once
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

@@ -30,6 +30,7 @@ from accord.match.decisions import Decision, apply_decisions
 from accord.match.features import features_of, set_employer
 from accord.match.index import IndexPlan
 from accord.match.interface import OversizedBlock
+from accord.model import lineage as lineage_form
 from accord.store import golden as golden_store
 from accord.store import outbox, stewardship, tables
 from accord.store import overrides as override_store
@@ -489,7 +490,7 @@ def _change(
         "golden_id": golden_id,
         "change": change,
         "data": golden["data"],
-        "sources": outbox.sources_of(golden["data"], golden["lineage"]),
+        "sources": lineage_form.sources(golden["data"], golden["lineage"]),
         "fields": fields,
     }
 
@@ -553,7 +554,7 @@ def golden_content(
     members: Sequence[Member],
     pins: Mapping[str, Pin] | None = None,
 ) -> dict[str, Any]:
-    data, lineage = survivorship.build(members, pins)
+    data, lineage = survivorship.build_packed(members, pins)  # lineage as stored
     member_keys = sorted(f"{m.system}/{m.source_id}" for m in members)
     fingerprint = digest([data, lineage, member_keys])
     name = display_name(data)

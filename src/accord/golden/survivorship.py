@@ -32,6 +32,7 @@ from typing import Any
 
 from accord.config.models import Strategy, SurvivorshipConfig, SystemConfig
 from accord.hlc import Stamp, was_clamped
+from accord.model import lineage as lineage_form
 from accord.model.customer import CUSTOMER_FIELDS, FIELDS_BY_NAME, FieldType
 from accord.standardize import name_key
 
@@ -142,6 +143,14 @@ class Survivorship:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The golden values and, per field, their lineage; `pins` (field -> a steward's
         override) win over the strategies."""
+        data, packed = self.build_packed(members, pins)
+        return data, lineage_form.unpack(data, packed)
+
+    def build_packed(
+        self, members: Sequence[Member], pins: Mapping[str, Pin] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """`build`, with the lineage in the form it is stored in (`model.lineage`): each
+        winning record named once."""
         # by system and source id: the last tie-break, and what makes the outcome
         # independent of the order members come in
         stable = sorted(members, key=lambda m: (m.system, m.source_id))
@@ -150,6 +159,7 @@ class Survivorship:
         newest: dict[int, int] | None = None  # by the clock, worked out when first needed
         data: dict[str, Any] = {}
         lineage: dict[str, Any] = {}
+        winners = _Winners()
         for field in PUBLISHED_FIELDS:
             pin = pins.get(field) if pins else None
             strategy = self._strategy[field]
@@ -180,26 +190,21 @@ class Survivorship:
                 continue
             value = winner.data[field]
             data[field] = value
-            entry = {
-                "value": value,
-                "system": winner.system,
-                "source_id": winner.source_id,
-                "source_record_id": winner.source_record_id,
-                "canonical_record_id": winner.canonical_record_id,
-                "mapping_version": winner.mapping_version,
-                "observed_at": winner.observed_at,
+            entry: dict[str, Any] = {
+                "member": winners.at(winner),
                 "rule": rule,
                 "candidates": len(candidates),
-                "alternatives": _alternatives(candidates, value, field)
-                if len(candidates) > 1
-                else [],
             }
+            if len(candidates) > 1:
+                alternatives = _alternatives(candidates, value, field)
+                if alternatives:
+                    entry["alternatives"] = alternatives
             if strategy != "source_priority" and winner.hlc is not None:
                 entry["hlc"] = winner.hlc
                 if winner.clamped:
                     entry["clock_clamped"] = True
             lineage[field] = entry
-        return data, lineage
+        return data, {"members": winners.listed, "fields": lineage}
 
     def _by_priority(self, candidates: list[Member], field: str) -> str:
         """Sort `candidates` (newest first by observed time) by source rank, in place;
@@ -217,6 +222,31 @@ class Survivorship:
         if winner.observed_at != rival.observed_at:
             return "most_recent"
         return "stable_order"
+
+
+class _Winners:
+    """The member records whose values won, each listed once in the stored lineage."""
+
+    def __init__(self) -> None:
+        self.listed: list[dict[str, Any]] = []
+        self._places: dict[int, int] = {}  # id(member) -> its place in `listed`
+
+    def at(self, member: Member) -> int:
+        """`member`'s place in the list, listing it if it is not yet."""
+        place = self._places.get(id(member))
+        if place is None:
+            place = self._places[id(member)] = len(self.listed)
+            self.listed.append(
+                {
+                    "system": member.system,
+                    "source_id": member.source_id,
+                    "source_record_id": member.source_record_id,
+                    "canonical_record_id": member.canonical_record_id,
+                    "mapping_version": member.mapping_version,
+                    "observed_at": member.observed_at,
+                }
+            )
+        return place
 
 
 # (the rule a criterion decides by, the criterion: lower wins)
@@ -291,9 +321,9 @@ def _dense_ranks(members: Sequence[Member], key: Callable[[Member], Any]) -> dic
 
 
 def _pinned(pin: Pin, candidates: list[Member], field: str) -> dict[str, Any]:
+    """A steward's override's lineage entry, as stored (its value is the golden value)."""
     at = pin.set_at.isoformat()
     return {
-        "value": pin.value,
         "system": STEWARD,
         "source_id": pin.set_by,
         "source_record_id": None,

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, select, update
 
+from accord.model import lineage
 from accord.store import search
 from accord.store.dialect import insert_rows, keys_in
 from accord.store.records import LOOKUP_CHUNK
@@ -95,7 +96,7 @@ def content_of(
                 golden_record.c.status == "active",
             )
         )
-        found.update({r.golden_id: (r.data, r.lineage) for r in rows})
+        found.update({r.golden_id: (r.data, lineage.unpack(r.data, r.lineage)) for r in rows})
     return found
 
 
@@ -186,8 +187,13 @@ def unlink(conn: Connection, keys: Sequence[Key]) -> None:
 
 
 def get(conn: Connection, golden_id: str) -> dict[str, Any] | None:
+    """A golden record's row, its lineage as read (`model.lineage.unpack`)."""
     row = conn.execute(select(golden_record).where(golden_record.c.golden_id == golden_id)).first()
-    return dict(row._mapping) if row is not None else None
+    if row is None:
+        return None
+    found = dict(row._mapping)
+    found["lineage"] = lineage.unpack(found["data"], found["lineage"])
+    return found
 
 
 def members(conn: Connection, golden_id: str) -> list[dict[str, Any]]:
