@@ -72,10 +72,11 @@ from accord.demo.generator import generate
 from accord.demo.run import inputs, write_project
 from accord.digest import digest as content_digest
 from accord.golden import incremental as golden_incremental
+from accord.golden.content import golden_content
 from accord.golden.incremental import IncrementalResolver, Matched
 from accord.golden.match_index import sync_index
 from accord.golden.relationships import referenced_employers
-from accord.golden.resolve import ResolveReport, golden_content
+from accord.golden.resolve import ResolveReport
 from accord.golden.survivorship import Member, Survivorship
 from accord.govern.audit import record as audit
 from accord.intake.mapping import MappedRecord, RecordMapper

@@ -50,7 +50,7 @@ from benchmarks.pipeline import fresh_schema, machine
 from accord.demo import _vocab as vocab
 from accord.demo.generator import _pools
 from accord.golden import customers
-from accord.golden.resolve import search_text
+from accord.golden.content import search_text
 from accord.govern.permissions import Actor, Role
 from accord.store import golden as golden_store
 from accord.store import search as search_store

@@ -68,6 +68,14 @@ class Settings(BaseSettings):
         "uses more cores for the push API (each keeps its own in-memory rate limits: "
         "use Redis to share them)",
     )
+    resolve_workers: int | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="processes that build golden records while a full resolve writes them "
+        "(0: the resolving process builds them); unset: one for a resolve of 20,000 "
+        "customers or more",
+    )
     load_workers: int | None = Field(
         None,
         ge=0,

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, text
 
 from accord.errors import InputRejected
 from accord.golden import customers
-from accord.golden.resolve import display_name, search_text
+from accord.golden.content import display_name, search_text
 from accord.govern.permissions import Actor, Role
 from accord.store import golden as golden_store
 from accord.store import search as search_store

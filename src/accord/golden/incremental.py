@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine
 
 from accord.config.loader import Project
 from accord.errors import Conflict, NotFound
+from accord.golden.content import golden_content, member_of
 from accord.golden.match_index import drop_entries, sync_index
 from accord.golden.relationships import referenced_employer, refresh
 from accord.golden.resolve import (
@@ -30,8 +31,7 @@ from accord.golden.resolve import (
     ResolveReport,
     Scope,
     completed,
-    golden_content,
-    member_of,
+    one_by_one,
     write_clusters,
 )
 from accord.golden.survivorship import Survivorship
@@ -311,8 +311,10 @@ class IncrementalResolver:
             actor=actor,
             entity=self.project.config.entity,
             keys=groups,
-            content=lambda i, pins: golden_content(
-                self.survivorship, [member_of(records[key]) for key in groups[i]], pins
+            content=one_by_one(
+                lambda i, pins: golden_content(
+                    self.survivorship, [member_of(records[key]) for key in groups[i]], pins
+                )
             ),
             evidence=evidence,
             report=report,

@@ -17,12 +17,12 @@ from sqlalchemy import Connection
 
 from accord.config.loader import Project
 from accord.errors import Conflict, InputRejected, NotFound
+from accord.golden.content import golden_content, member_of
 from accord.golden.resolve import (
     MATCHING_LOCK,
     ResolveReport,
     Scope,
-    golden_content,
-    member_of,
+    one_by_one,
     write_clusters,
 )
 from accord.golden.survivorship import PUBLISHED_FIELDS, Survivorship
@@ -240,8 +240,10 @@ def _rebuild(
         actor=actor.label,
         entity=project.config.entity,
         keys=[members],
-        content=lambda _, pins: golden_content(
-            survivorship, [member_of(records[key]) for key in members], pins
+        content=one_by_one(
+            lambda _, pins: golden_content(
+                survivorship, [member_of(records[key]) for key in members], pins
+            )
         ),
         evidence=scope.evidence(),
         report=ResolveReport(),

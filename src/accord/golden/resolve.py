@@ -10,7 +10,8 @@ from __future__ import annotations
 import gc
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,11 +19,12 @@ from sqlalchemy import Connection, Engine
 
 from accord.config import versions
 from accord.config.loader import Project
-from accord.digest import digest
+from accord.golden.content import golden_content, member_of
 from accord.golden.ids import assign_ids
 from accord.golden.match_index import sync_index
+from accord.golden.parallel import Batch, ContentPool
 from accord.golden.relationships import referenced_employers, stating, sync_all
-from accord.golden.survivorship import Member, Pin, Survivorship
+from accord.golden.survivorship import Pin, Survivorship
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.match import Link, Matcher, MatchRecord, build_matcher
 from accord.match.clusters import clusters as connected
@@ -30,7 +32,7 @@ from accord.match.decisions import Decision, apply_decisions
 from accord.match.features import features_of, set_employer
 from accord.match.index import IndexPlan
 from accord.match.interface import OversizedBlock
-from accord.model import lineage as lineage_form
+from accord.settings import Settings
 from accord.store import golden as golden_store
 from accord.store import outbox, stewardship, tables
 from accord.store import overrides as override_store
@@ -137,20 +139,18 @@ def resolve(
                 matched.index = None  # let the features go: they are not needed again
 
             clock.start("golden")
-            survivorship = Survivorship(project.config.survivorship, project.config.systems)
             scope = Scope.everything(conn)
-            events = write_clusters(
-                conn,
-                actor=actor,
-                entity=project.config.entity,
-                keys=keys,
-                content=lambda i, pins: golden_content(
-                    survivorship, [member_of(stored[j].record()) for j in groups[i]], pins
-                ),
-                evidence=evidence,
-                report=report,
-                scope=scope,
-            )
+            with _golden_builder(project, stored, groups) as content:
+                events = write_clusters(
+                    conn,
+                    actor=actor,
+                    entity=project.config.entity,
+                    keys=keys,
+                    content=content,
+                    evidence=evidence,
+                    report=report,
+                    scope=scope,
+                )
             # records no longer current (a withdrawn load created them) leave the crosswalk
             gone = [key for key in scope.current if key not in report.assignment]
             golden_store.unlink(conn, gone)
@@ -201,20 +201,6 @@ def _read(conn: Connection, entity: str) -> _Read:
         if view is not None:
             read.stating[key] = view
     return read
-
-
-def member_of(current: record_store.CurrentRecord) -> Member:
-    """A current record as survivorship sees it."""
-    return Member(
-        current.system,
-        current.source_id,
-        current.source_record_id,
-        current.canonical_record_id,
-        current.mapping_version,
-        current.data,
-        current.received_at,
-        current.hlc,
-    )
 
 
 @dataclass
@@ -368,17 +354,18 @@ def write_clusters(
     actor: str,
     entity: str,
     keys: list[list[Key]],
-    content: Callable[[int, Mapping[str, Pin]], dict[str, Any]],
+    content: Contents,
     evidence: Evidence,
     report: ResolveReport,
     scope: Scope,
 ) -> list[AuditEvent]:
     """Keep golden ids, write changed golden records and links, retire ids; returns the
-    audit events (the caller records them with its own summary). `content(i, pins)`
-    builds the golden content of cluster `i` with the stewards' overrides of its
-    customer (`golden_content`); it is asked for a batch of clusters at a time, and what
-    it returns is written and let go before the next batch. Overrides of customers
-    merged away follow them (`store.overrides.follow_merges`)."""
+    audit events (the caller records them with its own summary). `content` builds the
+    golden content of batches of clusters (positions in `keys`) with the stewards'
+    overrides of their customers (`golden_content`; `one_by_one` here, or
+    `golden.parallel.ContentPool` beside); what it gives is written and let go before
+    the next batch. Overrides of customers merged away follow them
+    (`store.overrides.follow_merges`)."""
     current, fingerprints, previous_ids = scope.current, scope.fingerprints, scope.previous
     ids = assign_ids(
         keys,
@@ -392,9 +379,16 @@ def write_clusters(
         override_store.pins_of(conn, set(ids.cluster_ids) | set(ids.merged)), ids.merged
     )
     events: list[AuditEvent] = []
-    for start in range(0, len(keys), WRITE_BATCH):
-        batch = range(start, min(start + WRITE_BATCH, len(keys)))
-        built = {i: content(i, _pins(pinned.pins.get(ids.cluster_ids[i]))) for i in batch}
+    batches = (
+        [
+            (i, _pins(pinned.pins.get(ids.cluster_ids[i])))
+            for i in range(start, min(start + WRITE_BATCH, len(keys)))
+        ]
+        for start in range(0, len(keys), WRITE_BATCH)
+    )
+    for asked, contents in content(batches):
+        built = {i: golden for (i, _), golden in zip(asked, contents, strict=True)}
+        batch = list(built)
         changed = [
             ids.cluster_ids[i]
             for i in batch
@@ -405,19 +399,16 @@ def write_clusters(
         inserts, updates, changes = [], [], []
         for i in batch:
             golden_id, golden = ids.cluster_ids[i], built[i]
-            row = golden | {"golden_id": golden_id, "entity_type": entity}
+            row = {name: golden[name] for name in GOLDEN_COLUMNS}
+            row |= {"golden_id": golden_id, "entity_type": entity}
             if golden_id in ids.new_ids:
                 inserts.append(row)
                 events.append(_event(AuditAction.GOLDEN_CREATED, golden_id, golden))
                 changes.append(_change(outbox.CREATED, golden_id, golden, None))
             elif golden_id in previous:
                 updates.append(row)
-                was = previous[golden_id]
-                fields = sorted(
-                    k
-                    for k in golden["data"].keys() | was.keys()
-                    if golden["data"].get(k) != was.get(k)
-                )
+                was, now = previous[golden_id], _document(golden["data"])
+                fields = sorted(k for k in now.keys() | was.keys() if now.get(k) != was.get(k))
                 events.append(
                     _event(AuditAction.GOLDEN_UPDATED, golden_id, golden, {"fields": fields})
                 )
@@ -490,7 +481,7 @@ def _change(
         "golden_id": golden_id,
         "change": change,
         "data": golden["data"],
-        "sources": lineage_form.sources(golden["data"], golden["lineage"]),
+        "sources": golden["sources"],
         "fields": fields,
     }
 
@@ -549,46 +540,55 @@ def kind_of(record: MatchRecord) -> dict[str, str]:
     return {"kind": record.kind} if record.kind else {}
 
 
-def golden_content(
-    survivorship: Survivorship,
-    members: Sequence[Member],
-    pins: Mapping[str, Pin] | None = None,
-) -> dict[str, Any]:
-    data, lineage = survivorship.build_packed(members, pins)  # lineage as stored
-    member_keys = sorted(f"{m.system}/{m.source_id}" for m in members)
-    fingerprint = digest([data, lineage, member_keys])
-    name = display_name(data)
-    return {
-        "display_name": name,
-        "search_text": search_text(name, data, member_keys),
-        "data": data,
-        "lineage": lineage,
-        "member_count": len(members),
-        "fingerprint": fingerprint,
-    }
+# the columns of golden_record that golden content gives
+GOLDEN_COLUMNS = (
+    "display_name",
+    "search_text",
+    "data",
+    "lineage",
+    "member_count",
+    "fingerprint",
+)
+# builds golden content for batches of clusters, giving each batch back with it
+Contents = Callable[[Iterable[Batch]], Iterator[tuple[Batch, list[dict[str, Any]]]]]
+# clusters from this many on, a full resolve builds golden content on a process of its own
+PARALLEL_FROM = 20_000
 
 
-def search_text(name: str, data: dict[str, Any], member_keys: Sequence[str]) -> str:
-    """What customer search looks in: the name, contact points, city, tax id, postcode
-    and the member records' keys (system/source id), casefolded."""
-    searchable = [
-        name,
-        data.get("email"),
-        data.get("phone"),
-        data.get("city"),
-        data.get("tax_id"),
-        data.get("postcode"),
-        *member_keys,
-    ]
-    return " ".join(str(s) for s in searchable if s).casefold()
+def one_by_one(content: Callable[[int, Mapping[str, Pin]], dict[str, Any]]) -> Contents:
+    """Golden content built in this process, `content(i, pins)` a cluster at a time."""
+
+    def build(batches: Iterable[Batch]) -> Iterator[tuple[Batch, list[dict[str, Any]]]]:
+        for batch in batches:
+            yield batch, [content(i, pins) for i, pins in batch]
+
+    return build
 
 
-def display_name(data: dict[str, Any]) -> str:
-    if data.get("kind") == "organization" and data.get("organization_name"):
-        parts = [data["organization_name"], data.get("legal_form")]
-    else:
-        parts = [data.get("given_name"), data.get("family_name")]
-    return " ".join(str(p) for p in parts if p) or data.get("email") or "(no name)"
+@contextmanager
+def _golden_builder(
+    project: Project, stored: Sequence[CurrentDocument], groups: Sequence[Sequence[int]]
+) -> Iterator[Contents]:
+    """How a full resolve builds golden content: on a process of its own beside this
+    one (`golden.parallel`), for PARALLEL_FROM clusters or more unless
+    ACCORD_RESOLVE_WORKERS is 0, else here."""
+    config = project.config
+    wanted = Settings().resolve_workers
+    if wanted == 0 or (wanted is None and len(groups) < PARALLEL_FROM):
+        survivorship = Survivorship(config.survivorship, config.systems)
+        yield one_by_one(
+            lambda i, pins: golden_content(
+                survivorship, [member_of(stored[j].record()) for j in groups[i]], pins
+            )
+        )
+        return
+    with ContentPool(config.survivorship, config.systems, stored, groups) as pool:
+        yield pool.build
+
+
+def _document(value: Any) -> Any:
+    """A golden document as a value, from its JSON text if it came so (`golden.parallel`)."""
+    return json_value(value) if isinstance(value, JSONText) else value
 
 
 def _explained(matcher: Matcher, links: list[Link]) -> list[Link]:

@@ -48,7 +48,9 @@ _CROSSWALK = sa.table(
 
 
 def upgrade() -> None:
-    _rewrite(lambda _, lineage: pack(lineage))
+    # unpacked first: a record written packed already (by this code, in a store migrated
+    # step by step behind it) is packed as it was
+    _rewrite(lambda data, lineage: pack(unpack(data, lineage)))
 
 
 def downgrade() -> None:

@@ -1,0 +1,120 @@
+"""Golden content built on another process, ahead of the writes of a full resolve.
+
+A full resolve's golden stage builds each customer's golden record (reading its
+records' data, survivorship, the fingerprint, the documents' JSON) and writes it, with
+its crosswalk rows, search entry, outbox change and audit event. The building needs
+nothing from the store, so a process of its own does it a batch of customers ahead,
+while this one writes: at a million records the stage took 125 s in one process
+(`benchmarks/README.md`). A resolve is the same either way; only its speed differs.
+
+The process is a new interpreter (`spawn`: safe beside threads), handed the project's
+survivorship settings; it receives each batch's member records as stored (their data as
+JSON text) with the stewards' pins, and gives back each customer's content with its
+documents as JSON text already (`JSONText`), which the store hands to the database as
+it is. At most `ahead` batches are in flight. A process that dies (killed, out of
+memory) fails the resolve, whose transaction then writes nothing.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from accord.config.models import SurvivorshipConfig, SystemConfig
+from accord.errors import AccordError
+from accord.golden.content import golden_content, member_of
+from accord.golden.survivorship import Pin, Survivorship
+from accord.runtime.heap import freeze_once
+from accord.store.engine import JSONText
+from accord.store.records import CurrentDocument
+
+# clusters to build (by position in the resolve's list) with their stewards' pins
+Batch = Sequence[tuple[int, Mapping[str, Pin]]]
+# what a batch's customers' members are, as stored, with their pins
+_Work = list[tuple[list[CurrentDocument], Mapping[str, Pin]]]
+# the documents of golden content that go to the store as JSON text
+WRITTEN = ("data", "lineage", "sources")
+
+
+class ContentLost(AccordError):
+    """The process building golden content stopped in the middle of a resolve."""
+
+
+class ContentPool:
+    """One process building golden content for the clusters of `groups` (positions in
+    `stored`); use as a context manager."""
+
+    def __init__(
+        self,
+        survivorship: SurvivorshipConfig,
+        systems: dict[str, SystemConfig],
+        stored: Sequence[CurrentDocument],
+        groups: Sequence[Sequence[int]],
+        *,
+        ahead: int = 2,
+    ) -> None:
+        self.stored = stored
+        self.groups = groups
+        self.ahead = ahead
+        self._executor = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start,
+            initargs=(survivorship, systems),
+        )
+
+    def __enter__(self) -> ContentPool:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def build(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, list[dict[str, Any]]]]:
+        """Each batch with its customers' golden content, in the order given
+        (`golden.resolve.write_clusters` asks for it so)."""
+        pending: deque[tuple[Batch, Future[list[dict[str, Any]]]]] = deque()
+        try:
+            for batch in batches:
+                work = [([self.stored[j] for j in self.groups[i]], pins) for i, pins in batch]
+                pending.append((batch, self._executor.submit(_build, work)))
+                if len(pending) > self.ahead:
+                    done, future = pending.popleft()
+                    yield done, future.result()
+            while pending:
+                done, future = pending.popleft()
+                yield done, future.result()
+        except BrokenProcessPool as exc:
+            raise ContentLost(
+                "the process building golden records stopped in the middle of the resolve "
+                "(killed, or out of memory); nothing of this resolve was written",
+                hint="run the resolve again; set ACCORD_RESOLVE_WORKERS=0 to build golden "
+                "records in the resolving process",
+            ) from exc
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+
+_survivorship: Survivorship | None = None  # in the worker: built once, from its settings
+
+
+def _start(config: SurvivorshipConfig, systems: dict[str, SystemConfig]) -> None:
+    global _survivorship  # noqa: PLW0603  (one per worker process, built once)
+    _survivorship = Survivorship(config, systems)
+    freeze_once()  # the process's start, out of the full collections (runtime/heap.py)
+
+
+def _build(work: _Work) -> list[dict[str, Any]]:
+    if _survivorship is None:
+        raise RuntimeError("a golden content worker was not started with its settings")
+    built = []
+    for documents, pins in work:
+        content = golden_content(_survivorship, [member_of(d.record()) for d in documents], pins)
+        for name in WRITTEN:
+            content[name] = JSONText.of(content[name])
+        built.append(content)
+    return built
