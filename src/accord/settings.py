@@ -72,9 +72,10 @@ class Settings(BaseSettings):
         None,
         ge=0,
         le=1,
-        description="processes that build golden records while a full resolve writes them "
-        "(0: the resolving process builds them); unset: one for a resolve of 20,000 "
-        "customers or more",
+        description="processes beside a full resolve that work out the match index's "
+        "keys while it matches and build golden records while it writes them (0: the "
+        "resolving process does both); unset: one from 100,000 records (keys) and 20,000 "
+        "customers (golden records) on",
     )
     load_workers: int | None = Field(
         None,

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select
 from accord.config import load_project
 from accord.config.loader import Project
 from accord.demo.generator import CRM_FILE, generate
-from accord.demo.run import inputs
+from accord.demo.run import inputs, write_project
 from accord.golden.content import golden_content, member_of
 from accord.golden.parallel import ContentLost, ContentPool
 from accord.golden.resolve import GOLDEN_COLUMNS, ResolveReport, resolve
@@ -26,7 +26,15 @@ from accord.intake.load import load_file
 from accord.store.engine import make_engine
 from accord.store.migrate import upgrade
 from accord.store.records import CurrentDocument, current_documents
-from accord.store.tables import audit_log, crosswalk, golden_change, golden_record
+from accord.store.tables import (
+    audit_log,
+    crosswalk,
+    golden_change,
+    golden_record,
+    match_count,
+    match_entry,
+    match_key,
+)
 from tests.migrated import store_at
 
 
@@ -47,12 +55,29 @@ def _state(engine: Engine) -> dict[str, Any]:
                    golden_change.c.sources, golden_change.c.fields)
             .order_by(golden_change.c.id)
         ).all()  # fmt: skip
+        entries = conn.execute(
+            select(match_entry.c.system, match_entry.c.source_id, match_entry.c.features,
+                   match_entry.c.digest)
+            .order_by(match_entry.c.system, match_entry.c.source_id)
+        ).all()  # fmt: skip
+        keys = conn.execute(
+            select(match_entry.c.system, match_entry.c.source_id, match_key.c.key_hash)
+            .join(match_key, match_key.c.entry_id == match_entry.c.id)
+            .order_by(match_entry.c.system, match_entry.c.source_id, match_key.c.key_hash)
+        ).all()
+        counts = conn.execute(select(match_count).order_by(match_count.c.key_hash)).all()
         audit = conn.execute(
             select(audit_log.c.action, audit_log.c.subject_id, audit_log.c.details)
             .where(audit_log.c.action.like("golden.%"))
             .order_by(audit_log.c.seq)
         ).all()
-    return {"golden": golden, "links": links, "changes": changes, "audit": audit}
+    return {
+        "golden": golden,
+        "links": links,
+        "changes": changes,
+        "audit": audit,
+        "index": (entries, keys, counts),
+    }
 
 
 def _counts(report: ResolveReport) -> tuple[int, int, int]:
@@ -104,12 +129,18 @@ def test_golden_records_built_beside_are_what_survivorship_makes_here(
         assert all(c.sources and "city" in (c.fields or ["city"]) for c in updates)
 
 
-def test_a_resolve_writes_the_same_with_golden_records_built_beside_or_here(
-    demo_project_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("engine_kind", ["rules", "learned"])
+def test_a_resolve_writes_the_same_with_work_done_beside_or_here(
+    engine_kind: str, demo_project_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two copies of one SQLite store (the same records, received at the same times),
-    resolved each way three times: every row written is the same."""
-    project = load_project(demo_project_dir)
+    resolved each way three times: every row written is the same, golden records and
+    (with the learned engine, whose match index keys are worked out beside) the index."""
+    if engine_kind == "learned":
+        write_project(tmp_path / "learned")
+        project = load_project(tmp_path / "learned")
+    else:
+        project = load_project(demo_project_dir)
     data = tmp_path / "data"
     generate(data, seed=13, customers=150)
     loaded = tmp_path / "loaded.sqlite3"
@@ -132,6 +163,7 @@ def test_a_resolve_writes_the_same_with_golden_records_built_beside_or_here(
         states[workers] = (reports, _state(store))
         store.dispose()
     assert states["1"] == states["0"]
+    assert bool(states["1"][1]["index"][0]) == (engine_kind == "learned")
 
 
 def _moved(data: Path, folder: Path) -> Path:

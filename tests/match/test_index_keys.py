@@ -26,6 +26,7 @@ from accord.match.index import (
     _keys,
     entry_digest,
     index_keys,
+    joined,
     settings_digest,
     text_key,
     total_key,
@@ -284,3 +285,26 @@ def test_distinct_combinations_are_found_with_folded_codes_and_without(
             held = first[inverse[row]]
             assert combinations[held] == combination
             assert held == combinations.index(combination)  # the first row holding it
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(record_strategy, min_size=1, max_size=SMALL + 40), st.data())
+def test_the_keys_of_parts_joined_are_the_keys_of_the_whole(
+    records: list[dict[str, str]], data: st.DataObject
+) -> None:
+    """What a full resolve's process beside works out a part at a time
+    (`golden.parallel.KeysBeside`), joined, is what the whole would have."""
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(records)), max_size=4)) | {len(records)})
+    parts, start = [], 0
+    for end in cuts:
+        parts.append(index_keys(PLAN, record_columns(records[start:end])))
+        start = end
+    whole, together = index_keys(PLAN, record_columns(records)), joined(parts)
+    assert together.totals == whole.totals
+    for (keys, present), (one_keys, one_present) in zip(
+        [*together.blocks, *together.terms], [*whole.blocks, *whole.terms], strict=True
+    ):
+        assert present.tolist() == one_present.tolist()
+        assert keys[present].tolist() == one_keys[one_present].tolist()
+    for i in range(len(records)):
+        assert together.counted_keys(i) == whole.counted_keys(i)

@@ -1,4 +1,5 @@
-"""Golden content built on another process, ahead of the writes of a full resolve.
+"""Work of a full resolve done on another process beside it: golden content built
+ahead of its writes, and the match index's keys worked out while it matches.
 
 A full resolve's golden stage builds each customer's golden record (reading its
 records' data, survivorship, the fingerprint, the documents' JSON) and writes it, with
@@ -28,6 +29,8 @@ from accord.config.models import SurvivorshipConfig, SystemConfig
 from accord.errors import AccordError
 from accord.golden.content import golden_content, member_of
 from accord.golden.survivorship import Pin, Survivorship
+from accord.match.index import IndexKeys, IndexPlan, index_keys, joined
+from accord.match.learned import record_columns
 from accord.runtime.heap import freeze_once
 from accord.store.engine import JSONText
 from accord.store.records import CurrentDocument
@@ -118,3 +121,38 @@ def _build(work: _Work) -> list[dict[str, Any]]:
             content[name] = JSONText.of(content[name])
         built.append(content)
     return built
+
+
+KEYS_PART = 100_000  # records whose index keys are worked out, and sent back, at a time
+
+
+class KeysBeside:
+    """The match index's keys of a full resolve's records (`match.index.index_keys`),
+    worked out on a process of its own while this one matches them: a hundred thousand
+    records at a time, so that neither process holds every record's features twice.
+    The features must not change once given (the resolve gives them their last state:
+    the employer and the kind set)."""
+
+    def __init__(self, plan: IndexPlan, features: Sequence[dict[str, str]]) -> None:
+        executor = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=freeze_once,
+        )
+        self._parts = [
+            executor.submit(_index_keys, plan, list(features[start : start + KEYS_PART]))
+            for start in range(0, len(features), KEYS_PART)
+        ]
+        executor.shutdown(wait=False)  # the process ends when the parts are done
+
+    def result(self) -> IndexKeys | None:
+        """The keys of every record, in order; None if the process died (the resolve
+        then works them out itself, as it does without one)."""
+        try:
+            return joined([part.result() for part in self._parts]) if self._parts else None
+        except BrokenProcessPool:
+            return None
+
+
+def _index_keys(plan: IndexPlan, features: list[dict[str, str]]) -> IndexKeys:
+    return index_keys(plan, record_columns(features))

@@ -22,7 +22,7 @@ from accord.config.loader import Project
 from accord.golden.content import golden_content, member_of
 from accord.golden.ids import assign_ids
 from accord.golden.match_index import sync_index
-from accord.golden.parallel import Batch, ContentPool
+from accord.golden.parallel import Batch, ContentPool, KeysBeside
 from accord.golden.relationships import referenced_employers, stating, sync_all
 from accord.golden.survivorship import Pin, Survivorship
 from accord.govern.audit import AuditAction, AuditEvent, record
@@ -135,8 +135,9 @@ def resolve(
             removed_at = work_queue.remove_covered(conn, project.config.entity)
             clock.start("index")
             if matched.index is not None:
-                sync_index(conn, matched.index[0], matched.index[1], complete=True)
-                matched.index = None  # let the features go: they are not needed again
+                planned = matched.keys.result() if matched.keys is not None else None
+                sync_index(conn, matched.index[0], matched.index[1], complete=True, planned=planned)
+                matched.index = matched.keys = None  # the features and keys: done with
 
             clock.start("golden")
             scope = Scope.everything(conn)
@@ -209,6 +210,7 @@ class _Matched:
     review: list[dict[str, Any]]  # pairs for the review queue
     index: tuple[IndexPlan, list[tuple[Key, int, dict[str, str]]]] | None  # entries to keep
     model: dict[str, Any] | None  # the learned model, to save
+    keys: KeysBeside | None = None  # the entries' keys, worked out beside, when they are
 
 
 def _match(
@@ -224,6 +226,15 @@ def _match(
     # a person's employer, when only the account it references names it
     for key, employer in referenced_employers(read.stating.items()).items():
         set_employer(match_records[index[key]].features, employer)
+    plan = IndexPlan.of(project.config.match) if project.config.match.engine == "learned" else None
+    beside = None
+    if plan is not None:
+        # the features, with the kind, become the index's entries (the learned matcher
+        # adds the kind to them as well); their keys are worked out beside while matching
+        for r in match_records:
+            r.features.update(kind_of(r))
+        if _beside(len(match_records), KEYS_FROM):
+            beside = KeysBeside(plan, [r.features for r in match_records])
     matcher = build_matcher(project.config.match)
     result = matcher.link(match_records)
     links, held = apply_decisions(
@@ -253,7 +264,6 @@ def _match(
         }
         for link in [*result.review, *_explained(matcher, held)]
     ]
-    plan = IndexPlan.of(project.config.match) if project.config.match.engine == "learned" else None
     model = None
     if result.details.get("model"):
         model = {
@@ -264,9 +274,6 @@ def _match(
         }
     entries = None
     if plan is not None:
-        # the features, with the kind, become the index's entries: in place, matching is done
-        for r in match_records:
-            r.features.update(kind_of(r))
         entries = (
             plan,
             [
@@ -275,7 +282,7 @@ def _match(
             ],
         )
     read.records = []  # the features live on in the entries, or not at all
-    return _Matched(links, review, entries, model)
+    return _Matched(links, review, entries, model, beside)
 
 
 @dataclass
@@ -553,6 +560,8 @@ GOLDEN_COLUMNS = (
 Contents = Callable[[Iterable[Batch]], Iterator[tuple[Batch, list[dict[str, Any]]]]]
 # clusters from this many on, a full resolve builds golden content on a process of its own
 PARALLEL_FROM = 20_000
+# records from this many on, it works out their match index keys on one while matching
+KEYS_FROM = 100_000
 
 
 def one_by_one(content: Callable[[int, Mapping[str, Pin]], dict[str, Any]]) -> Contents:
@@ -573,8 +582,7 @@ def _golden_builder(
     one (`golden.parallel`), for PARALLEL_FROM clusters or more unless
     ACCORD_RESOLVE_WORKERS is 0, else here."""
     config = project.config
-    wanted = Settings().resolve_workers
-    if wanted == 0 or (wanted is None and len(groups) < PARALLEL_FROM):
+    if not _beside(len(groups), PARALLEL_FROM):
         survivorship = Survivorship(config.survivorship, config.systems)
         yield one_by_one(
             lambda i, pins: golden_content(
@@ -584,6 +592,13 @@ def _golden_builder(
         return
     with ContentPool(config.survivorship, config.systems, stored, groups) as pool:
         yield pool.build
+
+
+def _beside(size: int, threshold: int) -> bool:
+    """Whether a full resolve does work of `size` (customers, records) on a process
+    beside it: ACCORD_RESOLVE_WORKERS=1 always, 0 never, unset from `threshold` on."""
+    wanted = Settings().resolve_workers
+    return bool(wanted) if wanted is not None else size >= threshold
 
 
 def _document(value: Any) -> Any:

@@ -194,6 +194,20 @@ class IndexKeys:
         return found, counts.astype(np.int64)
 
 
+def joined(parts: Sequence[IndexKeys]) -> IndexKeys:
+    """The keys of several sets of records (under one plan), as one, in their order."""
+    first = parts[0]
+    return IndexKeys(
+        [_joined([p.blocks[n] for p in parts]) for n in range(len(first.blocks))],
+        [_joined([p.terms[n] for p in parts]) for n in range(len(first.terms))],
+        first.totals,
+    )
+
+
+def _joined(pieces: Sequence[tuple[KeyArray, Mask]]) -> tuple[KeyArray, Mask]:
+    return np.concatenate([k for k, _ in pieces]), np.concatenate([m for _, m in pieces])
+
+
 def index_keys(plan: IndexPlan, columns: Columns, *, blocks: bool = True) -> IndexKeys:
     """The records' keys; without `blocks`, only their term and total keys."""
     block_keys = [_keys(name, columns, refs) for name, refs in plan.blocks] if blocks else []
