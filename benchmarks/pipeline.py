@@ -61,11 +61,14 @@ def machine() -> dict[str, Any]:
 
 
 class StageMemory:
-    """The process's peak resident memory in each stage of a resolve, sampled four
-    times a second on a thread of its own (`stage` is the resolve's progress callback)."""
+    """The process's peak resident memory in each stage of a resolve, and that of the
+    process with its children (the resolve's process beside it, `golden/parallel.py`),
+    sampled four times a second on a thread of its own (`stage` is the resolve's
+    progress callback)."""
 
     def __init__(self) -> None:
         self.peaks: dict[str, int] = {}
+        self.with_children: dict[str, int] = {}
         self.current = "before"
         self.running = True
         self.thread = threading.Thread(target=self._sample, daemon=True)
@@ -82,14 +85,32 @@ class StageMemory:
         while self.running:
             mib = _rss_mib()
             self.peaks[self.current] = max(self.peaks.get(self.current, 0), mib)
+            mib += _children_rss_mib()
+            self.with_children[self.current] = max(self.with_children.get(self.current, 0), mib)
             time.sleep(0.25)
 
 
-def _rss_mib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def _rss_mib(status: Path = Path("/proc/self/status")) -> int:
+    try:
+        lines = status.read_text().splitlines()
+    except OSError:  # a child that has just ended
+        return 0
+    for line in lines:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) // 1024
     return 0
+
+
+def _children_rss_mib() -> int:
+    """The resident memory of this process's children, together."""
+    total = 0
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        total += sum(_rss_mib(Path(f"/proc/{pid}/status")) for pid in children)
+    return total
 
 
 def fresh_schema(postgres_url: str, schema: str) -> str:
@@ -169,6 +190,7 @@ def run(customers: int, seed: int, postgres_url: str | None) -> dict[str, Any]:
             "rerun_seconds_nothing_changed": round(rerun_seconds, 2),
             "rerun_seconds_by_stage": {k: round(v, 3) for k, v in rerun.seconds.items()},
             "peak_rss_mib_by_stage": memory.peaks,
+            "peak_rss_with_children_mib_by_stage": memory.with_children,
             "rerun_writes": rerun.created + rerun.updated + rerun.merged + rerun.retired,
         },
         "quality": {
