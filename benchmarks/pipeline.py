@@ -102,14 +102,23 @@ def _rss_mib(status: Path = Path("/proc/self/status")) -> int:
 
 
 def _children_rss_mib() -> int:
-    """The resident memory of this process's children, together."""
+    """The resident memory of this process's children, together. A child not yet
+    running its own program (forked, its `exec` to come: it still has this process's
+    command line) is left out: until then it shows this process's pages as its own."""
+    own = Path("/proc/self/cmdline").read_bytes()
     total = 0
     for task in Path("/proc/self/task").iterdir():
         try:
             children = (task / "children").read_text().split()
         except OSError:
             continue
-        total += sum(_rss_mib(Path(f"/proc/{pid}/status")) for pid in children)
+        for pid in children:
+            try:
+                if Path(f"/proc/{pid}/cmdline").read_bytes() == own:
+                    continue
+            except OSError:
+                continue
+            total += _rss_mib(Path(f"/proc/{pid}/status"))
     return total
 
 
