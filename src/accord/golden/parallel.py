@@ -18,10 +18,8 @@ memory) fails the resolve, whose transaction then writes nothing.
 
 from __future__ import annotations
 
-import multiprocessing
-from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -32,6 +30,7 @@ from accord.golden.survivorship import Pin, Survivorship
 from accord.match.index import IndexKeys, IndexPlan, index_keys, joined
 from accord.match.learned import record_columns
 from accord.runtime.heap import freeze_once
+from accord.runtime.processes import Beside, spawned
 from accord.store.engine import JSONText
 from accord.store.records import CurrentDocument
 
@@ -47,7 +46,7 @@ class ContentLost(AccordError):
     """The process building golden content stopped in the middle of a resolve."""
 
 
-class ContentPool:
+class ContentPool(Beside):
     """One process building golden content for the clusters of `groups` (positions in
     `stored`); use as a context manager."""
 
@@ -58,38 +57,18 @@ class ContentPool:
         stored: Sequence[CurrentDocument],
         groups: Sequence[Sequence[int]],
         *,
-        ahead: int = 2,
+        ahead: int = 3,
     ) -> None:
         self.stored = stored
         self.groups = groups
         self.ahead = ahead
-        self._executor = ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start,
-            initargs=(survivorship, systems),
-        )
-
-    def __enter__(self) -> ContentPool:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        super().__init__(spawned(1, _start, (survivorship, systems)))
 
     def build(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, list[dict[str, Any]]]]:
         """Each batch with its customers' golden content, in the order given
         (`golden.resolve.write_clusters` asks for it so)."""
-        pending: deque[tuple[Batch, Future[list[dict[str, Any]]]]] = deque()
         try:
-            for batch in batches:
-                work = [([self.stored[j] for j in self.groups[i]], pins) for i, pins in batch]
-                pending.append((batch, self._executor.submit(_build, work)))
-                if len(pending) > self.ahead:
-                    done, future = pending.popleft()
-                    yield done, future.result()
-            while pending:
-                done, future = pending.popleft()
-                yield done, future.result()
+            yield from self.in_order(batches, self._submit, self.ahead)
         except BrokenProcessPool as exc:
             raise ContentLost(
                 "the process building golden records stopped in the middle of the resolve "
@@ -97,9 +76,10 @@ class ContentPool:
                 hint="run the resolve again; set ACCORD_RESOLVE_WORKERS=0 to build golden "
                 "records in the resolving process",
             ) from exc
-        finally:
-            for _, future in pending:
-                future.cancel()
+
+    def _submit(self, batch: Batch) -> Future[list[dict[str, Any]]]:
+        work = [([self.stored[j] for j in self.groups[i]], pins) for i, pins in batch]
+        return self._executor.submit(_build, work)
 
 
 _survivorship: Survivorship | None = None  # in the worker: built once, from its settings
@@ -134,11 +114,7 @@ class KeysBeside:
     the employer and the kind set)."""
 
     def __init__(self, plan: IndexPlan, features: Sequence[dict[str, str]]) -> None:
-        executor = ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=freeze_once,
-        )
+        executor = spawned(1, freeze_once)
         self._parts = [
             executor.submit(_index_keys, plan, list(features[start : start + KEYS_PART]))
             for start in range(0, len(features), KEYS_PART)

@@ -16,11 +16,8 @@ file again picks up the rest, as after any failed load.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -34,6 +31,7 @@ from accord.intake.mapping import MappedRecord, RecordMapper, Rejected
 from accord.intake.readers import RawRecord
 from accord.intake.reasons import Reason
 from accord.runtime.heap import freeze_once
+from accord.runtime.processes import Beside, spawned
 from accord.settings import Settings
 from accord.store.engine import JSONText
 
@@ -121,7 +119,7 @@ class WorkerLost(AccordError):
     """A mapping process died in the middle of a load."""
 
 
-class MappingPool:
+class MappingPool(Beside):
     """`workers` processes mapping one system's records; use as a context manager."""
 
     def __init__(
@@ -129,32 +127,16 @@ class MappingPool:
     ) -> None:
         self.workers = workers
         self.ahead = ahead
-        self._executor = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start,
-            initargs=(mapping, system),
-        )
-
-    def __enter__(self) -> MappingPool:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        super().__init__(spawned(workers, _start, (mapping, system)))
 
     def map(self, batches: Iterable[list[RawRecord]]) -> Iterator[tuple[list[RawRecord], Mapped]]:
         """Each batch with its mapping, in the order given."""
-        pending: deque[tuple[list[RawRecord], Future[Mapped]]] = deque()
-        limit = self.workers * self.ahead
         try:
-            for batch in batches:
-                pending.append((batch, self._executor.submit(_map, [raw.fields for raw in batch])))
-                if len(pending) >= limit:
-                    done, future = pending.popleft()
-                    yield done, future.result()
-            while pending:
-                done, future = pending.popleft()
-                yield done, future.result()
+            yield from self.in_order(
+                batches,
+                lambda batch: self._executor.submit(_map, [raw.fields for raw in batch]),
+                self.workers * self.ahead,
+            )
         except BrokenProcessPool as exc:
             raise WorkerLost(
                 "a process mapping records stopped in the middle of the load "
@@ -162,9 +144,6 @@ class MappingPool:
                 hint="load the file again: records already stored are skipped as "
                 "unchanged; set ACCORD_LOAD_WORKERS=0 to map in one process",
             ) from exc
-        finally:
-            for _, future in pending:
-                future.cancel()
 
 
 _mapper: RecordMapper | None = None  # in a worker process: the mapper it was started with
