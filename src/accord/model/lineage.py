@@ -19,10 +19,11 @@ is the golden record's own (`data`), and an empty list of alternatives is left o
      "fields": {"email": {"member": 0, "rule": "agreed", "candidates": 2}, ...}}
 
 A customer of a few records has a dozen fields from two or three of them: packed, its
-lineage is about a third of the size, which a resolve builds, hashes and writes for
-every customer. An entry that names no record (a steward's override) is kept as it is,
-without its value. `unpack(data, pack(lineage)) == lineage` for every lineage whose
-values are the data's (property-tested).
+lineage is about 40% of the size (measured on the demo company), which a resolve
+builds, hashes and writes for every customer. An entry that names no record (a
+steward's override) is kept as it is, without its value. `unpack(data,
+pack(lineage)) == lineage` for every lineage whose values are the data's
+(property-tested).
 """
 
 from __future__ import annotations
