@@ -30,7 +30,7 @@ class Stamp:
 
     def text(self) -> str:
         """Fixed-width text that sorts as the stamps do: `000001719312345678.000012`."""
-        return f"{self.physical:0{_PHYSICAL_DIGITS}d}.{self.logical:0{_LOGICAL_DIGITS}d}"
+        return _text(self.physical, self.logical)
 
     @classmethod
     def parse(cls, text: str) -> Stamp:
@@ -75,22 +75,10 @@ class Clock:
     def receive(self, source_ms: int | None = None) -> Received:
         """The stamp of a record the source changed at `source_ms` (None: unknown)."""
         now = self.wall()
-        clamped = False
-        physical = now
-        if source_ms is not None:
-            limit = now + self.max_skew_ms
-            if source_ms > limit:
-                source_ms, clamped = limit, True
-            physical = max(physical, source_ms)
-        last = self.last
-        if physical > last.physical:
-            stamp = Stamp(physical, 0)
-        elif last.logical + 1 < LOGICAL_LIMIT:
-            stamp = Stamp(last.physical, last.logical + 1)
-        else:  # a million stamps in one millisecond: borrow the next one
-            stamp = Stamp(last.physical + 1, 0)
-        self.last = stamp
-        return Received(stamp, clamped)
+        moment = _moment(now, source_ms, self.max_skew_ms)
+        clamped = source_ms is not None and source_ms > now + self.max_skew_ms
+        self.last = Stamp(*_advance(self.last.physical, self.last.logical, moment))
+        return Received(self.last, clamped)
 
     def texts(self, source_times: Iterable[int | None]) -> list[str]:
         """`receive` for each of `source_times` in turn, as the stamps' text: the same
@@ -99,17 +87,29 @@ class Clock:
         skew, wall = self.max_skew_ms, self.wall
         texts = []
         for source_ms in source_times:
-            now = wall()
-            moment = now if source_ms is None else max(now, min(source_ms, now + skew))
-            if moment > physical:
-                physical, logical = moment, 0
-            elif logical + 1 < LOGICAL_LIMIT:
-                logical += 1
-            else:
-                physical, logical = physical + 1, 0
-            texts.append(f"{physical:0{_PHYSICAL_DIGITS}d}.{logical:0{_LOGICAL_DIGITS}d}")
+            physical, logical = _advance(physical, logical, _moment(wall(), source_ms, skew))
+            texts.append(_text(physical, logical))
         self.last = Stamp(physical, logical)
         return texts
+
+
+def _moment(now: int, source_ms: int | None, max_skew_ms: int) -> int:
+    """The time a record is stamped at: now, or the source's change time if later, but
+    never more than the skew allowed ahead of now."""
+    return now if source_ms is None else max(now, min(source_ms, now + max_skew_ms))
+
+
+def _advance(physical: int, logical: int, moment: int) -> tuple[int, int]:
+    """The stamp after (physical, logical) for a record stamped at `moment`."""
+    if moment > physical:
+        return moment, 0
+    if logical + 1 < LOGICAL_LIMIT:
+        return physical, logical + 1
+    return physical + 1, 0  # a million stamps in one millisecond: borrow the next one
+
+
+def _text(physical: int, logical: int) -> str:
+    return f"{physical:0{_PHYSICAL_DIGITS}d}.{logical:0{_LOGICAL_DIGITS}d}"
 
 
 def was_clamped(stamp: Stamp, source_ms: int | None) -> bool:
