@@ -9,7 +9,7 @@ from accord.golden.incremental import resolve_changes
 from accord.govern.permissions import Actor, Role
 from accord.intake import loads
 from accord.match.index import IndexPlan
-from accord.store.tables import crosswalk, load, match_entry
+from accord.store.tables import crosswalk, load, match_entry, match_review
 from tests.golden import test_incremental as incremental
 from tests.golden.test_incremental import Based, _assert_index_recounts, _golden, _new_contact_like
 
@@ -50,3 +50,35 @@ def test_a_withdrawn_new_record_leaves_its_customer_on_an_incremental_resolve(
     _assert_index_recounts(based.engine, IndexPlan.of(based.project.config.match))
     # nothing left to do
     assert resolve_changes(based.engine, based.project, actor="test").removed == 0
+
+
+def test_a_withdrawn_record_held_for_review_leaves_the_review_queue(based: Based) -> None:
+    # the same name and email as T-GA, another birth date: held for review, not linked
+    based.add(
+        [
+            incremental._contact(
+                "T-WR",
+                "Ottilie",
+                "Brandhuber",
+                Email="ottilie.brandhuber@posteo.de",
+                BirthDate="1988-11-02",
+            )
+        ]
+    )
+    held = incremental._open_reviews(based.engine, "T-WR")
+    assert held
+    with based.engine.connect() as conn:
+        load_id = conn.execute(select(load.c.id).order_by(load.c.id.desc())).scalars().first()
+    assert load_id is not None
+
+    loads.withdraw(based.engine, load_id, actor=ADMIN)
+    assert resolve_changes(based.engine, based.project, actor="test").removed == 1
+
+    assert incremental._open_reviews(based.engine, "T-WR") == []
+    with based.engine.connect() as conn:
+        statuses = conn.execute(
+            select(match_review.c.status).where(
+                match_review.c.id.in_([review["id"] for review in held])
+            )
+        ).scalars()
+        assert set(statuses) == {"withdrawn"}  # kept, as withdrawn: the queue's history

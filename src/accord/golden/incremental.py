@@ -260,13 +260,16 @@ class IncrementalResolver:
     def remove(self, conn: Connection, key: Key, *, actor: str, report: ResolveReport) -> list[Any]:
         """Take a record that is no longer current (its load was withdrawn) out of the
         index, the crosswalk and its customer, whose golden record is built again from the
-        members left (or retired when none is left). The members left stay together: a
-        record that bridged two groups of them is not re-clustered away; the next full
-        resolve re-clusters them. Returns the audit events."""
+        members left (or retired when none is left); its open review pairs are withdrawn.
+        The members left stay together: a record that bridged two groups of them is not
+        re-clustered away; the next full resolve re-clusters them. Returns the audit
+        events."""
         before = index_store.lookup(conn, key)
         if before.entry is not None:
             drop_entries(conn, self.plan, [(before.entry.id, before.entry.features)])
         golden_store.unlink(conn, [key])
+        # its pairs in doubt went with it: no steward is asked about a record withdrawn
+        stewardship.queue_reviews(conn, [], utcnow(), involving=key, ruled={})
         old = before.golden_id
         if old is None:
             return []
