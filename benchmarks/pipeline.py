@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import resource
+import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -57,6 +58,47 @@ def machine() -> dict[str, Any]:
         "memory_gib": round(memory_kb / 1024 / 1024, 1),
         "python": platform.python_version(),
         "system": platform.platform(),
+        "calibration": calibration(),
+    }
+
+
+CALIBRATION_LOOPS = 3_000_000
+CALIBRATION_ROWS = 100_000
+
+
+def calibration() -> dict[str, Any]:
+    """Two fixed workloads, timed, so that figures from machines of one kind (which differ
+    by 1.5 to 3 times: benchmarks/README.md) can be told apart from changes of code: a
+    pure-Python loop (ns an iteration, best of three) and plain `sqlite3` inserts into a
+    new file in WAL mode (rows a second, 1,000 a transaction). Also the load average
+    when measured: a busy machine reads slower on both."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(CALIBRATION_LOOPS):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    with tempfile.TemporaryDirectory() as scratch:
+        db = sqlite3.connect(Path(scratch) / "calibration.sqlite3", isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, key TEXT UNIQUE, body TEXT)")
+        body = "x" * 200
+        started = time.perf_counter()
+        for start in range(0, CALIBRATION_ROWS, 1000):
+            db.execute("BEGIN")
+            db.executemany(
+                "INSERT INTO t VALUES (?, ?, ?)",
+                ((i, f"key-{i:09d}", body) for i in range(start, start + 1000)),
+            )
+            db.execute("COMMIT")
+        inserts = CALIBRATION_ROWS / (time.perf_counter() - started)
+        db.close()
+    return {
+        "python_loop_ns": round(best / CALIBRATION_LOOPS * 1e9, 1),
+        "sqlite_inserts_per_second": round(inserts),
+        "load_average": round(os.getloadavg()[0], 2),
     }
 
 

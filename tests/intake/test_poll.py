@@ -349,6 +349,51 @@ def test_a_query_source_reads_through_a_subquery(
     assert sorted(current(engine)) == ["C1", "C2"]
 
 
+@pytest.mark.parametrize("kind", ["table", "query"])
+def test_rows_with_a_null_watermark_are_counted_and_named_not_silently_missed(  # noqa: PLR0917
+    engine: Engine,
+    source: SourceDB,
+    demo_project_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+) -> None:
+    source.create()
+    source.insert(row("C1", T0), row("C2", None), row("C3", None), row("C4", T0))
+    block: dict[str, Any] = {"batch_size": 1}
+    if kind == "query":
+        block["query"] = f"SELECT * FROM {source.qualified}"
+    project = project_polling(demo_project_dir, source, monkeypatch, **block)
+
+    report = run(engine, project)
+    assert (report.read, report.new, report.unplaced) == (2, 2, 2)
+    assert sorted(current(engine)) == ["C1", "C4"]
+    assert "2 rows have a NULL updated_at" in caplog.text
+    with engine.connect() as conn:
+        counts = conn.execute(select(load.c.counts).order_by(load.c.id.desc())).scalar_one()
+    assert counts["unplaced"] == 2  # kept with the load: `accord loads show`
+
+    # given a watermark, they are read by the next run, and no longer counted
+    source.set("C2", updated_at=T0 + timedelta(hours=1))
+    source.set("C3", updated_at=T0 + timedelta(hours=1))
+    again = run(engine, project)
+    assert (again.read, again.new, again.unplaced) == (2, 2, 0)
+    assert current(engine) == source.rows()
+
+
+def test_a_run_stopped_early_does_not_count_what_it_did_not_reach(
+    engine: Engine,
+    sqlite_source: SourceDB,
+    demo_project_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sqlite_source.create()
+    sqlite_source.insert(row("C1", T0), row("C2", T0), row("C3", None))
+    project = project_polling(demo_project_dir, sqlite_source, monkeypatch, batch_size=1)
+    report = poll.poll_once(engine, project, "crm", actor="test", should_stop=lambda: True)
+    assert (report.read, report.unplaced) == (1, 0)
+
+
 # --- a source that cannot be read --------------------------------------------------------
 
 
@@ -708,6 +753,11 @@ def test_cli_polls_resets_and_names_what_to_do_next(
     result = runner.invoke(app, ["poll", str(demo_project_dir), "-s", "crm", "--reset"])
     assert result.exit_code == 0, result.output
     assert "reset" in result.output
+    sqlite_source.insert(row("C3", None))
+    result = runner.invoke(app, ["poll", str(demo_project_dir)])
+    assert result.exit_code == 0, result.output
+    assert "1 row has a NULL watermark or key" in result.output
+    assert "docs/intake-poll.md" in result.output  # what to do about it
     result = runner.invoke(app, ["poll", str(demo_project_dir), "--system", "billing"])
     assert result.exit_code == 1
     assert "billing has no poll block" in result.output

@@ -90,6 +90,13 @@ def poll(
             "[yellow]some rows were quarantined[/]: each entry names its row "
             "(poll:TABLE@wm=…,key=…) and reason"
         )
+    for report in reports:
+        if report.unplaced:
+            console.print(
+                f"[yellow]{report.system}: {channel.rows(report.unplaced)} a NULL watermark or "
+                f"key and {'is' if report.unplaced == 1 else 'are'} never read[/]: "
+                f"{channel.UNPLACED_HINT}"
+            )
     for refusal in [*busy, *lost]:
         print_error(refusal)
     if busy or lost:

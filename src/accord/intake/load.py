@@ -62,6 +62,7 @@ class LoadReport:
     quarantined: int = 0
     already_quarantined: int = 0  # of those, open in quarantine from an earlier load
     flagged: int = 0
+    unplaced: int = 0  # rows a poll cannot read: their watermark or key is NULL
     seconds: float = 0.0
     status: str = "done"
     quarantine_reasons: dict[str, int] = field(default_factory=dict)

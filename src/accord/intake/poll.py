@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import math
 import os
 import re
@@ -41,6 +42,7 @@ from sqlalchemy import (
     and_,
     column,
     create_engine,
+    func,
     inspect,
     literal_column,
     or_,
@@ -61,6 +63,8 @@ from accord.intake.readers import RawRecord, keep, record_of
 from accord.store import poll_cursor
 from accord.store.engine import first_line, shown_url, writing
 from accord.store.types import utcnow
+
+log = logging.getLogger(__name__)
 
 PollProgress = Callable[[int], None]  # rows read so far in this run
 
@@ -158,17 +162,7 @@ def page_statement(
     """The SELECT for the next page: rows after `after` in (watermark, key) order, or,
     for a run's first page under `lag`, every row from `floor` on. Rows with no
     watermark or key are never read (they have no place in the order)."""
-    if config.table is not None:
-        schema, _, name = config.table.rpartition(".")
-        source: Any = table(name, column(config.watermark), column(key), schema=schema or None)
-    else:
-        # the user's query, as a subquery; its colons are SQL, not bind parameters
-        query = (config.query or "").strip().rstrip(";").strip()
-        source = (
-            text(query.replace(":", "\\:"))
-            .columns(column(config.watermark), column(key))
-            .subquery("src")
-        )
+    source = _source_of(config, key)
     wm, k = source.c[config.watermark], source.c[key]
     condition: ColumnElement[bool]
     if after is not None:
@@ -184,6 +178,25 @@ def page_statement(
         .order_by(wm, k)
         .limit(limit)
     )
+
+
+def unplaced_statement(config: PollConfig, key: str) -> Select[Any]:
+    """How many rows have no place in the (watermark, key) order: a NULL watermark or
+    key. They are never read; a run counts them so that they are not missed unseen."""
+    source = _source_of(config, key)
+    wm, k = source.c[config.watermark], source.c[key]
+    return select(func.count()).select_from(source).where(or_(wm.is_(None), k.is_(None)))
+
+
+def _source_of(config: PollConfig, key: str) -> Any:
+    """The table, or the user's query as a subquery, with the watermark and key columns."""
+    if config.table is not None:
+        schema, _, name = config.table.rpartition(".")
+        return table(name, column(config.watermark), column(key), schema=schema or None)
+    # the user's query, as a subquery; its colons are SQL, not bind parameters
+    query = (config.query or "").strip().rstrip(";").strip()
+    statement = text(query.replace(":", "\\:"))
+    return statement.columns(column(config.watermark), column(key)).subquery("src")
 
 
 class Source:
@@ -216,6 +229,22 @@ class Source:
 
     def page(self, after: Position | None, floor: Any, limit: int) -> list[dict[str, Any]]:
         statement = page_statement(self.config, self.key, after=after, floor=floor, limit=limit)
+        rows = [dict(row._mapping) for row in self._read(statement)]
+        for row in rows:
+            for name in (self.config.watermark, self.key):
+                if name not in row:
+                    raise AccordError(
+                        f"{self._what()} of {self.system} returns no column {name!r}",
+                        hint=self._columns_hint(sorted(row)),
+                    )
+        return rows
+
+    def unplaced(self) -> int:
+        """How many rows the poll cannot read: their watermark or key is NULL."""
+        return int(self._read(unplaced_statement(self.config, self.key))[0][0])
+
+    def _read(self, statement: Select[Any]) -> list[Any]:
+        """The statement's rows, in a short transaction of its own."""
         try:
             connection = self.engine.connect()
         except DBAPIError as exc:
@@ -226,20 +255,13 @@ class Source:
             ) from None
         try:
             with connection:
-                rows = [dict(row._mapping) for row in connection.execute(statement)]
+                rows = list(connection.execute(statement))
                 connection.rollback()
         except SQLAlchemyError as exc:
             raise AccordError(
                 f"reading {self._what()} of {self.system} failed: {first_line(exc)}",
                 hint=self._columns_hint(),
             ) from None
-        for row in rows:
-            for name in (self.config.watermark, self.key):
-                if name not in row:
-                    raise AccordError(
-                        f"{self._what()} of {self.system} returns no column {name!r}",
-                        hint=self._columns_hint(sorted(row)),
-                    )
         return rows
 
     def close(self) -> None:
@@ -464,7 +486,42 @@ def _run(
             if len(rows) < limit or (should_stop is not None and should_stop()):
                 break
             rows = source.page(position, None, limit)
+        if not rows or len(rows) < limit:  # read to the end: what could not be read?
+            report.unplaced = _unplaced(source)
     return report
+
+
+def _unplaced(source: Source) -> int:
+    """The source's rows with a NULL watermark or key, which no run reads (0, with a
+    warning in the log, if they cannot be counted: the run's pages are stored either way)."""
+    try:
+        found = source.unplaced()
+    except AccordError as exc:
+        log.warning("%s: cannot count the rows without a watermark or key: %s", source.system, exc)
+        return 0
+    if found:
+        log.warning(
+            "%s: %s a NULL %s or %s in %s and %s never read; %s",
+            source.system,
+            rows(found),
+            source.config.watermark,
+            source.key,
+            source.name,
+            "is" if found == 1 else "are",
+            UNPLACED_HINT,
+        )
+    return found
+
+
+def rows(count: int) -> str:
+    """`1 row has`, `2 rows have`."""
+    return "1 row has" if count == 1 else f"{count:,} rows have"
+
+
+UNPLACED_HINT = (
+    "make the columns NOT NULL, or poll a query that gives them a value "
+    "(coalesce(updated_at, created_at) AS changed): docs/intake-poll.md"
+)
 
 
 def _mark_run(engine: Engine, system: str, started_at: datetime) -> None:

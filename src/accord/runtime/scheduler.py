@@ -233,7 +233,11 @@ def _run_poll(
     report = poll.poll_once(engine, project, system, actor=actor, should_stop=stopping)
     counts: dict[str, int] = {}
     _add(counts, report)
-    return RunResult("ok", _summary(counts), report.load_id, counts)
+    message = _summary(counts)
+    if report.unplaced:
+        counts["unplaced"] = report.unplaced
+        message += f"; {report.unplaced} rows with a NULL watermark or key not read"
+    return RunResult("ok", message, report.load_id, counts)
 
 
 def _run_broker(
