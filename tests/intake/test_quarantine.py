@@ -20,8 +20,10 @@ from accord.govern import audit
 from accord.govern.permissions import Actor, Role
 from accord.intake import loads, quarantine
 from accord.intake.load import load_file
+from accord.store import records
 from accord.store.tables import (
     audit_log,
+    canonical_record,
     crosswalk,
     golden_record,
     load,
@@ -310,6 +312,30 @@ def test_withdrawing_a_load_that_created_records(workspace: Workspace, tmp_path:
     # loaded again, the record is a new version numbered after the withdrawn one
     _load(ws, tmp_path, [crm_row("C9", LastName="Zweig")], "third.csv")
     assert _head(ws, "C9") is not None and _head(ws, "C9")[0] == 2  # type: ignore[index]
+
+
+def test_withdrawing_a_load_that_only_mapped_records_again_keeps_their_new_mapping(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """A load of unchanged content under a new mapping version stores no source version,
+    only canonical records mapped again (`remapped`): withdrawing it reverts nothing,
+    since what the current mapping makes of the same content is not the load's to take
+    back (docs/quarantine.md)."""
+    ws = workspace
+    path = write_csv(tmp_path / "crm.csv", [crm_row("C1")])
+    load_file(ws.engine, ws.project, "crm", path, actor="t")
+    mapping = ws.root / "mappings" / "crm.yaml"
+    mapping.write_text(mapping.read_text().replace("  city: City\n", ""))
+    remapping = load_file(ws.engine, load_project(ws.root), "crm", path, actor="t")
+    assert remapping.remapped == 1
+
+    report = loads.withdraw(ws.engine, remapping.load_id, actor=ADMIN)
+
+    assert (report.versions, report.reverted, report.removed) == (0, 0, 0)
+    with ws.engine.connect() as conn:
+        [current] = list(records.current_records(conn, "customer"))
+    assert "city" not in current.data  # still the new mapping's record
+    assert _count(ws.engine, canonical_record) == 2
 
 
 def test_withdrawing_a_load_reverts_to_the_version_before_and_leaves_later_ones(
