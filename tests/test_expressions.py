@@ -3,6 +3,8 @@ against hostile text (too long, too deep, too much work, growing strings)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -259,3 +261,19 @@ def test_a_scope_converts_only_what_its_expressions_read() -> None:
     assert compute.run(scope) == "xDE"
     whole = compile_expression("size(record) > 1 && row.a.lowerAscii() == 'x'", COMPUTE_VARIABLES)
     assert Needs.of([whole, rule]) == Needs(frozenset({"row"}), frozenset({"a"}), None, True)
+
+
+def test_cel_is_imported_without_its_interactive_shell() -> None:
+    """The `cel` package imports its shell (prompt_toolkit) on import; `expressions`
+    keeps it out, and CEL, with the helper functions, works the same without it."""
+    program = (
+        "import sys\n"
+        "from tests.test_expressions import _run\n"
+        'assert _run("source.first.lowerAscii().trim() + string(size(source.first))",'
+        " {'first': 'Ann'}) == 'ann3'\n"
+        "assert 'prompt_toolkit' not in sys.modules, 'the shell was imported'\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr

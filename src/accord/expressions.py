@@ -25,9 +25,19 @@ import datetime as dt
 import functools
 import logging
 import re
+import sys
+import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+# The `cel` package imports its interactive shell (`cel.cli`: prompt_toolkit, pygments)
+# whenever it is imported, half a second or more here, which every process that
+# evaluates CEL would pay: each CLI command, and each process a load or a resolve
+# spawns. Accord never uses the shell, so an empty module stands in for it, unless the
+# package was imported already (then the shell is there anyway).
+if "cel" not in sys.modules:
+    sys.modules.setdefault("cel.cli", types.ModuleType("cel.cli"))
 
 import cel
 from cel import stdlib
