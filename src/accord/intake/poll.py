@@ -503,7 +503,7 @@ def _unplaced(source: Source) -> int:
         log.warning(
             "%s: %s a NULL %s or %s in %s and %s never read; %s",
             source.system,
-            rows(found),
+            rows_have(found),
             source.config.watermark,
             source.key,
             source.name,
@@ -513,7 +513,7 @@ def _unplaced(source: Source) -> int:
     return found
 
 
-def rows(count: int) -> str:
+def rows_have(count: int) -> str:
     """`1 row has`, `2 rows have`."""
     return "1 row has" if count == 1 else f"{count:,} rows have"
 
