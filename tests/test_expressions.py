@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -274,6 +275,10 @@ def test_cel_is_imported_without_its_interactive_shell() -> None:
         "assert 'prompt_toolkit' not in sys.modules, 'the shell was imported'\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, check=False
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).parents[1],  # where `tests` is importable from
     )
     assert done.returncode == 0, done.stderr

@@ -76,7 +76,7 @@ class Clock:
         """The stamp of a record the source changed at `source_ms` (None: unknown)."""
         now = self.wall()
         moment = _moment(now, source_ms, self.max_skew_ms)
-        clamped = source_ms is not None and source_ms > now + self.max_skew_ms
+        clamped = source_ms is not None and moment < source_ms  # held back to the skew
         self.last = Stamp(*_advance(self.last.physical, self.last.logical, moment))
         return Received(self.last, clamped)
 

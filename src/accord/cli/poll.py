@@ -93,8 +93,7 @@ def poll(
     for report in reports:
         if report.unplaced:
             console.print(
-                f"[yellow]{report.system}: {channel.rows_have(report.unplaced)} a NULL "
-                f"watermark or key and {'is' if report.unplaced == 1 else 'are'} never read[/]: "
+                f"[yellow]{report.system}: {channel.unplaced_text(report.unplaced)}[/]: "
                 f"{channel.UNPLACED_HINT}"
             )
     for refusal in [*busy, *lost]:

@@ -500,22 +500,16 @@ def _unplaced(source: Source) -> int:
         log.warning("%s: cannot count the rows without a watermark or key: %s", source.system, exc)
         return 0
     if found:
-        log.warning(
-            "%s: %s a NULL %s or %s in %s and %s never read; %s",
-            source.system,
-            rows_have(found),
-            source.config.watermark,
-            source.key,
-            source.name,
-            "is" if found == 1 else "are",
-            UNPLACED_HINT,
-        )
+        said = unplaced_text(found, source.config.watermark, source.key)
+        log.warning("%s: %s (%s); %s", source.system, said, source.name, UNPLACED_HINT)
     return found
 
 
-def rows_have(count: int) -> str:
-    """`1 row has`, `2 rows have`."""
-    return "1 row has" if count == 1 else f"{count:,} rows have"
+def unplaced_text(count: int, watermark: str = "watermark", key: str = "key") -> str:
+    """What is said of the rows a poll cannot read, in the log, by `accord poll` and in
+    the worker's message: `2 rows have a NULL updated_at or Id and are never read`."""
+    rows, verb = ("1 row has", "is") if count == 1 else (f"{count:,} rows have", "are")
+    return f"{rows} a NULL {watermark} or {key} and {verb} never read"
 
 
 UNPLACED_HINT = (

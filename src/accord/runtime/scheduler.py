@@ -236,7 +236,7 @@ def _run_poll(
     message = _summary(counts)
     if report.unplaced:
         counts["unplaced"] = report.unplaced
-        message += f"; {report.unplaced} rows with a NULL watermark or key not read"
+        message += f"; {poll.unplaced_text(report.unplaced)}"
     return RunResult("ok", message, report.load_id, counts)
 
 
