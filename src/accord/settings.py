@@ -72,10 +72,11 @@ class Settings(BaseSettings):
         None,
         ge=0,
         le=1,
-        description="processes beside a full resolve that work out the match index's "
-        "keys while it matches and build golden records while it writes them (0: the "
-        "resolving process does both); unset: one from 100,000 records (keys) and 20,000 "
-        "customers (golden records) on",
+        description="processes beside a full resolve that read its records while it "
+        "fetches them, work out the match index's keys while it matches and build golden "
+        "records while it writes them (0: the resolving process does all three); unset: "
+        "one from 200,000 records (reading), 100,000 records (keys) and 20,000 customers "
+        "(golden records) on",
     )
     load_workers: int | None = Field(
         None,

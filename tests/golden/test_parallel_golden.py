@@ -1,7 +1,8 @@
 """Golden records built on a process of their own (`golden.parallel`) beside a full
 resolve's writes, on SQLite and PostgreSQL: the same customers, golden records,
 crosswalk, outbox changes and audit as built in the resolving process, from scratch,
-on a re-run that changes nothing, and on one that changes some customers."""
+on a re-run that changes nothing, and on one that changes some customers. Records read
+and index keys worked out beside likewise."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from accord.config import load_project
 from accord.config.loader import Project
 from accord.demo.generator import CRM_FILE, generate
 from accord.demo.run import inputs, write_project
+from accord.golden import resolve as resolve_module
 from accord.golden.content import golden_content, member_of
-from accord.golden.parallel import ContentLost, ContentPool
+from accord.golden.parallel import ContentLost, ContentPool, ReadingLost, ReadPool, read_documents
 from accord.golden.resolve import GOLDEN_COLUMNS, ResolveReport, resolve
 from accord.golden.survivorship import Survivorship
 from accord.intake.load import load_file
@@ -146,7 +148,9 @@ def test_a_resolve_writes_the_same_with_work_done_beside_or_here(
 ) -> None:
     """Two copies of one SQLite store (the same records, received at the same times),
     resolved each way three times: every row written is the same, golden records and
-    (with the learned engine, whose match index keys are worked out beside) the index."""
+    (with the learned engine, whose match index keys are worked out beside) the index.
+    Records are read in pages of 37, so that pages read beside come back in order."""
+    monkeypatch.setattr(resolve_module, "READ_PAGE", 37)
     if engine_kind == "learned":
         write_project(tmp_path / "learned")
         project = load_project(tmp_path / "learned")
@@ -203,6 +207,23 @@ def test_a_pool_whose_process_dies_says_so(tmp_path: Path, demo_project_dir: Pat
         pool._executor.submit(_exit)  # the worker exits at its next task
         with pytest.raises(ContentLost, match="stopped in the middle"):
             list(pool.build([[(0, {})], [(0, {})], [(0, {})], [(0, {})]]))
+
+
+def test_a_read_pool_whose_process_dies_says_so() -> None:
+    """The process reading records killed mid-resolve: a clear error, before anything of
+    the resolve is written."""
+    record = CurrentDocument(
+        "crm", "1", 1, 1, "crm@v1", '{"kind": "person", "email": "a@x.org"}', datetime.now(UTC)
+    )
+    with ReadPool() as pool:
+        ((page, kept),) = pool.read([[record]])
+        assert page == [record]
+        assert kept == read_documents([record.document])
+        assert kept[0][:2] == ({"email": "a@x.org"}, "person")
+        pool._executor.submit(_exit)  # the worker exits at its next task
+        with pytest.raises(ReadingLost, match="stopped in the middle") as caught:
+            list(pool.read([[record]] * 4))
+        assert "ACCORD_RESOLVE_WORKERS=0" in (caught.value.hint or "")
 
 
 def _exit() -> None:

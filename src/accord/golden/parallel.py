@@ -1,5 +1,6 @@
-"""Work of a full resolve done on another process beside it: golden content built
-ahead of its writes, and the match index's keys worked out while it matches.
+"""Work of a full resolve done on another process beside it: its records read (their
+match features worked out from their JSON text) while it fetches more, golden content
+built ahead of its writes, and the match index's keys worked out while it matches.
 
 A full resolve's golden stage builds each customer's golden record (reading its
 records' data, survivorship, the fingerprint, the documents' JSON) and writes it, with
@@ -26,12 +27,14 @@ from typing import Any
 from accord.config.models import SurvivorshipConfig, SystemConfig
 from accord.errors import AccordError
 from accord.golden.content import golden_content, member_of
+from accord.golden.relationships import stating
 from accord.golden.survivorship import Pin, Survivorship
+from accord.match.features import features_of
 from accord.match.index import IndexKeys, IndexPlan, index_keys, joined
 from accord.match.learned import record_columns
 from accord.runtime.heap import freeze_once
 from accord.runtime.processes import Beside, spawned
-from accord.store.engine import JSONText
+from accord.store.engine import JSONText, json_value
 from accord.store.records import CurrentDocument
 
 # clusters to build (by position in the resolve's list) with their stewards' pins
@@ -44,6 +47,53 @@ WRITTEN = ("data", "lineage", "sources")
 
 class ContentLost(AccordError):
     """The process building golden content stopped in the middle of a resolve."""
+
+
+class ReadingLost(AccordError):
+    """The process reading records stopped in the middle of a resolve."""
+
+
+# what a full resolve keeps of a record it reads: its match features, its kind, and
+# what it may state of relationships (`golden.relationships.stating`)
+Reading = tuple[dict[str, str], str | None, dict[str, Any] | None]
+
+
+def read_documents(documents: Sequence[str]) -> list[Reading]:
+    """What a full resolve keeps of each of these records, from its canonical data as
+    JSON text: here, or on the process of `ReadPool`."""
+    read = []
+    for document in documents:
+        data = json_value(document)
+        read.append((features_of(data), data.get("kind"), stating(data)))
+    return read
+
+
+class ReadPool(Beside):
+    """One process reading records (`read_documents`) a page at a time, while this one
+    fetches the next pages from the store: parsing the JSON and working out the match
+    features take about as long as fetching, and a full resolve's reading is otherwise
+    on one core. Use as a context manager."""
+
+    def __init__(self, *, ahead: int = 3) -> None:
+        self.ahead = ahead
+        super().__init__(spawned(1, freeze_once))
+
+    def read(
+        self, pages: Iterable[Sequence[CurrentDocument]]
+    ) -> Iterator[tuple[Sequence[CurrentDocument], list[Reading]]]:
+        """Each page of records with what is kept of them, in the order given."""
+        try:
+            yield from self.in_order(pages, self._submit, self.ahead)
+        except BrokenProcessPool as exc:
+            raise ReadingLost(
+                "the process reading records stopped in the middle of the resolve (killed, "
+                "or out of memory); nothing of this resolve was written",
+                hint="run the resolve again; set ACCORD_RESOLVE_WORKERS=0 to read records "
+                "in the resolving process",
+            ) from exc
+
+    def _submit(self, page: Sequence[CurrentDocument]) -> Future[list[Reading]]:
+        return self._executor.submit(read_documents, [d.document for d in page])
 
 
 class ContentPool(Beside):

@@ -11,8 +11,9 @@ import gc
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -22,14 +23,14 @@ from accord.config.loader import Project
 from accord.golden.content import golden_content, member_of
 from accord.golden.ids import assign_ids
 from accord.golden.match_index import sync_index
-from accord.golden.parallel import Batch, ContentPool, KeysBeside
-from accord.golden.relationships import referenced_employers, stating, sync_all
+from accord.golden.parallel import Batch, ContentPool, KeysBeside, ReadPool, read_documents
+from accord.golden.relationships import referenced_employers, sync_all
 from accord.golden.survivorship import Pin, Survivorship
 from accord.govern.audit import AuditAction, AuditEvent, record
 from accord.match import Link, Matcher, MatchRecord, build_matcher
 from accord.match.clusters import clusters as connected
 from accord.match.decisions import Decision, apply_decisions
-from accord.match.features import features_of, set_employer
+from accord.match.features import set_employer
 from accord.match.index import IndexPlan
 from accord.match.interface import OversizedBlock
 from accord.settings import Settings
@@ -186,21 +187,28 @@ class _Read:
 
 def _read(conn: Connection, entity: str) -> _Read:
     """Every current record, each one's data read once: for its match features and what
-    it may state of relationships; the data itself is let go."""
+    it may state of relationships; the data itself is let go. From READ_BESIDE_FROM
+    records on, a process beside this one reads each page (`golden.parallel.ReadPool`)
+    while this one fetches the next."""
     read = _Read([], [], {})
     common: dict[str, str] = {}  # one copy of each value of the features in COMMON
-    for doc in record_store.current_documents(conn, entity):
-        data = json_value(doc.document)
-        key = (doc.system, doc.source_id)
-        features = features_of(data)
-        for name in COMMON.intersection(features):
-            value = features[name]
-            features[name] = common.setdefault(value, value)
-        read.stored.append(doc)
-        read.records.append(MatchRecord(key, data.get("kind"), features))
-        view = stating(data)
-        if view is not None:
-            read.stating[key] = view
+    documents = record_store.current_documents(conn, entity, READ_PAGE)
+    pages = iter(lambda: list(islice(documents, READ_PAGE)), [])
+    with ExitStack() as stack:
+        if _beside(record_store.head_count(conn), READ_BESIDE_FROM):
+            readings = stack.enter_context(ReadPool()).read(pages)
+        else:
+            readings = ((page, read_documents([d.document for d in page])) for page in pages)
+        for page, kept in readings:
+            for doc, (features, kind, view) in zip(page, kept, strict=True):
+                key = (doc.system, doc.source_id)
+                for name in COMMON.intersection(features):
+                    value = features[name]
+                    features[name] = common.setdefault(value, value)
+                read.stored.append(doc)
+                read.records.append(MatchRecord(key, kind, features))
+                if view is not None:
+                    read.stating[key] = view
     return read
 
 
@@ -562,6 +570,10 @@ Contents = Callable[[Iterable[Batch]], Iterator[tuple[Batch, list[dict[str, Any]
 PARALLEL_FROM = 20_000
 # records from this many on, it works out their match index keys on one while matching
 KEYS_FROM = 100_000
+# records from this many on, one reads them (features from their JSON text) as they are
+# fetched: below, its start (about 1.5 s) costs more than it saves (benchmarks/README.md)
+READ_BESIDE_FROM = 200_000
+READ_PAGE = 5000  # records fetched, and read, at a time
 
 
 def one_by_one(content: Callable[[int, Mapping[str, Pin]], dict[str, Any]]) -> Contents:

@@ -546,6 +546,12 @@ def current_documents(
         )
 
 
+def head_count(conn: Connection) -> int:
+    """How many records the store holds a current version of, of every entity: what a
+    full resolve reads at most."""
+    return conn.execute(select(func.count()).select_from(record_head)).scalar_one()
+
+
 def _pages(conn: Connection, query: Any, entity_type: str, batch_size: int) -> Iterator[Any]:
     query = (
         query.where(canonical_record.c.entity_type == entity_type)
