@@ -44,8 +44,11 @@ def person(
     return {"data": data, "systems": systems}
 
 
-def store(conn: Connection, *customers_: dict[str, Any]) -> list[str]:
-    """Write these customers as golden records with their crosswalk rows; their ids."""
+def store(
+    conn: Connection, *customers_: dict[str, Any], backlog: golden_store.SearchBacklog | None = None
+) -> list[str]:
+    """Write these customers as golden records with their crosswalk rows; their ids.
+    Their search entries are written now, or left to `backlog`."""
     ids = [golden_store.golden_id_text(next(_numbers)) for _ in customers_]
     rows, links = [], []
     for golden_id, customer in zip(ids, customers_, strict=True):
@@ -74,7 +77,7 @@ def store(conn: Connection, *customers_: dict[str, Any]) -> list[str]:
             }
             for key in keys
         ]
-    golden_store.insert_golden(conn, rows)
+    golden_store.insert_golden(conn, rows, backlog)
     golden_store.link(conn, links, decided_by="test")
     return ids
 
@@ -311,6 +314,38 @@ def test_the_index_follows_rewritten_golden_records(
         )
     assert found(engine, "smythe") == ["John Smythe"]
     assert found(engine, "john.smith@mail") == []
+
+
+def test_a_write_of_many_batches_indexes_its_customers_at_its_end(
+    engine: Engine, company: dict[str, str]
+) -> None:
+    """A resolve's batches leave their search entries to a backlog, written once at
+    the end of the write, in its transaction: then new and rewritten customers are
+    found as if each batch had indexed its own."""
+    backlog = golden_store.SearchBacklog()
+    with writing(engine) as conn:
+        (ada,) = store(conn, person("Ada", "Lovelace"), backlog=backlog)
+        (grace,) = store(conn, person("Grace", "Hopper"), backlog=backlog)
+        row = golden_store.get(conn, company["John Smith"])
+        assert row is not None
+        data = row["data"] | {"family_name": "Smythe"}
+        name = display_name(data)
+        rewritten = {"display_name": name, "search_text": search_text(name, data, [])}
+        rewritten |= {"data": data, "lineage": {}, "member_count": 1, "fingerprint": "new"}
+        golden_store.update_golden(conn, [rewritten | {"golden_id": row["golden_id"]}], backlog)
+        if conn.dialect.name == "sqlite":  # PostgreSQL's index is on the column itself
+            waiting = conn.execute(
+                text("SELECT count(*) FROM golden_search WHERE rowid IN (:a, :g)"),
+                {"a": int(ada[1:]), "g": int(grace[1:])},
+            )
+            assert waiting.scalar_one() == 0
+        assert backlog.new == [ada, grace] and list(backlog.rewritten) == [row["golden_id"]]
+        backlog.index(conn)
+        assert backlog.new == [] and backlog.rewritten == {}
+    assert found(engine, "lovelace") == ["Ada Lovelace"]
+    assert found(engine, "hopper") == ["Grace Hopper"]
+    assert found(engine, "smythe") == ["John Smythe"]
+    assert found(engine, "john smith") == []
 
 
 def test_the_index_is_rebuilt_from_the_golden_records(

@@ -394,6 +394,7 @@ def write_clusters(
         override_store.pins_of(conn, set(ids.cluster_ids) | set(ids.merged)), ids.merged
     )
     events: list[AuditEvent] = []
+    searchable = golden_store.SearchBacklog()  # indexed once all batches are written
     batches = (
         [
             (i, _pins(pinned.pins.get(ids.cluster_ids[i])))
@@ -432,8 +433,8 @@ def write_clusters(
                 report.unchanged += 1
         report.created += len(inserts)
         report.updated += len(updates)
-        golden_store.insert_golden(conn, inserts)
-        golden_store.update_golden(conn, updates)
+        golden_store.insert_golden(conn, inserts, searchable)
+        golden_store.update_golden(conn, updates, searchable)
         outbox.record(conn, changes)
         golden_store.link(
             conn,
@@ -442,6 +443,7 @@ def write_clusters(
             ),
             decided_by=actor,
         )
+    searchable.index(conn)
     golden_store.retire(conn, ids.merged, ids.retired)
     override_store.store_merges(conn, pinned)
     events += [

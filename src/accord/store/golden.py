@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, select, update
@@ -100,7 +101,30 @@ def content_of(
     return found
 
 
-def insert_golden(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+@dataclass
+class SearchBacklog:
+    """Golden records written whose customer search entries are still to be written
+    (`store.search`): a write of many batches hands each batch's to one of these and
+    has them all indexed at its end, in the same transaction (`index`). On SQLite, the
+    search index's writes, made batch by batch between the other tables', cost more
+    than twice what they cost as one run at the end, and slowed the other tables'
+    writes as well (benchmarks/README.md: a full resolve of 1,000,000 records)."""
+
+    new: list[str] = field(default_factory=list)  # golden ids inserted
+    rewritten: dict[str, str] = field(default_factory=dict)  # golden id -> new search text
+
+    def index(self, conn: Connection) -> None:
+        """Write the entries held, and let them go."""
+        search.index_new(conn, self.new)
+        search.reindex(conn, self.rewritten)
+        self.new, self.rewritten = [], {}
+
+
+def insert_golden(
+    conn: Connection, rows: Sequence[dict[str, Any]], backlog: SearchBacklog | None = None
+) -> None:
+    """Insert new golden records; their search entries are written now, or left to
+    `backlog`."""
     if rows:
         now = utcnow()
         insert_rows(
@@ -108,11 +132,18 @@ def insert_golden(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
             golden_record,
             [r | {"status": "active", "created_at": now, "updated_at": now} for r in rows],
         )
-        search.index_new(conn, [r["golden_id"] for r in rows])
+        ids = [r["golden_id"] for r in rows]
+        if backlog is None:
+            search.index_new(conn, ids)
+        else:
+            backlog.new += ids
 
 
-def update_golden(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Rewrite the content of existing golden records (and reactivate them)."""
+def update_golden(
+    conn: Connection, rows: Sequence[dict[str, Any]], backlog: SearchBacklog | None = None
+) -> None:
+    """Rewrite the content of existing golden records (and reactivate them); their
+    search entries are brought in step now, or left to `backlog`."""
     if not rows:
         return
     now = utcnow()
@@ -138,7 +169,11 @@ def update_golden(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
             for r in rows
         ],
     )
-    search.reindex(conn, {r["golden_id"]: r["search_text"] for r in rows})
+    texts = {r["golden_id"]: r["search_text"] for r in rows}
+    if backlog is None:
+        search.reindex(conn, texts)
+    else:
+        backlog.rewritten |= texts
 
 
 def retire(conn: Connection, merged: dict[str, str], retired: Iterable[str]) -> None:
