@@ -342,6 +342,33 @@ def test_deterministic_rules_skip_pairs_that_disagree_on_a_conflicts_column() ->
     assert [(link.left, link.right) for link in result.links] == [(2, 3)]
 
 
+def test_deterministic_rules_see_contradictions_as_the_guard_does() -> None:
+    """A typo on a `conflicts` column holds a rule's link back no more than the guard
+    holds the model's: only the column's comparison's `else` level contradicts."""
+    columns = Columns(
+        {
+            "email": ["a", "b", "c", "d"],
+            "family_name": ["p", "q", "r", "s"],
+            "tax_id": ["t1", "t1", "t2", "t2"],
+            "birth_date": ["1980-01-01", "1980-01-02", "1980-01-01", "1975-06-30"],
+        },
+        4,
+    )
+    email = SMALL["model"]["comparisons"][0]
+    birth_date = {
+        "name": "birth_date",
+        "column": "birth_date",
+        "levels": ["exact", {"damerau_levenshtein": 1}],
+    }
+    config = _small(
+        rules=[{"name": "same_tax_id", "equal": ["tax_id"]}], comparisons=[email, birth_date]
+    )
+    result = LearnedEngine(config).run(columns, params=_email_model(columns, config))
+    # (0, 1): one digit apart, a typo; (2, 3): different birth dates
+    assert [(link.left, link.right, link.rule) for link in result.links] == [(0, 1, "same_tax_id")]
+    assert result.clusters == [[0, 1], [2], [3]]
+
+
 def test_a_deterministic_rules_kind_must_match() -> None:
     columns = Columns(
         {

@@ -148,10 +148,10 @@ class NeighbourhoodScorer:
         right = np.array([b for _, b in pairs], dtype=np.int64)
         scored = self._score_reusing(columns, left, right, prescored)
 
-        candidates = self._candidates(columns, pairs, scored)
+        comparisons = self.compile(columns)
+        candidates = self._candidates(columns, comparisons, pairs, scored)
 
         # customers kept whole are joined first, then the links through the guard
-        comparisons = self.compile(columns)
         guarded: dict[str, Any] = {
             ref: columns.values(ref) for ref in self.config.conflicts if columns.has(ref)
         }
@@ -220,7 +220,7 @@ class NeighbourhoodScorer:
         return (
             {
                 link.right if link.left == pairs[0][0] else link.left
-                for link in self._candidates(columns, pairs, scored)
+                for link in self._candidates(columns, self.compile(columns), pairs, scored)
             }
             if pairs
             else set()
@@ -254,12 +254,17 @@ class NeighbourhoodScorer:
         return ScoredPairs(left, right, weight, probability)
 
     def _candidates(
-        self, columns: Columns, pairs: Sequence[tuple[int, int]], scored: ScoredPairs
+        self,
+        columns: Columns,
+        comparisons: Sequence[CompiledComparison],
+        pairs: Sequence[tuple[int, int]],
+        scored: ScoredPairs,
     ) -> list[Link]:
         """The links to offer, strongest first: deterministic rules' among `pairs`, then
         the model's above the link threshold."""
         wanted = set(pairs) | {(b, a) for a, b in pairs}
-        decided, _ = deterministic_links(columns, self.config.rules, self.config, None)
+        contradicts = _contradiction_test(columns, comparisons)
+        decided, _ = deterministic_links(columns, self.config.rules, self.config, None, contradicts)
         candidates: list[Link] = [
             Link(d.left, d.right, d.rule, 1.0, None) for d in decided if (d.left, d.right) in wanted
         ]

@@ -89,7 +89,11 @@ class LearnedEngine:
 
         say("applying deterministic rules")
         decided, rule_oversized = deterministic_links(
-            columns, self.config.rules, self.config, sources
+            columns,
+            self.config.rules,
+            self.config,
+            sources,
+            _contradiction_test(columns, comparisons),
         )
         clock.lap("rules")
 
@@ -340,17 +344,21 @@ def deterministic_links(
     rules: Sequence[MatchRule],
     config: MatchConfig,
     sources: IntArray | None = None,
+    contradicts: Callable[[str, int, int], bool] | None = None,
 ) -> tuple[list[ScoredLink], list[OversizedBlock]]:
     """Pairs the deterministic rules accept: equal on `equal`, similar enough on
-    `similar`, of the rule's kind, allowed by the link type, and not disagreeing on a
-    `conflicts` column; and the blocks too big to use."""
+    `similar`, of the rule's kind, allowed by the link type, and not contradicting each
+    other on a `conflicts` column; and the blocks too big to use. Two values contradict
+    as `contradicts(column, a, b)` says (the guard's test, `_contradiction_test`: a
+    nickname or a typo does not); without it, when they differ."""
     links: list[ScoredLink] = []
     oversized: list[OversizedBlock] = []
     if not rules:
         return links, oversized
     link_type = config.model.link_type if config.model is not None else "dedupe_and_link"
     kinds = columns.values("kind") if columns.has("kind") else None
-    conflicts = [columns.values(ref) for ref in config.conflicts if columns.has(ref)]
+    conflicts = [(ref, columns.values(ref)) for ref in config.conflicts if columns.has(ref)]
+    differ = contradicts or (lambda ref, a, b: True)
     for rule in rules:
         equal = [*rule.equal, "kind"] if rule.kind is not None and kinds is not None else rule.equal
         blocks = rule_blocks(columns, equal, config.max_block_size)
@@ -366,7 +374,10 @@ def deterministic_links(
             for ref, threshold in rule.similar.items()
         ]
         for a, b in zip(left.tolist(), right.tolist(), strict=True):
-            if any(c[a] is not None and c[b] is not None and c[a] != c[b] for c in conflicts):
+            if any(
+                c[a] is not None and c[b] is not None and c[a] != c[b] and differ(ref, a, b)
+                for ref, c in conflicts
+            ):
                 continue
             if all(
                 v[a] is not None and v[b] is not None and similarity(v[a], v[b]) >= threshold
