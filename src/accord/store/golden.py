@@ -107,8 +107,8 @@ class SearchBacklog:
     (`store.search`): a write of many batches hands each batch's to one of these and
     has them all indexed at its end, in the same transaction (`index`). On SQLite the
     search index's writes then come as one run instead of between every batch's other
-    writes, and both cost less (a full resolve of 1,000,000 records: the search index's writes 15.2 to 13.4 s, the crosswalk's 16.3
-    to 14.0 s; benchmarks/README.md)."""
+    writes, and both cost less (a full resolve of 1,000,000 records: the search
+    index's writes 15.2 to 13.4 s, the crosswalk's 16.3 to 14.0 s; benchmarks/README.md)."""
 
     new: list[str] = field(default_factory=list)  # golden ids inserted
     rewritten: dict[str, str] = field(default_factory=dict)  # golden id -> new search text
