@@ -70,6 +70,7 @@ from accord.match.learned import (
     LearnedEngine,
     LearnedResult,
     ScoredLink,
+    _contradiction_test,
     deterministic_links,
     score_pairs,
 )
@@ -273,7 +274,10 @@ class Study:
     def _rules(self) -> None:
         """The deterministic rules' pairs (linked before the model)."""
         config, size = self.engine.config, self.size
-        decided, _ = deterministic_links(self.columns, config.rules, config, self.sources)
+        contradicts = _contradiction_test(self.columns, self.comparisons)
+        decided, _ = deterministic_links(
+            self.columns, config.rules, config, self.sources, contradicts
+        )
         left = np.array([link.left for link in decided], dtype=np.int64)
         right = np.array([link.right for link in decided], dtype=np.int64)
         left, right = np.minimum(left, right), np.maximum(left, right)
