@@ -21,6 +21,7 @@ from accord.match.clusters import GuardedClusters
 from accord.match.columns import Columns
 from accord.match.comparisons import CompiledComparison
 from accord.match.evaluate import pairwise_scores
+from accord.match.incremental import NeighbourhoodScorer, Node
 from accord.match.learned import (
     LearnedEngine,
     LearnedMatcher,
@@ -344,16 +345,15 @@ def test_deterministic_rules_skip_pairs_that_disagree_on_a_conflicts_column() ->
 
 def test_deterministic_rules_see_contradictions_as_the_guard_does() -> None:
     """A typo on a `conflicts` column holds a rule's link back no more than the guard
-    holds the model's: only the column's comparison's `else` level contradicts."""
-    columns = Columns(
-        {
-            "email": ["a", "b", "c", "d"],
-            "family_name": ["p", "q", "r", "s"],
-            "tax_id": ["t1", "t1", "t2", "t2"],
-            "birth_date": ["1980-01-01", "1980-01-02", "1980-01-01", "1975-06-30"],
-        },
-        4,
-    )
+    holds the model's: only the column's comparison's `else` level contradicts. The
+    same whether all records are resolved at once or one against its neighbours."""
+    values = {
+        "email": ["a", "b", "c", "d"],
+        "family_name": ["p", "q", "r", "s"],
+        "tax_id": ["t1", "t1", "t2", "t2"],
+        "birth_date": ["1980-01-01", "1980-01-02", "1980-01-01", "1975-06-30"],
+    }
+    columns = Columns(values, 4)
     email = SMALL["model"]["comparisons"][0]
     birth_date = {
         "name": "birth_date",
@@ -363,10 +363,20 @@ def test_deterministic_rules_see_contradictions_as_the_guard_does() -> None:
     config = _small(
         rules=[{"name": "same_tax_id", "equal": ["tax_id"]}], comparisons=[email, birth_date]
     )
-    result = LearnedEngine(config).run(columns, params=_email_model(columns, config))
+    params = _email_model(columns, config)
+    result = LearnedEngine(config).run(columns, params=params)
     # (0, 1): one digit apart, a typo; (2, 3): different birth dates
     assert [(link.left, link.right, link.rule) for link in result.links] == [(0, 1, "same_tax_id")]
     assert result.clusters == [[0, 1], [2], [3]]
+
+    scorer = NeighbourhoodScorer(config, params)
+    for known, new_record, linked in [(0, 1, True), (2, 3, False)]:
+        nodes = [
+            Node(("crm", str(i)), {name: column[i] for name, column in values.items()}, None)
+            for i in (known, new_record)
+        ]
+        local = scorer.cluster(nodes, scorer.columns(nodes, {}), record=1, regroup=[], decisions=[])
+        assert [link.rule for link in local.links] == (["same_tax_id"] if linked else [])
 
 
 def test_a_deterministic_rules_kind_must_match() -> None:
