@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from accord.config.loader import load_project
+from accord.config.loader import Project, load_project
 from accord.demo.generator import generate
 from accord.demo.run import inputs, read_truth, write_project
 from accord.golden.relationships import referenced_employers
@@ -44,6 +44,21 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def demo_company(
+    scratch: Path, data: Path | None, customers: int, seed: int
+) -> tuple[Project, Path]:
+    """The demo project, written under `scratch`, and its company's data: in `data` if
+    given (generated there unless it already holds a company), else under `scratch`."""
+    root = scratch / "project"
+    write_project(root)
+    project = load_project(root)
+    data = data or root / "data"
+    if not (data / "truth.csv").exists():
+        print(f"generating {customers:,} customers ...", flush=True)
+        generate(data, seed=seed, customers=customers)
+    return project, data
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=100_000)
@@ -55,14 +70,8 @@ def main() -> None:
     memory: dict[str, float] = {}
     load_at_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "project"
-        write_project(root)
-        project = load_project(root)
-        data = args.data or root / "data"
         started = time.perf_counter()
-        if not (data / "truth.csv").exists():
-            print(f"generating {args.customers:,} customers ...", flush=True)
-            generate(data, seed=args.seed, customers=args.customers)
+        project, data = demo_company(Path(tmp), args.data, args.customers, args.seed)
         seconds["generate"] = time.perf_counter() - started
 
         print("mapping and building features ...", flush=True)

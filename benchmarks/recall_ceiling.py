@@ -57,9 +57,7 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from accord.config.loader import load_project
-from accord.demo.generator import generate
-from accord.demo.run import read_truth, write_project
+from accord.demo.run import read_truth
 from accord.match.blocking import block, pairs_within
 from accord.match.clusters import component_labels
 from accord.match.columns import Columns
@@ -75,7 +73,7 @@ from accord.match.learned import (
     score_pairs,
 )
 from accord.match.model import ModelParams, level_matrix, score
-from match_scale import peak_mib, read_features
+from match_scale import demo_company, peak_mib, read_features
 from pipeline import _commit, machine
 
 RESULTS = Path(__file__).parent / "results"
@@ -97,13 +95,7 @@ def main() -> None:
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp) / "project"
-        write_project(root)
-        project = load_project(root)
-        data = args.data or root / "data"
-        if not (data / "truth.csv").exists():
-            print(f"generating {args.customers:,} customers ...", flush=True)
-            generate(data, seed=args.seed, customers=args.customers)
+        project, data = demo_company(Path(tmp), args.data, args.customers, args.seed)
         print("mapping and building features ...", flush=True)
         keys, systems, table = read_features(project, data)
         truth = read_truth(data / "truth.csv")

@@ -19,10 +19,10 @@ memory) fails the resolve, whose transaction then writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import Any, ClassVar
 
 from accord.config.models import SurvivorshipConfig, SystemConfig
 from accord.errors import AccordError
@@ -33,7 +33,7 @@ from accord.match.features import features_of
 from accord.match.index import IndexKeys, IndexPlan, index_keys, joined
 from accord.match.learned import record_columns
 from accord.runtime.heap import freeze_once
-from accord.runtime.processes import Beside, spawned
+from accord.runtime.processes import Beside, R, T, spawned
 from accord.store.engine import JSONText, json_value
 from accord.store.records import CurrentDocument
 
@@ -68,11 +68,37 @@ def read_documents(documents: Sequence[str]) -> list[Reading]:
     return read
 
 
-class ReadPool(Beside):
+class _ResolvePool(Beside):
+    """One process beside a full resolve, handed its work a batch at a time and giving
+    the results back in order. If it dies, the resolve stops with `lost` (saying the
+    process was `doing` its work, and that 0 workers has the resolve `do` it itself)
+    before anything of it is written."""
+
+    lost: ClassVar[type[AccordError]]
+    doing: ClassVar[str]  # "reading records"
+    do: ClassVar[str]  # "read records"
+
+    def _in_order(
+        self, batches: Iterable[T], submit: Callable[[T], Future[R]], ahead: int
+    ) -> Iterator[tuple[T, R]]:
+        try:
+            yield from self.in_order(batches, submit, ahead)
+        except BrokenProcessPool as exc:
+            raise self.lost(
+                f"the process {self.doing} stopped in the middle of the resolve (killed, "
+                "or out of memory); nothing of this resolve was written",
+                hint=f"run the resolve again; set ACCORD_RESOLVE_WORKERS=0 to {self.do} "
+                "in the resolving process",
+            ) from exc
+
+
+class ReadPool(_ResolvePool):
     """One process reading records (`read_documents`) a page at a time, while this one
     fetches the next pages from the store: parsing the JSON and working out the match
     features take about as long as fetching, and a full resolve's reading is otherwise
     on one core. Use as a context manager."""
+
+    lost, doing, do = ReadingLost, "reading records", "read records"
 
     def __init__(self, *, ahead: int = 3) -> None:
         self.ahead = ahead
@@ -82,23 +108,17 @@ class ReadPool(Beside):
         self, pages: Iterable[Sequence[CurrentDocument]]
     ) -> Iterator[tuple[Sequence[CurrentDocument], list[Reading]]]:
         """Each page of records with what is kept of them, in the order given."""
-        try:
-            yield from self.in_order(pages, self._submit, self.ahead)
-        except BrokenProcessPool as exc:
-            raise ReadingLost(
-                "the process reading records stopped in the middle of the resolve (killed, "
-                "or out of memory); nothing of this resolve was written",
-                hint="run the resolve again; set ACCORD_RESOLVE_WORKERS=0 to read records "
-                "in the resolving process",
-            ) from exc
+        return self._in_order(pages, self._submit, self.ahead)
 
     def _submit(self, page: Sequence[CurrentDocument]) -> Future[list[Reading]]:
         return self._executor.submit(read_documents, [d.document for d in page])
 
 
-class ContentPool(Beside):
+class ContentPool(_ResolvePool):
     """One process building golden content for the clusters of `groups` (positions in
     `stored`); use as a context manager."""
+
+    lost, doing, do = ContentLost, "building golden records", "build golden records"
 
     def __init__(
         self,
@@ -117,15 +137,7 @@ class ContentPool(Beside):
     def build(self, batches: Iterable[Batch]) -> Iterator[tuple[Batch, list[dict[str, Any]]]]:
         """Each batch with its customers' golden content, in the order given
         (`golden.resolve.write_clusters` asks for it so)."""
-        try:
-            yield from self.in_order(batches, self._submit, self.ahead)
-        except BrokenProcessPool as exc:
-            raise ContentLost(
-                "the process building golden records stopped in the middle of the resolve "
-                "(killed, or out of memory); nothing of this resolve was written",
-                hint="run the resolve again; set ACCORD_RESOLVE_WORKERS=0 to build golden "
-                "records in the resolving process",
-            ) from exc
+        return self._in_order(batches, self._submit, self.ahead)
 
     def _submit(self, batch: Batch) -> Future[list[dict[str, Any]]]:
         work = [([self.stored[j] for j in self.groups[i]], pins) for i, pins in batch]
